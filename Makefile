@@ -1,0 +1,34 @@
+# pgha: `make up` starts the local HA lab, `make test` runs the whole suite.
+# The venv is built from the system Python (/usr/bin/python3) so that the unprivileged
+# user that runs PostgreSQL and Patroni in the lab can read it.
+SYSTEM_PYTHON ?= /usr/bin/python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: up down status plan test lint clean
+
+$(VENV)/.installed: requirements.txt requirements-lab.txt requirements-dev.txt
+	test -x $(PY) || $(SYSTEM_PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+up: $(VENV)/.installed
+	$(PY) -m pgha plan --stack dev
+
+status: $(VENV)/.installed
+	$(PY) -m pgha lab status
+
+down: $(VENV)/.installed
+	$(PY) -m pgha lab down
+
+plan: $(VENV)/.installed
+	$(PY) -m pgha plan --stack $(or $(STACK),dev)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+
+test: $(VENV)/.installed lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,356 @@
+"""The stack's configuration: the only reader of ``pulumi.Config``.
+
+Every ``pgha:*`` key is parsed and checked here, at program start, into one typed
+:class:`StackConfig`. All problems are collected and raised together as a
+:class:`ConfigError` before a single resource is registered, so a typo never
+half-applies a stack.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+NAMESPACE = "pgha"
+
+ENGINES = ("rds", "patroni")
+SCHEMA_RUNNERS = ("lambda", "off")
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_MINUTES_PER_DAY = 24 * 60
+_MINUTES_PER_WEEK = 7 * _MINUTES_PER_DAY
+
+
+class ConfigError(ValueError):
+    """Raised when stack config is invalid; ``problems`` lists one line per bad key."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__(
+            "invalid pgha stack config:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Everything the program needs to know about one stack, validated.
+
+    Defaults are the secure choice: Multi-AZ, deletion protection, a week of
+    backups, nothing reachable until ``allowedCidrs`` says so.
+    """
+
+    project: str
+    stack: str
+    region: str
+    engine: str = "rds"
+    postgres_version: int = 17
+    instance_class: str = "db.m7g.large"
+    allocated_storage: int = 100
+    max_allocated_storage: int = 1000
+    multi_az: bool = True
+    replicas: int = 1
+    dr_region: str | None = None
+    backup_retention_days: int = 7
+    backup_window: str = "03:00-04:00"
+    maintenance_window: str = "sun:05:00-sun:06:00"
+    deletion_protection: bool = True
+    vpc_cidr: str | None = "10.40.0.0/16"
+    dr_vpc_cidr: str = "10.41.0.0/16"
+    vpc_id: str | None = None
+    subnet_ids: tuple[str, ...] = ()
+    allowed_cidrs: tuple[str, ...] = ()
+    allowed_security_group_ids: tuple[str, ...] = ()
+    alarm_email: str | None = None
+    proxy: bool = False
+    max_connections: int = 400
+    schema_runner: str = "lambda"
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def name_prefix(self) -> str:
+        """Physical-name prefix shared by every resource of this stack (e.g. ``pgha-prod``)."""
+        return re.sub(r"[^a-z0-9-]", "-", f"{self.project}-{self.stack}".lower())
+
+    @property
+    def all_tags(self) -> dict[str, str]:
+        """The user's tags plus the ones pgha always sets."""
+        return {"pgha:project": self.project, "pgha:stack": self.stack, **self.tags}
+
+
+# --- parsers: each takes the raw string Pulumi holds and returns a value or raises ValueError
+
+
+def _parse_bool(raw: str) -> bool:
+    if raw in ("true", "false"):
+        return raw == "true"
+    raise ValueError("must be true or false")
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        if not re.fullmatch(r"-?\d+", raw.strip()):
+            raise ValueError(f"must be a whole number from {low} to {high}")
+        value = int(raw)
+        if not low <= value <= high:
+            raise ValueError(f"must be from {low} to {high}")
+        return value
+
+    return parse
+
+
+def _one_of(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in allowed:
+            raise ValueError("must be one of " + ", ".join(allowed))
+        return raw
+
+    return parse
+
+
+def _matching(pattern: str, what: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if not re.fullmatch(pattern, raw):
+            raise ValueError(f"must be {what}")
+        return raw
+
+    return parse
+
+
+_parse_region = _matching(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d", "an AWS region such as eu-west-1")
+_parse_instance_class = _matching(r"db\.[a-z0-9]+\.[a-z0-9]+", "an RDS instance class such as db.m7g.large")
+_parse_email = _matching(r"[^@\s]+@[^@\s]+\.[^@\s]+", "an email address")
+_parse_vpc_id = _matching(r"vpc-[0-9a-f]{8,17}", "a VPC id such as vpc-0123456789abcdef0")
+
+
+def _parse_json(raw: str, kind: type, what: str) -> Any:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ValueError(f"must be {what}") from None
+    if not isinstance(value, kind):
+        raise ValueError(f"must be {what}")
+    return value
+
+
+def _parse_cidr(raw: str) -> str:
+    try:
+        net = ipaddress.ip_network(raw, strict=True)
+    except ValueError:
+        raise ValueError(f"{raw!r} is not a valid CIDR block (e.g. 10.0.0.0/16)") from None
+    return str(net)
+
+
+def _parse_vpc_cidr(raw: str) -> str:
+    cidr = _parse_cidr(raw)
+    net = ipaddress.ip_network(cidr)
+    if net.version != 4 or not 16 <= net.prefixlen <= 24 or not net.is_private:
+        raise ValueError("must be a private IPv4 CIDR from /16 to /24 (e.g. 10.40.0.0/16)")
+    return cidr
+
+
+def _parse_allowed_cidrs(raw: str) -> tuple[str, ...]:
+    items = _parse_json(raw, list, 'a list of CIDR blocks, e.g. ["10.0.0.0/16"]')
+    cidrs = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"{item!r} is not a CIDR string")
+        cidr = _parse_cidr(item)
+        if ipaddress.ip_network(cidr).prefixlen == 0:
+            raise ValueError(f"{cidr} would open the database to the whole internet; list your networks")
+        cidrs.append(cidr)
+    return tuple(cidrs)
+
+
+def _parse_id_list(prefix: str) -> Callable[[str], tuple[str, ...]]:
+    def parse(raw: str) -> tuple[str, ...]:
+        items = _parse_json(raw, list, f'a list of ids, e.g. ["{prefix}-0123456789abcdef0"]')
+        for item in items:
+            if not isinstance(item, str) or not re.fullmatch(rf"{prefix}-[0-9a-f]{{8,17}}", item):
+                raise ValueError(f"{item!r} is not a {prefix}- id")
+        if len(set(items)) != len(items):
+            raise ValueError("lists an id twice")
+        return tuple(items)
+
+    return parse
+
+
+def _parse_tags(raw: str) -> dict[str, str]:
+    tags = _parse_json(raw, dict, 'a map of strings, e.g. {"team": "data"}')
+    for key, value in tags.items():
+        if not isinstance(value, str) or not key or len(key) > 128 or len(value) > 256:
+            raise ValueError(f"tag {key!r} must map a 1-128 character key to a string of at most 256")
+        if key.lower().startswith("aws:"):
+            raise ValueError(f"tag {key!r}: the aws: prefix is reserved by AWS")
+    return tags
+
+
+def _parse_hhmm(text: str) -> int:
+    match = re.fullmatch(r"([01]\d|2[0-3]):([0-5]\d)", text)
+    if not match:
+        raise ValueError
+    return int(match[1]) * 60 + int(match[2])
+
+
+def parse_backup_window(raw: str) -> tuple[int, int]:
+    """Return the daily backup window as (start, length) in minutes after midnight UTC."""
+    try:
+        start, end = (_parse_hhmm(part) for part in raw.split("-"))
+    except ValueError:
+        raise ValueError("must be hh:mm-hh:mm in UTC, e.g. 03:00-04:00") from None
+    length = (end - start) % _MINUTES_PER_DAY
+    if length < 30:
+        raise ValueError("must last at least 30 minutes")
+    return start, length
+
+
+def parse_maintenance_window(raw: str) -> tuple[int, int]:
+    """Return the weekly maintenance window as (start, length) in minutes after Monday 00:00 UTC."""
+    match = re.fullmatch(r"([a-z]{3}):(\d\d:\d\d)-([a-z]{3}):(\d\d:\d\d)", raw.lower())
+    try:
+        if not match or match[1] not in DAYS or match[3] not in DAYS:
+            raise ValueError
+        start = DAYS.index(match[1]) * _MINUTES_PER_DAY + _parse_hhmm(match[2])
+        end = DAYS.index(match[3]) * _MINUTES_PER_DAY + _parse_hhmm(match[4])
+    except ValueError:
+        raise ValueError("must be ddd:hh:mm-ddd:hh:mm in UTC, e.g. sun:05:00-sun:06:00") from None
+    length = (end - start) % _MINUTES_PER_WEEK
+    if length < 30:
+        raise ValueError("must last at least 30 minutes")
+    return start, length
+
+
+def windows_overlap(backup: tuple[int, int], maintenance: tuple[int, int]) -> bool:
+    """True when the weekly maintenance window meets any day's backup window."""
+    m_start, m_len = maintenance
+    for day in range(7):
+        b_start = day * _MINUTES_PER_DAY + backup[0]
+        for shift in (-_MINUTES_PER_WEEK, 0, _MINUTES_PER_WEEK):
+            start = b_start + shift
+            if start < m_start + m_len and m_start < start + backup[1]:
+                return True
+    return False
+
+
+# key -> (dataclass field, parser). Order is the order errors are reported in.
+KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "engine": ("engine", _one_of(*ENGINES)),
+    "postgresVersion": ("postgres_version", _int_in(14, 18)),
+    "instanceClass": ("instance_class", _parse_instance_class),
+    "allocatedStorage": ("allocated_storage", _int_in(20, 65536)),
+    "maxAllocatedStorage": ("max_allocated_storage", _int_in(0, 65536)),
+    "multiAz": ("multi_az", _parse_bool),
+    "replicas": ("replicas", _int_in(0, 5)),
+    "drRegion": ("dr_region", _parse_region),
+    "backupRetentionDays": ("backup_retention_days", _int_in(1, 35)),
+    "backupWindow": ("backup_window", lambda raw: (parse_backup_window(raw), raw)[1]),
+    "maintenanceWindow": ("maintenance_window", lambda raw: (parse_maintenance_window(raw), raw.lower())[1]),
+    "deletionProtection": ("deletion_protection", _parse_bool),
+    "vpcCidr": ("vpc_cidr", _parse_vpc_cidr),
+    "drVpcCidr": ("dr_vpc_cidr", _parse_vpc_cidr),
+    "vpcId": ("vpc_id", _parse_vpc_id),
+    "subnetIds": ("subnet_ids", _parse_id_list("subnet")),
+    "allowedCidrs": ("allowed_cidrs", _parse_allowed_cidrs),
+    "allowedSecurityGroupIds": ("allowed_security_group_ids", _parse_id_list("sg")),
+    "alarmEmail": ("alarm_email", _parse_email),
+    "proxy": ("proxy", _parse_bool),
+    "maxConnections": ("max_connections", _int_in(20, 5000)),
+    "schemaRunner": ("schema_runner", _one_of(*SCHEMA_RUNNERS)),
+    "tags": ("tags", _parse_tags),
+}
+
+
+def _shown(raw: str) -> str:
+    return raw if len(raw) <= 80 else raw[:77] + "..."
+
+
+def parse_config(raw: Mapping[str, str], *, project: str, stack: str, region: str | None) -> StackConfig:
+    """Validate raw ``pgha:*`` values (keys without the namespace) into a StackConfig.
+
+    Raises ConfigError naming every bad key, its value and what is allowed.
+    """
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    for key in raw:
+        if key not in KEYS:
+            problems.append(f"{NAMESPACE}:{key} is not a pgha setting (known: {', '.join(KEYS)})")
+    for key, (attr, parse) in KEYS.items():
+        if key not in raw or raw[key] is None:
+            continue
+        try:
+            values[attr] = parse(str(raw[key]))
+        except ConfigError as err:
+            problems.extend(f"{NAMESPACE}:{key}.{p}" for p in err.problems)
+        except ValueError as err:
+            problems.append(f"{NAMESPACE}:{key} = {_shown(str(raw[key]))!r}: {err}")
+
+    if not region:
+        problems.append("aws:region is not set: run `pulumi config set aws:region <region>`")
+    elif not re.fullmatch(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d", region):
+        problems.append(f"aws:region = {region!r}: must be an AWS region such as eu-west-1")
+    problems.extend(_cross_checks(values, region))
+    if problems:
+        raise ConfigError(problems)
+    if "vpc_id" in values:
+        values["vpc_cidr"] = None
+    return StackConfig(project=project, stack=stack, region=str(region), **values)
+
+
+def _cross_checks(values: dict[str, Any], region: str | None) -> list[str]:
+    """Rules that involve more than one key."""
+    problems = []
+    defaults = StackConfig(project="", stack="", region="")
+    get = lambda attr: values.get(attr, getattr(defaults, attr))
+
+    max_storage, storage = get("max_allocated_storage"), get("allocated_storage")
+    if max_storage and max_storage < storage:
+        problems.append(
+            f"{NAMESPACE}:maxAllocatedStorage = {max_storage}: must be 0 (autoscaling off) "
+            f"or at least allocatedStorage ({storage})"
+        )
+    if values.get("dr_region") and values["dr_region"] == region:
+        problems.append(f"{NAMESPACE}:drRegion = {region!r}: must differ from aws:region")
+    if windows_overlap(parse_backup_window(get("backup_window")), parse_maintenance_window(get("maintenance_window"))):
+        problems.append(
+            f"{NAMESPACE}:maintenanceWindow = {get('maintenance_window')!r}: overlaps the daily "
+            f"backupWindow {get('backup_window')!r}; move one of them"
+        )
+    has_vpc, has_subnets = "vpc_id" in values, "subnet_ids" in values
+    if has_vpc != has_subnets:
+        problems.append(f"{NAMESPACE}:vpcId and {NAMESPACE}:subnetIds go together: set both to bring your own VPC")
+    if has_subnets and len(values["subnet_ids"]) < 2:
+        problems.append(f"{NAMESPACE}:subnetIds: give at least 2 subnets in at least 2 availability zones")
+    if has_vpc and "vpc_cidr" in values:
+        problems.append(f"{NAMESPACE}:vpcCidr and {NAMESPACE}:vpcId exclude each other: create a VPC or bring one")
+    if values.get("engine") == "patroni":
+        problems.append(f"{NAMESPACE}:engine = 'patroni': the Patroni on EC2 path is not available yet; use rds")
+    return problems
+
+
+def load_config() -> StackConfig:
+    """Read and validate this stack's ``pgha:*`` and ``aws:region`` config from Pulumi."""
+    import pulumi
+
+    conf = pulumi.Config(NAMESPACE)
+    raw = {key: conf.get(key) for key in KEYS if conf.get(key) is not None}
+    raw.update(_unknown_keys())
+    return parse_config(
+        raw,
+        project=pulumi.get_project(),
+        stack=pulumi.get_stack(),
+        region=pulumi.Config("aws").get("region"),
+    )
+
+
+def _unknown_keys() -> dict[str, str]:
+    """``pgha:*`` keys Pulumi holds that pgha does not know, so typos are reported."""
+    from pulumi.runtime.config import CONFIG, get_config_env
+
+    found = {**get_config_env(), **CONFIG.get()}
+    return {
+        key.split(":", 1)[1]: str(value)
+        for key, value in found.items()
+        if key.startswith(f"{NAMESPACE}:") and key.split(":", 1)[1] not in KEYS
+    }

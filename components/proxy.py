@@ -1,0 +1,109 @@
+"""Optional RDS Proxy in front of the primary: pooled, TLS-only, IAM-authenticated connections."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components.network import POSTGRES_PORT
+
+
+@dataclass(frozen=True)
+class RdsProxyArgs:
+    """The instance to front and how clients reach the proxy."""
+
+    db_instance_identifier: pulumi.Input[str]
+    master_secret_arn: pulumi.Input[str]
+    kms_key_arn: pulumi.Input[str]
+    vpc_id: pulumi.Input[str]
+    vpc_cidr: pulumi.Input[str]
+    subnet_ids: pulumi.Input[Sequence[str]]
+    allowed_cidrs: Sequence[str] = ()
+    allowed_security_group_ids: Sequence[str] = ()
+    #: Share of max_connections the proxy may hold open to the database.
+    max_connections_percent: int = 90
+
+
+class RdsProxy(pulumi.ComponentResource):
+    """RDS Proxy with TLS required, reading the master secret through a narrowly-scoped role."""
+
+    endpoint: pulumi.Output[str]
+    security_group_id: pulumi.Output[str]
+
+    def __init__(self, name: str, args: RdsProxyArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("pgha:proxy:RdsProxy", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        role = aws.iam.Role(
+            f"{name}-role",
+            assume_role_policy=aws.iam.get_policy_document_output(
+                statements=[{"actions": ["sts:AssumeRole"],
+                             "principals": [{"type": "Service", "identifiers": ["rds.amazonaws.com"]}]}],
+                opts=pulumi.InvokeOutputOptions(parent=self),
+            ).json,
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-read-secret",
+            role=role.id,
+            policy=aws.iam.get_policy_document_output(
+                statements=[
+                    {"actions": ["secretsmanager:GetSecretValue"], "resources": [args.master_secret_arn]},
+                    {"actions": ["kms:Decrypt"], "resources": [args.kms_key_arn]},
+                ],
+                opts=pulumi.InvokeOutputOptions(parent=self),
+            ).json,
+            opts=child,
+        )
+
+        sg = aws.ec2.SecurityGroup(
+            f"{name}-sg", description="pgha RDS Proxy: PostgreSQL from allowed sources", vpc_id=args.vpc_id, opts=child
+        )
+        for index, cidr in enumerate(args.allowed_cidrs):
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-from-cidr-{index}", security_group_id=sg.id, ip_protocol="tcp", from_port=POSTGRES_PORT,
+                to_port=POSTGRES_PORT, cidr_ipv4=cidr, description=f"PostgreSQL from {cidr}", opts=child,
+            )
+        for sg_id in args.allowed_security_group_ids:
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-from-{sg_id}", security_group_id=sg.id, ip_protocol="tcp", from_port=POSTGRES_PORT,
+                to_port=POSTGRES_PORT, referenced_security_group_id=sg_id, description=f"PostgreSQL from {sg_id}",
+                opts=child,
+            )
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-to-db", security_group_id=sg.id, ip_protocol="tcp", from_port=POSTGRES_PORT,
+            to_port=POSTGRES_PORT, cidr_ipv4=args.vpc_cidr,
+            description="PostgreSQL to the database inside the VPC", opts=child,
+        )
+
+        proxy = aws.rds.Proxy(
+            f"{name}-rds",
+            engine_family="POSTGRESQL",
+            require_tls=True,
+            idle_client_timeout=1800,
+            role_arn=role.arn,
+            vpc_subnet_ids=args.subnet_ids,
+            vpc_security_group_ids=[sg.id],
+            auths=[{"auth_scheme": "SECRETS", "secret_arn": args.master_secret_arn, "iam_auth": "REQUIRED",
+                    "client_password_auth_type": "POSTGRES_SCRAM_SHA_256"}],
+            opts=child,
+        )
+        group = aws.rds.ProxyDefaultTargetGroup(
+            f"{name}-targets",
+            db_proxy_name=proxy.name,
+            connection_pool_config={"max_connections_percent": args.max_connections_percent},
+            opts=child,
+        )
+        aws.rds.ProxyTarget(
+            f"{name}-primary",
+            db_proxy_name=proxy.name,
+            target_group_name=group.name,
+            db_instance_identifier=args.db_instance_identifier,
+            opts=child,
+        )
+        self.endpoint = proxy.endpoint
+        self.security_group_id = sg.id
+        self.register_outputs({"endpoint": self.endpoint, "securityGroupId": sg.id})

@@ -1,0 +1,124 @@
+"""Wires the components of one stack together from its validated config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from components.alarms import DatabaseAlarms, DatabaseAlarmsArgs, MonitoredInstance
+from components.config import StackConfig
+from components.dr import DrReplica, DrReplicaArgs
+from components.network import POSTGRES_PORT, Network, NetworkArgs
+from components.proxy import RdsProxy, RdsProxyArgs
+from components.rds import RdsPostgres, RdsPostgresArgs
+
+
+def build_stack(cfg: StackConfig) -> dict[str, Any]:
+    """Declare every resource of the stack and return its outputs by export name.
+
+    Both engines export the same names, so the schema hook and the drills do not
+    care which path built the database.
+    """
+    provider = aws.Provider("aws", region=cfg.region, default_tags={"tags": cfg.all_tags})
+    opts = pulumi.ResourceOptions(providers={"aws": provider})
+    name = cfg.name_prefix
+
+    network = Network(
+        f"{name}-net",
+        NetworkArgs(
+            vpc_cidr=cfg.vpc_cidr,
+            vpc_id=cfg.vpc_id,
+            subnet_ids=cfg.subnet_ids,
+            allowed_cidrs=cfg.allowed_cidrs,
+            allowed_security_group_ids=cfg.allowed_security_group_ids,
+        ),
+        opts,
+    )
+    rds_args = RdsPostgresArgs(
+        region=cfg.region,
+        subnet_group_name=network.db_subnet_group_name,
+        security_group_id=network.db_security_group_id,
+        azs=network.azs,
+        postgres_version=cfg.postgres_version,
+        instance_class=cfg.instance_class,
+        allocated_storage=cfg.allocated_storage,
+        max_allocated_storage=cfg.max_allocated_storage,
+        multi_az=cfg.multi_az,
+        replicas=cfg.replicas,
+        backup_retention_days=cfg.backup_retention_days,
+        backup_window=cfg.backup_window,
+        maintenance_window=cfg.maintenance_window,
+        deletion_protection=cfg.deletion_protection,
+        max_connections=cfg.max_connections,
+    )
+    db = RdsPostgres(name, rds_args, opts)
+
+    watched = [MonitoredInstance("primary", db.primary.identifier)] + [
+        MonitoredInstance(f"replica-{i + 1}", replica.identifier, replica=True) for i, replica in enumerate(db.replicas)
+    ]
+    alarms = DatabaseAlarms(f"{name}-alarms", _alarm_args(cfg, db.key.key_id, watched), opts)
+
+    outputs: dict[str, Any] = {
+        "writerEndpoint": db.primary.address,
+        "readerEndpoints": [replica.address for replica in db.replicas],
+        "port": POSTGRES_PORT,
+        "masterSecretArn": db.master_secret_arn,
+        "kmsKeyArn": db.key.arn,
+        "vpcId": network.vpc_id,
+        "subnetIds": network.subnet_ids,
+        "securityGroupId": network.db_security_group_id,
+        "alarmTopicArn": alarms.topic.arn,
+        "engine": cfg.engine,
+    }
+
+    if cfg.dr_region:
+        dr = DrReplica(
+            f"{name}-dr",
+            DrReplicaArgs(
+                region=cfg.dr_region,
+                source=db.primary,
+                rds=rds_args,
+                monitoring_role_arn=db.monitoring_role.arn,
+                vpc_cidr=cfg.dr_vpc_cidr,
+                tags=cfg.all_tags,
+            ),
+        )
+        DatabaseAlarms(
+            f"{name}-dr-alarms",
+            _alarm_args(cfg, dr.key.key_id, [MonitoredInstance("dr-replica", dr.instance.identifier, replica=True)]),
+            pulumi.ResourceOptions(providers={"aws": dr.provider}),
+        )
+        outputs["drReplicaArn"] = dr.instance.arn
+        outputs["drRegion"] = cfg.dr_region
+
+    if cfg.proxy:
+        proxy = RdsProxy(
+            f"{name}-proxy",
+            RdsProxyArgs(
+                db_instance_identifier=db.primary.identifier,
+                master_secret_arn=db.master_secret_arn,
+                kms_key_arn=db.key.arn,
+                vpc_id=network.vpc_id,
+                vpc_cidr=network.vpc_cidr,
+                subnet_ids=network.subnet_ids,
+                allowed_cidrs=cfg.allowed_cidrs,
+                allowed_security_group_ids=cfg.allowed_security_group_ids,
+            ),
+            opts,
+        )
+        network.admit(f"{name}-db-from-proxy", proxy.security_group_id, "PostgreSQL from the RDS Proxy")
+        outputs["proxyEndpoint"] = proxy.endpoint
+
+    return outputs
+
+
+def _alarm_args(cfg: StackConfig, key_id: pulumi.Input[str], watched: list[MonitoredInstance]) -> DatabaseAlarmsArgs:
+    return DatabaseAlarmsArgs(
+        kms_key_id=key_id,
+        instances=watched,
+        allocated_storage_gib=cfg.allocated_storage,
+        max_connections=cfg.max_connections,
+        alarm_email=cfg.alarm_email,
+    )

@@ -1,0 +1,373 @@
+"""Run the Pulumi program in-process under ``pulumi.runtime.set_mocks``.
+
+The one way tests, ``pgha plan`` and the policy checks see what ``pulumi up`` would
+register without a Pulumi CLI or cloud credentials: the real SDK runs the real
+``__main__.py`` with a stack's config, and every registration is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import hashlib
+import json
+import runpy
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+ACCOUNT_ID = "123456789012"
+
+
+class Secret:
+    """A value Pulumi treats as secret; shown as ``[secret]`` and never printed."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "[secret]"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other.value == self.value
+
+    def __hash__(self) -> int:
+        return hash(repr(self.value))
+
+
+@dataclass
+class RegisteredResource:
+    """One resource the program registered, as the engine received it."""
+
+    type: str
+    name: str
+    urn: str
+    parent: str
+    provider: str
+    custom: bool
+    inputs: dict[str, Any]
+    dependencies: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        """The resource as plain JSON, secrets replaced by ``[secret]``."""
+        return {
+            "type": self.type,
+            "name": self.name,
+            "urn": self.urn,
+            "parent": self.parent,
+            "provider": self.provider,
+            "custom": self.custom,
+            "inputs": redact(self.inputs),
+            "dependencies": self.dependencies,
+        }
+
+
+@dataclass
+class Plan:
+    """What one run of the program registered, exported, or failed with."""
+
+    stack: str
+    resources: list[RegisteredResource] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    error: BaseException | None = None
+
+    def of_type(self, type_: str) -> list[RegisteredResource]:
+        """Resources of one Pulumi type token, in registration order."""
+        return [r for r in self.resources if r.type == type_]
+
+    def get(self, name: str) -> RegisteredResource:
+        """The resource with this logical name (names are unique within a stack)."""
+        matches = [r for r in self.resources if r.name == name]
+        if len(matches) != 1:
+            raise KeyError(f"{len(matches)} resources named {name!r}")
+        return matches[0]
+
+    def by_urn(self, urn: str) -> RegisteredResource:
+        """The resource with this URN."""
+        return next(r for r in self.resources if r.urn == urn)
+
+
+def redact(value: Any) -> Any:
+    """A JSON-able copy of ``value`` with every secret replaced by ``[secret]``."""
+    if isinstance(value, Secret):
+        return "[secret]"
+    if isinstance(value, dict):
+        return {k: redact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return repr(value)
+
+
+def plain_strings(value: Any) -> Iterator[str]:
+    """Every string in ``value`` that is not inside a secret: what state would hold in plaintext."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key)
+            yield from plain_strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from plain_strings(item)
+    elif not isinstance(value, Secret) and hasattr(value, "text"):  # StringAsset and friends
+        yield str(value.text)
+
+
+# --- stack config -----------------------------------------------------------------------
+
+
+def project_name(project_dir: Path = PROJECT_DIR) -> str:
+    """The project name from Pulumi.yaml."""
+    return yaml.safe_load((project_dir / "Pulumi.yaml").read_text())["name"]
+
+
+def _as_pulumi_string(value: Any) -> str:
+    """Config values as Pulumi hands them to a program: scalars as text, objects as JSON."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+def _qualified(key: str, project: str) -> str:
+    return key if ":" in key else f"{project}:{key}"
+
+
+def stack_config(
+    stack: str, overrides: Mapping[str, Any] | None = None, project_dir: Path = PROJECT_DIR
+) -> tuple[dict[str, str], list[str]]:
+    """A stack's config as Pulumi would pass it: ``Pulumi.<stack>.yaml`` plus overrides.
+
+    Keys without a namespace belong to the project. An override of ``None`` removes the
+    key. ``secure:`` values cannot be decrypted here: they are passed as a placeholder
+    and listed as secret keys.
+    """
+    project = project_name(project_dir)
+    path = project_dir / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        known = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in project_dir.glob("Pulumi.*.yaml"))
+        raise FileNotFoundError(f"no stack {stack!r}: {path.name} does not exist (stacks: {', '.join(known)})")
+    raw = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+    config: dict[str, str] = {}
+    secret_keys: list[str] = []
+    for key, value in raw.items():
+        key = _qualified(key, project)
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            secret_keys.append(key)
+            value = "[encrypted in the stack file]"
+        config[key] = _as_pulumi_string(value)
+    for key, value in (overrides or {}).items():
+        key = _qualified(key, project)
+        if value is None:
+            config.pop(key, None)
+        else:
+            config[key] = _as_pulumi_string(value)
+    return config, secret_keys
+
+
+# --- mocks ------------------------------------------------------------------------------
+
+
+def _fake_id(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()[:17]
+
+
+def _computed_state(args: Any) -> dict[str, Any]:
+    """Plausible provider-computed outputs for the resource types the program reads back."""
+    from pulumi.runtime import rpc
+
+    inputs = dict(args.inputs)
+    region = "eu-west-1"
+    service = args.typ.split(":")[1].split("/")[0] if args.typ.startswith("aws:") else "resource"
+    state: dict[str, Any] = {
+        "arn": f"arn:aws:{service}:{region}:{ACCOUNT_ID}:{args.name}",
+        "id": args.name,
+        "name": inputs.get("name", args.name),
+        **inputs,
+    }
+    if args.typ == "aws:rds/instance:Instance":
+        identifier = inputs.get("identifier", args.name)
+        state.update(
+            arn=f"arn:aws:rds:{region}:{ACCOUNT_ID}:db:{identifier}",
+            identifier=identifier,
+            address=f"{identifier}.cmocked.{region}.rds.amazonaws.com",
+            endpoint=f"{identifier}.cmocked.{region}.rds.amazonaws.com:5432",
+            port=5432,
+        )
+        if inputs.get("manageMasterUserPassword"):
+            state["masterUserSecrets"] = [
+                {"secretArn": f"arn:aws:secretsmanager:{region}:{ACCOUNT_ID}:secret:rds!db-{_fake_id(identifier)}",
+                 "kmsKeyId": inputs.get("masterUserSecretKmsKeyId", ""), "secretStatus": "active"}
+            ]
+    elif args.typ == "aws:kms/key:Key":
+        state.update(keyId=_fake_id(args.name), arn=f"arn:aws:kms:{region}:{ACCOUNT_ID}:key/{_fake_id(args.name)}")
+    elif args.typ == "aws:ec2/vpc:Vpc":
+        state.update(id=f"vpc-{_fake_id(args.name)}")
+    elif args.typ == "aws:ec2/subnet:Subnet":
+        state.update(id=f"subnet-{_fake_id(args.name)}")
+    elif args.typ == "aws:ec2/securityGroup:SecurityGroup":
+        state.update(id=f"sg-{_fake_id(args.name)}")
+    elif args.typ in ("aws:rds/proxy:Proxy", "aws:lb/loadBalancer:LoadBalancer"):
+        state.update(endpoint=f"{args.name}.mocked.{region}.amazonaws.com", dnsName=f"{args.name}.elb.amazonaws.com")
+    elif args.typ == "random:index/randomPassword:RandomPassword":
+        state.update(result=rpc.wrap_rpc_secret(f"mock-password-{_fake_id(args.name)}"))
+    return state
+
+
+def _invoke_result(token: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Canned answers for the data sources the program calls."""
+    if token == "aws:index/getCallerIdentity:getCallerIdentity":
+        return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/pgha", "userId": "AIDAMOCK"}
+    if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+        region = args.get("region") or "eu-west-1"
+        names = [f"{region}{suffix}" for suffix in "abc"]
+        return {"names": names, "zoneIds": [f"z-{n}" for n in names], "id": region}
+    if token == "aws:index/getRegion:getRegion":
+        return {"name": "eu-west-1", "region": "eu-west-1", "id": "eu-west-1"}
+    if token == "aws:ec2/getSubnet:getSubnet":
+        subnet = args.get("id", "subnet-0")
+        return {"id": subnet, "availabilityZone": f"eu-west-1{'abc'[int(subnet[-1], 16) % 3]}", "vpcId": "vpc-mock"}
+    if token == "aws:ec2/getVpc:getVpc":
+        return {"id": args.get("id"), "cidrBlock": "10.99.0.0/16"}
+    if token == "aws:iam/getPolicyDocument:getPolicyDocument":
+        return {"json": json.dumps({"Version": "2012-10-17", "Statement": _statements(args)})}
+    if token == "aws:ec2/getAmi:getAmi":
+        return {"id": "ami-0123456789abcdef0", "name": "debian-12-arm64-mock", "architecture": "arm64"}
+    return {}
+
+
+def _statements(args: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"Effect": s.get("effect", "Allow"), "Action": s.get("actions"), "Resource": s.get("resources", "*"),
+         "Principal": s.get("principals")}
+        for s in args.get("statements", [])
+    ]
+
+
+def _unwrap_secrets(value: Any) -> Any:
+    from pulumi.runtime import rpc
+
+    if rpc.is_rpc_secret(value):
+        return Secret(_unwrap_secrets(rpc.unwrap_rpc_secret(value)))
+    if isinstance(value, dict):
+        return {k: _unwrap_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap_secrets(v) for v in value]
+    return value
+
+
+def _recording_monitor(records: list[RegisteredResource]) -> Any:
+    import pulumi
+    from pulumi.runtime import mocks, rpc
+
+    class PlanMocks(pulumi.runtime.Mocks):
+        def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+            state = _computed_state(args)
+            return str(state.get("id", args.name)), state
+
+        def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list]:
+            return _invoke_result(args.token, dict(args.args)), []
+
+    class RecordingMonitor(mocks.MockMonitor):
+        def RegisterResource(self, request: Any) -> Any:
+            response = super().RegisterResource(request)
+            if request.type != "pulumi:pulumi:Stack":
+                records.append(
+                    RegisteredResource(
+                        type=request.type,
+                        name=request.name,
+                        urn=response.urn,
+                        parent=request.parent,
+                        provider=request.provider,
+                        custom=bool(request.custom),
+                        inputs=_unwrap_secrets(rpc.deserialize_properties(request.object, keep_internal=False)),
+                        dependencies=sorted(set(request.dependencies)),
+                    )
+                )
+            return response
+
+    return RecordingMonitor(PlanMocks())
+
+
+def _resolve(value: Any, loop: asyncio.AbstractEventLoop) -> Any:
+    import pulumi
+
+    output = pulumi.Output.from_input(value)
+    resolved = loop.run_until_complete(output.future())
+    return Secret(resolved) if loop.run_until_complete(output.is_secret()) else resolved
+
+
+def _run_in_context(
+    stack: str, config: dict[str, str], secret_keys: list[str], project_dir: Path, plan: Plan
+) -> None:
+    import pulumi
+    from pulumi.runtime.config import set_all_config
+    from pulumi.runtime.stack import wait_for_rpcs
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        pulumi.runtime.set_mocks(
+            None,  # replaced by the recording monitor
+            project=project_name(project_dir),
+            stack=stack,
+            preview=False,
+            monitor=_recording_monitor(plan.resources),
+        )
+        # Pulumi's settings fall back to process-wide defaults; this run gets its own pending-output set
+        pulumi.runtime.settings.SETTINGS.outputs = set()
+        set_all_config(config, secret_keys)
+        sys.path.insert(0, str(project_dir))
+        try:
+            runpy.run_path(str(project_dir / "__main__.py"), run_name="__main__")
+            loop.run_until_complete(wait_for_rpcs())
+            root = pulumi.runtime.settings.get_root_resource()
+            plan.outputs = {name: _resolve(value, loop) for name, value in root.outputs.items()}
+        finally:
+            sys.path.remove(str(project_dir))
+    except BaseException as err:  # noqa: BLE001 - handed to the caller through Plan.error
+        plan.error = err
+        _drain(loop)
+    finally:
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+        asyncio.set_event_loop(None)
+
+
+def _drain(loop: asyncio.AbstractEventLoop) -> None:
+    """Let the registrations a failed program left in flight finish; their errors are the program's."""
+    from pulumi.runtime.stack import wait_for_rpcs
+
+    with contextlib.suppress(Exception):
+        loop.run_until_complete(wait_for_rpcs())
+
+
+def run_program(
+    stack: str,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    check: bool = True,
+    project_dir: Path = PROJECT_DIR,
+) -> Plan:
+    """Run ``__main__.py`` for ``stack`` under mocks and return what it registered.
+
+    ``overrides`` sets or (with ``None``) removes config keys; bare keys are ``pgha:``
+    keys. With ``check`` (the default) a failing program raises its error; otherwise the
+    error is returned in ``Plan.error`` along with whatever was registered before it.
+    """
+    config, secret_keys = stack_config(stack, overrides, project_dir)
+    plan = Plan(stack=stack)
+    # a fresh context per run: Pulumi keeps its settings, root stack and config in context variables
+    contextvars.Context().run(_run_in_context, stack, config, secret_keys, project_dir, plan)
+    if check and plan.error is not None:
+        raise plan.error
+    return plan

@@ -1,0 +1,105 @@
+"""Stack config validation: every bad key is named, and nothing is registered."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.config import ConfigError, parse_config, windows_overlap, parse_backup_window, parse_maintenance_window
+from pgha.harness import run_program
+
+# (overrides on the dev stack, the key the error must name, a phrase of the explanation)
+INVALID = [
+    ({"engine": "aurora"}, "pgha:engine", "one of rds, patroni"),
+    ({"postgresVersion": "13"}, "pgha:postgresVersion", "from 14 to 18"),
+    ({"postgresVersion": "17.2"}, "pgha:postgresVersion", "whole number"),
+    ({"instanceClass": "m7g.large"}, "pgha:instanceClass", "db.m7g.large"),
+    ({"allocatedStorage": "10"}, "pgha:allocatedStorage", "from 20 to 65536"),
+    ({"allocatedStorage": "lots"}, "pgha:allocatedStorage", "whole number"),
+    ({"maxAllocatedStorage": "10"}, "pgha:maxAllocatedStorage", "at least allocatedStorage"),
+    ({"multiAz": "yes"}, "pgha:multiAz", "true or false"),
+    ({"multiAz": "1"}, "pgha:multiAz", "true or false"),
+    ({"replicas": "6"}, "pgha:replicas", "from 0 to 5"),
+    ({"replicas": "two"}, "pgha:replicas", "whole number"),
+    ({"drRegion": "eu-west-1"}, "pgha:drRegion", "must differ from aws:region"),
+    ({"drRegion": "Europe"}, "pgha:drRegion", "AWS region"),
+    ({"backupRetentionDays": "0"}, "pgha:backupRetentionDays", "from 1 to 35"),
+    ({"backupRetentionDays": "36"}, "pgha:backupRetentionDays", "from 1 to 35"),
+    ({"backupWindow": "3am"}, "pgha:backupWindow", "hh:mm-hh:mm"),
+    ({"backupWindow": "03:00-03:15"}, "pgha:backupWindow", "at least 30 minutes"),
+    ({"maintenanceWindow": "sunday 5am"}, "pgha:maintenanceWindow", "ddd:hh:mm-ddd:hh:mm"),
+    ({"maintenanceWindow": "mon:03:30-mon:04:30"}, "pgha:maintenanceWindow", "overlaps"),
+    ({"deletionProtection": "True"}, "pgha:deletionProtection", "true or false"),
+    ({"vpcCidr": "10.0.0.0/33"}, "pgha:vpcCidr", "not a valid CIDR"),
+    ({"vpcCidr": "8.8.0.0/16"}, "pgha:vpcCidr", "private IPv4"),
+    ({"vpcId": "vpc-0123456789abcdef0"}, "pgha:vpcId and pgha:subnetIds go together", "set both"),
+    ({"vpcCidr": None, "vpcId": "vpc-0123456789abcdef0", "subnetIds": '["subnet-0123456789abcdef0"]'},
+     "pgha:subnetIds", "at least 2 subnets"),
+    ({"vpcId": "vpc-0123456789abcdef0", "subnetIds": '["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]'},
+     "pgha:vpcCidr and pgha:vpcId exclude each other", "create a VPC or bring one"),
+    ({"subnetIds": "subnet-1,subnet-2"}, "pgha:subnetIds", "a list of ids"),
+    ({"allowedCidrs": '["0.0.0.0/0"]'}, "pgha:allowedCidrs", "whole internet"),
+    ({"allowedCidrs": '["::/0"]'}, "pgha:allowedCidrs", "whole internet"),
+    ({"allowedCidrs": '["10.1.2.3/16"]'}, "pgha:allowedCidrs", "not a valid CIDR"),
+    ({"allowedCidrs": "10.0.0.0/16"}, "pgha:allowedCidrs", "a list of CIDR blocks"),
+    ({"alarmEmail": "oncall"}, "pgha:alarmEmail", "an email address"),
+    ({"proxy": "on"}, "pgha:proxy", "true or false"),
+    ({"schemaRunner": "ssh"}, "pgha:schemaRunner", "one of lambda, off"),
+    ({"tags": '["a"]'}, "pgha:tags", "a map of strings"),
+    ({"tags": '{"aws:owner": "me"}'}, "pgha:tags", "reserved by AWS"),
+    ({"replica": "2"}, "pgha:replica is not a pgha setting", "known:"),
+    ({"aws:region": None}, "aws:region is not set", "pulumi config set aws:region"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "key", "phrase"), INVALID, ids=[f"{k}:{p}" for _, k, p in INVALID])
+def test_invalid_config_names_the_key_and_registers_nothing(overrides: dict, key: str, phrase: str) -> None:
+    plan = run_program("dev", overrides, check=False)
+    assert isinstance(plan.error, ConfigError), plan.error
+    message = str(plan.error)
+    assert key in message
+    assert phrase in message
+    assert plan.resources == []
+
+
+def test_every_bad_key_is_reported_at_once() -> None:
+    plan = run_program("prod", {"replicas": "9", "multiAz": "maybe", "postgresVersion": "12"}, check=False)
+    assert isinstance(plan.error, ConfigError)
+    assert len(plan.error.problems) == 3
+    for key in ("pgha:replicas", "pgha:multiAz", "pgha:postgresVersion"):
+        assert any(key in problem for problem in plan.error.problems)
+
+
+def test_error_shows_the_bad_value() -> None:
+    with pytest.raises(ConfigError, match=r"pgha:replicas = '17'"):
+        parse_config({"replicas": "17"}, project="pgha", stack="t", region="eu-west-1")
+
+
+def test_defaults_are_the_secure_choice() -> None:
+    cfg = parse_config({}, project="pgha", stack="t", region="eu-west-1")
+    assert cfg.multi_az and cfg.deletion_protection
+    assert cfg.allowed_cidrs == ()
+    assert cfg.backup_retention_days >= 7
+    assert cfg.postgres_version == 17
+
+
+def test_bring_your_own_vpc_clears_the_default_cidr() -> None:
+    cfg = parse_config(
+        {"vpcId": "vpc-0123456789abcdef0", "subnetIds": '["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]'},
+        project="pgha", stack="t", region="eu-west-1",
+    )
+    assert cfg.vpc_cidr is None
+    assert cfg.subnet_ids == ("subnet-0123456789abcdef0", "subnet-0123456789abcdef1")
+
+
+@pytest.mark.parametrize(
+    ("backup", "maintenance", "overlap"),
+    [
+        ("03:00-04:00", "sun:05:00-sun:06:00", False),
+        ("03:00-04:00", "wed:03:30-wed:04:30", True),
+        ("23:30-00:30", "tue:00:00-tue:00:45", True),  # backup window crosses midnight
+        ("23:30-00:30", "sun:23:45-mon:00:15", True),  # maintenance crosses the week boundary
+        ("01:00-01:30", "sat:01:30-sat:02:00", False),  # touching, not overlapping
+    ],
+)
+def test_window_overlap(backup: str, maintenance: str, overlap: bool) -> None:
+    assert windows_overlap(parse_backup_window(backup), parse_maintenance_window(maintenance)) is overlap

@@ -1,0 +1,56 @@
+"""`python -m pgha plan`: the readable tree, the JSON list, and config errors without a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from pgha.harness import PROJECT_DIR
+
+
+def pgha(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pgha", *args], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_plan_prints_the_resource_tree(stack: str) -> None:
+    result = pgha("plan", "--stack", stack)
+    assert result.returncode == 0, result.stderr
+    assert f"stack {stack}" in result.stdout
+    assert f"pgha-{stack}-primary" in result.stdout
+    assert "aws:rds/instance:Instance" in result.stdout
+    assert "writerEndpoint" in result.stdout
+
+
+def test_plan_json_lists_every_resource() -> None:
+    result = pgha("plan", "--stack", "prod", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert {"type", "name", "inputs"} <= set(data["resources"][0])
+    types = {r["type"] for r in data["resources"]}
+    assert {"aws:rds/instance:Instance", "aws:kms/key:Key", "pgha:dr:DrReplica"} <= types
+    assert len(data["resources"]) > 50
+
+
+def test_plan_set_overrides_config() -> None:
+    data = json.loads(pgha("plan", "--stack", "dev", "--json", "--set", "replicas=3").stdout)
+    replicas = [r for r in data["resources"] if r["inputs"].get("replicateSourceDb")]
+    assert len(replicas) == 3
+
+
+def test_invalid_config_prints_errors_and_exits_nonzero_without_traceback() -> None:
+    result = pgha("plan", "--stack", "dev", "--set", "replicas=many", "--set", "multiAz=yes")
+    assert result.returncode == 2
+    assert "pgha:replicas" in result.stderr and "pgha:multiAz" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_unknown_stack_is_a_clear_error() -> None:
+    result = pgha("plan", "--stack", "staging")
+    assert result.returncode == 2
+    assert "Pulumi.staging.yaml does not exist" in result.stderr

@@ -1,0 +1,269 @@
+"""The RDS path, asserted on the resources the real program registers under mocks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pgha.harness import Plan, RegisteredResource, Secret, _fake_id, plain_strings, run_program
+
+INSTANCE = "aws:rds/instance:Instance"
+
+
+def primary(plan: Plan) -> RegisteredResource:
+    return plan.get(f"pgha-{plan.stack}-primary")
+
+
+def replicas(plan: Plan) -> list[RegisteredResource]:
+    return [r for r in plan.of_type(INSTANCE) if r.inputs.get("replicateSourceDb")]
+
+
+def key_arn(plan: Plan, name: str) -> str:
+    """The ARN the mocks gave the KMS key registered under ``name``."""
+    key = plan.get(name)
+    assert key.type == "aws:kms/key:Key"
+    return f"arn:aws:kms:eu-west-1:123456789012:key/{_fake_id(name)}"
+
+
+def test_prod_primary_is_multi_az_encrypted_private_and_protected(prod_plan: Plan) -> None:
+    db = primary(prod_plan).inputs
+    cmk = key_arn(prod_plan, "pgha-prod-key")
+    assert db["multiAz"] is True
+    assert db["storageEncrypted"] is True and db["kmsKeyId"] == cmk
+    assert db["performanceInsightsEnabled"] is True and db["performanceInsightsKmsKeyId"] == cmk
+    assert db["manageMasterUserPassword"] is True and db["masterUserSecretKmsKeyId"] == cmk
+    assert "password" not in db
+    assert db["publiclyAccessible"] is False
+    assert db["iamDatabaseAuthenticationEnabled"] is True
+    assert db["storageType"] == "gp3" and db["maxAllocatedStorage"] == 2000
+    assert db["deletionProtection"] is True
+    assert db["skipFinalSnapshot"] is False and db["finalSnapshotIdentifier"] == "pgha-prod-primary-final"
+    assert db["backupRetentionPeriod"] == 14
+    assert db["backupWindow"] == "02:00-03:00" and db["maintenanceWindow"] == "sun:04:00-sun:05:00"
+    assert db["enabledCloudwatchLogsExports"] == ["postgresql", "upgrade"]
+    assert db["copyTagsToSnapshot"] is True and db["autoMinorVersionUpgrade"] is True
+    assert db["caCertIdentifier"].startswith("rds-ca-")
+    assert db["monitoringInterval"] > 0
+    role = prod_plan.get("pgha-prod-monitoring-role")
+    assert "monitoring.rds.amazonaws.com" in role.inputs["assumeRolePolicy"]
+    assert role.urn in primary(prod_plan).dependencies
+
+
+def test_dev_is_small_and_disposable(dev_plan: Plan) -> None:
+    db = primary(dev_plan).inputs
+    assert db["instanceClass"] == "db.t4g.medium"
+    assert db["deletionProtection"] is False and db["skipFinalSnapshot"] is True
+    assert len(replicas(dev_plan)) == 1
+    assert "drReplicaArn" not in dev_plan.outputs
+    assert not [r for r in dev_plan.resources if r.type == "pgha:dr:DrReplica"]
+
+
+def test_parameter_group_matches_major_version_and_enforces_tls(any_plan: Plan) -> None:
+    group = any_plan.get(f"pgha-{any_plan.stack}-pg17")
+    assert group.inputs["family"] == "postgres17"
+    params = {p["name"]: p["value"] for p in group.inputs["parameters"]}
+    assert params["rds.force_ssl"] == "1"
+    assert {"pg_stat_statements", "pg_cron"} <= set(params["shared_preload_libraries"].split(","))
+    assert params["log_statement"] == "ddl"
+    assert int(params["log_min_duration_statement"]) == 1000
+    assert group.urn in primary(any_plan).dependencies
+
+
+def test_major_version_change_makes_a_new_parameter_group() -> None:
+    plan = run_program("dev", {"postgresVersion": "16"})
+    groups = plan.of_type("aws:rds/parameterGroup:ParameterGroup")
+    assert [g.name for g in groups] == ["pgha-dev-pg16"]
+    assert groups[0].inputs["family"] == "postgres16"
+    assert primary(plan).inputs["engineVersion"] == "16"
+
+
+def test_replicas_follow_the_primary_in_other_azs(prod_plan: Plan) -> None:
+    reps = [r for r in replicas(prod_plan) if "-dr-" not in r.name]
+    assert len(reps) == 2
+    primary_db = primary(prod_plan)
+    for replica in reps:
+        assert replica.inputs["replicateSourceDb"] == "pgha-prod-primary"
+        assert primary_db.urn in replica.dependencies
+        assert replica.inputs["storageEncrypted"] is True
+        assert replica.inputs["kmsKeyId"] == primary_db.inputs["kmsKeyId"]
+        assert replica.inputs["performanceInsightsEnabled"] is True
+        assert replica.inputs["monitoringInterval"] == primary_db.inputs["monitoringInterval"]
+        assert replica.inputs["enabledCloudwatchLogsExports"] == ["postgresql", "upgrade"]
+        assert replica.inputs["publiclyAccessible"] is False
+    assert sorted(r.inputs["availabilityZone"] for r in reps) == ["eu-west-1b", "eu-west-1c"]
+
+
+def test_dr_replica_uses_its_own_region_provider_key_and_subnets(prod_plan: Plan) -> None:
+    dr = prod_plan.get("pgha-prod-dr-replica")
+    provider = prod_plan.get("pgha-prod-dr-provider")
+    assert provider.inputs["region"] == "eu-central-1"
+    assert dr.provider.startswith(provider.urn)
+    assert dr.inputs["replicateSourceDb"] == "arn:aws:rds:eu-west-1:123456789012:db:pgha-prod-primary"
+    assert dr.inputs["kmsKeyId"] == key_arn(prod_plan, "pgha-prod-dr-key")
+    assert prod_plan.get("pgha-prod-dr-key").provider.startswith(provider.urn)
+    subnets = prod_plan.get("pgha-prod-dr-net-db-subnets")
+    assert subnets.provider.startswith(provider.urn)
+    assert subnets.urn in dr.dependencies
+    assert dr.inputs["backupRetentionPeriod"] == 14
+    backups = prod_plan.get("pgha-prod-dr-backup-replication")
+    assert backups.provider.startswith(provider.urn)
+    assert backups.inputs["kmsKeyId"] == dr.inputs["kmsKeyId"]
+    assert prod_plan.outputs["drReplicaArn"].endswith(":db:pgha-prod-dr-replica")
+
+
+def test_every_replica_has_a_lag_alarm_of_one_second(any_plan: Plan) -> None:
+    lag = [a for a in any_plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") if a.inputs["metricName"] == "ReplicaLag"]
+    watched = {a.inputs["dimensions"]["DBInstanceIdentifier"] for a in lag}
+    assert watched == {r.inputs["identifier"] for r in replicas(any_plan)}
+    for alarm in lag:
+        assert alarm.inputs["threshold"] == 1.0
+        assert alarm.inputs["comparisonOperator"] == "GreaterThanThreshold"
+        assert alarm.inputs["alarmActions"], "alarm goes nowhere"
+
+
+def test_kpi_alarms_on_every_instance_go_to_the_topic(prod_plan: Plan) -> None:
+    alarms = prod_plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+    for instance in prod_plan.of_type(INSTANCE):
+        metrics = {
+            a.inputs["metricName"]
+            for a in alarms
+            if a.inputs["dimensions"]["DBInstanceIdentifier"] == instance.inputs["identifier"]
+        }
+        assert {"CPUUtilization", "FreeStorageSpace", "DatabaseConnections", "FreeableMemory"} <= metrics
+    conn = next(a for a in alarms if a.name == "pgha-prod-alarms-primary-connections")
+    assert conn.inputs["threshold"] == 640  # 80% of maxConnections 800
+    subs = prod_plan.of_type("aws:sns/topicSubscription:TopicSubscription")
+    assert {s.inputs["endpoint"] for s in subs} == {"dba-oncall@example.com"}
+    topic = prod_plan.get("pgha-prod-alarms-alerts")
+    assert topic.inputs["kmsMasterKeyId"]
+
+
+def test_event_subscription_covers_failover_and_failure(any_plan: Plan) -> None:
+    sub = any_plan.get(f"pgha-{any_plan.stack}-alarms-events")
+    assert {"failover", "failure", "maintenance"} <= set(sub.inputs["eventCategories"])
+    assert f"pgha-{any_plan.stack}-primary" in sub.inputs["sourceIds"]
+
+
+def test_kms_key_rotates_and_has_explicit_policy(any_plan: Plan) -> None:
+    for key in any_plan.of_type("aws:kms/key:Key"):
+        assert key.inputs["enableKeyRotation"] is True
+        policy = json.loads(key.inputs["policy"])
+        assert policy["Statement"][0]["Principal"] == {"AWS": "arn:aws:iam::123456789012:root"}
+
+
+def test_no_ingress_from_anywhere(any_plan: Plan) -> None:
+    rules = any_plan.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    assert rules
+    for rule in rules:
+        assert rule.inputs.get("cidrIpv4") not in ("0.0.0.0/0",)
+        assert rule.inputs.get("cidrIpv6") not in ("::/0",)
+        assert rule.inputs.get("ipProtocol") != "-1"
+    for group in any_plan.of_type("aws:ec2/securityGroup:SecurityGroup"):
+        for rule in group.inputs.get("ingress", []):
+            assert "0.0.0.0/0" not in rule.get("cidrBlocks", [])
+
+
+def test_database_port_admits_only_allowed_cidrs(dev_plan: Plan) -> None:
+    sg = dev_plan.get("pgha-dev-net-db-sg")
+    rules = [
+        r for r in dev_plan.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+        if sg.urn in r.dependencies
+    ]
+    assert [(r.inputs["fromPort"], r.inputs.get("cidrIpv4")) for r in rules] == [(5432, "10.40.0.0/16")]
+
+
+def test_network_spans_three_azs_with_private_subnets_only(any_plan: Plan) -> None:
+    subnets = [s for s in any_plan.of_type("aws:ec2/subnet:Subnet") if "-dr-" not in s.name]
+    assert len({s.inputs["availabilityZone"] for s in subnets}) == 3
+    assert all(s.inputs["mapPublicIpOnLaunch"] is False for s in subnets)
+    assert not any_plan.of_type("aws:ec2/internetGateway:InternetGateway")
+    endpoint = any_plan.get(f"pgha-{any_plan.stack}-net-secretsmanager-endpoint")
+    assert endpoint.inputs["serviceName"] == "com.amazonaws.eu-west-1.secretsmanager"
+
+
+def test_bring_your_own_vpc_makes_no_vpc() -> None:
+    plan = run_program(
+        "dev",
+        {"vpcCidr": None, "vpcId": "vpc-0123456789abcdef0",
+         "subnetIds": '["subnet-0123456789abcdef1", "subnet-0123456789abcdef2"]'},
+    )
+    assert not plan.of_type("aws:ec2/vpc:Vpc")
+    group = plan.get("pgha-dev-net-db-subnets")
+    assert group.inputs["subnetIds"] == ["subnet-0123456789abcdef1", "subnet-0123456789abcdef2"]
+    assert plan.outputs["vpcId"] == "vpc-0123456789abcdef0"
+
+
+def test_bring_your_own_vpc_in_one_az_fails() -> None:
+    plan = run_program(
+        "dev",
+        {"vpcCidr": None, "vpcId": "vpc-0123456789abcdef0",
+         "subnetIds": '["subnet-0123456789abcdef3", "subnet-0123456789abcdef6"]'},  # both map to AZ "a"
+        check=False,
+    )
+    assert "at least 2 availability zones" in str(plan.error)
+
+
+def test_proxy_requires_tls_and_iam(prod_plan: Plan) -> None:
+    proxy = prod_plan.get("pgha-prod-proxy-rds")
+    assert proxy.inputs["requireTls"] is True
+    assert proxy.inputs["auths"][0]["iamAuth"] == "REQUIRED"
+    assert proxy.inputs["auths"][0]["secretArn"] == prod_plan.outputs["masterSecretArn"]
+    admit = prod_plan.get("pgha-prod-db-from-proxy")
+    assert admit.inputs["referencedSecurityGroupId"].startswith("sg-")
+
+
+def test_log_groups_exist_before_instances_with_retention(prod_plan: Plan) -> None:
+    for instance in prod_plan.of_type(INSTANCE):
+        ident = instance.inputs["identifier"]
+        group = prod_plan.get(f"{ident}-postgresql-logs")
+        assert group.inputs["name"] == f"/aws/rds/instance/{ident}/postgresql"
+        assert group.inputs["retentionInDays"] > 0 and group.inputs["kmsKeyId"]
+        assert group.urn in instance.dependencies
+
+
+def test_outputs_have_the_shared_names(any_plan: Plan) -> None:
+    required = {"writerEndpoint", "readerEndpoints", "port", "masterSecretArn", "kmsKeyArn",
+                "vpcId", "subnetIds", "securityGroupId"}
+    assert required <= set(any_plan.outputs)
+    assert any_plan.outputs["port"] == 5432
+    assert len(any_plan.outputs["readerEndpoints"]) == len([r for r in replicas(any_plan) if "-dr-" not in r.name])
+
+
+def test_no_plaintext_secret_in_any_input(any_plan: Plan) -> None:
+    secrets = [value for r in any_plan.resources for value in _secret_values(r.inputs)]
+    for resource in any_plan.resources:
+        for text in plain_strings(resource.inputs):
+            for secret in secrets:
+                assert str(secret) not in text, f"{resource.name} holds a secret in plaintext"
+    for resource in any_plan.of_type(INSTANCE):
+        assert "password" not in resource.inputs
+
+
+def _secret_values(value: object) -> list[object]:
+    if isinstance(value, Secret):
+        return [value.value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _secret_values(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _secret_values(v)]
+    return []
+
+
+def test_tags_reach_every_resource_through_the_provider(prod_plan: Plan) -> None:
+    for provider in prod_plan.of_type("pulumi:providers:aws"):
+        tags = json.loads(provider.inputs["defaultTags"])["tags"]
+        assert tags["pgha:stack"] == "prod" and tags["owner"] == "platform"
+    for resource in prod_plan.resources:
+        if resource.custom and not resource.type.startswith("pulumi:providers"):
+            assert resource.provider, f"{resource.name} uses the ambient default provider"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_program_runs_again_identically(stack: str, dev_plan: Plan, prod_plan: Plan) -> None:
+    again = run_program(stack)
+    before = {"dev": dev_plan, "prod": prod_plan}[stack]
+    def by_urn(plan: Plan) -> list[dict]:
+        return sorted((r.to_json() for r in plan.resources), key=lambda r: r["urn"])
+
+    assert by_urn(again) == by_urn(before)
