@@ -110,7 +110,9 @@ class Network(pulumi.ComponentResource):
         zones = aws.get_availability_zones_output(
             state="available", filters=[{"name": "opt-in-status", "values": ["opt-in-not-required"]}], opts=invoke
         ).names
-        route_table = aws.ec2.RouteTable(f"{name}-private-rt", vpc_id=vpc.id, tags={"Name": f"{name}-private"}, opts=child)
+        route_table = aws.ec2.RouteTable(
+            f"{name}-private-rt", vpc_id=vpc.id, tags={"Name": f"{name}-private"}, opts=child
+        )
         subnet_ids = []
         for index, cidr in enumerate(private_subnet_cidrs(str(args.vpc_cidr))):
             subnet = aws.ec2.Subnet(

@@ -334,7 +334,7 @@ def _run_in_context(
             plan.outputs = {name: _resolve(value, loop) for name, value in root.outputs.items()}
         finally:
             sys.path.remove(str(project_dir))
-    except BaseException as err:  # noqa: BLE001 - handed to the caller through Plan.error
+    except BaseException as err:  # handed to the caller through Plan.error
         plan.error = err
         _drain(loop)
     finally:

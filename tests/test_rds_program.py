@@ -113,7 +113,8 @@ def test_dr_replica_uses_its_own_region_provider_key_and_subnets(prod_plan: Plan
 
 
 def test_every_replica_has_a_lag_alarm_of_one_second(any_plan: Plan) -> None:
-    lag = [a for a in any_plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") if a.inputs["metricName"] == "ReplicaLag"]
+    alarms = any_plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+    lag = [a for a in alarms if a.inputs["metricName"] == "ReplicaLag"]
     watched = {a.inputs["dimensions"]["DBInstanceIdentifier"] for a in lag}
     assert watched == {r.inputs["identifier"] for r in replicas(any_plan)}
     for alarm in lag:
