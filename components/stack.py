@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -13,13 +14,14 @@ from components.dr import DrReplica, DrReplicaArgs
 from components.network import POSTGRES_PORT, Network, NetworkArgs
 from components.proxy import RdsProxy, RdsProxyArgs
 from components.rds import RdsPostgres, RdsPostgresArgs
+from components.schema_hook import SchemaHook, SchemaHookArgs
 
 
-def build_stack(cfg: StackConfig) -> dict[str, Any]:
+def build_stack(cfg: StackConfig, project_dir: Path) -> dict[str, Any]:
     """Declare every resource of the stack and return its outputs by export name.
 
     Both engines export the same names, so the schema hook and the drills do not
-    care which path built the database.
+    care which path built the database. ``project_dir`` holds ``schema/migrations``.
     """
     provider = aws.Provider("aws", region=cfg.region, default_tags={"tags": cfg.all_tags})
     opts = pulumi.ResourceOptions(providers={"aws": provider})
@@ -72,6 +74,25 @@ def build_stack(cfg: StackConfig) -> dict[str, Any]:
         "alarmTopicArn": alarms.topic.arn,
         "engine": cfg.engine,
     }
+
+    if cfg.schema_runner == "lambda":
+        hook = SchemaHook(
+            f"{name}-schema",
+            SchemaHookArgs(
+                vpc_id=network.vpc_id,
+                vpc_cidr=network.vpc_cidr,
+                subnet_ids=network.subnet_ids,
+                writer_host=db.primary.address,
+                master_secret_arn=db.master_secret_arn,
+                kms_key_arn=db.key.arn,
+                depends_on=(db.primary,),
+                database=rds_args.db_name,
+                migrations_dir=project_dir / "schema" / "migrations",
+            ),
+            opts,
+        )
+        network.admit(f"{name}-db-from-schema-hook", hook.security_group_id, "PostgreSQL from the schema hook")
+        outputs["schemaHash"] = hook.migrations_hash
 
     if cfg.dr_region:
         dr = DrReplica(

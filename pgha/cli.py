@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+
+from pgha.migrations import MIGRATIONS_DIR
 
 app = typer.Typer(help="pgha: highly-available PostgreSQL on AWS, and the operations around it.", no_args_is_help=True)
 console = Console()
@@ -52,6 +55,85 @@ def plan(
     else:
         console.print(plan_tree(result), highlight=False)
         console.print(outputs_tree(result), highlight=False)
+
+
+DsnOption = Annotated[
+    str,
+    typer.Option(
+        "--dsn",
+        envvar="PGHA_DSN",
+        help="postgresql://user[:password]@host[:port][,host2...]/db?sslmode=... or libpq key=value. "
+        "Without a password in it, PGPASSWORD or --secret-arn supplies one.",
+    ),
+]
+SecretOption = Annotated[
+    str | None, typer.Option("--secret-arn", help="Secrets Manager secret with username/password (RDS master).")
+]
+
+
+def _connect(dsn: str, secret_arn: str | None, application_name: str):
+    from dataclasses import replace
+
+    from pgha.connect import ConnectError, connect, parse_dsn, resolve
+
+    try:
+        settings = resolve(replace(parse_dsn(dsn), application_name=application_name), secret_arn)
+        return connect(settings, writable=True)
+    except ConnectError as err:
+        err_console.print(f"[red]error:[/red] {err}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def migrate(
+    dsn: DsnOption,
+    secret_arn: SecretOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List pending migrations; apply nothing.")] = False,
+    migrations: Annotated[
+        Path, typer.Option(help="Directory of NNNN_name.sql files.", exists=True, file_okay=False)
+    ] = MIGRATIONS_DIR,
+) -> None:
+    """Apply the schema migrations (schema/migrations) to the database, each exactly once."""
+    from pgha.migrate import MigrationError
+    from pgha.migrate import migrate as run_migrations
+    from pgha.migrations import MigrationFileError
+
+    conn = _connect(dsn, secret_arn, "pgha-migrate")
+    try:
+        result = run_migrations(
+            conn, migrations, dry_run=dry_run, report=lambda line: console.print(line, highlight=False)
+        )
+    except (MigrationError, MigrationFileError) as err:
+        err_console.print(f"[red]error:[/red] {err}", highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        conn.close()
+    if dry_run:
+        console.print(f"{len(result.pending)} pending, {len(result.already_applied)} applied")
+        for name in result.pending:
+            console.print(f"  pending: {name}")
+    elif result.applied:
+        console.print(f"applied {len(result.applied)} migration(s); schema hash {result.hash[:12]}")
+    else:
+        console.print(f"nothing to do: all {len(result.already_applied)} migrations applied")
+
+
+@app.command()
+def maintain(
+    dsn: DsnOption,
+    secret_arn: SecretOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would run.")] = False,
+) -> None:
+    """ANALYZE tables with many changes and VACUUM tables with many dead tuples."""
+    from pgha.maintain import run_maintenance
+
+    conn = _connect(dsn, secret_arn, "pgha-maintain")
+    try:
+        actions = run_maintenance(conn, dry_run=dry_run, report=lambda line: console.print(line, highlight=False))
+    finally:
+        conn.close()
+    if not actions:
+        console.print("nothing needs maintenance")
 
 
 @app.callback()

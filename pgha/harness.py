@@ -103,6 +103,11 @@ def redact(value: Any) -> Any:
         return [redact(v) for v in value]
     if isinstance(value, str | int | float | bool) or value is None:
         return value
+    if hasattr(value, "assets"):  # AssetArchive
+        return {"archive": {name: redact(asset) for name, asset in sorted(value.assets.items())}}
+    for kind in ("path", "text", "uri"):  # FileAsset / StringAsset / RemoteAsset and archives
+        if hasattr(value, kind):
+            return {kind: getattr(value, kind)}
     return repr(value)
 
 
@@ -218,6 +223,8 @@ def _computed_state(args: Any) -> dict[str, Any]:
         state.update(id=f"sg-{_fake_id(args.name)}")
     elif args.typ in ("aws:rds/proxy:Proxy", "aws:lb/loadBalancer:LoadBalancer"):
         state.update(endpoint=f"{args.name}.mocked.{region}.amazonaws.com", dnsName=f"{args.name}.elb.amazonaws.com")
+    elif args.typ == "aws:lambda/invocation:Invocation":
+        state.update(result=json.dumps({"applied": [], "alreadyApplied": []}))
     elif args.typ == "random:index/randomPassword:RandomPassword":
         state.update(result=rpc.wrap_rpc_secret(f"mock-password-{_fake_id(args.name)}"))
     return state
@@ -253,15 +260,19 @@ def _statements(args: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _unwrap_secrets(value: Any) -> Any:
+def _normalize(value: Any) -> Any:
+    """Inputs as the program wrote them: secrets as :class:`Secret`, whole numbers as ints
+    (the wire format carries every number as a double)."""
     from pulumi.runtime import rpc
 
     if rpc.is_rpc_secret(value):
-        return Secret(_unwrap_secrets(rpc.unwrap_rpc_secret(value)))
+        return Secret(_normalize(rpc.unwrap_rpc_secret(value)))
     if isinstance(value, dict):
-        return {k: _unwrap_secrets(v) for k, v in value.items()}
+        return {k: _normalize(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_unwrap_secrets(v) for v in value]
+        return [_normalize(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
 
 
@@ -289,7 +300,7 @@ def _recording_monitor(records: list[RegisteredResource]) -> Any:
                         parent=request.parent,
                         provider=request.provider,
                         custom=bool(request.custom),
-                        inputs=_unwrap_secrets(rpc.deserialize_properties(request.object, keep_internal=False)),
+                        inputs=_normalize(rpc.deserialize_properties(request.object, keep_internal=False)),
                         dependencies=sorted(set(request.dependencies)),
                     )
                 )

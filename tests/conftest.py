@@ -1,10 +1,16 @@
-"""Shared fixtures: plans of the committed stacks, run once per session."""
+"""Shared fixtures: plans of the committed stacks, and a real PostgreSQL started by the suite."""
 
 from __future__ import annotations
 
-import pytest
+import uuid
+from collections.abc import Iterator
 
+import pytest
+from postgres_server import PostgresServer
+
+from pgha.connect import ConnectionSettings, connect
 from pgha.harness import Plan, run_program
+from pgha.migrate import migrate
 
 
 @pytest.fixture(scope="session")
@@ -20,3 +26,31 @@ def prod_plan() -> Plan:
 @pytest.fixture(scope="session", params=["dev", "prod"])
 def any_plan(request: pytest.FixtureRequest, dev_plan: Plan, prod_plan: Plan) -> Plan:
     return {"dev": dev_plan, "prod": prod_plan}[request.param]
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL for the whole session (pg_stat_statements and pg_cron preloaded when installed)."""
+    server = PostgresServer(database="app").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fresh_db(postgres: PostgresServer) -> Iterator[ConnectionSettings]:
+    """An empty database of its own for one test (not the pg_cron database)."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = connect(postgres.settings("postgres"))
+    admin.run(f'CREATE DATABASE "{name}"')
+    yield postgres.settings(name)
+    admin.run(f'DROP DATABASE "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture(scope="session")
+def schema_db(postgres: PostgresServer) -> ConnectionSettings:
+    """The pg_cron database with the whole application schema applied once."""
+    conn = connect(postgres.settings())
+    migrate(conn)
+    conn.close()
+    return postgres.settings()

@@ -171,7 +171,11 @@ def test_database_port_admits_only_allowed_cidrs(dev_plan: Plan) -> None:
         r for r in dev_plan.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
         if sg.urn in r.dependencies
     ]
-    assert [(r.inputs["fromPort"], r.inputs.get("cidrIpv4")) for r in rules] == [(5432, "10.40.0.0/16")]
+    assert {r.inputs["fromPort"] for r in rules} == {5432}
+    assert [r.inputs["cidrIpv4"] for r in rules if "cidrIpv4" in r.inputs] == ["10.40.0.0/16"]
+    sources = {r.name: r.inputs.get("referencedSecurityGroupId") for r in rules if "cidrIpv4" not in r.inputs}
+    hook_sg = dev_plan.get("pgha-dev-schema-sg")
+    assert sources == {"pgha-dev-db-from-schema-hook": f"sg-{_fake_id(hook_sg.name)}"}
 
 
 def test_network_spans_three_azs_with_private_subnets_only(any_plan: Plan) -> None:

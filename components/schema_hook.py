@@ -1,0 +1,160 @@
+"""The post-deploy schema hook: a Lambda in the database's VPC that runs ``pgha migrate``.
+
+``aws.lambda_.Invocation`` runs it once the database exists and again whenever the
+migrations' content hash (or the writer endpoint) changes; a failing migration fails the
+invocation and with it ``pulumi up``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+
+from components.network import POSTGRES_PORT
+from pgha.migrations import MIGRATIONS_DIR, migrations_hash
+
+PGHA_DIR = Path(__file__).resolve().parent.parent / "pgha"
+#: The runner's modules: everything the handler imports, nothing that needs the CLI's packages.
+RUNNER_MODULES = ("__init__.py", "connect.py", "migrate.py", "migrations.py", "lambda_handler.py")
+#: Pure-Python distributions the runner needs (boto3 is part of the Lambda runtime).
+RUNNER_DISTRIBUTIONS = ("pg8000", "sqlparse")
+
+
+@dataclass(frozen=True)
+class SchemaHookArgs:
+    """The database to migrate and the network the function runs in."""
+
+    vpc_id: pulumi.Input[str]
+    vpc_cidr: pulumi.Input[str]
+    subnet_ids: pulumi.Input[list[str]]
+    writer_host: pulumi.Input[str]
+    master_secret_arn: pulumi.Input[str]
+    kms_key_arn: pulumi.Input[str]
+    #: Resources the invocation must wait for (the database instance).
+    depends_on: tuple[pulumi.Resource, ...] = ()
+    database: str = "app"
+    port: int = POSTGRES_PORT
+    migrations_dir: Path = MIGRATIONS_DIR
+    timeout_seconds: int = 900
+    memory_mb: int = 512
+    log_retention_days: int = 30
+
+
+def _distribution_closure(names: tuple[str, ...]) -> list[importlib.metadata.Distribution]:
+    """The installed distributions and everything they require, excluding optional extras."""
+    seen: dict[str, importlib.metadata.Distribution] = {}
+    queue = list(names)
+    while queue:
+        name = re.split(r"[ ;<>=!~\[]", queue.pop(), maxsplit=1)[0].lower().replace("_", "-")
+        if name in seen or name in ("boto3", "botocore"):
+            continue
+        dist = importlib.metadata.distribution(name)
+        seen[name] = dist
+        queue += [req for req in dist.requires or [] if "extra ==" not in req]
+    return list(seen.values())
+
+
+def lambda_bundle(migrations_dir: Path = MIGRATIONS_DIR) -> dict[str, pulumi.Asset]:
+    """The function's files: the runner, the migrations, and its pure-Python dependencies as installed.
+
+    Built from this machine's installed packages, so deploying needs no network for them.
+    """
+    files: dict[str, pulumi.Asset] = {f"pgha/{m}": pulumi.FileAsset(str(PGHA_DIR / m)) for m in RUNNER_MODULES}
+    for sql in sorted(migrations_dir.glob("*.sql")):
+        files[f"schema/migrations/{sql.name}"] = pulumi.FileAsset(str(sql))
+    for dist in _distribution_closure(RUNNER_DISTRIBUTIONS):
+        for entry in dist.files or []:
+            path = Path(dist.locate_file(entry))
+            if entry.suffix != ".pyc" and ".." not in entry.parts and path.is_file():
+                files[str(entry)] = pulumi.FileAsset(str(path))
+    return files
+
+
+class SchemaHook(pulumi.ComponentResource):
+    """Lambda + role + security group + the invocation that applies the schema after each change."""
+
+    migrations_hash: pulumi.Output[str]
+    security_group_id: pulumi.Output[str]
+
+    def __init__(self, name: str, args: SchemaHookArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("pgha:schema:SchemaHook", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        schema_hash = migrations_hash(args.migrations_dir)
+
+        sg = aws.ec2.SecurityGroup(
+            f"{name}-sg", description="pgha schema hook: out to PostgreSQL and the VPC endpoints only",
+            vpc_id=args.vpc_id, opts=child,
+        )
+        for port, what in ((args.port, "PostgreSQL"), (443, "AWS API endpoints")):
+            aws.vpc.SecurityGroupEgressRule(
+                f"{name}-to-{port}", security_group_id=sg.id, ip_protocol="tcp", from_port=port, to_port=port,
+                cidr_ipv4=args.vpc_cidr, description=f"{what} inside the VPC", opts=child,
+            )
+
+        role = aws.iam.Role(
+            f"{name}-role",
+            assume_role_policy=json.dumps({
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                               "Principal": {"Service": "lambda.amazonaws.com"}}],
+            }),
+            opts=child,
+        )
+        aws.iam.RolePolicyAttachment(
+            f"{name}-vpc-access", role=role.name,
+            policy_arn="arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole", opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-read-master-secret",
+            role=role.id,
+            policy=pulumi.Output.all(args.master_secret_arn, args.kms_key_arn).apply(
+                lambda arns: json.dumps({
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": arns[0]},
+                        {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": arns[1]},
+                    ],
+                })
+            ),
+            opts=child,
+        )
+        logs = aws.cloudwatch.LogGroup(
+            f"{name}-logs", name=f"/aws/lambda/{name}", retention_in_days=args.log_retention_days,
+            kms_key_id=args.kms_key_arn, opts=child,
+        )
+        function = aws.lambda_.Function(
+            f"{name}-fn",
+            name=name,
+            description="pgha: apply schema/migrations to the database (pgha migrate)",
+            runtime="python3.12",
+            architectures=["arm64"],
+            handler="pgha.lambda_handler.handler",
+            code=pulumi.AssetArchive(lambda_bundle(args.migrations_dir)),
+            role=role.arn,
+            timeout=args.timeout_seconds,
+            memory_size=args.memory_mb,
+            vpc_config={"subnet_ids": args.subnet_ids, "security_group_ids": [sg.id]},
+            logging_config={"log_format": "Text", "log_group": logs.name},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[logs]),
+        )
+        invocation = aws.lambda_.Invocation(
+            f"{name}-apply",
+            function_name=function.name,
+            input=pulumi.Output.all(args.writer_host, args.master_secret_arn).apply(
+                lambda values: json.dumps({
+                    "host": values[0], "port": args.port, "database": args.database,
+                    "secretArn": values[1], "sslmode": "require", "migrationsHash": schema_hash,
+                })
+            ),
+            triggers={"migrationsHash": schema_hash, "writerEndpoint": args.writer_host},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
+        )
+        self.migrations_hash = invocation.result.apply(lambda _result: schema_hash)
+        self.security_group_id = sg.id
+        self.register_outputs({"migrationsHash": self.migrations_hash})

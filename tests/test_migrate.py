@@ -1,0 +1,209 @@
+"""The migration runner against a real PostgreSQL: once, in order, serialized, all or nothing."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from pgha.connect import ConnectionSettings, connect
+from pgha.harness import PROJECT_DIR
+from pgha.migrate import MigrationError, migrate
+from pgha.migrations import MIGRATIONS_DIR, MigrationFileError, discover, split_statements
+
+ALL = [m.name for m in discover()]
+
+
+def dsn(settings: ConnectionSettings, with_password: bool = True) -> str:
+    host, port = settings.hosts[0]
+    auth = f"{settings.user}:{settings.password}" if with_password else settings.user
+    return f"postgresql://{auth}@{host}:{port}/{settings.database}?sslmode=disable"
+
+
+def pgha(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pgha", *args], cwd=PROJECT_DIR, capture_output=True, text=True,
+                          timeout=120, env=env)
+
+
+def recorded(settings: ConnectionSettings) -> list[str]:
+    conn = connect(settings)
+    try:
+        return [row[0] for row in conn.run("SELECT name FROM pgha_schema_migrations ORDER BY name")]
+    finally:
+        conn.close()
+
+
+def copy_migrations(tmp_path: Path, names: list[str]) -> Path:
+    target = tmp_path / "migrations"
+    target.mkdir()
+    for name in names:
+        shutil.copy(MIGRATIONS_DIR / name, target / name)
+    return target
+
+
+def test_apply_on_empty_database_then_rerun_is_a_noop(fresh_db: ConnectionSettings) -> None:
+    conn = connect(fresh_db)
+    first = migrate(conn)
+    assert first.applied == ALL
+    next_xid_before = conn.run("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")[0][0]
+    second = migrate(conn)
+    next_xid_after = conn.run("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")[0][0]
+    conn.close()
+    assert second.applied == [] and second.already_applied == ALL
+    assert next_xid_after == next_xid_before, "a run with nothing pending wrote something"
+    assert recorded(fresh_db) == ALL
+
+
+def test_tracking_row_has_checksum_and_duration(fresh_db: ConnectionSettings) -> None:
+    conn = connect(fresh_db)
+    migrate(conn)
+    rows = conn.run("SELECT name, checksum, applied_at IS NOT NULL, duration_ms FROM pgha_schema_migrations")
+    conn.close()
+    by_name = {m.name: m.checksum for m in discover()}
+    assert len(rows) == len(ALL)
+    for name, checksum, has_time, duration in rows:
+        assert by_name[name] == checksum and has_time and duration >= 0
+
+
+def test_dry_run_lists_pending_and_creates_nothing(fresh_db: ConnectionSettings) -> None:
+    result = pgha("migrate", "--dsn", dsn(fresh_db), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert f"{len(ALL)} pending, 0 applied" in result.stdout
+    for name in ALL:
+        assert f"pending: {name}" in result.stdout
+    conn = connect(fresh_db)
+    assert conn.run("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")[0][0] == 0
+    conn.close()
+
+
+def test_cli_applies_then_reports_nothing_to_do(fresh_db: ConnectionSettings) -> None:
+    env = {"PGPASSWORD": fresh_db.password or "", "PATH": "/usr/bin:/bin"}
+    first = pgha("migrate", "--dsn", dsn(fresh_db, with_password=False), env=env)
+    assert first.returncode == 0, first.stderr
+    assert f"applied {len(ALL)} migration(s)" in first.stdout
+    assert fresh_db.password not in first.stdout + first.stderr
+    second = pgha("migrate", "--dsn", dsn(fresh_db, with_password=False), env=env)
+    assert second.returncode == 0 and "nothing to do" in second.stdout
+
+
+def test_concurrent_runs_serialize_and_apply_each_migration_once(fresh_db: ConnectionSettings) -> None:
+    results: list[object] = []
+
+    def run() -> None:
+        conn = connect(fresh_db)
+        try:
+            results.append(migrate(conn))
+        except Exception as err:  # collected and asserted below
+            results.append(err)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert all(not isinstance(r, Exception) for r in results), results
+    applied = sorted(name for r in results for name in r.applied)
+    assert applied == ALL, "every migration applied exactly once across the runs"
+    assert recorded(fresh_db) == ALL
+
+
+def test_failed_migration_leaves_nothing_and_names_the_file(fresh_db: ConnectionSettings, tmp_path: Path) -> None:
+    directory = copy_migrations(tmp_path, ALL[:2])
+    (directory / "0003_broken.sql").write_text(
+        "CREATE TABLE half_done (id int);\nINSERT INTO half_done VALUES (1);\nSELECT 1 / 0;\n"
+    )
+    (directory / "0004_after.sql").write_text("CREATE TABLE never_reached (id int);\n")
+    conn = connect(fresh_db)
+    with pytest.raises(MigrationError, match=r"(?s)0003_broken\.sql failed and was rolled back.*division by zero"):
+        migrate(conn, directory)
+    tables = {r[0] for r in conn.run("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    conn.close()
+    assert "half_done" not in tables and "never_reached" not in tables
+    assert recorded(fresh_db) == ALL[:2]
+
+
+def test_failed_migration_exits_nonzero_from_the_cli(fresh_db: ConnectionSettings, tmp_path: Path) -> None:
+    bad = copy_migrations(tmp_path, ALL[:1])
+    (bad / "0002_typo.sql").write_text("CREATE TABLE ok_table (id int);\nCREAT TABLE typo (id int);\n")
+    result = pgha("migrate", "--dsn", dsn(fresh_db), "--migrations", str(bad))
+    assert result.returncode == 1
+    assert "0002_typo.sql" in result.stderr and "syntax error" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_changed_applied_migration_is_refused(fresh_db: ConnectionSettings, tmp_path: Path) -> None:
+    directory = copy_migrations(tmp_path, ALL[:2])
+    conn = connect(fresh_db)
+    migrate(conn, directory)
+    (directory / ALL[1]).write_text((directory / ALL[1]).read_text() + "\n-- edited after applying\n")
+    (directory / "0003_new.sql").write_text("CREATE TABLE brand_new (id int);\n")
+    with pytest.raises(MigrationError, match=ALL[1]):
+        migrate(conn, directory)
+    assert conn.run("SELECT to_regclass('brand_new') IS NULL")[0][0], "nothing may be applied"
+    conn.close()
+    assert recorded(fresh_db) == ALL[:2]
+
+
+def test_non_transactional_migration_runs_statement_by_statement(
+    fresh_db: ConnectionSettings, tmp_path: Path
+) -> None:
+    directory = copy_migrations(tmp_path, ALL[:2])
+    (directory / "0003_concurrent.sql").write_text(
+        "-- pgha:no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS a_idx ON users (last_login);\n"
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS b_idx ON projects (updated_at);\n"
+    )
+    conn = connect(fresh_db)
+    result = migrate(conn, directory)
+    assert "0003_concurrent.sql" in result.applied
+    valid = dict(conn.run("SELECT indexrelid::regclass::text, indisvalid FROM pg_index "
+                          "WHERE indexrelid::regclass::text IN ('a_idx', 'b_idx')"))
+    conn.close()
+    assert valid == {"a_idx": True, "b_idx": True}
+
+
+def test_failed_non_transactional_migration_is_not_recorded_and_reruns(
+    fresh_db: ConnectionSettings, tmp_path: Path
+) -> None:
+    directory = copy_migrations(tmp_path, ALL[:2])
+    path = directory / "0003_concurrent.sql"
+    path.write_text("-- pgha:no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS a_idx ON users (last_login);\n"
+                    "CREATE INDEX CONCURRENTLY IF NOT EXISTS b_idx ON no_such_table (x);\n")
+    conn = connect(fresh_db)
+    with pytest.raises(MigrationError, match=r"0003_concurrent\.sql \(non-transactional\) failed at statement 2"):
+        migrate(conn, directory)
+    assert recorded(fresh_db) == ALL[:2]
+    path.write_text(path.read_text().replace("no_such_table (x)", "projects (updated_at)"))
+    assert migrate(conn, directory).applied == ["0003_concurrent.sql"]
+    conn.close()
+
+
+def test_badly_named_or_duplicate_files_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "0001_a.sql").write_text("SELECT 1;")
+    (tmp_path / "0001_b.sql").write_text("SELECT 1;")
+    with pytest.raises(MigrationFileError, match="share the number 0001"):
+        discover(tmp_path)
+    (tmp_path / "0001_b.sql").unlink()
+    (tmp_path / "2-bad.sql").write_text("SELECT 1;")
+    with pytest.raises(MigrationFileError, match=r"NNNN_lowercase_name\.sql"):
+        discover(tmp_path)
+
+
+def test_statement_splitting_respects_dollar_quotes_and_comments() -> None:
+    sql = ("-- pgha:no-transaction\nCREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN 1; END $$;\n"
+           "-- a comment; with a semicolon\nSELECT ';';\n")
+    statements = split_statements(sql)
+    assert len(statements) == 2
+    assert statements[0].endswith("END $$;") and statements[1].endswith("SELECT ';';")
+
+
+def test_password_never_printed_on_connection_failure() -> None:
+    result = pgha("migrate", "--dsn", "postgresql://u:SuperSecret123@127.0.0.1:1/db?sslmode=disable")
+    assert result.returncode == 2
+    assert "cannot connect" in result.stderr
+    assert "SuperSecret123" not in result.stderr + result.stdout

@@ -1,0 +1,121 @@
+"""The post-deploy schema hook: its resources under mocks, its bundle, and its handler on a real database."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from components.schema_hook import lambda_bundle
+from pgha.connect import ConnectionSettings, connect
+from pgha.harness import PROJECT_DIR, Plan, run_program
+from pgha.lambda_handler import handler
+from pgha.migrations import discover, migrations_hash
+
+
+def test_hook_resources_depend_on_the_database(dev_plan: Plan) -> None:
+    invocation = dev_plan.get("pgha-dev-schema-apply")
+    function = dev_plan.get("pgha-dev-schema-fn")
+    primary = dev_plan.get("pgha-dev-primary")
+    assert primary.urn in invocation.dependencies
+    assert function.urn in invocation.dependencies
+    assert invocation.inputs["triggers"]["migrationsHash"] == migrations_hash()
+    assert invocation.inputs["triggers"]["writerEndpoint"] == dev_plan.outputs["writerEndpoint"]
+    event = json.loads(invocation.inputs["input"])
+    assert event["host"] == dev_plan.outputs["writerEndpoint"]
+    assert event["secretArn"] == dev_plan.outputs["masterSecretArn"]
+    assert dev_plan.outputs["schemaHash"] == migrations_hash()
+
+
+def test_function_runs_in_the_private_subnets_with_least_privilege(dev_plan: Plan) -> None:
+    function = dev_plan.get("pgha-dev-schema-fn")
+    assert function.inputs["vpcConfig"]["subnetIds"] == dev_plan.outputs["subnetIds"]
+    assert function.inputs["handler"] == "pgha.lambda_handler.handler"
+    policy = json.loads(dev_plan.get("pgha-dev-schema-read-master-secret").inputs["policy"])
+    grants = {s["Action"]: s["Resource"] for s in policy["Statement"]}
+    assert grants == {"secretsmanager:GetSecretValue": dev_plan.outputs["masterSecretArn"],
+                      "kms:Decrypt": dev_plan.outputs["kmsKeyArn"]}
+    admit = dev_plan.get("pgha-dev-db-from-schema-hook")
+    assert admit.inputs["securityGroupId"] == dev_plan.outputs["securityGroupId"]
+    egress = [r for r in dev_plan.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
+              if r.name.startswith("pgha-dev-schema")]
+    assert sorted(r.inputs["fromPort"] for r in egress) == [443, 5432]
+    assert all(r.inputs["cidrIpv4"] == "10.40.0.0/16" for r in egress)
+
+
+def test_hook_off_registers_no_function() -> None:
+    plan = run_program("dev", {"schemaRunner": "off"})
+    assert not plan.of_type("aws:lambda/function:Function")
+    assert "schemaHash" not in plan.outputs
+
+
+def test_triggers_change_when_a_migration_changes(tmp_path: Path, dev_plan: Plan) -> None:
+    for name in ("__main__.py", "Pulumi.yaml", "Pulumi.dev.yaml"):
+        shutil.copy(PROJECT_DIR / name, tmp_path / name)
+    shutil.copytree(PROJECT_DIR / "schema", tmp_path / "schema")
+    last = sorted((tmp_path / "schema" / "migrations").glob("*.sql"))[-1]
+    last.write_text(last.read_text() + "\n-- a changed comment is a changed migration\n")
+    changed = run_program("dev", project_dir=tmp_path)
+    before = dev_plan.get("pgha-dev-schema-apply").inputs["triggers"]["migrationsHash"]
+    after = changed.get("pgha-dev-schema-apply").inputs["triggers"]["migrationsHash"]
+    assert after != before
+    assert after == migrations_hash(tmp_path / "schema" / "migrations")
+    bundle = changed.get("pgha-dev-schema-fn").inputs["code"]
+    assert bundle.assets[f"schema/migrations/{last.name}"].path == str(last)
+
+
+def test_bundle_imports_with_nothing_but_its_own_files(tmp_path: Path) -> None:
+    for name, asset in lambda_bundle().items():
+        target = tmp_path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(asset.path, target)
+    names = set(lambda_bundle())
+    assert {f"schema/migrations/{m.name}" for m in discover()} <= names
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import pgha.lambda_handler, pg8000, sqlparse; "
+             "from pgha.migrations import discover; print(len(discover()))")
+    # -S: no site-packages, so only the bundle (and the standard library) can satisfy the imports
+    result = subprocess.run([sys.executable, "-S", "-c", probe, str(tmp_path)], capture_output=True, text=True,
+                            timeout=60, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) == len(discover())
+
+
+@mock_aws
+def test_handler_reads_the_password_from_secrets_manager(fresh_db: ConnectionSettings,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    secret = boto3.client("secretsmanager", region_name="eu-west-1").create_secret(
+        Name="rds!db-test", SecretString=json.dumps({"username": fresh_db.user, "password": fresh_db.password})
+    )
+    host, port = fresh_db.hosts[0]
+    event = {"host": host, "port": port, "database": fresh_db.database, "secretArn": secret["ARN"],
+             "sslmode": "disable"}
+    first = handler(event)
+    assert first["applied"] == [m.name for m in discover()]
+    assert first["migrationsHash"] == migrations_hash()
+    assert fresh_db.password not in json.dumps(first)
+    second = handler(event)
+    assert second["applied"] == [] and len(second["alreadyApplied"]) == len(discover())
+    conn = connect(fresh_db)
+    assert conn.run("SELECT count(*) FROM pgha_schema_migrations")[0][0] == len(discover())
+    conn.close()
+
+
+@mock_aws
+def test_handler_fails_loudly_on_a_wrong_password(fresh_db: ConnectionSettings,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    secret = boto3.client("secretsmanager", region_name="eu-west-1").create_secret(
+        Name="rds!db-wrong", SecretString=json.dumps({"username": fresh_db.user, "password": "not-it"})
+    )
+    host, port = fresh_db.hosts[0]
+    with pytest.raises(Exception, match="password authentication failed"):
+        handler({"host": host, "port": port, "database": fresh_db.database, "secretArn": secret["ARN"],
+                 "sslmode": "disable"})
