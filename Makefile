@@ -1,4 +1,4 @@
-# pgha: `make up` starts the local HA lab, `make test` runs the whole suite.
+# pgha: `make up` starts the local HA lab, `make test` runs the whole suite (lab included).
 # The venv is built from the system Python (/usr/bin/python3) so that the unprivileged
 # user that runs PostgreSQL and Patroni in the lab can read it.
 SYSTEM_PYTHON ?= /usr/bin/python3
@@ -13,7 +13,7 @@ $(VENV)/.installed: requirements.txt requirements-lab.txt requirements-dev.txt
 	touch $@
 
 up: $(VENV)/.installed
-	$(PY) -m pgha plan --stack dev
+	$(PY) -m pgha lab up
 
 status: $(VENV)/.installed
 	$(PY) -m pgha lab status

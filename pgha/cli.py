@@ -136,6 +136,79 @@ def maintain(
         console.print("nothing needs maintenance")
 
 
+lab_app = typer.Typer(help="The local HA lab: 3 x (etcd + Patroni + PostgreSQL) on 127.0.1.1-3.",
+                      no_args_is_help=True)
+app.add_typer(lab_app, name="lab")
+
+
+def _lab():
+    from pgha.lab import Lab
+
+    return Lab(report=lambda line: console.print(line, highlight=False))
+
+
+def _print_status(status: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title="pgha lab members")
+    for column in ("member", "host", "port", "role", "state", "timeline", "lag"):
+        table.add_column(column)
+    for m in status["members"]:
+        table.add_row(m["name"], m["host"], str(m["port"]), m["role"], m["state"], str(m["timeline"] or ""),
+                      str(m["lag"] if m["lag"] is not None else ""))
+    console.print(table)
+    dsns = status["dsns"]
+    lines = [f"writer DSN: {dsns['writer']}", f"reader DSN: {dsns['reader']}"]
+    lines += [f"{node} DSN:  {dsn}" for node, dsn in dsns["nodes"].items()]
+    lines.append("password:   export PGPASSWORD=$(python -m pgha lab password)")
+    for line in lines:  # unwrapped, so they copy and paste
+        console.print(line, highlight=False, soft_wrap=True)
+
+
+@lab_app.command("up")
+def lab_up() -> None:
+    """Start the lab (or whatever part of it is not running) and apply the schema."""
+    from pgha.lab import LabError
+    from pgha.local import PrerequisiteError
+
+    try:
+        status = _lab().up()
+    except (LabError, PrerequisiteError) as err:
+        err_console.print(f"[red]error:[/red] {err}", highlight=False)
+        raise typer.Exit(1) from None
+    _print_status(status)
+    console.print("stop it with: make down  (or python -m pgha lab down [--purge])")
+
+
+@lab_app.command("status")
+def lab_status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print members and DSNs as JSON.")] = False,
+) -> None:
+    """Show the members (role, state, timeline, lag) and the DSNs."""
+    status = _lab().status()
+    if as_json:
+        print(json.dumps(status, indent=2))
+    else:
+        _print_status(status)
+    if not status["members"]:
+        raise typer.Exit(3)
+
+
+@lab_app.command("down")
+def lab_down(purge: Annotated[bool, typer.Option("--purge", help="Also delete the lab's data.")] = False) -> None:
+    """Stop every lab process (by pid); leave no process behind."""
+    killed = _lab().down(purge=purge)
+    if killed:
+        console.print(f"killed leftover processes: {killed}")
+    console.print("lab stopped")
+
+
+@lab_app.command("password")
+def lab_password() -> None:
+    """Print the lab superuser's password (for PGPASSWORD)."""
+    print(_lab().secrets().superuser)
+
+
 @app.callback()
 def main() -> None:
     """pgha: highly-available PostgreSQL on AWS, and the operations around it."""

@@ -85,3 +85,11 @@ def port_in_use(host: str, port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0
+
+
+def has_extension(bindir: Path, name: str) -> bool:
+    """True when the PostgreSQL installation of ``bindir`` ships the extension (e.g. pg_cron)."""
+    sharedir = subprocess.run(
+        [str(bindir / "pg_config"), "--sharedir"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return bool(sharedir) and (Path(sharedir) / "extension" / f"{name}.control").exists()

@@ -9,14 +9,7 @@ import tempfile
 from pathlib import Path
 
 from pgha.connect import ConnectionSettings, connect
-from pgha.local import as_service_user, free_port, give_to_service_user, postgres_bindir
-
-
-def _has_extension(bindir: Path, name: str) -> bool:
-    sharedir = subprocess.run(
-        [str(bindir / "pg_config"), "--sharedir"], capture_output=True, text=True, check=False
-    ).stdout.strip() or str(bindir.parent.parent.parent.parent / "share" / "postgresql" / bindir.parent.name)
-    return (Path(sharedir) / "extension" / f"{name}.control").exists()
+from pgha.local import as_service_user, free_port, give_to_service_user, has_extension, postgres_bindir
 
 
 class PostgresServer:
@@ -30,7 +23,7 @@ class PostgresServer:
         self.database = database
         self.superuser = "pgha_admin"
         self.password = secrets.token_urlsafe(16)
-        self.has_pg_cron = _has_extension(self.bindir, "pg_cron")
+        self.has_pg_cron = has_extension(self.bindir, "pg_cron")
 
     def start(self) -> PostgresServer:
         """initdb, start, and create the application database."""

@@ -1,0 +1,455 @@
+"""The local HA lab: three etcd + Patroni + PostgreSQL nodes on 127.0.1.1-3, from the production templates.
+
+Each node gets its own loopback address and the production ports, exactly like an EC2 node.
+State lives under one directory (``.lab/`` by default); every process is started here, recorded
+by pid, and stopped by pid. As root, every process runs as the ``postgres`` user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from pgha.local import (
+    PrerequisiteError,
+    has_extension,
+    port_in_use,
+    postgres_bindir,
+    running_as_root,
+    service_user_ids,
+)
+from pgha.render import (
+    ClusterSecrets,
+    ClusterSpec,
+    NodeSpec,
+    PatroniTiming,
+    Ports,
+    Users,
+    patroni_environment,
+    render_etcd,
+    render_patroni,
+)
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_LAB_DIR = PROJECT_DIR / ".lab"
+CLUSTER_NAME = "pgha-lab"
+NODE_ADDRESSES = ("127.0.1.1", "127.0.1.2", "127.0.1.3")
+#: Short timing so failover is quick on one machine; still within Patroni's rules.
+LAB_TIMING = PatroniTiming(ttl=20, loop_wait=2, retry_timeout=5)
+DATABASE = "app"
+
+
+_BASE_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+
+def _as_service_user() -> dict[str, Any]:
+    """subprocess arguments that run the child as the postgres user when we are root."""
+    if not running_as_root():
+        return {}
+    uid, gid = service_user_ids()
+    return {"user": uid, "group": gid, "extra_groups": []}
+
+
+class LabError(RuntimeError):
+    """The lab could not do what was asked; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member as Patroni reports it."""
+
+    name: str
+    host: str
+    port: int
+    role: str
+    state: str
+    timeline: int | None
+    lag: int | str | None
+
+
+def _http_json(url: str, timeout: float = 2.0, method: str = "GET", body: dict | None = None,
+               auth: tuple[str, str] | None = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    if auth:
+        import base64
+
+        request.add_header("Authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        text = response.read().decode()
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+class Lab:
+    """A 3-node lab rooted at ``root``."""
+
+    def __init__(self, root: Path = DEFAULT_LAB_DIR, report: Callable[[str], None] = print):
+        self.root = root
+        self.report = report
+        self.ports = Ports()
+        self.users = Users()
+
+    # --- layout -------------------------------------------------------------------------
+
+    def node_dir(self, name: str) -> Path:
+        """The directory holding one node's configs, data, logs and pid files."""
+        return self.root / name
+
+    def nodes(self, bindir: Path | None = None) -> list[NodeSpec]:
+        """The three members, with their files under the lab directory."""
+        bin_dir = str(bindir or postgres_bindir())
+        specs = []
+        for index, address in enumerate(NODE_ADDRESSES, 1):
+            base = self.node_dir(f"node{index}")
+            specs.append(NodeSpec(
+                name=f"node{index}", address=address, data_dir=str(base / "pgdata"), bin_dir=bin_dir,
+                etcd_data_dir=str(base / "etcd"), socket_dir=str(base / "run"), pgpass=str(base / "pgpass"),
+            ))
+        return specs
+
+    def cluster(self, bindir: Path | None = None) -> ClusterSpec:
+        """The lab cluster: same template inputs as EC2 but loopback addresses and local paths."""
+        preload = ["pg_stat_statements"]
+        if has_extension(bindir or postgres_bindir(), "pg_cron"):
+            preload.append("pg_cron")
+        return ClusterSpec(
+            name=CLUSTER_NAME,
+            nodes=self.nodes(bindir),
+            # loopback connections leave from 127.0.0.1 whatever address they go to
+            member_cidrs=["127.0.0.0/8"],
+            client_cidrs=["127.0.0.0/8"],
+            timing=LAB_TIMING,
+            preload_libraries=tuple(preload),
+            database=DATABASE,
+        )
+
+    # --- secrets --------------------------------------------------------------------------
+
+    @property
+    def secrets_file(self) -> Path:
+        """Where the lab's generated passwords live (readable by root only)."""
+        return self.root / "secrets.json"
+
+    def secrets(self) -> ClusterSecrets:
+        """The lab's passwords, generated on first use."""
+        if not self.secrets_file.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            generated = {key: secrets.token_urlsafe(24) for key in ("superuser", "replication", "rewind", "restapi")}
+            self.secrets_file.touch(mode=0o600)
+            self.secrets_file.write_text(json.dumps(generated))
+        return ClusterSecrets(**json.loads(self.secrets_file.read_text()))
+
+    # --- processes ------------------------------------------------------------------------
+
+    def _pid(self, node: str, process: str) -> int | None:
+        path = self.node_dir(node) / f"{process}.pid"
+        if not path.exists():
+            return None
+        pid = int(path.read_text())
+        try:
+            proc = psutil.Process(pid)
+            alive = proc.status() != psutil.STATUS_ZOMBIE and str(self.root) in " ".join(proc.cmdline())
+        except psutil.Error:
+            alive = False
+        return pid if alive else None
+
+    def _start(self, node: str, process: str, command: list[str], env: dict[str, str] | None = None) -> None:
+        directory = self.node_dir(node)
+        log = open(directory / f"{process}.log", "ab")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=directory,
+            env={**_BASE_ENV, "HOME": str(directory), **(env or {})}, start_new_session=True,
+            **_as_service_user(),
+        )
+        log.close()
+        (directory / f"{process}.pid").write_text(str(proc.pid))
+
+    def _prepare(self, cluster: ClusterSpec) -> None:
+        uid_gid = service_user_ids() if running_as_root() else None
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o755)
+        for node in cluster.nodes:
+            directory = self.node_dir(node.name)
+            (directory / "run").mkdir(parents=True, exist_ok=True)
+            (directory / "etcd.yml").write_text(render_etcd(cluster, node))
+            (directory / "patroni.yml").write_text(render_patroni(cluster, node))
+            for path in (directory, directory / "run", directory / "etcd.yml", directory / "patroni.yml"):
+                path.chmod(0o700 if path.is_dir() else 0o600)
+                if uid_gid:
+                    os.chown(path, *uid_gid)
+
+    # --- checks ---------------------------------------------------------------------------
+
+    def check_prerequisites(self) -> Path:
+        """Fail early, naming what to install or free. Returns the PostgreSQL bin dir."""
+        bindir = postgres_bindir()
+        if not shutil.which("etcd"):
+            raise PrerequisiteError("etcd not found: install it, e.g. `apt-get install etcd-server`")
+        try:
+            import patroni  # noqa: F401
+            import psycopg  # noqa: F401
+        except ImportError as err:
+            raise PrerequisiteError(
+                f"{err.name} is not installed: run `make up` (pip install -r requirements-lab.txt)"
+            ) from None
+        if running_as_root():
+            service_user_ids()
+            probe = subprocess.run(
+                ["runuser", "-u", "postgres", "--", sys.executable, "-c", "import patroni, psycopg"],
+                capture_output=True, text=True, check=False,
+            )
+            if probe.returncode != 0:
+                raise PrerequisiteError(
+                    f"the postgres user cannot run Patroni with {sys.executable}: make the venv from a Python it can "
+                    "read (`make up` uses /usr/bin/python3) and put the project where it can traverse the path"
+                )
+        busy = [
+            f"{address}:{port}"
+            for address in NODE_ADDRESSES
+            for port in (self.ports.postgres, self.ports.restapi, self.ports.etcd_client, self.ports.etcd_peer)
+            if port_in_use(address, port)
+        ]
+        if busy:
+            raise PrerequisiteError(
+                "ports in use: " + ", ".join(busy) + " - stop what listens there (a PostgreSQL bound to 0.0.0.0?) "
+                "or run `pgha lab down`"
+            )
+        return bindir
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def running(self) -> dict[str, dict[str, int | None]]:
+        """node -> process -> pid (None when not running)."""
+        return {
+            f"node{i}": {process: self._pid(f"node{i}", process) for process in ("etcd", "patroni")}
+            for i in range(1, len(NODE_ADDRESSES) + 1)
+        }
+
+    def up(self, timeout: float = 120.0) -> dict[str, Any]:
+        """Start whatever is not running, wait for a healthy cluster, apply the schema; return status."""
+        state = self.running()
+        if all(pid for node in state.values() for pid in node.values()):
+            self.report("lab already running")
+            return self.status()
+        started_any = any(pid for node in state.values() for pid in node.values())
+        bindir = postgres_bindir() if started_any else self.check_prerequisites()
+        cluster = self.cluster(bindir)
+        self._prepare(cluster)
+        env = patroni_environment(self.users, self.secrets())
+        for node in cluster.nodes:
+            if not state[node.name]["etcd"]:
+                self.report(f"starting etcd on {node.address}")
+                self._start(node.name, "etcd", [shutil.which("etcd") or "etcd", "--config-file",
+                                                str(self.node_dir(node.name) / "etcd.yml")])
+        self._wait("etcd cluster healthy", self._etcd_healthy, timeout, ("etcd",))
+        self._validate(cluster, env)
+        for node in cluster.nodes:
+            if not state[node.name]["patroni"]:
+                self.report(f"starting Patroni + PostgreSQL on {node.address}")
+                self._start(node.name, "patroni", [sys.executable, "-m", "patroni",
+                                                   str(self.node_dir(node.name) / "patroni.yml")], env)
+        self._wait("a leader and two streaming replicas", self._cluster_formed, timeout, ("etcd", "patroni"))
+        self._apply_schema()
+        return self.status()
+
+    def _validate(self, cluster: ClusterSpec, env: dict[str, str]) -> None:
+        """Check every rendered patroni.yml with ``patroni --validate-config`` (needs etcd up)."""
+        for node in cluster.nodes:
+            path = self.node_dir(node.name) / "patroni.yml"
+            result = subprocess.run(
+                [sys.executable, "-m", "patroni", "--validate-config", "--ignore-listen-port", str(path)],
+                capture_output=True, text=True, check=False, env={**_BASE_ENV, **env}, **_as_service_user(),
+            )
+            if result.returncode != 0:
+                raise LabError(f"{path} fails Patroni's validator: {result.stdout}{result.stderr}".strip())
+
+    def _wait(self, what: str, ready: Callable[[], bool], timeout: float, processes: tuple[str, ...]) -> None:
+        self.report(f"waiting for {what}...")
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if time.monotonic() > deadline:
+                raise LabError(f"timed out after {timeout:.0f} s waiting for {what}; logs are in {self.root}/node*/")
+            self._check_alive(processes)
+            time.sleep(0.5)
+
+    def _check_alive(self, processes: tuple[str, ...]) -> None:
+        dead = [
+            f"{node}/{proc}"
+            for node, procs in self.running().items()
+            for proc, pid in procs.items()
+            if proc in processes and not pid
+        ]
+        if dead:
+            logs = ", ".join(f"{self.root}/{d}.log" for d in dead)
+            raise LabError(f"{', '.join(dead)} exited; see {logs}")
+
+    def _etcd_healthy(self) -> bool:
+        try:
+            return all(
+                str(_http_json(f"http://{a}:{self.ports.etcd_client}/health").get("health")) == "true"
+                for a in NODE_ADDRESSES
+            )
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    def members(self) -> list[Member]:
+        """The members as Patroni reports them (empty when no node answers)."""
+        for address in NODE_ADDRESSES:
+            try:
+                data = _http_json(f"http://{address}:{self.ports.restapi}/cluster")
+            except (OSError, ValueError):
+                continue
+            return [
+                Member(name=m["name"], host=m["host"], port=m["port"], role=m["role"], state=m["state"],
+                       timeline=m.get("timeline"), lag=m.get("lag"))
+                for m in sorted(data.get("members", []), key=lambda m: m["name"])
+            ]
+        return []
+
+    def _cluster_formed(self) -> bool:
+        """One running leader, every other member streaming, one of them the synchronous standby."""
+        members = self.members()
+        leaders = [m for m in members if m.role == "leader" and m.state == "running"]
+        streaming = [m for m in members if m.role != "leader" and m.state == "streaming"]
+        sync = [m for m in streaming if m.role == "sync_standby"]
+        return len(leaders) == 1 and len(streaming) == len(NODE_ADDRESSES) - 1 and len(sync) == 1
+
+    def leader(self) -> Member:
+        """The current leader; LabError when there is none."""
+        for member in self.members():
+            if member.role == "leader":
+                return member
+        raise LabError("no leader right now")
+
+    def _apply_schema(self) -> None:
+        from pgha.connect import connect
+        from pgha.migrate import migrate
+
+        admin = connect(self.settings("postgres"), writable=True)
+        if not admin.run("SELECT 1 FROM pg_database WHERE datname = :d", d=DATABASE):
+            admin.run(f'CREATE DATABASE "{DATABASE}"')
+        admin.close()
+        conn = connect(self.settings(DATABASE), writable=True)
+        try:
+            result = migrate(conn, report=self.report)
+        finally:
+            conn.close()
+        self.report(f"schema: {len(result.applied)} applied, {len(result.already_applied)} already applied")
+
+    # --- connection strings ---------------------------------------------------------------
+
+    def settings(self, database: str = DATABASE) -> Any:
+        """ConnectionSettings for the superuser over all three nodes (the writable one is used)."""
+        from pgha.connect import ConnectionSettings
+
+        return ConnectionSettings(
+            hosts=tuple((a, self.ports.postgres) for a in NODE_ADDRESSES), database=database,
+            user=self.users.superuser, password=self.secrets().superuser, sslmode="disable",
+            application_name="pgha-lab",
+        )
+
+    def dsns(self) -> dict[str, Any]:
+        """Writer, reader and per-node DSNs (no password: it is in PGPASSWORD, see `pgha lab password`)."""
+        hosts = ",".join(f"{a}:{self.ports.postgres}" for a in NODE_ADDRESSES)
+        base = f"postgresql://{self.users.superuser}@{hosts}/{DATABASE}"
+        return {
+            "writer": f"{base}?target_session_attrs=read-write",
+            "reader": f"{base}?target_session_attrs=prefer-standby",
+            "nodes": {
+                f"node{i}": f"postgresql://{self.users.superuser}@{a}:{self.ports.postgres}/{DATABASE}"
+                for i, a in enumerate(NODE_ADDRESSES, 1)
+            },
+        }
+
+    def status(self) -> dict[str, Any]:
+        """Members and DSNs, as `pgha lab status --json` prints them."""
+        return {"members": [asdict(m) for m in self.members()], "dsns": self.dsns(), "processes": self.running()}
+
+    # --- control --------------------------------------------------------------------------
+
+    def switchover(self, candidate: str | None = None) -> None:
+        """Ask Patroni for a planned switchover away from the current leader."""
+        leader = self.leader()
+        body = {"leader": leader.name, **({"candidate": candidate} if candidate else {})}
+        secret = self.secrets().restapi
+        _http_json(f"http://{leader.host}:{self.ports.restapi}/switchover", method="POST", body=body,
+                   auth=(self.users.restapi, secret), timeout=30)
+
+    def kill_node(self, node: str) -> None:
+        """kill -9 a node's Patroni and its PostgreSQL postmaster (an unplanned crash)."""
+        patroni_pid = self._pid(node, "patroni")
+        postmaster = self.node_dir(node) / "pgdata" / "postmaster.pid"
+        pids = [patroni_pid] if patroni_pid else []
+        if postmaster.exists():
+            pids.append(int(postmaster.read_text().splitlines()[0]))
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def down(self, purge: bool = False, timeout: float = 60.0) -> list[int]:
+        """Stop everything the lab started (Patroni first, then etcd), by pid; with ``purge`` delete its data.
+
+        Returns the pids that had to be killed because they did not stop in time.
+        """
+        for process in ("patroni", "etcd"):
+            pids = [pid for procs in self.running().values() if (pid := procs[process])]
+            for pid in pids:
+                self.report(f"stopping {process} (pid {pid})")
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+            _gone, alive = psutil.wait_procs([psutil.Process(p) for p in pids if psutil.pid_exists(p)],
+                                             timeout=timeout)
+            for proc in alive:
+                proc.kill()
+        killed = self._sweep()
+        for pidfile in self.root.glob("node*/*.pid"):
+            pidfile.unlink()
+        if purge and self.root.exists():
+            shutil.rmtree(self.root)
+            self.report(f"removed {self.root}")
+        return killed
+
+    def _sweep(self) -> list[int]:
+        """Kill any process still running from the lab directory (e.g. an orphaned postmaster)."""
+        leftovers = []
+        for pid in self.lab_processes():
+            try:
+                proc = psutil.Process(pid)
+                proc.kill()
+                leftovers.append(proc)
+            except psutil.Error:
+                pass
+        psutil.wait_procs(leftovers, timeout=10)
+        return [p.pid for p in leftovers]
+
+    def lab_processes(self) -> list[int]:
+        """Pids of every process running from the lab directory."""
+        found = []
+        for proc in psutil.process_iter(["pid", "cmdline", "cwd"]):
+            try:
+                text = " ".join(proc.info["cmdline"] or []) + " " + (proc.info["cwd"] or "")
+            except psutil.Error:
+                continue
+            if str(self.root) in text and proc.pid != os.getpid():
+                found.append(proc.pid)
+        return found

@@ -1,0 +1,117 @@
+"""Rendering Patroni and etcd configuration from patroni/: one function, timing rules, no secrets."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pgha import lab as lab_module
+from pgha.lab import Lab
+from pgha.local import PrerequisiteError
+from pgha.render import (
+    ClusterSecrets,
+    ClusterSpec,
+    PatroniTiming,
+    TimingError,
+    Users,
+    patroni_environment,
+    render_etcd,
+    render_patroni,
+)
+
+SECRETS = ClusterSecrets(superuser="su-Secret-1", replication="repl-Secret-2", rewind="rw-Secret-3",
+                         restapi="api-Secret-4")
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> ClusterSpec:
+    return Lab(root=tmp_path).cluster()
+
+
+@pytest.mark.parametrize(
+    ("timing", "message"),
+    [
+        (PatroniTiming(ttl=30, loop_wait=10, retry_timeout=30), "exceeds ttl = 30"),  # the seed's values
+        (PatroniTiming(ttl=15, loop_wait=2, retry_timeout=5), "ttl = 15: must be at least 20"),
+        (PatroniTiming(ttl=20, loop_wait=0, retry_timeout=5), "loopWait = 0"),
+        (PatroniTiming(ttl=20, loop_wait=2, retry_timeout=2), "retryTimeout = 2"),
+    ],
+)
+def test_timing_patroni_would_adjust_is_refused(timing: PatroniTiming, message: str, cluster: ClusterSpec) -> None:
+    with pytest.raises(TimingError, match=message):
+        timing.validate()
+
+    with pytest.raises(TimingError):
+        render_patroni(replace(cluster, timing=timing), cluster.nodes[0])
+
+
+def test_valid_timing_passes() -> None:
+    assert PatroniTiming(ttl=20, loop_wait=2, retry_timeout=5).validate().problems() == []
+    assert PatroniTiming().problems() == []
+
+
+def test_patroni_config_carries_the_ha_settings(cluster: ClusterSpec) -> None:
+    node = cluster.nodes[1]
+    config = yaml.safe_load(render_patroni(cluster, node))
+    dcs = config["bootstrap"]["dcs"]
+    assert dcs["synchronous_mode"] is True and dcs["synchronous_mode_strict"] is False
+    assert dcs["failsafe_mode"] is True and dcs["maximum_lag_on_failover"] == 1048576
+    assert dcs["postgresql"]["use_pg_rewind"] is True
+    assert "data-checksums" in config["bootstrap"]["initdb"]
+    assert "pg_stat_statements" in dcs["postgresql"]["parameters"]["shared_preload_libraries"]
+    assert dcs["postgresql"]["parameters"]["log_min_duration_statement"] == 1000
+    assert config["restapi"]["listen"] == f"{node.address}:8008"
+    assert config["postgresql"]["listen"] == f"{node.address}:5432"
+    assert config["postgresql"]["parameters"]["unix_socket_directories"] == node.socket_dir
+    assert config["etcd3"]["hosts"] == [f"{n.address}:2379" for n in cluster.nodes]
+    hba = config["postgresql"]["pg_hba"]
+    assert all("0.0.0.0/0" not in line for line in hba)
+    assert any(line.startswith("host replication replicator") for line in hba)
+
+
+def test_rendered_files_hold_no_password(cluster: ClusterSpec) -> None:
+    rendered = "".join(render_patroni(cluster, n) + render_etcd(cluster, n) for n in cluster.nodes)
+    for secret in vars(SECRETS).values():
+        assert secret not in rendered
+
+    def keys(value: object) -> set[str]:
+        if isinstance(value, dict):
+            return set(value) | {k for v in value.values() for k in keys(v)}
+        return set()
+
+    assert "password" not in keys(yaml.safe_load(render_patroni(cluster, cluster.nodes[0])))
+
+
+def test_environment_carries_every_credential() -> None:
+    env = patroni_environment(Users(), SECRETS)
+    assert env["PATRONI_SUPERUSER_PASSWORD"] == SECRETS.superuser
+    assert env["PATRONI_REPLICATION_USERNAME"] == "replicator"
+    assert env["PATRONI_RESTAPI_PASSWORD"] == SECRETS.restapi
+    assert len(env) == 8
+
+
+def test_etcd_config_lists_the_whole_initial_cluster(cluster: ClusterSpec) -> None:
+    config = yaml.safe_load(render_etcd(cluster, cluster.nodes[0]))
+    assert config["initial-cluster"] == ",".join(f"{n.name}=http://{n.address}:2380" for n in cluster.nodes)
+    assert config["enable-grpc-gateway"] is True
+    assert config["listen-client-urls"] == "http://127.0.1.1:2379"
+
+
+def test_missing_etcd_is_named_before_anything_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lab_module.shutil, "which", lambda _name: None)
+    with pytest.raises(PrerequisiteError, match="apt-get install etcd-server"):
+        Lab(root=tmp_path).check_prerequisites()
+    assert not (tmp_path / "node1").exists()
+
+
+def test_busy_port_is_named(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.1.2", 8008))
+        sock.listen()
+        with pytest.raises(PrerequisiteError, match=r"127\.0\.1\.2:8008"):
+            Lab(root=tmp_path).check_prerequisites()
