@@ -24,6 +24,22 @@ _MINUTES_PER_DAY = 24 * 60
 _MINUTES_PER_WEEK = 7 * _MINUTES_PER_DAY
 
 
+@dataclass(frozen=True)
+class PatroniSettings:
+    """The self-managed path (``pgha:patroni``). Timing defaults are Patroni's own."""
+
+    nodes: int = 3
+    instance_type: str = "m7g.large"
+    volume_size: int = 100
+    ttl: int = 30
+    loop_wait: int = 10
+    retry_timeout: int = 10
+    synchronous_mode: bool = True
+    synchronous_mode_strict: bool = False
+    backup_tool: str = "pgbackrest"
+    backup_retention: int = 14
+
+
 class ConfigError(ValueError):
     """Raised when stack config is invalid; ``problems`` lists one line per bad key."""
 
@@ -68,6 +84,7 @@ class StackConfig:
     max_connections: int = 400
     schema_runner: str = "lambda"
     tags: Mapping[str, str] = field(default_factory=dict)
+    patroni: PatroniSettings = field(default_factory=PatroniSettings)
 
     @property
     def name_prefix(self) -> str:
@@ -234,6 +251,78 @@ def windows_overlap(backup: tuple[int, int], maintenance: tuple[int, int]) -> bo
     return False
 
 
+def _json_int(low: int, high: int, odd: bool = False) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"must be a whole number from {low} to {high}")
+        if not low <= value <= high or (odd and value % 2 == 0):
+            raise ValueError(f"must be {'an odd number' if odd else 'a number'} from {low} to {high}")
+        return value
+
+    return parse
+
+
+def _json_bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+def _json_choice(*allowed: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if value not in allowed:
+            raise ValueError("must be one of " + ", ".join(allowed))
+        return value
+
+    return parse
+
+
+def _json_instance_type(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[a-z][a-z0-9-]*\.[a-z0-9]+", value):
+        raise ValueError("must be an EC2 instance type such as m7g.large")
+    return value
+
+
+PATRONI_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "nodes": ("nodes", _json_int(3, 7, odd=True)),
+    "instanceType": ("instance_type", _json_instance_type),
+    "volumeSize": ("volume_size", _json_int(20, 16384)),
+    "ttl": ("ttl", _json_int(20, 600)),
+    "loopWait": ("loop_wait", _json_int(1, 300)),
+    "retryTimeout": ("retry_timeout", _json_int(3, 300)),
+    "synchronousMode": ("synchronous_mode", _json_bool),
+    "synchronousModeStrict": ("synchronous_mode_strict", _json_bool),
+    "backupTool": ("backup_tool", _json_choice("pgbackrest")),
+    "backupRetention": ("backup_retention", _json_int(1, 365)),
+}
+
+
+def _parse_patroni(raw: str) -> PatroniSettings:
+    """The structured ``pgha:patroni`` object; every problem is reported as ``patroni.<key>``."""
+    from pgha.render import PatroniTiming
+
+    given = _parse_json(raw, dict, 'an object, e.g. {"nodes": 3, "instanceType": "m7g.large"}')
+    problems, values = [], {}
+    for key, value in given.items():
+        if key not in PATRONI_KEYS:
+            problems.append(f"{key} is not a Patroni setting (known: {', '.join(PATRONI_KEYS)})")
+            continue
+        attr, parse = PATRONI_KEYS[key]
+        try:
+            values[attr] = parse(value)
+        except ValueError as err:
+            problems.append(f"{key} = {json.dumps(value)}: {err}")
+    if not problems:
+        settings = PatroniSettings(**values)
+        timing = PatroniTiming(settings.ttl, settings.loop_wait, settings.retry_timeout)
+        problems += [f"timing: {p}" for p in timing.problems()]
+        if settings.synchronous_mode_strict and not settings.synchronous_mode:
+            problems.append("synchronousModeStrict = true needs synchronousMode = true")
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
 # key -> (dataclass field, parser). Order is the order errors are reported in.
 KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "engine": ("engine", _one_of(*ENGINES)),
@@ -259,6 +348,7 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "maxConnections": ("max_connections", _int_in(20, 5000)),
     "schemaRunner": ("schema_runner", _one_of(*SCHEMA_RUNNERS)),
     "tags": ("tags", _parse_tags),
+    "patroni": ("patroni", _parse_patroni),
 }
 
 
@@ -324,8 +414,6 @@ def _cross_checks(values: dict[str, Any], region: str | None) -> list[str]:
         problems.append(f"{NAMESPACE}:subnetIds: give at least 2 subnets in at least 2 availability zones")
     if has_vpc and "vpc_cidr" in values:
         problems.append(f"{NAMESPACE}:vpcCidr and {NAMESPACE}:vpcId exclude each other: create a VPC or bring one")
-    if values.get("engine") == "patroni":
-        problems.append(f"{NAMESPACE}:engine = 'patroni': the Patroni on EC2 path is not available yet; use rds")
     return problems
 
 

@@ -124,6 +124,7 @@ class Lab:
             specs.append(NodeSpec(
                 name=f"node{index}", address=address, data_dir=str(base / "pgdata"), bin_dir=bin_dir,
                 etcd_data_dir=str(base / "etcd"), socket_dir=str(base / "run"), pgpass=str(base / "pgpass"),
+                ssl_cert_file=str(base / "tls" / "server.crt"), ssl_key_file=str(base / "tls" / "server.key"),
             ))
         return specs
 
@@ -141,6 +142,8 @@ class Lab:
             timing=LAB_TIMING,
             preload_libraries=tuple(preload),
             database=DATABASE,
+            # WAL goes to a shared local directory, as on EC2 it goes to the S3 repository
+            archive_command=f"test ! -f {self.root}/wal-archive/%f && cp %p {self.root}/wal-archive/%f",
         )
 
     # --- secrets --------------------------------------------------------------------------
@@ -185,18 +188,27 @@ class Lab:
         (directory / f"{process}.pid").write_text(str(proc.pid))
 
     def _prepare(self, cluster: ClusterSpec) -> None:
+        """Write each node's rendered configs and a self-signed TLS certificate, owned by the service user."""
         uid_gid = service_user_ids() if running_as_root() else None
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o755)
+        archive = self.root / "wal-archive"
+        archive.mkdir(exist_ok=True)
+        owned = [archive]
         for node in cluster.nodes:
             directory = self.node_dir(node.name)
             (directory / "run").mkdir(parents=True, exist_ok=True)
+            (directory / "tls").mkdir(exist_ok=True)
             (directory / "etcd.yml").write_text(render_etcd(cluster, node))
             (directory / "patroni.yml").write_text(render_patroni(cluster, node))
-            for path in (directory, directory / "run", directory / "etcd.yml", directory / "patroni.yml"):
-                path.chmod(0o700 if path.is_dir() else 0o600)
-                if uid_gid:
-                    os.chown(path, *uid_gid)
+            if not Path(node.ssl_key_file).exists():
+                _self_signed_certificate(node.address, Path(node.ssl_cert_file), Path(node.ssl_key_file))
+            owned += [directory, directory / "run", directory / "tls", directory / "etcd.yml",
+                      directory / "patroni.yml", Path(node.ssl_cert_file), Path(node.ssl_key_file)]
+        for path in owned:
+            path.chmod(0o700 if path.is_dir() else 0o600)
+            if uid_gid:
+                os.chown(path, *uid_gid)
 
     # --- checks ---------------------------------------------------------------------------
 
@@ -205,6 +217,8 @@ class Lab:
         bindir = postgres_bindir()
         if not shutil.which("etcd"):
             raise PrerequisiteError("etcd not found: install it, e.g. `apt-get install etcd-server`")
+        if not shutil.which("openssl"):
+            raise PrerequisiteError("openssl not found (it makes the nodes' TLS certificates): apt-get install openssl")
         try:
             import patroni  # noqa: F401
             import psycopg  # noqa: F401
@@ -364,19 +378,19 @@ class Lab:
 
         return ConnectionSettings(
             hosts=tuple((a, self.ports.postgres) for a in NODE_ADDRESSES), database=database,
-            user=self.users.superuser, password=self.secrets().superuser, sslmode="disable",
+            user=self.users.superuser, password=self.secrets().superuser, sslmode="require",
             application_name="pgha-lab",
         )
 
     def dsns(self) -> dict[str, Any]:
         """Writer, reader and per-node DSNs (no password: it is in PGPASSWORD, see `pgha lab password`)."""
         hosts = ",".join(f"{a}:{self.ports.postgres}" for a in NODE_ADDRESSES)
-        base = f"postgresql://{self.users.superuser}@{hosts}/{DATABASE}"
+        base = f"postgresql://{self.users.superuser}@{hosts}/{DATABASE}?sslmode=require"
         return {
-            "writer": f"{base}?target_session_attrs=read-write",
-            "reader": f"{base}?target_session_attrs=prefer-standby",
+            "writer": f"{base}&target_session_attrs=read-write",
+            "reader": f"{base}&target_session_attrs=prefer-standby",
             "nodes": {
-                f"node{i}": f"postgresql://{self.users.superuser}@{a}:{self.ports.postgres}/{DATABASE}"
+                f"node{i}": f"postgresql://{self.users.superuser}@{a}:{self.ports.postgres}/{DATABASE}?sslmode=require"
                 for i, a in enumerate(NODE_ADDRESSES, 1)
             },
         }
@@ -453,3 +467,12 @@ class Lab:
             if str(self.root) in text and proc.pid != os.getpid():
                 found.append(proc.pid)
         return found
+
+
+def _self_signed_certificate(address: str, cert: Path, key: Path) -> None:
+    """A throwaway TLS certificate for one lab node (on EC2 the node uses Debian's snakeoil)."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "825", "-subj", f"/CN={address}",
+         "-addext", f"subjectAltName=IP:{address}", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )

@@ -88,6 +88,8 @@ class NodeSpec:
     etcd_data_dir: str
     socket_dir: str
     pgpass: str
+    ssl_cert_file: str
+    ssl_key_file: str
 
 
 @dataclass(frozen=True)
@@ -109,8 +111,8 @@ class ClusterSpec:
     slow_query_ms: int = 1000
     database: str = "app"
     preload_libraries: Sequence[str] = ("pg_stat_statements",)
-    #: WAL archiving (pgBackRest/WAL-G); None leaves archiving off.
-    archive_command: str | None = None
+    #: How WAL leaves the node: pgBackRest to S3 on EC2, a copy into a local directory in the lab.
+    archive_command: str = "/bin/true"
 
 
 def _environment() -> jinja2.Environment:

@@ -46,7 +46,7 @@ def lab() -> Iterator[Lab]:
 def node_settings(lab: Lab, address: str) -> ConnectionSettings:
     base = lab.settings()
     return ConnectionSettings(hosts=((address, 5432),), database=base.database, user=base.user,
-                              password=base.password, sslmode="disable")
+                              password=base.password, sslmode="require")
 
 
 def roles(lab: Lab) -> dict[str, str]:

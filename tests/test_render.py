@@ -70,7 +70,9 @@ def test_patroni_config_carries_the_ha_settings(cluster: ClusterSpec) -> None:
     assert config["etcd3"]["hosts"] == [f"{n.address}:2379" for n in cluster.nodes]
     hba = config["postgresql"]["pg_hba"]
     assert all("0.0.0.0/0" not in line for line in hba)
-    assert any(line.startswith("host replication replicator") for line in hba)
+    assert any(line.startswith("hostssl replication replicator") for line in hba)
+    assert not any(line.startswith("host ") for line in hba), "network connections must use TLS"
+    assert config["postgresql"]["parameters"]["ssl"] == "on"
 
 
 def test_rendered_files_hold_no_password(cluster: ClusterSpec) -> None:
