@@ -407,6 +407,10 @@ def _cross_checks(values: dict[str, Any], region: str | None) -> list[str]:
             f"{NAMESPACE}:maintenanceWindow = {get('maintenance_window')!r}: overlaps the daily "
             f"backupWindow {get('backup_window')!r}; move one of them"
         )
+    if get("engine") == "patroni":
+        for key, attr in (("drRegion", "dr_region"), ("proxy", "proxy")):
+            if values.get(attr):
+                problems.append(f"{NAMESPACE}:{key} is RDS-only: unset it, or use engine rds")
     has_vpc, has_subnets = "vpc_id" in values, "subnet_ids" in values
     if has_vpc != has_subnets:
         problems.append(f"{NAMESPACE}:vpcId and {NAMESPACE}:subnetIds go together: set both to bring your own VPC")

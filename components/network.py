@@ -28,12 +28,20 @@ class NetworkArgs:
     allowed_security_group_ids: Sequence[str] = ()
     #: AWS services reached through interface endpoints from inside a created VPC.
     interface_endpoints: Sequence[str] = ("secretsmanager",)
+    #: A NAT gateway (in a small public subnet) for instances that install packages at boot.
+    internet_egress: bool = False
 
 
 def private_subnet_cidrs(vpc_cidr: str, count: int = AZ_COUNT) -> list[str]:
-    """Split the VPC CIDR into ``count`` equal private subnets (one per AZ), leaving room to grow."""
+    """Split the VPC CIDR into quarters: one private subnet per AZ, the last quarter kept for public use."""
     network = ipaddress.ip_network(vpc_cidr)
     return [str(subnet) for subnet in list(network.subnets(prefixlen_diff=2))[:count]]
+
+
+def public_subnet_cidr(vpc_cidr: str) -> str:
+    """The small public subnet (for the NAT gateway) at the start of the VPC's last quarter."""
+    last_quarter = list(ipaddress.ip_network(vpc_cidr).subnets(prefixlen_diff=2))[-1]
+    return str(next(last_quarter.subnets(new_prefix=min(last_quarter.prefixlen + 4, 28))))
 
 
 def _require_two_azs(azs: list[str]) -> list[str]:
@@ -129,6 +137,8 @@ class Network(pulumi.ComponentResource):
             )
             subnet_ids.append(subnet.id)
 
+        if args.internet_egress:
+            self._nat(name, vpc, zones, route_table, str(args.vpc_cidr), child)
         self.vpc_id = vpc.id
         self.vpc_cidr = vpc.cidr_block
         self.subnet_ids = pulumi.Output.all(*subnet_ids)
@@ -163,6 +173,33 @@ class Network(pulumi.ComponentResource):
                     security_group_ids=[endpoint_sg.id],
                     opts=child,
                 )
+
+    def _nat(
+        self,
+        name: str,
+        vpc: aws.ec2.Vpc,
+        zones: pulumi.Output[list[str]],
+        private_route_table: aws.ec2.RouteTable,
+        vpc_cidr: str,
+        child: pulumi.ResourceOptions,
+    ) -> None:
+        """One NAT gateway for outbound-only internet from the private subnets (package installs)."""
+        gateway = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, opts=child)
+        public = aws.ec2.Subnet(
+            f"{name}-public-0", vpc_id=vpc.id, cidr_block=public_subnet_cidr(vpc_cidr), availability_zone=zones[0],
+            map_public_ip_on_launch=False, tags={"Name": f"{name}-public-0", "pgha:tier": "nat"}, opts=child,
+        )
+        public_rt = aws.ec2.RouteTable(
+            f"{name}-public-rt", vpc_id=vpc.id, tags={"Name": f"{name}-public"},
+            routes=[{"cidr_block": "0.0.0.0/0", "gateway_id": gateway.id}], opts=child,
+        )
+        aws.ec2.RouteTableAssociation(f"{name}-public-0-rt", subnet_id=public.id, route_table_id=public_rt.id,
+                                      opts=child)
+        eip = aws.ec2.Eip(f"{name}-nat-ip", domain="vpc", opts=child)
+        nat = aws.ec2.NatGateway(f"{name}-nat", allocation_id=eip.id, subnet_id=public.id,
+                                 opts=pulumi.ResourceOptions(parent=self, depends_on=[gateway]))
+        aws.ec2.Route(f"{name}-private-default", route_table_id=private_route_table.id,
+                      destination_cidr_block="0.0.0.0/0", nat_gateway_id=nat.id, opts=child)
 
     def _ingress(
         self,

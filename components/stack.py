@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +14,23 @@ from components.alarms import DatabaseAlarms, DatabaseAlarmsArgs, MonitoredInsta
 from components.config import StackConfig
 from components.dr import DrReplica, DrReplicaArgs
 from components.network import POSTGRES_PORT, Network, NetworkArgs
+from components.patroni_cluster import READER_PORT, PatroniCluster, PatroniClusterArgs
 from components.proxy import RdsProxy, RdsProxyArgs
 from components.rds import RdsPostgres, RdsPostgresArgs
 from components.schema_hook import SchemaHook, SchemaHookArgs
+
+
+@dataclass(frozen=True)
+class Database:
+    """What the rest of the stack needs from either engine."""
+
+    writer_host: pulumi.Output[str]
+    secret_arn: pulumi.Output[str]
+    key_arn: pulumi.Output[str]
+    database: str
+    ready: tuple[pulumi.Resource, ...]
+    #: Let a security group reach the writer (the schema hook).
+    admit: Callable[[str, pulumi.Input[str], str], None]
 
 
 def build_stack(cfg: StackConfig, project_dir: Path) -> dict[str, Any]:
@@ -35,9 +51,44 @@ def build_stack(cfg: StackConfig, project_dir: Path) -> dict[str, Any]:
             subnet_ids=cfg.subnet_ids,
             allowed_cidrs=cfg.allowed_cidrs,
             allowed_security_group_ids=cfg.allowed_security_group_ids,
+            # Patroni nodes install their packages at boot
+            internet_egress=cfg.engine == "patroni",
         ),
         opts,
     )
+    outputs: dict[str, Any] = {
+        "engine": cfg.engine,
+        "port": POSTGRES_PORT,
+        "vpcId": network.vpc_id,
+        "subnetIds": network.subnet_ids,
+    }
+    build = _patroni if cfg.engine == "patroni" else _rds
+    db = build(cfg, name, network, opts, outputs)
+
+    if cfg.schema_runner == "lambda":
+        hook = SchemaHook(
+            f"{name}-schema",
+            SchemaHookArgs(
+                vpc_id=network.vpc_id,
+                vpc_cidr=network.vpc_cidr,
+                subnet_ids=network.subnet_ids,
+                writer_host=db.writer_host,
+                master_secret_arn=db.secret_arn,
+                kms_key_arn=db.key_arn,
+                depends_on=db.ready,
+                database=db.database,
+                migrations_dir=project_dir / "schema" / "migrations",
+            ),
+            opts,
+        )
+        db.admit(f"{name}-db-from-schema-hook", hook.security_group_id, "PostgreSQL from the schema hook")
+        outputs["schemaHash"] = hook.migrations_hash
+    return outputs
+
+
+def _rds(cfg: StackConfig, name: str, network: Network, opts: pulumi.ResourceOptions,
+         outputs: dict[str, Any]) -> Database:
+    """Multi-AZ RDS with replicas, alarms, and optionally a DR replica and RDS Proxy."""
     rds_args = RdsPostgresArgs(
         region=cfg.region,
         subnet_group_name=network.db_subnet_group_name,
@@ -56,43 +107,19 @@ def build_stack(cfg: StackConfig, project_dir: Path) -> dict[str, Any]:
         max_connections=cfg.max_connections,
     )
     db = RdsPostgres(name, rds_args, opts)
-
     watched = [MonitoredInstance("primary", db.primary.identifier)] + [
         MonitoredInstance(f"replica-{i + 1}", replica.identifier, replica=True) for i, replica in enumerate(db.replicas)
     ]
     alarms = DatabaseAlarms(f"{name}-alarms", _alarm_args(cfg, db.key.key_id, watched), opts)
-
-    outputs: dict[str, Any] = {
-        "writerEndpoint": db.primary.address,
-        "readerEndpoints": [replica.address for replica in db.replicas],
-        "port": POSTGRES_PORT,
-        "masterSecretArn": db.master_secret_arn,
-        "kmsKeyArn": db.key.arn,
-        "vpcId": network.vpc_id,
-        "subnetIds": network.subnet_ids,
-        "securityGroupId": network.db_security_group_id,
-        "alarmTopicArn": alarms.topic.arn,
-        "engine": cfg.engine,
-    }
-
-    if cfg.schema_runner == "lambda":
-        hook = SchemaHook(
-            f"{name}-schema",
-            SchemaHookArgs(
-                vpc_id=network.vpc_id,
-                vpc_cidr=network.vpc_cidr,
-                subnet_ids=network.subnet_ids,
-                writer_host=db.primary.address,
-                master_secret_arn=db.master_secret_arn,
-                kms_key_arn=db.key.arn,
-                depends_on=(db.primary,),
-                database=rds_args.db_name,
-                migrations_dir=project_dir / "schema" / "migrations",
-            ),
-            opts,
-        )
-        network.admit(f"{name}-db-from-schema-hook", hook.security_group_id, "PostgreSQL from the schema hook")
-        outputs["schemaHash"] = hook.migrations_hash
+    outputs.update(
+        writerEndpoint=db.primary.address,
+        readerEndpoints=[replica.address for replica in db.replicas],
+        readerPort=POSTGRES_PORT,
+        masterSecretArn=db.master_secret_arn,
+        kmsKeyArn=db.key.arn,
+        securityGroupId=network.db_security_group_id,
+        alarmTopicArn=alarms.topic.arn,
+    )
 
     if cfg.dr_region:
         dr = DrReplica(
@@ -111,8 +138,7 @@ def build_stack(cfg: StackConfig, project_dir: Path) -> dict[str, Any]:
             _alarm_args(cfg, dr.key.key_id, [MonitoredInstance("dr-replica", dr.instance.identifier, replica=True)]),
             pulumi.ResourceOptions(providers={"aws": dr.provider}),
         )
-        outputs["drReplicaArn"] = dr.instance.arn
-        outputs["drRegion"] = cfg.dr_region
+        outputs.update(drReplicaArn=dr.instance.arn, drRegion=cfg.dr_region)
 
     if cfg.proxy:
         proxy = RdsProxy(
@@ -132,7 +158,41 @@ def build_stack(cfg: StackConfig, project_dir: Path) -> dict[str, Any]:
         network.admit(f"{name}-db-from-proxy", proxy.security_group_id, "PostgreSQL from the RDS Proxy")
         outputs["proxyEndpoint"] = proxy.endpoint
 
-    return outputs
+    return Database(writer_host=db.primary.address, secret_arn=db.master_secret_arn, key_arn=db.key.arn,
+                    database=rds_args.db_name, ready=(db.primary,), admit=network.admit)
+
+
+def _patroni(cfg: StackConfig, name: str, network: Network, opts: pulumi.ResourceOptions,
+             outputs: dict[str, Any]) -> Database:
+    """Patroni + etcd on EC2 behind an internal NLB."""
+    cluster = PatroniCluster(
+        f"{name}-patroni",
+        PatroniClusterArgs(
+            region=cfg.region,
+            vpc_id=network.vpc_id,
+            vpc_cidr=network.vpc_cidr,
+            subnet_ids=network.subnet_ids,
+            azs=network.azs,
+            postgres_version=cfg.postgres_version,
+            settings=cfg.patroni,
+            allowed_cidrs=cfg.allowed_cidrs,
+            allowed_security_group_ids=cfg.allowed_security_group_ids,
+            deletion_protection=cfg.deletion_protection,
+            max_connections=cfg.max_connections,
+        ),
+        opts,
+    )
+    outputs.update(
+        writerEndpoint=cluster.writer_endpoint,
+        readerEndpoints=[cluster.writer_endpoint],
+        readerPort=READER_PORT,
+        masterSecretArn=cluster.secret_arn,
+        kmsKeyArn=cluster.key.arn,
+        securityGroupId=cluster.front_security_group_id,
+        backupBucket=cluster.backup_bucket.bucket,
+    )
+    return Database(writer_host=cluster.writer_endpoint, secret_arn=cluster.secret_arn, key_arn=cluster.key.arn,
+                    database="app", ready=tuple(cluster.instances), admit=cluster.admit)
 
 
 def _alarm_args(cfg: StackConfig, key_id: pulumi.Input[str], watched: list[MonitoredInstance]) -> DatabaseAlarmsArgs:

@@ -16,13 +16,14 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def _parse_overrides(pairs: list[str]) -> dict[str, str]:
-    overrides = {}
+def _parse_overrides(pairs: list[str]) -> dict[str, str | None]:
+    """KEY=VALUE pairs; KEY= (empty) removes the key, like `pulumi config rm`."""
+    overrides: dict[str, str | None] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise typer.BadParameter(f"{pair!r}: expected KEY=VALUE, e.g. replicas=2")
-        overrides[key] = value
+        overrides[key] = value or None
     return overrides
 
 
@@ -31,7 +32,7 @@ def plan(
     stack: Annotated[str, typer.Option(help="Stack whose Pulumi.<stack>.yaml config to use.")] = "dev",
     as_json: Annotated[bool, typer.Option("--json", help="Print every resource as JSON.")] = False,
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a config key: KEY=VALUE (repeatable).")
+        list[str] | None, typer.Option("--set", help="Override a config key: KEY=VALUE (repeatable); KEY= removes it.")
     ] = None,
 ) -> None:
     """Show what `pulumi up` would register for a stack, offline (the program runs under mocks)."""

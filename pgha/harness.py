@@ -223,6 +223,15 @@ def _computed_state(args: Any) -> dict[str, Any]:
         state.update(id=f"sg-{_fake_id(args.name)}")
     elif args.typ in ("aws:rds/proxy:Proxy", "aws:lb/loadBalancer:LoadBalancer"):
         state.update(endpoint=f"{args.name}.mocked.{region}.amazonaws.com", dnsName=f"{args.name}.elb.amazonaws.com")
+    elif args.typ == "aws:ec2/networkInterface:NetworkInterface":
+        digest = int(_fake_id(args.name), 16)
+        state.update(id=f"eni-{_fake_id(args.name)}", privateIp=f"10.40.{digest % 250}.{10 + digest % 200}")
+    elif args.typ == "aws:ebs/volume:Volume":
+        state.update(id=f"vol-{_fake_id(args.name)}")
+    elif args.typ == "aws:s3/bucket:Bucket":
+        state.update(bucket=f"{args.name}-{_fake_id(args.name)[:8]}")
+    elif args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
+        state.update(id=f"lt-{_fake_id(args.name)}", latestVersion=1)
     elif args.typ == "aws:lambda/invocation:Invocation":
         state.update(result=json.dumps({"applied": [], "alreadyApplied": []}))
     elif args.typ == "random:index/randomPassword:RandomPassword":

@@ -9,7 +9,7 @@ environment variables Patroni reads them from.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
@@ -157,3 +157,41 @@ def patroni_environment(users: Users, secrets: ClusterSecrets) -> dict[str, str]
         "PATRONI_RESTAPI_USERNAME": users.restapi,
         "PATRONI_RESTAPI_PASSWORD": secrets.restapi,
     }
+
+
+#: Where each credential sits in the cluster's Secrets Manager secret (JSON keys, not values).
+SECRET_JSON_KEYS = ClusterSecrets(
+    superuser="password", replication="replication_password", rewind="rewind_password", restapi="restapi_password"
+)
+
+
+def _installed_version(distribution: str) -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version(distribution)
+
+
+@dataclass(frozen=True)
+class BootSettings:
+    """What an EC2 node needs at boot besides its Patroni and etcd configuration (no secrets)."""
+
+    region: str
+    secret_arn: str
+    backup_bucket: str
+    kms_key_arn: str
+    data_volume_id: str
+    postgres_version: int
+    backup_retention_days: int = 14
+    #: Nodes run the Patroni this project is tested with (the version installed here).
+    patroni_version: str = field(default_factory=lambda: _installed_version("patroni"))
+    psycopg_version: str = field(default_factory=lambda: _installed_version("psycopg"))
+
+
+def render_user_data(cluster: ClusterSpec, node: NodeSpec, boot: BootSettings) -> str:
+    """The node's cloud-init user-data: packages, the rendered configs, services. No secret in it."""
+    return _environment().get_template("cloud-init.yml.j2").render(
+        cluster=cluster, node=node, boot=boot,
+        patroni_yml=render_patroni(cluster, node), etcd_yml=render_etcd(cluster, node),
+        # PATRONI_* variable -> the secret's JSON key (passwords) or the literal user name
+        environment_keys=patroni_environment(cluster.users, SECRET_JSON_KEYS),
+    )

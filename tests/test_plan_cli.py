@@ -54,3 +54,19 @@ def test_unknown_stack_is_a_clear_error() -> None:
     result = pgha("plan", "--stack", "staging")
     assert result.returncode == 2
     assert "Pulumi.staging.yaml does not exist" in result.stderr
+
+
+def test_plan_prints_the_patroni_cluster_of_prod() -> None:
+    result = pgha("plan", "--stack", "prod", "--set", "engine=patroni", "--set", "drRegion=", "--set", "proxy=false")
+    assert result.returncode == 0, result.stderr
+    assert "pgha-prod-patroni pgha:patroni:PatroniCluster" in result.stdout
+    assert "aws:lb/loadBalancer:LoadBalancer" in result.stdout
+    assert "backupBucket" in result.stdout
+
+
+def test_plan_json_shows_secrets_as_secret() -> None:
+    result = pgha("plan", "--stack", "dev", "--set", "engine=patroni", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "mock-password" not in result.stdout
+    version = next(r for r in json.loads(result.stdout)["resources"] if r["name"] == "pgha-dev-patroni-credentials-v")
+    assert version["inputs"]["secretString"] == "[secret]"

@@ -1,0 +1,336 @@
+"""Self-managed HA PostgreSQL on EC2: etcd + Patroni + PostgreSQL on each of N nodes in N AZs.
+
+Rendered from the same ``patroni/`` templates as the local lab. Each node owns a network
+interface (its address) and an EBS data volume that outlive the instance, so a replaced instance
+comes back as the same member with its data. An internal NLB health-checks Patroni's REST API:
+the writer listener only reaches the node answering ``/primary``, the reader listener the replicas.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_random as random
+
+from components.config import PatroniSettings
+from components.kms import create_cmk
+from components.network import POSTGRES_PORT
+from pgha.render import (
+    SECRET_JSON_KEYS,
+    BootSettings,
+    ClusterSpec,
+    NodeSpec,
+    PatroniTiming,
+    Ports,
+    Users,
+    render_user_data,
+)
+
+READER_PORT = 5433
+#: NLB health checks: a dead primary is out of the writer target group after interval x threshold.
+HEALTH_CHECK_INTERVAL = 5
+HEALTH_CHECK_THRESHOLD = 2
+#: Replicas further behind than this (bytes) leave the reader target group.
+READER_MAX_LAG = 1048576
+DEBIAN_OWNER = "136693071363"
+
+
+@dataclass(frozen=True)
+class PatroniClusterArgs:
+    """Where the cluster runs and who may reach it."""
+
+    region: str
+    vpc_id: pulumi.Input[str]
+    vpc_cidr: pulumi.Input[str]
+    subnet_ids: pulumi.Input[list[str]]
+    azs: pulumi.Input[list[str]]
+    postgres_version: int = 17
+    settings: PatroniSettings = field(default_factory=PatroniSettings)
+    allowed_cidrs: Sequence[str] = ()
+    allowed_security_group_ids: Sequence[str] = ()
+    #: Protects the data volumes and the backup bucket from `pulumi destroy`.
+    deletion_protection: bool = True
+    max_connections: int = 200
+    database: str = "app"
+
+
+def ec2_node(name: str, address: str, postgres_version: int) -> NodeSpec:
+    """A node's file layout on EC2 (data and etcd on the node's own EBS volume)."""
+    return NodeSpec(
+        name=name,
+        address=address,
+        data_dir=f"/var/lib/pgha/postgresql/{postgres_version}/data",
+        bin_dir=f"/usr/lib/postgresql/{postgres_version}/bin",
+        etcd_data_dir="/var/lib/pgha/etcd",
+        socket_dir="/var/run/postgresql",
+        pgpass="/var/lib/pgha/pgpass",
+        ssl_cert_file="/etc/ssl/certs/ssl-cert-snakeoil.pem",
+        ssl_key_file="/etc/ssl/private/ssl-cert-snakeoil.key",
+    )
+
+
+def ec2_cluster_spec(
+    name: str, addresses: Sequence[str], vpc_cidr: str, settings: PatroniSettings,
+    postgres_version: int, max_connections: int = 200, database: str = "app",
+) -> ClusterSpec:
+    """The cluster as the EC2 nodes render it: the lab's inputs with VPC addresses and EC2 paths.
+
+    Clients reach the nodes through the NLB, which does not preserve their addresses for IP
+    targets: PostgreSQL sees NLB addresses from the VPC, so the VPC is the client network and
+    the NLB's security group is where ``allowedCidrs`` is enforced.
+    """
+    return ClusterSpec(
+        name=name,
+        nodes=[ec2_node(f"{name}-{i + 1}", address, postgres_version) for i, address in enumerate(addresses)],
+        member_cidrs=[vpc_cidr],
+        client_cidrs=[vpc_cidr],
+        timing=PatroniTiming(settings.ttl, settings.loop_wait, settings.retry_timeout),
+        synchronous_mode=settings.synchronous_mode,
+        synchronous_mode_strict=settings.synchronous_mode_strict,
+        max_connections=max_connections,
+        database=database,
+        preload_libraries=("pg_stat_statements", "pg_cron"),
+        archive_command=f"pgbackrest --stanza={name} archive-push %p",
+    )
+
+
+def rto_budget_seconds(settings: PatroniSettings) -> int:
+    """Worst-case unplanned failover: leader lock expiry + one Patroni loop + NLB detection."""
+    return settings.ttl + settings.loop_wait + HEALTH_CHECK_INTERVAL * HEALTH_CHECK_THRESHOLD
+
+
+def _architecture(instance_type: str) -> str:
+    family = instance_type.split(".")[0]
+    return "arm64" if "g" in family[1:] else "x86_64"
+
+
+class PatroniCluster(pulumi.ComponentResource):
+    """N nodes (ENI + data volume + launch template + instance), NLB, security groups, secret, backups."""
+
+    writer_endpoint: pulumi.Output[str]
+    secret_arn: pulumi.Output[str]
+    key: aws.kms.Key
+    backup_bucket: aws.s3.Bucket
+    front_security_group_id: pulumi.Output[str]
+    instances: list[aws.ec2.Instance]
+
+    def __init__(self, name: str, args: PatroniClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("pgha:patroni:PatroniCluster", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        protect = pulumi.ResourceOptions(parent=self, protect=args.deletion_protection)
+        settings = args.settings
+        self.key = create_cmk(name, "pgha Patroni cluster encryption (volumes, secret, backups)", args.region, self)
+
+        self.secret_arn = self._credentials(name, child)
+        self.backup_bucket = self._backup_bucket(name, settings, protect, child)
+        node_sg, self._nlb_sg = self._security_groups(name, args, child)
+        self.front_security_group_id = self._nlb_sg.id
+        profile = self._instance_profile(name, child)
+
+        arch = _architecture(settings.instance_type)
+        ami = aws.ec2.get_ami_output(
+            most_recent=True, owners=[DEBIAN_OWNER],
+            filters=[{"name": "name", "values": [f"debian-12-{'arm64' if arch == 'arm64' else 'amd64'}-*"]},
+                     {"name": "architecture", "values": [arch]}],
+            opts=pulumi.InvokeOutputOptions(parent=self),
+        )
+        azs = pulumi.Output.from_input(args.azs)
+        subnets = pulumi.Output.from_input(args.subnet_ids)
+        interfaces, volumes = [], []
+        for index in range(settings.nodes):
+            node = f"{name}-{index + 1}"
+            interfaces.append(aws.ec2.NetworkInterface(
+                f"{node}-eni", subnet_id=subnets.apply(lambda ids, i=index: ids[i % len(ids)]),
+                security_groups=[node_sg.id], description=f"pgha {node}: stable address across replacements",
+                tags={"Name": node}, opts=child,
+            ))
+            volumes.append(aws.ebs.Volume(
+                f"{node}-data", availability_zone=azs.apply(lambda zones, i=index: zones[i % len(zones)]),
+                size=settings.volume_size, type="gp3", encrypted=True, kms_key_id=self.key.arn,
+                tags={"Name": f"{node}-data"}, opts=protect,
+            ))
+        addresses = pulumi.Output.all(*[eni.private_ip for eni in interfaces])
+
+        self.instances = []
+        for index, (eni, volume) in enumerate(zip(interfaces, volumes, strict=True)):
+            node = f"{name}-{index + 1}"
+            user_data = pulumi.Output.all(
+                addresses, args.vpc_cidr, self.secret_arn, self.backup_bucket.bucket, self.key.arn, volume.id
+            ).apply(lambda v, i=index: base64.b64encode(self._user_data(name, args, v, i).encode()).decode())
+            template = aws.ec2.LaunchTemplate(
+                f"{node}-lt",
+                image_id=ami.id,
+                instance_type=settings.instance_type,
+                user_data=user_data,
+                iam_instance_profile={"arn": profile.arn},
+                network_interfaces=[{"device_index": 0, "network_interface_id": eni.id}],
+                metadata_options={"http_tokens": "required", "http_endpoint": "enabled",
+                                  "http_put_response_hop_limit": 1, "instance_metadata_tags": "enabled"},
+                block_device_mappings=[{"device_name": "/dev/xvda", "ebs": {
+                    "volume_size": 20, "volume_type": "gp3", "encrypted": "true", "kms_key_id": self.key.arn,
+                    "delete_on_termination": "true"}}],
+                monitoring={"enabled": True},
+                tag_specifications=[{"resource_type": "instance", "tags": {"Name": node, "pgha:node": node}}],
+                opts=child,
+            )
+            instance = aws.ec2.Instance(
+                node,
+                launch_template={"id": template.id, "version": template.latest_version.apply(str)},
+                tags={"Name": node},
+                # A new template version (AMI, user-data) must not replace every node at once:
+                # roll nodes one at a time with `pulumi up --replace <urn>` (docs/patroni.md).
+                opts=pulumi.ResourceOptions(
+                    parent=self, ignore_changes=["launchTemplate"], delete_before_replace=True
+                ),
+            )
+            aws.ec2.VolumeAttachment(
+                f"{node}-data-attach", device_name="/dev/sdf", volume_id=volume.id, instance_id=instance.id,
+                stop_instance_before_detaching=True, opts=child,
+            )
+            self.instances.append(instance)
+
+        nlb = aws.lb.LoadBalancer(
+            f"{name}-nlb", internal=True, load_balancer_type="network", subnets=subnets,
+            security_groups=[self._nlb_sg.id], enable_cross_zone_load_balancing=True, opts=child,
+        )
+        for role, port, path in (("writer", POSTGRES_PORT, "/primary"),
+                                 ("reader", READER_PORT, f"/replica?lag={READER_MAX_LAG}")):
+            group = aws.lb.TargetGroup(
+                f"{name}-{role}", port=POSTGRES_PORT, protocol="TCP", target_type="ip", vpc_id=args.vpc_id,
+                deregistration_delay=0, connection_termination=True,
+                health_check={"protocol": "HTTP", "port": str(Ports().restapi), "path": path, "matcher": "200",
+                              "interval": HEALTH_CHECK_INTERVAL, "timeout": 3,
+                              "healthy_threshold": HEALTH_CHECK_THRESHOLD,
+                              "unhealthy_threshold": HEALTH_CHECK_THRESHOLD},
+                opts=child,
+            )
+            for index, eni in enumerate(interfaces):
+                aws.lb.TargetGroupAttachment(f"{name}-{role}-{index + 1}", target_group_arn=group.arn,
+                                             target_id=eni.private_ip, port=POSTGRES_PORT, opts=child)
+            aws.lb.Listener(f"{name}-{role}-listener", load_balancer_arn=nlb.arn, port=port, protocol="TCP",
+                            default_actions=[{"type": "forward", "target_group_arn": group.arn}], opts=child)
+        self.writer_endpoint = nlb.dns_name
+        self.register_outputs({
+            "writerEndpoint": nlb.dns_name, "secretArn": self.secret_arn, "backupBucket": self.backup_bucket.bucket,
+        })
+
+    def _user_data(self, name: str, args: PatroniClusterArgs, values: list, index: int) -> str:
+        addresses, vpc_cidr, secret_arn, bucket, key_arn, volume_id = values
+        spec = ec2_cluster_spec(name, addresses, vpc_cidr, args.settings, args.postgres_version,
+                                args.max_connections, args.database)
+        boot = BootSettings(region=args.region, secret_arn=secret_arn, backup_bucket=bucket, kms_key_arn=key_arn,
+                            data_volume_id=volume_id, postgres_version=args.postgres_version,
+                            backup_retention_days=args.settings.backup_retention)
+        return render_user_data(spec, spec.nodes[index], boot)
+
+    def _credentials(self, name: str, child: pulumi.ResourceOptions) -> pulumi.Output[str]:
+        """Random passwords, kept only in a CMK-encrypted Secrets Manager secret (and as secrets in state)."""
+        passwords = {
+            key: random.RandomPassword(f"{name}-{key.replace('_', '-')}", length=32, special=False, opts=child).result
+            for key in (*vars(SECRET_JSON_KEYS).values(), "app_password")
+        }
+        secret = aws.secretsmanager.Secret(
+            f"{name}-credentials", description="pgha Patroni cluster credentials (superuser in username/password)",
+            kms_key_id=self.key.arn, recovery_window_in_days=7, opts=child,
+        )
+        aws.secretsmanager.SecretVersion(
+            f"{name}-credentials-v", secret_id=secret.id,
+            secret_string=pulumi.Output.secret(pulumi.Output.all(**passwords).apply(
+                lambda p: json.dumps({"username": Users().superuser, **p}))),
+            opts=child,
+        )
+        return secret.arn
+
+    def _backup_bucket(self, name: str, settings: PatroniSettings, protect: pulumi.ResourceOptions,
+                       child: pulumi.ResourceOptions) -> aws.s3.Bucket:
+        """Versioned, CMK-encrypted, private bucket for pgBackRest (WAL archive + base backups)."""
+        bucket = aws.s3.Bucket(f"{name}-backups", force_destroy=False, opts=protect)
+        aws.s3.BucketVersioning(f"{name}-backups-versioning", bucket=bucket.id,
+                                versioning_configuration={"status": "Enabled"}, opts=child)
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-backups-sse", bucket=bucket.id,
+            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "aws:kms",
+                                                                "kms_master_key_id": self.key.arn},
+                    "bucket_key_enabled": True}], opts=child,
+        )
+        aws.s3.BucketPublicAccessBlock(f"{name}-backups-private", bucket=bucket.id, block_public_acls=True,
+                                       block_public_policy=True, ignore_public_acls=True,
+                                       restrict_public_buckets=True, opts=child)
+        aws.s3.BucketLifecycleConfiguration(
+            f"{name}-backups-lifecycle", bucket=bucket.id,
+            rules=[{"id": "expire-old-versions", "status": "Enabled", "filter": {},
+                    "noncurrent_version_expiration": {"noncurrent_days": settings.backup_retention},
+                    "abort_incomplete_multipart_upload": {"days_after_initiation": 7}}], opts=child,
+        )
+        deny_plain_http = bucket.arn.apply(lambda arn: json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Sid": "DenyPlainHttp", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+                           "Resource": [arn, f"{arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}}],
+        }))
+        aws.s3.BucketPolicy(f"{name}-backups-tls-only", bucket=bucket.id, policy=deny_plain_http, opts=child)
+        return bucket
+
+    def _security_groups(self, name: str, args: PatroniClusterArgs,
+                         child: pulumi.ResourceOptions) -> tuple[aws.ec2.SecurityGroup, aws.ec2.SecurityGroup]:
+        """Nodes: 5432 from clients, the NLB and each other; 8008 from the NLB and nodes; 2379/2380 among nodes."""
+        ports = Ports()
+        node_sg = aws.ec2.SecurityGroup(f"{name}-nodes-sg", description="pgha Patroni nodes", vpc_id=args.vpc_id,
+                                        opts=child)
+        nlb_sg = aws.ec2.SecurityGroup(f"{name}-nlb-sg", description="pgha Patroni NLB: PostgreSQL from clients",
+                                       vpc_id=args.vpc_id, opts=child)
+
+        def rule(kind: type, rule_name: str, sg: pulumi.Input[str], port: int, what: str, *,
+                 cidr: pulumi.Input[str] | None = None, source: pulumi.Input[str] | None = None) -> None:
+            kind(f"{name}-{rule_name}", security_group_id=sg, ip_protocol="tcp", from_port=port, to_port=port,
+                 cidr_ipv4=cidr, referenced_security_group_id=source, description=what, opts=child)
+
+        ingress, egress = aws.vpc.SecurityGroupIngressRule, aws.vpc.SecurityGroupEgressRule
+        for port in (ports.postgres, ports.restapi):
+            rule(ingress, f"nodes-{port}-from-nlb", node_sg.id, port, "from the NLB", source=nlb_sg.id)
+            rule(egress, f"nlb-{port}-to-nodes", nlb_sg.id, port, "to the nodes", source=node_sg.id)
+        for port in (ports.postgres, ports.restapi, ports.etcd_client, ports.etcd_peer):
+            rule(ingress, f"nodes-{port}-from-nodes", node_sg.id, port, "between members", source=node_sg.id)
+            rule(egress, f"nodes-{port}-to-nodes", node_sg.id, port, "between members", source=node_sg.id)
+        for port, what in ((443, "HTTPS: AWS APIs, S3, package mirrors"), (80, "HTTP: Debian/PGDG apt mirrors")):
+            rule(egress, f"nodes-{port}-out", node_sg.id, port, what, cidr="0.0.0.0/0")
+        for front in (POSTGRES_PORT, READER_PORT):
+            for index, cidr in enumerate(args.allowed_cidrs):
+                rule(ingress, f"nlb-{front}-from-cidr-{index}", nlb_sg.id, front, f"PostgreSQL from {cidr}",
+                     cidr=cidr)
+            for sg_id in args.allowed_security_group_ids:
+                rule(ingress, f"nlb-{front}-from-{sg_id}", nlb_sg.id, front, f"PostgreSQL from {sg_id}", source=sg_id)
+        return node_sg, nlb_sg
+
+    def _instance_profile(self, name: str, child: pulumi.ResourceOptions) -> aws.iam.InstanceProfile:
+        """SSM instead of SSH; read the cluster secret; use the CMK; read and write the backup bucket."""
+        role = aws.iam.Role(f"{name}-node-role", assume_role_policy=json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                           "Principal": {"Service": "ec2.amazonaws.com"}}]}), opts=child)
+        aws.iam.RolePolicyAttachment(f"{name}-node-ssm", role=role.name,
+                                     policy_arn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore", opts=child)
+        aws.iam.RolePolicy(f"{name}-node-access", role=role.id, policy=pulumi.Output.all(
+            self.secret_arn, self.key.arn, self.backup_bucket.arn).apply(lambda v: json.dumps({
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": v[0]},
+                    {"Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey*", "kms:DescribeKey"],
+                     "Resource": v[1]},
+                    {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"], "Resource": v[2]},
+                    {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                     "Resource": f"{v[2]}/*"},
+                ]})), opts=child)
+        return aws.iam.InstanceProfile(f"{name}-node-profile", role=role.name, opts=child)
+
+    def admit(self, name: str, source_security_group_id: pulumi.Input[str], description: str) -> None:
+        """Let members of another security group (the schema hook) reach the writer listener."""
+        aws.vpc.SecurityGroupIngressRule(
+            name, security_group_id=self._nlb_sg.id, ip_protocol="tcp", from_port=POSTGRES_PORT,
+            to_port=POSTGRES_PORT, referenced_security_group_id=source_security_group_id, description=description,
+            opts=pulumi.ResourceOptions(parent=self),
+        )

@@ -1,0 +1,234 @@
+"""The Patroni on EC2 path under mocks: shape, network rules, secrets, user-data, shared templates."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.config import ConfigError, PatroniSettings
+from components.patroni_cluster import ec2_cluster_spec, rto_budget_seconds
+from pgha.harness import Plan, RegisteredResource, Secret, _fake_id, plain_strings, run_program
+from pgha.lab import LAB_TIMING, Lab
+from pgha.local import postgres_bindir
+from pgha.render import render_etcd, render_patroni
+
+PATRONI = {"engine": "patroni"}
+INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
+
+
+@pytest.fixture(scope="module", params=["dev", "prod"])
+def plan(request: pytest.FixtureRequest) -> Plan:
+    overrides = {**PATRONI, "drRegion": None, "proxy": None} if request.param == "prod" else PATRONI
+    return run_program(request.param, overrides)
+
+
+def user_data(plan: Plan, node: int = 1) -> dict:
+    template = plan.get(f"pgha-{plan.stack}-patroni-{node}-lt")
+    return yaml.safe_load(base64.b64decode(template.inputs["userData"]).decode())
+
+
+def written_file(cloud_config: dict, path: str) -> str:
+    return next(f["content"] for f in cloud_config["write_files"] if f["path"] == path)
+
+
+def part(plan: Plan, suffix: str) -> RegisteredResource:
+    """A resource of the stack's PatroniCluster by its name suffix."""
+    return plan.get(f"pgha-{plan.stack}-patroni-{suffix}")
+
+
+def _id(resource: RegisteredResource) -> str:
+    """The id the mocks gave a resource."""
+    return _fake_id(resource.name)
+
+
+def test_three_nodes_in_three_azs(plan: Plan) -> None:
+    instances = plan.of_type("aws:ec2/instance:Instance")
+    assert len(instances) == 3
+    volumes = plan.of_type("aws:ebs/volume:Volume")
+    assert len({v.inputs["availabilityZone"] for v in volumes}) == 3
+    interfaces = plan.of_type("aws:ec2/networkInterface:NetworkInterface")
+    assert len({i.inputs["subnetId"] for i in interfaces}) == 3
+    for instance in instances:
+        assert "keyName" not in instance.inputs, "no SSH key: access is through SSM"
+
+
+def test_volumes_are_encrypted_gp3_with_the_cmk_and_imdsv2_is_required(plan: Plan) -> None:
+    key_arn = plan.outputs["kmsKeyArn"]
+    for volume in plan.of_type("aws:ebs/volume:Volume"):
+        assert volume.inputs["encrypted"] is True and volume.inputs["type"] == "gp3"
+        assert volume.inputs["kmsKeyId"] == key_arn
+    for template in plan.of_type("aws:ec2/launchTemplate:LaunchTemplate"):
+        assert template.inputs["metadataOptions"]["httpTokens"] == "required"
+        root = template.inputs["blockDeviceMappings"][0]["ebs"]
+        assert root["encrypted"] == "true" and root["kmsKeyId"] == key_arn and root["volumeType"] == "gp3"
+        assert template.inputs["imageId"] == "ami-0123456789abcdef0", "AMI comes from the lookup"
+
+
+def test_nlb_health_checks_patronis_rest_api(plan: Plan) -> None:
+    nlb = part(plan, "nlb")
+    assert nlb.inputs["internal"] is True and nlb.inputs["loadBalancerType"] == "network"
+    writer, reader = part(plan, "writer"), part(plan, "reader")
+    assert writer.inputs["healthCheck"]["path"] == "/primary"
+    assert reader.inputs["healthCheck"]["path"].startswith("/replica?lag=")
+    for group in (writer, reader):
+        assert group.inputs["healthCheck"]["port"] == "8008"
+        assert group.inputs["port"] == 5432
+    listeners = {r.inputs["port"]: r for r in plan.of_type("aws:lb/listener:Listener")}
+    assert set(listeners) == {5432, 5433}
+    assert len(plan.of_type("aws:lb/targetGroupAttachment:TargetGroupAttachment")) == 6
+
+
+def test_security_groups_open_only_what_is_needed(plan: Plan) -> None:
+    nodes, nlb = part(plan, "nodes-sg"), part(plan, "nlb-sg")
+    node_id, nlb_id = f"sg-{_id(nodes)}", f"sg-{_id(nlb)}"
+    ingress = [r.inputs for r in plan.of_type(INGRESS)]
+    on_nodes = [r for r in ingress if r["securityGroupId"] == node_id]
+    assert {(r["fromPort"], r.get("referencedSecurityGroupId")) for r in on_nodes} == {
+        (5432, nlb_id), (8008, nlb_id), (5432, node_id), (8008, node_id), (2379, node_id), (2380, node_id),
+    }
+    assert not any("cidrIpv4" in r for r in on_nodes), "nodes are reached only through the NLB or by members"
+    on_nlb = [r for r in ingress if r["securityGroupId"] == nlb_id]
+    assert {r["fromPort"] for r in on_nlb} == {5432, 5433}
+    assert {r.get("cidrIpv4") for r in on_nlb if "cidrIpv4" in r} == {"10.40.0.0/16"}
+    assert any(r.get("referencedSecurityGroupId") == f"sg-{_id(plan.get(f'pgha-{plan.stack}-schema-sg'))}"
+               for r in on_nlb if r["fromPort"] == 5432), "the schema hook reaches the writer listener"
+    for rule in ingress:
+        assert rule.get("cidrIpv4") != "0.0.0.0/0" and rule["fromPort"] != 22
+    open_egress = [r.inputs for r in plan.of_type(EGRESS) if r.inputs.get("cidrIpv4") == "0.0.0.0/0"]
+    assert sorted(r["fromPort"] for r in open_egress) == [80, 443]
+
+
+def test_backups_go_to_a_private_versioned_encrypted_bucket(plan: Plan) -> None:
+    prefix = f"pgha-{plan.stack}-patroni-backups"
+    assert plan.get(f"{prefix}-versioning").inputs["versioningConfiguration"]["status"] == "Enabled"
+    sse = plan.get(f"{prefix}-sse").inputs["rules"][0]["applyServerSideEncryptionByDefault"]
+    assert sse == {"sseAlgorithm": "aws:kms", "kmsMasterKeyId": plan.outputs["kmsKeyArn"]}
+    block = plan.get(f"{prefix}-private").inputs
+    assert all(block[k] for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
+    assert plan.get(f"{prefix}-lifecycle").inputs["rules"][0]["status"] == "Enabled"
+    conf = written_file(user_data(plan), "/etc/pgbackrest/pgbackrest.conf")
+    assert f"repo1-s3-bucket={plan.outputs['backupBucket']}" in conf
+    patroni = yaml.safe_load(written_file(user_data(plan), "/etc/patroni/patroni.yml"))
+    assert "pgbackrest" in patroni["bootstrap"]["dcs"]["postgresql"]["parameters"]["archive_command"]
+
+
+def test_no_password_in_any_plaintext_input_or_user_data(plan: Plan) -> None:
+    passwords = plan.of_type("random:index/randomPassword:RandomPassword")
+    assert len(passwords) == 5
+    values = {f"mock-password-{_id(p)}" for p in passwords}
+    version = plan.get(f"pgha-{plan.stack}-patroni-credentials-v")
+    assert isinstance(version.inputs["secretString"], Secret)
+    for resource in plan.resources:
+        texts = list(plain_strings(resource.inputs))
+        if resource.type == "aws:ec2/launchTemplate:LaunchTemplate":
+            texts.append(base64.b64decode(resource.inputs["userData"]).decode())
+        for text in texts:
+            assert not any(value in text for value in values), f"{resource.name} holds a password"
+
+
+def test_outputs_match_the_rds_path(plan: Plan, dev_plan: Plan) -> None:
+    shared = {"writerEndpoint", "readerEndpoints", "port", "masterSecretArn", "kmsKeyArn", "vpcId", "subnetIds",
+              "securityGroupId", "readerPort", "schemaHash"}
+    assert shared <= set(plan.outputs) and shared <= set(dev_plan.outputs)
+    assert plan.outputs["backupBucket"]
+    hook = plan.get(f"pgha-{plan.stack}-schema-apply")
+    assert json.loads(hook.inputs["input"])["host"] == plan.outputs["writerEndpoint"]
+
+
+def test_user_data_is_valid_cloud_init(plan: Plan, tmp_path: Path) -> None:
+    template = plan.get(f"pgha-{plan.stack}-patroni-2-lt")
+    path = tmp_path / "user-data.yml"
+    path.write_bytes(base64.b64decode(template.inputs["userData"]))
+    result = subprocess.run(["cloud-init", "schema", "--config-file", str(path)], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Valid" in result.stdout
+
+
+def test_user_data_patroni_config_passes_patronis_validator() -> None:
+    from patroni.validator import populate_validate_params, schema
+
+    local_major = int(postgres_bindir().parent.name)  # validate against binaries this machine has
+    plan = run_program("dev", {**PATRONI, "postgresVersion": str(local_major)})
+    config = yaml.safe_load(written_file(user_data(plan), "/etc/patroni/patroni.yml"))
+    # the node's launcher supplies the passwords through PATRONI_* variables; the validator wants them inline
+    config["restapi"]["authentication"]["password"] = "from-the-environment"
+    for user in ("superuser", "replication", "rewind"):
+        config["postgresql"]["authentication"][user]["password"] = "from-the-environment"
+    populate_validate_params(ignore_listen_port=True)
+    assert schema(config) == []
+
+
+def test_lab_and_ec2_render_the_same_template_differing_only_in_addresses_paths_and_secrets(tmp_path: Path) -> None:
+    lab = Lab(root=tmp_path).cluster()
+    settings = PatroniSettings(ttl=LAB_TIMING.ttl, loop_wait=LAB_TIMING.loop_wait,
+                               retry_timeout=LAB_TIMING.retry_timeout)
+    ec2 = ec2_cluster_spec("pgha-lab", ["10.40.0.10", "10.40.64.10", "10.40.128.10"], "10.40.0.0/16", settings,
+                           int(postgres_bindir().parent.name))
+    differences: set[str] = set()
+
+    def diff(a: object, b: object, path: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in set(a) | set(b):
+                diff(a.get(key), b.get(key), f"{path}.{key}")
+        elif a != b:
+            differences.add(path)
+
+    for lab_node, ec2_node in zip(lab.nodes, ec2.nodes, strict=True):
+        diff(yaml.safe_load(render_patroni(lab, lab_node)), yaml.safe_load(render_patroni(ec2, ec2_node)), "patroni")
+        diff(yaml.safe_load(render_etcd(lab, lab_node)), yaml.safe_load(render_etcd(ec2, ec2_node)), "etcd")
+    addresses = {"patroni.name", "patroni.scope", "patroni.restapi.listen", "patroni.restapi.connect_address",
+                 "patroni.etcd3.hosts", "patroni.postgresql.listen", "patroni.postgresql.connect_address",
+                 "patroni.postgresql.pg_hba", "etcd.name", "etcd.listen-peer-urls", "etcd.listen-client-urls",
+                 "etcd.initial-advertise-peer-urls", "etcd.advertise-client-urls", "etcd.initial-cluster"}
+    paths = {"patroni.postgresql.data_dir", "patroni.postgresql.bin_dir", "patroni.postgresql.pgpass",
+             "patroni.postgresql.parameters.unix_socket_directories", "patroni.postgresql.parameters.ssl_cert_file",
+             "patroni.postgresql.parameters.ssl_key_file", "etcd.data-dir",
+             # where WAL is archived: the lab's directory, EC2's S3 repository
+             "patroni.bootstrap.dcs.postgresql.parameters.archive_command"}
+    assert differences <= addresses | paths, differences - addresses - paths
+    assert "patroni.bootstrap.dcs.ttl" not in differences
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('{"nodes": 4}', "pgha:patroni.nodes = 4: must be an odd number from 3 to 7"),
+        ('{"nodes": "3"}', "pgha:patroni.nodes = \"3\": must be a whole number"),
+        ('{"ttl": 30, "retryTimeout": 30}', "pgha:patroni.timing: loopWait + 2 * retryTimeout = 70 exceeds ttl = 30"),
+        ('{"synchronousMode": "yes"}', "pgha:patroni.synchronousMode = \"yes\": must be true or false"),
+        ('{"instanceType": "large"}', "pgha:patroni.instanceType"),
+        ('{"backupTool": "barman"}', "pgha:patroni.backupTool"),
+        ('{"replicas": 2}', "pgha:patroni.replicas is not a Patroni setting"),
+        ('{"synchronousMode": false, "synchronousModeStrict": true}', "synchronousModeStrict = true needs"),
+        ("[3]", "pgha:patroni = '[3]': must be an object"),
+    ],
+)
+def test_invalid_patroni_settings_are_named(value: str, message: str) -> None:
+    result = run_program("dev", {**PATRONI, "patroni": value}, check=False)
+    assert isinstance(result.error, ConfigError)
+    assert message in str(result.error)
+    assert result.resources == []
+
+
+def test_rds_only_settings_are_refused_with_patroni() -> None:
+    result = run_program("prod", PATRONI, check=False)
+    assert isinstance(result.error, ConfigError)
+    assert "pgha:drRegion is RDS-only" in str(result.error) and "pgha:proxy is RDS-only" in str(result.error)
+
+
+def test_rto_budget_is_ttl_plus_loop_plus_nlb_detection() -> None:
+    assert rto_budget_seconds(PatroniSettings()) == 30 + 10 + 5 * 2
+
+
+def test_five_nodes_spread_over_three_azs() -> None:
+    plan = run_program("dev", {**PATRONI, "patroni": '{"nodes": 5}'})
+    assert len(plan.of_type("aws:ec2/instance:Instance")) == 5
+    etcd = yaml.safe_load(written_file(user_data(plan, 5), "/etc/pgha/etcd.yml"))
+    assert etcd["initial-cluster"].count("=http://") == 5
