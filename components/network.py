@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components.access import allow_tcp
+
 POSTGRES_PORT = 5432
 AZ_COUNT = 3
 
@@ -89,10 +91,7 @@ class Network(pulumi.ComponentResource):
             opts=child,
         )
         self.db_security_group_id = db_sg.id
-        for index, cidr in enumerate(args.allowed_cidrs):
-            self._ingress(f"{name}-db-from-cidr-{index}", db_sg.id, f"PostgreSQL from {cidr}", cidr_ipv4=cidr)
-        for sg_id in args.allowed_security_group_ids:
-            self._ingress(f"{name}-db-from-{sg_id}", db_sg.id, f"PostgreSQL from {sg_id}", source_sg=sg_id)
+        admit_clients(f"{name}-db", db_sg.id, POSTGRES_PORT, args.allowed_cidrs, args.allowed_security_group_ids, self)
 
         self.register_outputs(
             {
@@ -151,16 +150,7 @@ class Network(pulumi.ComponentResource):
                 vpc_id=vpc.id,
                 opts=child,
             )
-            aws.vpc.SecurityGroupIngressRule(
-                f"{name}-endpoints-https",
-                security_group_id=endpoint_sg.id,
-                ip_protocol="tcp",
-                from_port=443,
-                to_port=443,
-                cidr_ipv4=vpc.cidr_block,
-                description="HTTPS from the VPC",
-                opts=child,
-            )
+            allow_tcp(f"{name}-endpoints-https", endpoint_sg.id, 443, "HTTPS from the VPC", self, cidr=vpc.cidr_block)
             region = aws.get_region_output(opts=invoke).region
             for service in args.interface_endpoints:
                 aws.ec2.VpcEndpoint(
@@ -201,27 +191,19 @@ class Network(pulumi.ComponentResource):
         aws.ec2.Route(f"{name}-private-default", route_table_id=private_route_table.id,
                       destination_cidr_block="0.0.0.0/0", nat_gateway_id=nat.id, opts=child)
 
-    def _ingress(
-        self,
-        name: str,
-        security_group_id: pulumi.Input[str],
-        description: str,
-        *,
-        cidr_ipv4: str | None = None,
-        source_sg: pulumi.Input[str] | None = None,
-    ) -> None:
-        aws.vpc.SecurityGroupIngressRule(
-            name,
-            security_group_id=security_group_id,
-            ip_protocol="tcp",
-            from_port=POSTGRES_PORT,
-            to_port=POSTGRES_PORT,
-            cidr_ipv4=cidr_ipv4,
-            referenced_security_group_id=source_sg,
-            description=description,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-
     def admit(self, name: str, source_security_group_id: pulumi.Input[str], description: str) -> None:
         """Let members of another security group (the schema hook, the proxy) reach PostgreSQL."""
-        self._ingress(name, self.db_security_group_id, description, source_sg=source_security_group_id)
+        allow_tcp(name, self.db_security_group_id, POSTGRES_PORT, description, self,
+                  source_security_group_id=source_security_group_id)
+
+
+def admit_clients(
+    name: str, security_group_id: pulumi.Input[str], port: int, cidrs: Sequence[str],
+    security_group_ids: Sequence[str], parent: pulumi.Resource,
+) -> None:
+    """Open ``port`` to the stack's ``allowedCidrs`` and ``allowedSecurityGroupIds``."""
+    for index, cidr in enumerate(cidrs):
+        allow_tcp(f"{name}-from-cidr-{index}", security_group_id, port, f"PostgreSQL from {cidr}", parent, cidr=cidr)
+    for sg_id in security_group_ids:
+        allow_tcp(f"{name}-from-{sg_id}", security_group_id, port, f"PostgreSQL from {sg_id}", parent,
+                  source_security_group_id=sg_id)

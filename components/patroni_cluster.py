@@ -17,9 +17,10 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
+from components.access import allow_tcp, inline_policy, service_role
 from components.config import PatroniSettings
 from components.kms import create_cmk
-from components.network import POSTGRES_PORT
+from components.network import POSTGRES_PORT, admit_clients
 from pgha.render import (
     SECRET_JSON_KEYS,
     BootSettings,
@@ -275,8 +276,9 @@ class PatroniCluster(pulumi.ComponentResource):
         aws.s3.BucketPolicy(f"{name}-backups-tls-only", bucket=bucket.id, policy=deny_plain_http, opts=child)
         return bucket
 
-    def _security_groups(self, name: str, args: PatroniClusterArgs,
-                         child: pulumi.ResourceOptions) -> tuple[aws.ec2.SecurityGroup, aws.ec2.SecurityGroup]:
+    def _security_groups(
+        self, name: str, args: PatroniClusterArgs, child: pulumi.ResourceOptions
+    ) -> tuple[aws.ec2.SecurityGroup, aws.ec2.SecurityGroup]:
         """Nodes: 5432 from clients, the NLB and each other; 8008 from the NLB and nodes; 2379/2380 among nodes."""
         ports = Ports()
         node_sg = aws.ec2.SecurityGroup(f"{name}-nodes-sg", description="pgha Patroni nodes", vpc_id=args.vpc_id,
@@ -284,53 +286,37 @@ class PatroniCluster(pulumi.ComponentResource):
         nlb_sg = aws.ec2.SecurityGroup(f"{name}-nlb-sg", description="pgha Patroni NLB: PostgreSQL from clients",
                                        vpc_id=args.vpc_id, opts=child)
 
-        def rule(kind: type, rule_name: str, sg: pulumi.Input[str], port: int, what: str, *,
-                 cidr: pulumi.Input[str] | None = None, source: pulumi.Input[str] | None = None) -> None:
-            kind(f"{name}-{rule_name}", security_group_id=sg, ip_protocol="tcp", from_port=port, to_port=port,
-                 cidr_ipv4=cidr, referenced_security_group_id=source, description=what, opts=child)
-
-        ingress, egress = aws.vpc.SecurityGroupIngressRule, aws.vpc.SecurityGroupEgressRule
         for port in (ports.postgres, ports.restapi):
-            rule(ingress, f"nodes-{port}-from-nlb", node_sg.id, port, "from the NLB", source=nlb_sg.id)
-            rule(egress, f"nlb-{port}-to-nodes", nlb_sg.id, port, "to the nodes", source=node_sg.id)
+            allow_tcp(f"{name}-nodes-{port}-from-nlb", node_sg.id, port, "from the NLB", self,
+                      source_security_group_id=nlb_sg.id)
+            allow_tcp(f"{name}-nlb-{port}-to-nodes", nlb_sg.id, port, "to the nodes", self,
+                      source_security_group_id=node_sg.id, egress=True)
         for port in (ports.postgres, ports.restapi, ports.etcd_client, ports.etcd_peer):
-            rule(ingress, f"nodes-{port}-from-nodes", node_sg.id, port, "between members", source=node_sg.id)
-            rule(egress, f"nodes-{port}-to-nodes", node_sg.id, port, "between members", source=node_sg.id)
+            for egress in (False, True):
+                allow_tcp(f"{name}-nodes-{port}-{'to' if egress else 'from'}-nodes", node_sg.id, port,
+                          "between members", self, source_security_group_id=node_sg.id, egress=egress)
         for port, what in ((443, "HTTPS: AWS APIs, S3, package mirrors"), (80, "HTTP: Debian/PGDG apt mirrors")):
-            rule(egress, f"nodes-{port}-out", node_sg.id, port, what, cidr="0.0.0.0/0")
+            allow_tcp(f"{name}-nodes-{port}-out", node_sg.id, port, what, self, cidr="0.0.0.0/0", egress=True)
         for front in (POSTGRES_PORT, READER_PORT):
-            for index, cidr in enumerate(args.allowed_cidrs):
-                rule(ingress, f"nlb-{front}-from-cidr-{index}", nlb_sg.id, front, f"PostgreSQL from {cidr}",
-                     cidr=cidr)
-            for sg_id in args.allowed_security_group_ids:
-                rule(ingress, f"nlb-{front}-from-{sg_id}", nlb_sg.id, front, f"PostgreSQL from {sg_id}", source=sg_id)
+            admit_clients(f"{name}-nlb-{front}", nlb_sg.id, front, args.allowed_cidrs,
+                          args.allowed_security_group_ids, self)
         return node_sg, nlb_sg
 
     def _instance_profile(self, name: str, child: pulumi.ResourceOptions) -> aws.iam.InstanceProfile:
         """SSM instead of SSH; read the cluster secret; use the CMK; read and write the backup bucket."""
-        role = aws.iam.Role(f"{name}-node-role", assume_role_policy=json.dumps({
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                           "Principal": {"Service": "ec2.amazonaws.com"}}]}), opts=child)
-        aws.iam.RolePolicyAttachment(f"{name}-node-ssm", role=role.name,
-                                     policy_arn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore", opts=child)
-        aws.iam.RolePolicy(f"{name}-node-access", role=role.id, policy=pulumi.Output.all(
-            self.secret_arn, self.key.arn, self.backup_bucket.arn).apply(lambda v: json.dumps({
-                "Version": "2012-10-17",
-                "Statement": [
-                    {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": v[0]},
-                    {"Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey*", "kms:DescribeKey"],
-                     "Resource": v[1]},
-                    {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"], "Resource": v[2]},
-                    {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                     "Resource": f"{v[2]}/*"},
-                ]})), opts=child)
+        role = service_role(f"{name}-node-role", "ec2.amazonaws.com", self,
+                            ("arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",))
+        bucket = self.backup_bucket.arn
+        inline_policy(f"{name}-node-access", role, [
+            {"Action": "secretsmanager:GetSecretValue", "Resource": self.secret_arn},
+            {"Action": ["kms:Decrypt", "kms:GenerateDataKey*", "kms:DescribeKey"], "Resource": self.key.arn},
+            {"Action": ["s3:ListBucket", "s3:GetBucketLocation"], "Resource": bucket},
+            {"Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+             "Resource": bucket.apply(lambda arn: f"{arn}/*")},
+        ], self)
         return aws.iam.InstanceProfile(f"{name}-node-profile", role=role.name, opts=child)
 
     def admit(self, name: str, source_security_group_id: pulumi.Input[str], description: str) -> None:
         """Let members of another security group (the schema hook) reach the writer listener."""
-        aws.vpc.SecurityGroupIngressRule(
-            name, security_group_id=self._nlb_sg.id, ip_protocol="tcp", from_port=POSTGRES_PORT,
-            to_port=POSTGRES_PORT, referenced_security_group_id=source_security_group_id, description=description,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        allow_tcp(name, self._nlb_sg.id, POSTGRES_PORT, description, self,
+                  source_security_group_id=source_security_group_id)

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.network import POSTGRES_PORT
+from components.access import allow_tcp, inline_policy, service_role
+from components.network import POSTGRES_PORT, admit_clients
 
 
 @dataclass(frozen=True)
@@ -37,47 +38,18 @@ class RdsProxy(pulumi.ComponentResource):
         super().__init__("pgha:proxy:RdsProxy", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        role = aws.iam.Role(
-            f"{name}-role",
-            assume_role_policy=aws.iam.get_policy_document_output(
-                statements=[{"actions": ["sts:AssumeRole"],
-                             "principals": [{"type": "Service", "identifiers": ["rds.amazonaws.com"]}]}],
-                opts=pulumi.InvokeOutputOptions(parent=self),
-            ).json,
-            opts=child,
-        )
-        aws.iam.RolePolicy(
-            f"{name}-read-secret",
-            role=role.id,
-            policy=aws.iam.get_policy_document_output(
-                statements=[
-                    {"actions": ["secretsmanager:GetSecretValue"], "resources": [args.master_secret_arn]},
-                    {"actions": ["kms:Decrypt"], "resources": [args.kms_key_arn]},
-                ],
-                opts=pulumi.InvokeOutputOptions(parent=self),
-            ).json,
-            opts=child,
-        )
+        role = service_role(f"{name}-role", "rds.amazonaws.com", self)
+        inline_policy(f"{name}-read-secret", role, [
+            {"Action": "secretsmanager:GetSecretValue", "Resource": args.master_secret_arn},
+            {"Action": "kms:Decrypt", "Resource": args.kms_key_arn},
+        ], self)
 
         sg = aws.ec2.SecurityGroup(
             f"{name}-sg", description="pgha RDS Proxy: PostgreSQL from allowed sources", vpc_id=args.vpc_id, opts=child
         )
-        for index, cidr in enumerate(args.allowed_cidrs):
-            aws.vpc.SecurityGroupIngressRule(
-                f"{name}-from-cidr-{index}", security_group_id=sg.id, ip_protocol="tcp", from_port=POSTGRES_PORT,
-                to_port=POSTGRES_PORT, cidr_ipv4=cidr, description=f"PostgreSQL from {cidr}", opts=child,
-            )
-        for sg_id in args.allowed_security_group_ids:
-            aws.vpc.SecurityGroupIngressRule(
-                f"{name}-from-{sg_id}", security_group_id=sg.id, ip_protocol="tcp", from_port=POSTGRES_PORT,
-                to_port=POSTGRES_PORT, referenced_security_group_id=sg_id, description=f"PostgreSQL from {sg_id}",
-                opts=child,
-            )
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-to-db", security_group_id=sg.id, ip_protocol="tcp", from_port=POSTGRES_PORT,
-            to_port=POSTGRES_PORT, cidr_ipv4=args.vpc_cidr,
-            description="PostgreSQL to the database inside the VPC", opts=child,
-        )
+        admit_clients(name, sg.id, POSTGRES_PORT, args.allowed_cidrs, args.allowed_security_group_ids, self)
+        allow_tcp(f"{name}-to-db", sg.id, POSTGRES_PORT, "PostgreSQL to the database inside the VPC", self,
+                  cidr=args.vpc_cidr, egress=True)
 
         proxy = aws.rds.Proxy(
             f"{name}-rds",

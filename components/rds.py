@@ -8,6 +8,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components.access import service_role
 from components.kms import create_cmk
 from components.network import POSTGRES_PORT
 from components.parameters import create_parameter_group
@@ -47,26 +48,10 @@ class RdsPostgresArgs:
 
 def create_monitoring_role(name: str, parent: pulumi.Resource) -> aws.iam.Role:
     """The IAM role RDS enhanced monitoring uses to publish OS metrics (IAM is global)."""
-    role = aws.iam.Role(
-        f"{name}-monitoring-role",
-        assume_role_policy=aws.iam.get_policy_document_output(
-            statements=[
-                {
-                    "actions": ["sts:AssumeRole"],
-                    "principals": [{"type": "Service", "identifiers": ["monitoring.rds.amazonaws.com"]}],
-                }
-            ],
-            opts=pulumi.InvokeOutputOptions(parent=parent),
-        ).json,
-        opts=pulumi.ResourceOptions(parent=parent),
+    return service_role(
+        f"{name}-monitoring-role", "monitoring.rds.amazonaws.com", parent,
+        ("arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole",),
     )
-    aws.iam.RolePolicyAttachment(
-        f"{name}-monitoring-policy",
-        role=role.name,
-        policy_arn="arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole",
-        opts=pulumi.ResourceOptions(parent=parent),
-    )
-    return role
 
 
 def create_log_groups(

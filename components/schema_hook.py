@@ -16,6 +16,7 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
+from components.access import allow_tcp, inline_policy, service_role
 from components.network import POSTGRES_PORT
 from pgha.migrations import MIGRATIONS_DIR, migrations_hash
 
@@ -92,38 +93,15 @@ class SchemaHook(pulumi.ComponentResource):
             vpc_id=args.vpc_id, opts=child,
         )
         for port, what in ((args.port, "PostgreSQL"), (443, "AWS API endpoints")):
-            aws.vpc.SecurityGroupEgressRule(
-                f"{name}-to-{port}", security_group_id=sg.id, ip_protocol="tcp", from_port=port, to_port=port,
-                cidr_ipv4=args.vpc_cidr, description=f"{what} inside the VPC", opts=child,
-            )
+            allow_tcp(f"{name}-to-{port}", sg.id, port, f"{what} inside the VPC", self, cidr=args.vpc_cidr,
+                      egress=True)
 
-        role = aws.iam.Role(
-            f"{name}-role",
-            assume_role_policy=json.dumps({
-                "Version": "2012-10-17",
-                "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                               "Principal": {"Service": "lambda.amazonaws.com"}}],
-            }),
-            opts=child,
-        )
-        aws.iam.RolePolicyAttachment(
-            f"{name}-vpc-access", role=role.name,
-            policy_arn="arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole", opts=child,
-        )
-        aws.iam.RolePolicy(
-            f"{name}-read-master-secret",
-            role=role.id,
-            policy=pulumi.Output.all(args.master_secret_arn, args.kms_key_arn).apply(
-                lambda arns: json.dumps({
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": arns[0]},
-                        {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": arns[1]},
-                    ],
-                })
-            ),
-            opts=child,
-        )
+        role = service_role(f"{name}-role", "lambda.amazonaws.com", self,
+                            ("arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole",))
+        inline_policy(f"{name}-read-master-secret", role, [
+            {"Action": "secretsmanager:GetSecretValue", "Resource": args.master_secret_arn},
+            {"Action": "kms:Decrypt", "Resource": args.kms_key_arn},
+        ], self)
         logs = aws.cloudwatch.LogGroup(
             f"{name}-logs", name=f"/aws/lambda/{name}", retention_in_days=args.log_retention_days,
             kms_key_id=args.kms_key_arn, opts=child,
