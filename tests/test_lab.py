@@ -112,7 +112,8 @@ def test_kill_leader_under_write_load_fails_over_without_loss_and_rejoins(lab: L
     report = probe.stop()
     assert report.failures > 0, "the probe should have seen the leader disappear"
     assert missing_acknowledged(lab.settings(), report.acknowledged) == []
-    assert lab.leader().timeline > old_timeline
+    # Patroni reports the new timeline once the promoted node has checkpointed
+    wait_for("the new leader's timeline to advance", lambda: lab.leader().timeline > old_timeline, timeout=60)
 
     lab.up()  # restarts the killed node's Patroni, which rewinds and rejoins
     wait_for(f"{old_leader.name} to rejoin as a replica", lambda: roles(lab).get(old_leader.name) in (
