@@ -5,7 +5,7 @@ SYSTEM_PYTHON ?= /usr/bin/python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: up down status plan test lint clean
+.PHONY: up down status plan test lint bench clean
 
 $(VENV)/.installed: requirements.txt requirements-lab.txt requirements-dev.txt
 	test -x $(PY) || $(SYSTEM_PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ lint: $(VENV)/.installed
 
 test: $(VENV)/.installed lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed
+	$(PY) bench/failover.py --rounds $(or $(ROUNDS),3) --json reports/failover.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
