@@ -4,16 +4,33 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from pgha.migrations import MIGRATIONS_DIR
+
+if TYPE_CHECKING:
+    import pg8000.native
+
+    from pgha.lab import Lab
 
 app = typer.Typer(help="pgha: highly-available PostgreSQL on AWS, and the operations around it.", no_args_is_help=True)
 console = Console()
 err_console = Console(stderr=True)
+
+
+def _say(line: str) -> None:
+    """Print a progress or result line as plain text (server messages may contain brackets)."""
+    console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _fail(message: object, code: int, prefix: str = "error: ") -> NoReturn:
+    """Print a message (never read as markup, never wrapped) to stderr and exit with ``code``."""
+    err_console.print(f"[red]{prefix}[/red]{escape(str(message))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
 
 
 def _parse_overrides(pairs: list[str]) -> dict[str, str | None]:
@@ -43,14 +60,11 @@ def plan(
     try:
         result = run_program(stack, _parse_overrides(set_ or []), check=False)
     except FileNotFoundError as err:
-        err_console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
+        _fail(err, 2)
     if isinstance(result.error, ConfigError):
-        err_console.print(f"[red]{result.error}[/red]", highlight=False)
-        raise typer.Exit(2)
+        _fail(result.error, 2, prefix="")
     if result.error is not None:
-        err_console.print(f"[red]the program failed:[/red] {type(result.error).__name__}: {result.error}")
-        raise typer.Exit(1)
+        _fail(f"{type(result.error).__name__}: {result.error}", 1, prefix="the program failed: ")
     if as_json:
         print(json.dumps(plan_json(result), indent=2))
     else:
@@ -72,7 +86,8 @@ SecretOption = Annotated[
 ]
 
 
-def _connect(dsn: str, secret_arn: str | None, application_name: str):
+def _connect(dsn: str, secret_arn: str | None, application_name: str) -> pg8000.native.Connection:
+    """A connection to the writable host of the DSN, or a clean exit naming why not."""
     from dataclasses import replace
 
     from pgha.connect import ConnectError, connect, parse_dsn, resolve
@@ -81,8 +96,7 @@ def _connect(dsn: str, secret_arn: str | None, application_name: str):
         settings = resolve(replace(parse_dsn(dsn), application_name=application_name), secret_arn)
         return connect(settings, writable=True)
     except ConnectError as err:
-        err_console.print(f"[red]error:[/red] {err}", highlight=False)
-        raise typer.Exit(2) from None
+        _fail(err, 2)
 
 
 @app.command()
@@ -102,17 +116,16 @@ def migrate(
     conn = _connect(dsn, secret_arn, "pgha-migrate")
     try:
         result = run_migrations(
-            conn, migrations, dry_run=dry_run, report=lambda line: console.print(line, highlight=False)
+            conn, migrations, dry_run=dry_run, report=_say
         )
     except (MigrationError, MigrationFileError) as err:
-        err_console.print(f"[red]error:[/red] {err}", highlight=False)
-        raise typer.Exit(1) from None
+        _fail(err, 1)
     finally:
         conn.close()
     if dry_run:
         console.print(f"{len(result.pending)} pending, {len(result.already_applied)} applied")
         for name in result.pending:
-            console.print(f"  pending: {name}")
+            _say(f"  pending: {name}")
     elif result.applied:
         console.print(f"applied {len(result.applied)} migration(s); schema hash {result.hash[:12]}")
     else:
@@ -130,7 +143,7 @@ def maintain(
 
     conn = _connect(dsn, secret_arn, "pgha-maintain")
     try:
-        actions = run_maintenance(conn, dry_run=dry_run, report=lambda line: console.print(line, highlight=False))
+        actions = run_maintenance(conn, dry_run=dry_run, report=_say)
     finally:
         conn.close()
     if not actions:
@@ -142,10 +155,10 @@ lab_app = typer.Typer(help="The local HA lab: 3 x (etcd + Patroni + PostgreSQL) 
 app.add_typer(lab_app, name="lab")
 
 
-def _lab():
+def _lab() -> Lab:
     from pgha.lab import Lab
 
-    return Lab(report=lambda line: console.print(line, highlight=False))
+    return Lab(report=_say)
 
 
 def _print_status(status: dict) -> None:
@@ -163,7 +176,7 @@ def _print_status(status: dict) -> None:
     lines += [f"{node} DSN:  {dsn}" for node, dsn in dsns["nodes"].items()]
     lines.append("password:   export PGPASSWORD=$(python -m pgha lab password)")
     for line in lines:  # unwrapped, so they copy and paste
-        console.print(line, highlight=False, soft_wrap=True)
+        _say(line)
 
 
 @lab_app.command("up")
@@ -175,8 +188,7 @@ def lab_up() -> None:
     try:
         status = _lab().up()
     except (LabError, PrerequisiteError) as err:
-        err_console.print(f"[red]error:[/red] {err}", highlight=False)
-        raise typer.Exit(1) from None
+        _fail(err, 1)
     _print_status(status)
     console.print("stop it with: make down  (or python -m pgha lab down [--purge])")
 

@@ -70,3 +70,12 @@ def test_plan_json_shows_secrets_as_secret() -> None:
     assert "mock-password" not in result.stdout
     version = next(r for r in json.loads(result.stdout)["resources"] if r["name"] == "pgha-dev-patroni-credentials-v")
     assert version["inputs"]["secretString"] == "[secret]"
+
+
+def test_errors_print_brackets_verbatim_one_line_per_problem() -> None:
+    result = pgha("plan", "--stack", "dev", "--set", 'allowedCidrs=["0.0.0.0/0"]', "--set", 'tags={"aws:x": "[bold]"}')
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert any(line.startswith("  - pgha:allowedCidrs = '[\"0.0.0.0/0\"]'") and "whole internet" in line
+               for line in lines)
+    assert any('"[bold]"' in line and "reserved by AWS" in line for line in lines)
