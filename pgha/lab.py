@@ -26,11 +26,13 @@ from typing import Any
 import psutil
 
 from pgha.local import (
+    SERVICE_USER,
     PrerequisiteError,
     has_extension,
     port_in_use,
     postgres_bindir,
     running_as_root,
+    service_user_can_run,
     service_user_ids,
 )
 from pgha.render import (
@@ -46,7 +48,8 @@ from pgha.render import (
 )
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-DEFAULT_LAB_DIR = PROJECT_DIR / ".lab"
+#: Where the lab lives when the project directory is out of the service user's reach (e.g. under /root).
+FALLBACK_LAB_DIR = Path("/var/tmp/pgha-lab")
 CLUSTER_NAME = "pgha-lab"
 NODE_ADDRESSES = ("127.0.1.1", "127.0.1.2", "127.0.1.3")
 #: Short timing so failover is quick on one machine; still within Patroni's rules.
@@ -55,6 +58,14 @@ DATABASE = "app"
 
 
 _BASE_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+_SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def default_lab_dir() -> Path:
+    """``.lab/`` in the project, unless the service user cannot reach the project (then /var/tmp)."""
+    if service_user_can_run(["test", "-x", str(PROJECT_DIR)]):
+        return PROJECT_DIR / ".lab"
+    return FALLBACK_LAB_DIR
 
 
 def _as_service_user() -> dict[str, Any]:
@@ -103,8 +114,8 @@ def _http_json(url: str, timeout: float = 2.0, method: str = "GET", body: dict |
 class Lab:
     """A 3-node lab rooted at ``root``."""
 
-    def __init__(self, root: Path = DEFAULT_LAB_DIR, report: Callable[[str], None] = print):
-        self.root = root
+    def __init__(self, root: Path | None = None, report: Callable[[str], None] = print):
+        self.root = root or default_lab_dir()
         self.report = report
         self.ports = Ports()
         self.users = Users()
@@ -210,6 +221,23 @@ class Lab:
             if uid_gid:
                 os.chown(path, *uid_gid)
 
+    def patroni_python(self) -> str:
+        """A Python with Patroni that the service user can run.
+
+        This venv when the service user can read it; otherwise (the project sits somewhere it
+        cannot traverse, e.g. under /root) a copy of the lab requirements in the lab directory.
+        """
+        if service_user_can_run([sys.executable, "-c", "import patroni, psycopg"]):
+            return sys.executable
+        venv = self.root / "runtime-venv"
+        python = venv / "bin" / "python"
+        if not service_user_can_run([str(python), "-c", "import patroni, psycopg"]):
+            self.report(f"the {SERVICE_USER} user cannot read {sys.executable}: installing Patroni into {venv}")
+            subprocess.run([_SYSTEM_PYTHON, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True)
+            subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r",
+                            str(PROJECT_DIR / "requirements-lab.txt")], check=True, capture_output=True)
+        return str(python)
+
     # --- checks ---------------------------------------------------------------------------
 
     def check_prerequisites(self) -> Path:
@@ -226,17 +254,8 @@ class Lab:
             raise PrerequisiteError(
                 f"{err.name} is not installed: run `make up` (pip install -r requirements-lab.txt)"
             ) from None
-        if running_as_root():
-            service_user_ids()
-            probe = subprocess.run(
-                ["runuser", "-u", "postgres", "--", sys.executable, "-c", "import patroni, psycopg"],
-                capture_output=True, text=True, check=False,
-            )
-            if probe.returncode != 0:
-                raise PrerequisiteError(
-                    f"the postgres user cannot run Patroni with {sys.executable}: make the venv from a Python it can "
-                    "read (`make up` uses /usr/bin/python3) and put the project where it can traverse the path"
-                )
+        if not service_user_can_run(["test", "-x", str(self.root.parent)]):
+            raise PrerequisiteError(f"the {SERVICE_USER} user cannot reach {self.root.parent}: choose another lab dir")
         busy = [
             f"{address}:{port}"
             for address in NODE_ADDRESSES
@@ -269,6 +288,7 @@ class Lab:
         bindir = postgres_bindir() if started_any else self.check_prerequisites()
         cluster = self.cluster(bindir)
         self._prepare(cluster)
+        python = self.patroni_python()
         env = patroni_environment(self.users, self.secrets())
         for node in cluster.nodes:
             if not state[node.name]["etcd"]:
@@ -276,22 +296,22 @@ class Lab:
                 self._start(node.name, "etcd", [shutil.which("etcd") or "etcd", "--config-file",
                                                 str(self.node_dir(node.name) / "etcd.yml")])
         self._wait("etcd cluster healthy", self._etcd_healthy, timeout, ("etcd",))
-        self._validate(cluster, env)
+        self._validate(cluster, env, python)
         for node in cluster.nodes:
             if not state[node.name]["patroni"]:
                 self.report(f"starting Patroni + PostgreSQL on {node.address}")
-                self._start(node.name, "patroni", [sys.executable, "-m", "patroni",
+                self._start(node.name, "patroni", [python, "-m", "patroni",
                                                    str(self.node_dir(node.name) / "patroni.yml")], env)
         self._wait("a leader and two streaming replicas", self._cluster_formed, timeout, ("etcd", "patroni"))
         self._apply_schema()
         return self.status()
 
-    def _validate(self, cluster: ClusterSpec, env: dict[str, str]) -> None:
+    def _validate(self, cluster: ClusterSpec, env: dict[str, str], python: str) -> None:
         """Check every rendered patroni.yml with ``patroni --validate-config`` (needs etcd up)."""
         for node in cluster.nodes:
             path = self.node_dir(node.name) / "patroni.yml"
             result = subprocess.run(
-                [sys.executable, "-m", "patroni", "--validate-config", "--ignore-listen-port", str(path)],
+                [python, "-m", "patroni", "--validate-config", "--ignore-listen-port", str(path)],
                 capture_output=True, text=True, check=False, env={**_BASE_ENV, **env}, **_as_service_user(),
             )
             if result.returncode != 0:

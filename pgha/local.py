@@ -64,6 +64,15 @@ def as_service_user(command: list[str]) -> list[str]:
     return ["runuser", "-u", SERVICE_USER, "--", *command]
 
 
+def service_user_can_run(command: list[str]) -> bool:
+    """True when the service user can run ``command`` (always true when we are not root)."""
+    if not running_as_root():
+        return True
+    service_user_ids()
+    return subprocess.run(["runuser", "-u", SERVICE_USER, "--", *command], capture_output=True,
+                          check=False).returncode == 0
+
+
 def give_to_service_user(*paths: Path) -> None:
     """Make directories we created owned by the service user (when we are root)."""
     if not running_as_root():
