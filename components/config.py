@@ -85,6 +85,8 @@ class StackConfig:
     schema_runner: str = "lambda"
     tags: Mapping[str, str] = field(default_factory=dict)
     patroni: PatroniSettings = field(default_factory=PatroniSettings)
+    #: Valid but worth telling the user (e.g. settings the chosen engine ignores).
+    warnings: tuple[str, ...] = ()
 
     @property
     def name_prefix(self) -> str:
@@ -323,6 +325,10 @@ def _parse_patroni(raw: str) -> PatroniSettings:
     return settings
 
 
+#: Keys only the RDS engine reads; with engine patroni they are reported as ignored.
+RDS_ONLY = ("instanceClass", "allocatedStorage", "maxAllocatedStorage", "multiAz", "replicas", "drRegion",
+            "drVpcCidr", "backupRetentionDays", "backupWindow", "maintenanceWindow", "alarmEmail", "proxy")
+
 # key -> (dataclass field, parser). Order is the order errors are reported in.
 KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "engine": ("engine", _one_of(*ENGINES)),
@@ -385,6 +391,11 @@ def parse_config(raw: Mapping[str, str], *, project: str, stack: str, region: st
         raise ConfigError(problems)
     if "vpc_id" in values:
         values["vpc_cidr"] = None
+    ignored = [key for key in RDS_ONLY if KEYS[key][0] in values] if values.get("engine") == "patroni" else []
+    if ignored:
+        values["warnings"] = (
+            f"engine patroni ignores the RDS-only {', '.join(f'{NAMESPACE}:{k}' for k in ignored)}",
+        )
     return StackConfig(project=project, stack=stack, region=str(region), **values)
 
 
@@ -407,10 +418,6 @@ def _cross_checks(values: dict[str, Any], region: str | None) -> list[str]:
             f"{NAMESPACE}:maintenanceWindow = {get('maintenance_window')!r}: overlaps the daily "
             f"backupWindow {get('backup_window')!r}; move one of them"
         )
-    if get("engine") == "patroni":
-        for key, attr in (("drRegion", "dr_region"), ("proxy", "proxy")):
-            if values.get(attr):
-                problems.append(f"{NAMESPACE}:{key} is RDS-only: unset it, or use engine rds")
     has_vpc, has_subnets = "vpc_id" in values, "subnet_ids" in values
     if has_vpc != has_subnets:
         problems.append(f"{NAMESPACE}:vpcId and {NAMESPACE}:subnetIds go together: set both to bring your own VPC")

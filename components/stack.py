@@ -39,6 +39,8 @@ def build_stack(cfg: StackConfig, project_dir: Path) -> dict[str, Any]:
     Both engines export the same names, so the schema hook and the drills do not
     care which path built the database. ``project_dir`` holds ``schema/migrations``.
     """
+    for warning in cfg.warnings:
+        pulumi.log.warn(warning)
     provider = aws.Provider("aws", region=cfg.region, default_tags={"tags": cfg.all_tags})
     opts = pulumi.ResourceOptions(providers={"aws": provider})
     name = cfg.name_prefix

@@ -65,6 +65,8 @@ def plan(
         _fail(result.error, 2, prefix="")
     if result.error is not None:
         _fail(f"{type(result.error).__name__}: {result.error}", 1, prefix="the program failed: ")
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
     if as_json:
         print(json.dumps(plan_json(result), indent=2))
     else:

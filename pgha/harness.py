@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import hashlib
 import json
+import logging
 import runpy
 import sys
 from collections.abc import Iterator, Mapping
@@ -75,6 +76,8 @@ class Plan:
     stack: str
     resources: list[RegisteredResource] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
+    #: What the program logged at warning level or above (``pulumi.log.warn``).
+    warnings: list[str] = field(default_factory=list)
     error: BaseException | None = None
 
     def of_type(self, type_: str) -> list[RegisteredResource]:
@@ -318,6 +321,24 @@ def _recording_monitor(records: list[RegisteredResource]) -> Any:
     return RecordingMonitor(PlanMocks())
 
 
+class _CollectWarnings(logging.Handler):
+    def __init__(self, sink: list[str]):
+        super().__init__(logging.WARNING)
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.sink.append(record.getMessage())
+
+
+def _engine_logger(sink: list[str]) -> logging.Logger:
+    """A logger for the mock engine that keeps the program's warnings in ``sink``."""
+    logger = logging.getLogger(f"pgha.harness.engine.{id(sink)}")
+    logger.propagate = False
+    logger.setLevel(logging.WARNING)
+    logger.addHandler(_CollectWarnings(sink))
+    return logger
+
+
 def _resolve(value: Any, loop: asyncio.AbstractEventLoop) -> Any:
     import pulumi
 
@@ -342,6 +363,7 @@ def _run_in_context(
             stack=stack,
             preview=False,
             monitor=_recording_monitor(plan.resources),
+            logger=_engine_logger(plan.warnings),
         )
         # Pulumi's settings fall back to process-wide defaults; this run gets its own pending-output set
         pulumi.runtime.settings.SETTINGS.outputs = set()

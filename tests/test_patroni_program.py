@@ -24,8 +24,7 @@ EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
 
 @pytest.fixture(scope="module", params=["dev", "prod"])
 def plan(request: pytest.FixtureRequest) -> Plan:
-    overrides = {**PATRONI, "drRegion": None, "proxy": None} if request.param == "prod" else PATRONI
-    return run_program(request.param, overrides)
+    return run_program(request.param, PATRONI)
 
 
 def user_data(plan: Plan, node: int = 1) -> dict:
@@ -217,10 +216,13 @@ def test_invalid_patroni_settings_are_named(value: str, message: str) -> None:
     assert result.resources == []
 
 
-def test_rds_only_settings_are_refused_with_patroni() -> None:
-    result = run_program("prod", PATRONI, check=False)
-    assert isinstance(result.error, ConfigError)
-    assert "pgha:drRegion is RDS-only" in str(result.error) and "pgha:proxy is RDS-only" in str(result.error)
+def test_rds_only_settings_are_reported_as_ignored_with_patroni() -> None:
+    result = run_program("prod", PATRONI)
+    assert not result.of_type("pgha:dr:DrReplica") and not result.of_type("aws:rds/proxy:Proxy")
+    assert not result.of_type("aws:rds/instance:Instance")
+    (warning,) = result.warnings
+    assert "engine patroni ignores the RDS-only" in warning
+    assert "pgha:drRegion" in warning and "pgha:proxy" in warning and "pgha:instanceClass" in warning
 
 
 def test_rto_budget_is_ttl_plus_loop_plus_nlb_detection() -> None:

@@ -57,8 +57,9 @@ def test_unknown_stack_is_a_clear_error() -> None:
 
 
 def test_plan_prints_the_patroni_cluster_of_prod() -> None:
-    result = pgha("plan", "--stack", "prod", "--set", "engine=patroni", "--set", "drRegion=", "--set", "proxy=false")
+    result = pgha("plan", "--stack", "prod", "--set", "engine=patroni")
     assert result.returncode == 0, result.stderr
+    assert "warning: engine patroni ignores the RDS-only pgha:instanceClass" in result.stderr
     assert "pgha-prod-patroni pgha:patroni:PatroniCluster" in result.stdout
     assert "aws:lb/loadBalancer:LoadBalancer" in result.stdout
     assert "backupBucket" in result.stdout
