@@ -1,7 +1,7 @@
 """Connecting to PostgreSQL from a DSN, with the password from the DSN, the environment or Secrets Manager.
 
 Pure-Python (pg8000) so the same code runs in the CLI, the lab and AWS Lambda. Passwords are
-never printed: use :func:`redact_dsn` for anything shown to a person.
+never printed: :meth:`ConnectionSettings.display` is what a person may see.
 """
 
 from __future__ import annotations
@@ -89,14 +89,6 @@ def _settings(fields: dict[str, str | None]) -> ConnectionSettings:
         sslrootcert=fields.get("sslrootcert"),
         connect_timeout=int(fields.get("connect_timeout") or 10),
     )
-
-
-def redact_dsn(dsn: str) -> str:
-    """The DSN as a person may see it: no password."""
-    try:
-        return parse_dsn(dsn).display()
-    except ConnectError:
-        return "<unparseable DSN>"
 
 
 def secret_credentials(secret_arn: str, region: str | None = None) -> tuple[str, str]:

@@ -91,10 +91,6 @@ class Plan:
             raise KeyError(f"{len(matches)} resources named {name!r}")
         return matches[0]
 
-    def by_urn(self, urn: str) -> RegisteredResource:
-        """The resource with this URN."""
-        return next(r for r in self.resources if r.urn == urn)
-
 
 def redact(value: Any) -> Any:
     """A JSON-able copy of ``value`` with every secret replaced by ``[secret]``."""
@@ -257,19 +253,9 @@ def _invoke_result(token: str, args: dict[str, Any]) -> dict[str, Any]:
         return {"id": subnet, "availabilityZone": f"eu-west-1{'abc'[int(subnet[-1], 16) % 3]}", "vpcId": "vpc-mock"}
     if token == "aws:ec2/getVpc:getVpc":
         return {"id": args.get("id"), "cidrBlock": "10.99.0.0/16"}
-    if token == "aws:iam/getPolicyDocument:getPolicyDocument":
-        return {"json": json.dumps({"Version": "2012-10-17", "Statement": _statements(args)})}
     if token == "aws:ec2/getAmi:getAmi":
         return {"id": "ami-0123456789abcdef0", "name": "debian-12-arm64-mock", "architecture": "arm64"}
     return {}
-
-
-def _statements(args: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        {"Effect": s.get("effect", "Allow"), "Action": s.get("actions"), "Resource": s.get("resources", "*"),
-         "Principal": s.get("principals")}
-        for s in args.get("statements", [])
-    ]
 
 
 def _normalize(value: Any) -> Any:

@@ -1,0 +1,52 @@
+"""DSN parsing and password resolution for the runner, the lab and the Lambda hook."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from pgha.connect import ConnectError, ConnectionSettings, parse_dsn, resolve
+
+
+def test_url_with_several_hosts_and_percent_encoded_password() -> None:
+    settings = parse_dsn("postgresql://admin:p%40ss@h1:5432,h2:6543,h3/app?sslmode=require")
+    assert settings.hosts == (("h1", 5432), ("h2", 6543), ("h3", 5432))
+    assert (settings.user, settings.password, settings.database, settings.sslmode) == ("admin", "p@ss", "app",
+                                                                                       "require")
+    assert "p@ss" not in settings.display() and settings.display() == "postgresql://admin@h1:5432,h2:6543,h3:5432/app"
+
+
+def test_libpq_key_value_with_a_port_list() -> None:
+    settings = parse_dsn("host=a,b port=5432,5433 dbname=app user=me sslmode=disable")
+    assert settings.hosts == (("a", 5432), ("b", 5433))
+    assert settings.password is None and settings.user == "me"
+
+
+@pytest.mark.parametrize(("dsn", "message"), [
+    ("postgresql://u@h/db?sslmode=maybe", "sslmode='maybe'"),
+    ("host=a port=five", "bad port"),
+    ("hostonly", "not key=value"),
+])
+def test_bad_dsns_are_named(dsn: str, message: str) -> None:
+    with pytest.raises(ConnectError, match=message):
+        parse_dsn(dsn)
+
+
+def test_password_from_the_environment_wins_over_the_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGPASSWORD", "from-env")
+    assert resolve(parse_dsn("postgresql://u@h/db"), secret_arn="arn:unused").password == "from-env"
+
+
+@mock_aws
+def test_secret_supplies_user_and_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.delenv("PGUSER", raising=False)
+    arn = boto3.client("secretsmanager", region_name="eu-west-1").create_secret(
+        Name="rds!db-x", SecretString=json.dumps({"username": "pgha_admin", "password": "s3cret"}))["ARN"]
+    resolved = resolve(ConnectionSettings(hosts=(("h", 5432),), database="app"), secret_arn=arn)
+    assert (resolved.user, resolved.password) == ("pgha_admin", "s3cret")
+    named = resolve(parse_dsn("postgresql://someone@h/app"), secret_arn=arn)
+    assert named.user == "someone", "a user named in the DSN is kept"
