@@ -15,6 +15,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from components.dr import DrReplicaArgs
+from components.network import NetworkArgs
+from components.rds import RdsPostgresArgs
+
 NAMESPACE = "pgha"
 
 ENGINES = ("rds", "patroni")
@@ -62,26 +66,27 @@ class StackConfig:
     stack: str
     region: str
     engine: str = "rds"
-    postgres_version: int = 17
-    instance_class: str = "db.m7g.large"
-    allocated_storage: int = 100
-    max_allocated_storage: int = 1000
-    multi_az: bool = True
-    replicas: int = 1
+    # The components' Args hold the secure defaults; the config takes them from there.
+    postgres_version: int = RdsPostgresArgs.postgres_version
+    instance_class: str = RdsPostgresArgs.instance_class
+    allocated_storage: int = RdsPostgresArgs.allocated_storage
+    max_allocated_storage: int = RdsPostgresArgs.max_allocated_storage
+    multi_az: bool = RdsPostgresArgs.multi_az
+    replicas: int = RdsPostgresArgs.replicas
     dr_region: str | None = None
-    backup_retention_days: int = 7
-    backup_window: str = "03:00-04:00"
-    maintenance_window: str = "sun:05:00-sun:06:00"
-    deletion_protection: bool = True
-    vpc_cidr: str | None = "10.40.0.0/16"
-    dr_vpc_cidr: str = "10.41.0.0/16"
+    backup_retention_days: int = RdsPostgresArgs.backup_retention_days
+    backup_window: str = RdsPostgresArgs.backup_window
+    maintenance_window: str = RdsPostgresArgs.maintenance_window
+    deletion_protection: bool = RdsPostgresArgs.deletion_protection
+    vpc_cidr: str | None = NetworkArgs.vpc_cidr
+    dr_vpc_cidr: str = DrReplicaArgs.vpc_cidr
     vpc_id: str | None = None
     subnet_ids: tuple[str, ...] = ()
     allowed_cidrs: tuple[str, ...] = ()
     allowed_security_group_ids: tuple[str, ...] = ()
     alarm_email: str | None = None
     proxy: bool = False
-    max_connections: int = 400
+    max_connections: int = RdsPostgresArgs.max_connections
     schema_runner: str = "lambda"
     tags: Mapping[str, str] = field(default_factory=dict)
     patroni: PatroniSettings = field(default_factory=PatroniSettings)
