@@ -1,9 +1,9 @@
-"""CloudWatch alarms on the seed's KPIs and RDS event notifications, to one SNS topic."""
+"""CloudWatch alarms on the database KPIs, to one encrypted SNS topic, plus RDS event notifications."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -13,8 +13,24 @@ GIB = 1024**3
 
 
 @dataclass(frozen=True)
+class AlarmSpec:
+    """One alarm: a metric, how it compares, and the sentence the alert carries."""
+
+    key: str
+    namespace: str
+    metric: str
+    dimensions: Mapping[str, pulumi.Input[str]]
+    comparison: str
+    threshold: float
+    what: str
+    statistic: str = "Average"
+    #: A replica that stops reporting lag, or a target group with no data, is itself a problem.
+    missing_data: str = "missing"
+
+
+@dataclass(frozen=True)
 class MonitoredInstance:
-    """One DB instance to watch; replicas also get a replica-lag alarm."""
+    """One RDS instance to watch; replicas also get a replica-lag alarm."""
 
     label: str
     identifier: pulumi.Input[str]
@@ -32,41 +48,48 @@ class Thresholds:
     freeable_memory_bytes: int = 256 * 1024**2
 
 
+def rds_alarm_specs(
+    instances: Sequence[MonitoredInstance], allocated_storage_gib: int, max_connections: int,
+    t: Thresholds = Thresholds(),
+) -> list[AlarmSpec]:
+    """CPU, free storage, connections and memory on every instance; replica lag on every replica."""
+    gt, lt = "GreaterThanThreshold", "LessThanThreshold"
+    specs = []
+    for i in instances:
+        kpis = [
+            ("cpu", "CPUUtilization", gt, t.cpu_percent, f"CPU above {t.cpu_percent:.0f}%", "Maximum", "missing"),
+            ("storage", "FreeStorageSpace", lt, int(allocated_storage_gib * GIB * t.free_storage_fraction),
+             f"free storage below {t.free_storage_fraction:.0%} of {allocated_storage_gib} GiB", "Average", "missing"),
+            ("connections", "DatabaseConnections", gt, int(max_connections * t.connection_utilisation),
+             f"connections above {t.connection_utilisation:.0%} of max_connections {max_connections}", "Average",
+             "missing"),
+            ("memory", "FreeableMemory", lt, t.freeable_memory_bytes, "freeable memory below 256 MiB", "Average",
+             "missing"),
+        ]
+        if i.replica:
+            kpis.append(("replica-lag", "ReplicaLag", gt, t.replica_lag_seconds,
+                         f"replica lag above {t.replica_lag_seconds:g} s", "Maximum", "breaching"))
+        specs += [
+            AlarmSpec(f"{i.label}-{kpi}", "AWS/RDS", metric, {"DBInstanceIdentifier": i.identifier}, comparison,
+                      threshold, what, statistic, missing)
+            for kpi, metric, comparison, threshold, what, statistic, missing in kpis
+        ]
+    return specs
+
+
 @dataclass(frozen=True)
 class DatabaseAlarmsArgs:
     """What to watch and where to send alerts."""
 
     kms_key_id: pulumi.Input[str]
-    instances: Sequence[MonitoredInstance]
-    allocated_storage_gib: int
-    max_connections: int
+    alarms: Sequence[AlarmSpec]
     alarm_email: str | None = None
-    thresholds: Thresholds = Thresholds()
-
-
-def alarm_specs(args: DatabaseAlarmsArgs, instance: MonitoredInstance) -> list[dict]:
-    """The alarms one instance gets: metric, comparison and threshold for each KPI."""
-    t = args.thresholds
-    specs = [
-        {"key": "cpu", "metric": "CPUUtilization", "op": "GreaterThanThreshold", "threshold": t.cpu_percent,
-         "what": f"CPU above {t.cpu_percent:.0f}%"},
-        {"key": "storage", "metric": "FreeStorageSpace", "op": "LessThanThreshold",
-         "threshold": int(args.allocated_storage_gib * GIB * t.free_storage_fraction),
-         "what": f"free storage below {t.free_storage_fraction:.0%} of {args.allocated_storage_gib} GiB"},
-        {"key": "connections", "metric": "DatabaseConnections", "op": "GreaterThanThreshold",
-         "threshold": int(args.max_connections * t.connection_utilisation),
-         "what": f"connections above {t.connection_utilisation:.0%} of max_connections {args.max_connections}"},
-        {"key": "memory", "metric": "FreeableMemory", "op": "LessThanThreshold",
-         "threshold": t.freeable_memory_bytes, "what": "freeable memory below 256 MiB"},
-    ]
-    if instance.replica:
-        specs.append({"key": "replica-lag", "metric": "ReplicaLag", "op": "GreaterThanThreshold",
-                      "threshold": t.replica_lag_seconds, "what": f"replica lag above {t.replica_lag_seconds:g} s"})
-    return specs
+    #: RDS instance identifiers whose failover/failure/maintenance events are sent too.
+    rds_event_sources: Sequence[pulumi.Input[str]] = ()
 
 
 class DatabaseAlarms(pulumi.ComponentResource):
-    """An encrypted SNS topic, KPI alarms per instance and an RDS event subscription."""
+    """An encrypted SNS topic, one CloudWatch alarm per spec, and (for RDS) an event subscription."""
 
     topic: aws.sns.Topic
 
@@ -86,34 +109,36 @@ class DatabaseAlarms(pulumi.ComponentResource):
                 f"{name}-alerts-email", topic=self.topic.arn, protocol="email", endpoint=args.alarm_email, opts=child
             )
 
-        for instance in args.instances:
-            for spec in alarm_specs(args, instance):
-                aws.cloudwatch.MetricAlarm(
-                    f"{name}-{instance.label}-{spec['key']}",
-                    alarm_description=pulumi.Output.concat(spec["what"], " on ", instance.identifier),
-                    namespace="AWS/RDS",
-                    metric_name=spec["metric"],
-                    dimensions={"DBInstanceIdentifier": instance.identifier},
-                    statistic="Maximum" if spec["metric"] in ("ReplicaLag", "CPUUtilization") else "Average",
-                    period=60,
-                    evaluation_periods=5,
-                    datapoints_to_alarm=3,
-                    comparison_operator=spec["op"],
-                    threshold=spec["threshold"],
-                    treat_missing_data="breaching" if spec["metric"] == "ReplicaLag" else "missing",
-                    alarm_actions=[self.topic.arn],
-                    ok_actions=[self.topic.arn],
-                    opts=child,
-                )
+        for spec in args.alarms:
+            aws.cloudwatch.MetricAlarm(
+                f"{name}-{spec.key}",
+                alarm_description=pulumi.Output.concat(
+                    spec.what, " on ", *[pulumi.Output.concat(k, "=", v, " ") for k, v in spec.dimensions.items()]
+                ),
+                namespace=spec.namespace,
+                metric_name=spec.metric,
+                dimensions=dict(spec.dimensions),
+                statistic=spec.statistic,
+                period=60,
+                evaluation_periods=5,
+                datapoints_to_alarm=3,
+                comparison_operator=spec.comparison,
+                threshold=spec.threshold,
+                treat_missing_data=spec.missing_data,
+                alarm_actions=[self.topic.arn],
+                ok_actions=[self.topic.arn],
+                opts=child,
+            )
 
-        aws.rds.EventSubscription(
-            f"{name}-events",
-            sns_topic=self.topic.arn,
-            source_type="db-instance",
-            source_ids=[instance.identifier for instance in args.instances],
-            event_categories=["availability", "failover", "failure", "low storage", "maintenance", "recovery"],
-            opts=child,
-        )
+        if args.rds_event_sources:
+            aws.rds.EventSubscription(
+                f"{name}-events",
+                sns_topic=self.topic.arn,
+                source_type="db-instance",
+                source_ids=list(args.rds_event_sources),
+                event_categories=["availability", "failover", "failure", "low storage", "maintenance", "recovery"],
+                opts=child,
+            )
         self.register_outputs({"topicArn": self.topic.arn})
 
 

@@ -332,7 +332,7 @@ def _parse_patroni(raw: str) -> PatroniSettings:
 
 #: Keys only the RDS engine reads; with engine patroni they are reported as ignored.
 RDS_ONLY = ("instanceClass", "allocatedStorage", "maxAllocatedStorage", "multiAz", "replicas", "drRegion",
-            "drVpcCidr", "backupRetentionDays", "backupWindow", "maintenanceWindow", "alarmEmail", "proxy")
+            "drVpcCidr", "backupRetentionDays", "backupWindow", "maintenanceWindow", "proxy")
 
 # key -> (dataclass field, parser). Order is the order errors are reported in.
 KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {

@@ -18,6 +18,7 @@ import pulumi_aws as aws
 import pulumi_random as random
 
 from components.access import allow_tcp, inline_policy, service_role
+from components.alarms import AlarmSpec
 from components.config import PatroniSettings
 from components.kms import create_cmk
 from components.network import POSTGRES_PORT, admit_clients
@@ -199,6 +200,7 @@ class PatroniCluster(pulumi.ComponentResource):
             f"{name}-nlb", internal=True, load_balancer_type="network", subnets=subnets,
             security_groups=[self._nlb_sg.id], enable_cross_zone_load_balancing=True, opts=child,
         )
+        self._target_group_suffixes: dict[str, pulumi.Output[str]] = {}
         for role, port, path in (("writer", POSTGRES_PORT, "/primary"),
                                  ("reader", READER_PORT, f"/replica?lag={READER_MAX_LAG}")):
             group = aws.lb.TargetGroup(
@@ -210,12 +212,14 @@ class PatroniCluster(pulumi.ComponentResource):
                               "unhealthy_threshold": HEALTH_CHECK_THRESHOLD},
                 opts=child,
             )
+            self._target_group_suffixes[role] = group.arn_suffix
             for index, eni in enumerate(interfaces):
                 aws.lb.TargetGroupAttachment(f"{name}-{role}-{index + 1}", target_group_arn=group.arn,
                                              target_id=eni.private_ip, port=POSTGRES_PORT, opts=child)
             aws.lb.Listener(f"{name}-{role}-listener", load_balancer_arn=nlb.arn, port=port, protocol="TCP",
                             default_actions=[{"type": "forward", "target_group_arn": group.arn}], opts=child)
         self.writer_endpoint = nlb.dns_name
+        self._nlb_suffix = nlb.arn_suffix
         self.register_outputs({
             "writerEndpoint": nlb.dns_name, "secretArn": self.secret_arn, "backupBucket": self.backup_bucket.bucket,
         })
@@ -315,6 +319,30 @@ class PatroniCluster(pulumi.ComponentResource):
              "Resource": bucket.apply(lambda arn: f"{arn}/*")},
         ], self)
         return aws.iam.InstanceProfile(f"{name}-node-profile", role=role.name, opts=child)
+
+    def alarm_specs(self) -> list[AlarmSpec]:
+        """No primary behind the writer listener, too few healthy replicas, a failing or overloaded node."""
+        def target_group(role: str) -> dict[str, pulumi.Input[str]]:
+            return {"TargetGroup": self._target_group_suffixes[role], "LoadBalancer": self._nlb_suffix}
+
+        replicas = len(self.instances) - 1
+        specs = [
+            AlarmSpec("writer-no-primary", "AWS/NetworkELB", "HealthyHostCount", target_group("writer"),
+                      "LessThanThreshold", 1, "no node answers Patroni /primary behind the writer listener",
+                      "Minimum", "breaching"),
+            AlarmSpec("reader-replicas", "AWS/NetworkELB", "HealthyHostCount", target_group("reader"),
+                      "LessThanThreshold", replicas,
+                      f"fewer than {replicas} replicas within {READER_MAX_LAG} bytes of the leader", "Minimum",
+                      "breaching"),
+        ]
+        for index, instance in enumerate(self.instances, 1):
+            specs += [
+                AlarmSpec(f"node-{index}-status", "AWS/EC2", "StatusCheckFailed", {"InstanceId": instance.id},
+                          "GreaterThanThreshold", 0, "EC2 status check failing", "Maximum", "breaching"),
+                AlarmSpec(f"node-{index}-cpu", "AWS/EC2", "CPUUtilization", {"InstanceId": instance.id},
+                          "GreaterThanThreshold", 80, "CPU above 80%", "Maximum"),
+            ]
+        return specs
 
     def admit(self, name: str, source_security_group_id: pulumi.Input[str], description: str) -> None:
         """Let members of another security group (the schema hook) reach the writer listener."""

@@ -10,7 +10,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.alarms import DatabaseAlarms, DatabaseAlarmsArgs, MonitoredInstance
+from components.alarms import DatabaseAlarms, DatabaseAlarmsArgs, MonitoredInstance, rds_alarm_specs
 from components.config import StackConfig
 from components.dr import DrReplica, DrReplicaArgs
 from components.network import POSTGRES_PORT, Network, NetworkArgs
@@ -112,7 +112,7 @@ def _rds(cfg: StackConfig, name: str, network: Network, opts: pulumi.ResourceOpt
     watched = [MonitoredInstance("primary", db.primary.identifier)] + [
         MonitoredInstance(f"replica-{i + 1}", replica.identifier, replica=True) for i, replica in enumerate(db.replicas)
     ]
-    alarms = DatabaseAlarms(f"{name}-alarms", _alarm_args(cfg, db.key.key_id, watched), opts)
+    alarms = DatabaseAlarms(f"{name}-alarms", _rds_alarms(cfg, db.key.key_id, watched), opts)
     outputs.update(
         writerEndpoint=db.primary.address,
         readerEndpoints=[replica.address for replica in db.replicas],
@@ -137,7 +137,7 @@ def _rds(cfg: StackConfig, name: str, network: Network, opts: pulumi.ResourceOpt
         )
         DatabaseAlarms(
             f"{name}-dr-alarms",
-            _alarm_args(cfg, dr.key.key_id, [MonitoredInstance("dr-replica", dr.instance.identifier, replica=True)]),
+            _rds_alarms(cfg, dr.key.key_id, [MonitoredInstance("dr-replica", dr.instance.identifier, replica=True)]),
             pulumi.ResourceOptions(providers={"aws": dr.provider}),
         )
         outputs.update(drReplicaArn=dr.instance.arn, drRegion=cfg.dr_region)
@@ -184,7 +184,13 @@ def _patroni(cfg: StackConfig, name: str, network: Network, opts: pulumi.Resourc
         ),
         opts,
     )
+    alarms = DatabaseAlarms(
+        f"{name}-alarms",
+        DatabaseAlarmsArgs(kms_key_id=cluster.key.key_id, alarms=cluster.alarm_specs(), alarm_email=cfg.alarm_email),
+        opts,
+    )
     outputs.update(
+        alarmTopicArn=alarms.topic.arn,
         writerEndpoint=cluster.writer_endpoint,
         readerEndpoints=[cluster.writer_endpoint],
         readerPort=READER_PORT,
@@ -197,11 +203,11 @@ def _patroni(cfg: StackConfig, name: str, network: Network, opts: pulumi.Resourc
                     database="app", ready=tuple(cluster.instances), admit=cluster.admit)
 
 
-def _alarm_args(cfg: StackConfig, key_id: pulumi.Input[str], watched: list[MonitoredInstance]) -> DatabaseAlarmsArgs:
+def _rds_alarms(cfg: StackConfig, key_id: pulumi.Input[str], watched: list[MonitoredInstance]) -> DatabaseAlarmsArgs:
+    """KPI alarms and failover/failure events for these RDS instances."""
     return DatabaseAlarmsArgs(
         kms_key_id=key_id,
-        instances=watched,
-        allocated_storage_gib=cfg.allocated_storage,
-        max_connections=cfg.max_connections,
+        alarms=rds_alarm_specs(watched, cfg.allocated_storage, cfg.max_connections),
         alarm_email=cfg.alarm_email,
+        rds_event_sources=[instance.identifier for instance in watched],
     )

@@ -221,7 +221,10 @@ def _computed_state(args: Any) -> dict[str, Any]:
     elif args.typ == "aws:ec2/securityGroup:SecurityGroup":
         state.update(id=f"sg-{_fake_id(args.name)}")
     elif args.typ in ("aws:rds/proxy:Proxy", "aws:lb/loadBalancer:LoadBalancer"):
-        state.update(endpoint=f"{args.name}.mocked.{region}.amazonaws.com", dnsName=f"{args.name}.elb.amazonaws.com")
+        state.update(endpoint=f"{args.name}.mocked.{region}.amazonaws.com", dnsName=f"{args.name}.elb.amazonaws.com",
+                     arnSuffix=f"net/{args.name}/{_fake_id(args.name)}")
+    elif args.typ == "aws:lb/targetGroup:TargetGroup":
+        state.update(arnSuffix=f"targetgroup/{args.name}/{_fake_id(args.name)}")
     elif args.typ == "aws:ec2/networkInterface:NetworkInterface":
         digest = int(_fake_id(args.name), 16)
         state.update(id=f"eni-{_fake_id(args.name)}", privateIp=f"10.40.{digest % 250}.{10 + digest % 200}")

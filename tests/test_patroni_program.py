@@ -234,3 +234,18 @@ def test_five_nodes_spread_over_three_azs() -> None:
     assert len(plan.of_type("aws:ec2/instance:Instance")) == 5
     etcd = yaml.safe_load(written_file(user_data(plan, 5), "/etc/pgha/etcd.yml"))
     assert etcd["initial-cluster"].count("=http://") == 5
+
+
+def test_alarms_fire_when_no_primary_is_behind_the_writer(plan: Plan) -> None:
+    alarms = {a.name: a.inputs for a in plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    writer = alarms[f"pgha-{plan.stack}-alarms-writer-no-primary"]
+    assert (writer["namespace"], writer["metricName"], writer["comparisonOperator"], writer["threshold"]) == (
+        "AWS/NetworkELB", "HealthyHostCount", "LessThanThreshold", 1)
+    assert writer["dimensions"]["TargetGroup"].startswith(f"targetgroup/pgha-{plan.stack}-patroni-writer/")
+    assert writer["treatMissingData"] == "breaching" and writer["alarmActions"]
+    assert alarms[f"pgha-{plan.stack}-alarms-reader-replicas"]["threshold"] == 2
+    assert sum(1 for name in alarms if name.endswith("-status")) == 3
+    assert not plan.of_type("aws:rds/eventSubscription:EventSubscription")
+    if plan.stack == "prod":
+        (subscription,) = plan.of_type("aws:sns/topicSubscription:TopicSubscription")
+        assert subscription.inputs["endpoint"] == "dba-oncall@example.com"
