@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import yaml
 
 from pgha import lab as lab_module
 from pgha.lab import Lab
-from pgha.local import PrerequisiteError
+from pgha.local import PrerequisiteError, running_as_root
 from pgha.render import (
     ClusterSecrets,
     ClusterSpec,
@@ -110,10 +111,22 @@ def test_missing_etcd_is_named_before_anything_starts(tmp_path: Path, monkeypatc
     assert not (tmp_path / "node1").exists()
 
 
-def test_busy_port_is_named(tmp_path: Path) -> None:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.1.2", 8008))
-        sock.listen()
-        with pytest.raises(PrerequisiteError, match=r"127\.0\.1\.2:8008"):
-            Lab(root=tmp_path).check_prerequisites()
+def test_busy_port_is_named() -> None:
+    root = Path(tempfile.mkdtemp(prefix="pgha-lab-ports-"))  # in /tmp, which the postgres user can reach
+    try:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.1.2", 8008))
+            sock.listen()
+            with pytest.raises(PrerequisiteError, match=r"127\.0\.1\.2:8008"):
+                Lab(root=root).check_prerequisites()
+    finally:
+        root.rmdir()
+
+
+def test_unreachable_lab_directory_is_named(tmp_path: Path) -> None:
+    if not running_as_root():
+        pytest.skip("only root runs the lab as another user")
+    tmp_path.chmod(0o700)
+    with pytest.raises(PrerequisiteError, match="postgres user cannot reach"):
+        Lab(root=tmp_path / "lab").check_prerequisites()
