@@ -143,6 +143,16 @@ class Network(pulumi.ComponentResource):
         self.subnet_ids = pulumi.Output.all(*subnet_ids)
         self.azs = zones.apply(lambda names: list(names[:AZ_COUNT]))
 
+        region = aws.get_region_output(opts=invoke).region
+        # S3 (backups, WAL archive) through a free gateway endpoint: no NAT in that path
+        aws.ec2.VpcEndpoint(
+            f"{name}-s3-endpoint",
+            vpc_id=vpc.id,
+            service_name=region.apply(lambda r: f"com.amazonaws.{r}.s3"),
+            vpc_endpoint_type="Gateway",
+            route_table_ids=[route_table.id],
+            opts=child,
+        )
         if args.interface_endpoints:
             endpoint_sg = aws.ec2.SecurityGroup(
                 f"{name}-endpoints-sg",
@@ -151,7 +161,6 @@ class Network(pulumi.ComponentResource):
                 opts=child,
             )
             allow_tcp(f"{name}-endpoints-https", endpoint_sg.id, 443, "HTTPS from the VPC", self, cidr=vpc.cidr_block)
-            region = aws.get_region_output(opts=invoke).region
             for service in args.interface_endpoints:
                 aws.ec2.VpcEndpoint(
                     f"{name}-{service}-endpoint",

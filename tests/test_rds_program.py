@@ -185,6 +185,8 @@ def test_network_spans_three_azs_with_private_subnets_only(any_plan: Plan) -> No
     assert not any_plan.of_type("aws:ec2/internetGateway:InternetGateway")
     endpoint = any_plan.get(f"pgha-{any_plan.stack}-net-secretsmanager-endpoint")
     assert endpoint.inputs["serviceName"] == "com.amazonaws.eu-west-1.secretsmanager"
+    s3 = any_plan.get(f"pgha-{any_plan.stack}-net-s3-endpoint")
+    assert s3.inputs["vpcEndpointType"] == "Gateway" and s3.inputs["routeTableIds"]
 
 
 def test_bring_your_own_vpc_makes_no_vpc() -> None:
