@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -216,6 +217,49 @@ def lab_down(purge: Annotated[bool, typer.Option("--purge", help="Also delete th
     if killed:
         console.print(f"killed leftover processes: {killed}")
     console.print("lab stopped")
+
+
+@lab_app.command("switchover")
+def lab_switchover(
+    candidate: Annotated[str | None, typer.Option(help="Member to promote (default: Patroni picks).")] = None,
+) -> None:
+    """Planned switchover through Patroni's REST API; prints the new leader."""
+    from pgha.lab import LabError
+
+    lab = _lab()
+    try:
+        old = lab.leader().name
+        lab.switchover(candidate)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if lab.leader().name != old:
+                    break
+            except LabError:
+                pass
+            time.sleep(0.5)
+        new = lab.leader().name
+    except (LabError, OSError) as err:
+        _fail(err, 1)
+    if new == old:
+        _fail(f"{old} is still the leader after 60 s", 1)
+    _say(f"switchover: {old} -> {new}")
+
+
+@lab_app.command("kill")
+def lab_kill(
+    node: Annotated[str | None, typer.Argument(help="node1, node2 or node3 (default: the leader).")] = None,
+) -> None:
+    """kill -9 a node's Patroni and PostgreSQL (an unplanned failure); `make up` brings it back."""
+    from pgha.lab import LabError
+
+    lab = _lab()
+    try:
+        target = node or lab.leader().name
+    except LabError as err:
+        _fail(err, 1)
+    lab.kill_node(target)
+    _say(f"killed {target}: watch `pgha lab status`; `make up` restarts it and it rejoins as a replica")
 
 
 @lab_app.command("password")

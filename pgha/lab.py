@@ -62,7 +62,9 @@ _SYSTEM_PYTHON = "/usr/bin/python3"
 
 
 def default_lab_dir() -> Path:
-    """``.lab/`` in the project, unless the service user cannot reach the project (then /var/tmp)."""
+    """$PGHA_LAB_DIR, else ``.lab/`` in the project unless the service user cannot reach it (then /var/tmp)."""
+    if os.environ.get("PGHA_LAB_DIR"):
+        return Path(os.environ["PGHA_LAB_DIR"])
     if service_user_can_run(["test", "-x", str(PROJECT_DIR)]):
         return PROJECT_DIR / ".lab"
     return FALLBACK_LAB_DIR

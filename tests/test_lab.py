@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -122,6 +126,23 @@ def test_kill_leader_under_write_load_fails_over_without_loss_and_rejoins(lab: L
     conn = connect(rejoined)
     assert conn.run("SELECT pg_is_in_recovery()")[0][0] is True
     conn.close()
+
+
+def test_cli_status_and_switchover_drive_the_same_lab(lab: Lab) -> None:
+    env = {**os.environ, "PGHA_LAB_DIR": str(lab.root)}
+    status = subprocess.run([sys.executable, "-m", "pgha", "lab", "status", "--json"], env=env, capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert status.returncode == 0, status.stderr
+    members = json.loads(status.stdout)["members"]
+    assert {m["name"] for m in members} == {"node1", "node2", "node3"}
+    assert lab.secrets().superuser not in status.stdout
+    wait_for("a healthy cluster", lambda: all(m.state in ("running", "streaming") for m in lab.members())
+             and "sync_standby" in roles(lab).values())
+    old = lab.leader().name
+    switched = subprocess.run([sys.executable, "-m", "pgha", "lab", "switchover"], env=env, capture_output=True,
+                              text=True, timeout=120, check=False)
+    assert switched.returncode == 0, switched.stderr
+    assert f"switchover: {old} -> " in switched.stdout and lab.leader().name != old
 
 
 def test_down_leaves_no_process_behind(lab: Lab) -> None:
