@@ -125,8 +125,8 @@ def _int_in(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
-def _one_of(*allowed: str) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
+def _one_of(*allowed: str) -> Callable[[Any], str]:
+    def parse(raw: Any) -> str:
         if raw not in allowed:
             raise ValueError("must be one of " + ", ".join(allowed))
         return raw
@@ -275,15 +275,6 @@ def _json_bool(value: Any) -> bool:
     return value
 
 
-def _json_choice(*allowed: str) -> Callable[[Any], str]:
-    def parse(value: Any) -> str:
-        if value not in allowed:
-            raise ValueError("must be one of " + ", ".join(allowed))
-        return value
-
-    return parse
-
-
 def _json_instance_type(value: Any) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"[a-z][a-z0-9-]*\.[a-z0-9]+", value):
         raise ValueError("must be an EC2 instance type such as m7g.large")
@@ -299,7 +290,7 @@ PATRONI_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "retryTimeout": ("retry_timeout", _json_int(3, 300)),
     "synchronousMode": ("synchronous_mode", _json_bool),
     "synchronousModeStrict": ("synchronous_mode_strict", _json_bool),
-    "backupTool": ("backup_tool", _json_choice("pgbackrest")),
+    "backupTool": ("backup_tool", _one_of("pgbackrest")),
     "backupRetention": ("backup_retention", _json_int(1, 365)),
 }
 
