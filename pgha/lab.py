@@ -121,6 +121,7 @@ class Lab:
         self.report = report
         self.ports = Ports()
         self.users = Users()
+        self._seen: dict[str, str] = {}
 
     # --- layout -------------------------------------------------------------------------
 
@@ -304,7 +305,7 @@ class Lab:
                 self.report(f"starting Patroni + PostgreSQL on {node.address}")
                 self._start(node.name, "patroni", [python, "-m", "patroni",
                                                    str(self.node_dir(node.name) / "patroni.yml")], env)
-        self._wait("a leader and two streaming replicas", self._cluster_formed, timeout, ("etcd", "patroni"))
+        self._wait("a leader, a synchronous standby and a replica", self._cluster_formed, timeout, ("etcd", "patroni"))
         self._apply_schema()
         return self.status()
 
@@ -365,6 +366,11 @@ class Lab:
     def _cluster_formed(self) -> bool:
         """One running leader, every other member streaming, one of them the synchronous standby."""
         members = self.members()
+        for member in members:  # progress: say each member's role and state as they change
+            now = f"{member.role}, {member.state}"
+            if self._seen.get(member.name) != now:
+                self.report(f"  {member.name}: {now}")
+                self._seen[member.name] = now
         leaders = [m for m in members if m.role == "leader" and m.state == "running"]
         streaming = [m for m in members if m.role != "leader" and m.state == "streaming"]
         sync = [m for m in streaming if m.role == "sync_standby"]
