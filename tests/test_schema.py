@@ -227,3 +227,18 @@ def test_concurrent_refresh_in_a_thread_does_not_block_readers(
         db.run("SELECT refresh_executive_dashboard()")
     reader.join(timeout=60)
     assert not errors
+
+
+def test_cache_hit_ratio_view_reports_the_index_hit_kpi(db: pg8000.native.Connection) -> None:
+    org = new_org(db, "Hits")
+    for _ in range(20):
+        db.run("SELECT * FROM organizations WHERE id = :o", o=org)
+    db.run("SELECT pg_stat_force_next_flush()")
+    query = "SELECT index_hit_percent FROM cache_hit_ratio WHERE table_name = 'organizations'"
+    deadline = time.monotonic() + 15
+    while (ratio := db.run(query)[0][0]) is None:
+        assert time.monotonic() < deadline, "index reads never reached the statistics"
+        db.run("SELECT pg_stat_clear_snapshot()")
+        time.sleep(0.2)
+    assert 0 <= ratio <= 100
+    db.run("SELECT count(*) FROM index_hit_ratio_below_target")  # the KPI view runs
