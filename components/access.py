@@ -65,3 +65,14 @@ def inline_policy(name: str, role: aws.iam.Role, statements: pulumi.Input[list[d
         })),
         opts=pulumi.ResourceOptions(parent=parent),
     )
+
+
+def may_read_secret(
+    name: str, role: aws.iam.Role, secret_arn: pulumi.Input[str], key_arn: pulumi.Input[str],
+    parent: pulumi.Resource,
+) -> None:
+    """Let ``role`` read one Secrets Manager secret and decrypt it with its key, nothing else."""
+    inline_policy(name, role, [
+        {"Action": "secretsmanager:GetSecretValue", "Resource": secret_arn},
+        {"Action": "kms:Decrypt", "Resource": key_arn},
+    ], parent)

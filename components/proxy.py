@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.access import allow_tcp, inline_policy, service_role
+from components.access import allow_tcp, may_read_secret, service_role
 from components.network import POSTGRES_PORT, admit_clients
 
 
@@ -39,10 +39,7 @@ class RdsProxy(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         role = service_role(f"{name}-role", "rds.amazonaws.com", self)
-        inline_policy(f"{name}-read-secret", role, [
-            {"Action": "secretsmanager:GetSecretValue", "Resource": args.master_secret_arn},
-            {"Action": "kms:Decrypt", "Resource": args.kms_key_arn},
-        ], self)
+        may_read_secret(f"{name}-read-secret", role, args.master_secret_arn, args.kms_key_arn, self)
 
         sg = aws.ec2.SecurityGroup(
             f"{name}-sg", description="pgha RDS Proxy: PostgreSQL from allowed sources", vpc_id=args.vpc_id, opts=child

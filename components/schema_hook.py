@@ -16,7 +16,7 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
-from components.access import allow_tcp, inline_policy, service_role
+from components.access import allow_tcp, may_read_secret, service_role
 from components.network import POSTGRES_PORT
 from pgha.migrations import MIGRATIONS_DIR, migrations_hash
 
@@ -98,10 +98,7 @@ class SchemaHook(pulumi.ComponentResource):
 
         role = service_role(f"{name}-role", "lambda.amazonaws.com", self,
                             ("arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole",))
-        inline_policy(f"{name}-read-master-secret", role, [
-            {"Action": "secretsmanager:GetSecretValue", "Resource": args.master_secret_arn},
-            {"Action": "kms:Decrypt", "Resource": args.kms_key_arn},
-        ], self)
+        may_read_secret(f"{name}-read-master-secret", role, args.master_secret_arn, args.kms_key_arn, self)
         logs = aws.cloudwatch.LogGroup(
             f"{name}-logs", name=f"/aws/lambda/{name}", retention_in_days=args.log_retention_days,
             kms_key_id=args.kms_key_arn, opts=child,

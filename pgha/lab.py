@@ -429,13 +429,22 @@ class Lab:
 
     # --- control --------------------------------------------------------------------------
 
-    def switchover(self, candidate: str | None = None) -> None:
-        """Ask Patroni for a planned switchover away from the current leader."""
+    def switchover(self, candidate: str | None = None, timeout: float = 60.0) -> str:
+        """Planned switchover through Patroni's REST API; returns the new leader once it leads."""
         leader = self.leader()
         body = {"leader": leader.name, **({"candidate": candidate} if candidate else {})}
         secret = self.secrets().restapi
         _http_json(f"http://{leader.host}:{self.ports.restapi}/switchover", method="POST", body=body,
                    auth=(self.users.restapi, secret), timeout=30)
+        self._wait(f"a leader other than {leader.name}", lambda: self._leads_instead_of(leader.name), timeout,
+                   ("etcd", "patroni"))
+        return self.leader().name
+
+    def _leads_instead_of(self, old: str) -> bool:
+        try:
+            return self.leader().name != old
+        except LabError:  # no leader for a moment during the handover
+            return False
 
     def kill_node(self, node: str) -> None:
         """kill -9 a node's Patroni and its PostgreSQL postmaster (an unplanned crash)."""
