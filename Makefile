@@ -5,14 +5,18 @@ SYSTEM_PYTHON ?= /usr/bin/python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: up down status plan test lint bench clean
+.PHONY: up down status plan test lint bench clean system
 
-$(VENV)/.installed: requirements.txt requirements-lab.txt requirements-dev.txt
+# Debian packages first (PostgreSQL, etcd, cloud-init, ...): installs only what is missing.
+system:
+	@scripts/system-packages
+
+$(VENV)/.installed: requirements.txt requirements-lab.txt requirements-dev.txt | system
 	test -x $(PY) || $(SYSTEM_PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-up: $(VENV)/.installed
+up: system $(VENV)/.installed
 	$(PY) -m pgha lab up
 
 status: $(VENV)/.installed
@@ -27,7 +31,7 @@ plan: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
-test: $(VENV)/.installed lint
+test: system $(VENV)/.installed lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed

@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pgha.lab import Lab, LabError
-from pgha.probe import WriteProbe, missing_acknowledged
+from pgha.drill.probe import WriteProbe, missing_acknowledged
+from pgha.lab.cluster import Lab, LabError
 
 
 def _wait(condition: Callable[[], bool], timeout: float = 120.0) -> None:

@@ -297,7 +297,7 @@ PATRONI_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
 
 def _parse_patroni(raw: str) -> PatroniSettings:
     """The structured ``pgha:patroni`` object; every problem is reported as ``patroni.<key>``."""
-    from pgha.render import PatroniTiming
+    from pgha.node.render import PatroniTiming
 
     given = _parse_json(raw, dict, 'an object, e.g. {"nodes": 3, "instanceType": "m7g.large"}')
     problems, values = [], {}

@@ -22,7 +22,7 @@ from components.alarms import AlarmSpec
 from components.config import PatroniSettings
 from components.kms import create_cmk
 from components.network import POSTGRES_PORT, admit_clients
-from pgha.render import (
+from pgha.node.render import (
     SECRET_JSON_KEYS,
     BootSettings,
     ClusterSpec,

@@ -18,11 +18,14 @@ import pulumi_aws as aws
 
 from components.access import allow_tcp, may_read_secret, service_role
 from components.network import POSTGRES_PORT
-from pgha.migrations import MIGRATIONS_DIR, migrations_hash
+from pgha.schema.migrations import MIGRATIONS_DIR, migrations_hash
 
 PGHA_DIR = Path(__file__).resolve().parent.parent / "pgha"
 #: The runner's modules: everything the handler imports, nothing that needs the CLI's packages.
-RUNNER_MODULES = ("__init__.py", "connect.py", "migrate.py", "migrations.py", "lambda_handler.py")
+RUNNER_MODULES = (
+    "__init__.py", "connect.py", "schema/__init__.py", "schema/migrate.py", "schema/migrations.py",
+    "schema/lambda_handler.py",
+)
 #: Pure-Python distributions the runner needs (boto3 is part of the Lambda runtime).
 RUNNER_DISTRIBUTIONS = ("pg8000", "sqlparse")
 
@@ -109,7 +112,7 @@ class SchemaHook(pulumi.ComponentResource):
             description="pgha: apply schema/migrations to the database (pgha migrate)",
             runtime="python3.12",
             architectures=["arm64"],
-            handler="pgha.lambda_handler.handler",
+            handler="pgha.schema.lambda_handler.handler",
             code=pulumi.AssetArchive(lambda_bundle(args.migrations_dir)),
             role=role.arn,
             timeout=args.timeout_seconds,

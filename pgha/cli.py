@@ -10,12 +10,12 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from pgha.migrations import MIGRATIONS_DIR
+from pgha.schema.migrations import MIGRATIONS_DIR
 
 if TYPE_CHECKING:
     import pg8000.native
 
-    from pgha.lab import Lab
+    from pgha.lab.cluster import Lab
 
 app = typer.Typer(help="pgha: highly-available PostgreSQL on AWS, and the operations around it.", no_args_is_help=True)
 console = Console()
@@ -54,8 +54,8 @@ def plan(
 ) -> None:
     """Show what `pulumi up` would register for a stack, offline (the program runs under mocks)."""
     from components.config import ConfigError
-    from pgha.harness import run_program
-    from pgha.plan import outputs_tree, plan_json, plan_tree
+    from pgha.ci.harness import run_program
+    from pgha.ci.plan import outputs_tree, plan_json, plan_tree
 
     try:
         result = run_program(stack, _parse_overrides(set_ or []), check=False)
@@ -111,9 +111,9 @@ def migrate(
     ] = MIGRATIONS_DIR,
 ) -> None:
     """Apply the schema migrations (schema/migrations) to the database, each exactly once."""
-    from pgha.migrate import MigrationError
-    from pgha.migrate import migrate as run_migrations
-    from pgha.migrations import MigrationFileError
+    from pgha.schema.migrate import MigrationError
+    from pgha.schema.migrate import migrate as run_migrations
+    from pgha.schema.migrations import MigrationFileError
 
     conn = _connect(dsn, secret_arn, "pgha-migrate")
     try:
@@ -141,7 +141,7 @@ def maintain(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would run.")] = False,
 ) -> None:
     """ANALYZE tables with many changes and VACUUM tables with many dead tuples."""
-    from pgha.maintain import run_maintenance
+    from pgha.schema.maintain import run_maintenance
 
     conn = _connect(dsn, secret_arn, "pgha-maintain")
     try:
@@ -158,7 +158,7 @@ app.add_typer(lab_app, name="lab")
 
 
 def _lab() -> Lab:
-    from pgha.lab import Lab
+    from pgha.lab.cluster import Lab
 
     return Lab(report=_say)
 
@@ -184,7 +184,7 @@ def _print_status(status: dict) -> None:
 @lab_app.command("up")
 def lab_up() -> None:
     """Start the lab (or whatever part of it is not running) and apply the schema."""
-    from pgha.lab import LabError
+    from pgha.lab.cluster import LabError
     from pgha.local import PrerequisiteError
 
     try:
@@ -223,7 +223,7 @@ def lab_switchover(
     candidate: Annotated[str | None, typer.Option(help="Member to promote (default: Patroni picks).")] = None,
 ) -> None:
     """Planned switchover through Patroni's REST API; prints the new leader."""
-    from pgha.lab import LabError
+    from pgha.lab.cluster import LabError
 
     lab = _lab()
     try:
@@ -239,7 +239,7 @@ def lab_kill(
     node: Annotated[str | None, typer.Argument(help="node1, node2 or node3 (default: the leader).")] = None,
 ) -> None:
     """kill -9 a node's Patroni and PostgreSQL (an unplanned failure); `make up` brings it back."""
-    from pgha.lab import LabError
+    from pgha.lab.cluster import LabError
 
     lab = _lab()
     try:

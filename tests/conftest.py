@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 from postgres_server import PostgresServer
 
+from pgha.ci.harness import Plan, run_program
 from pgha.connect import ConnectionSettings, connect
-from pgha.harness import Plan, run_program
-from pgha.migrate import migrate
+from pgha.schema.migrate import migrate
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from components.config import ConfigError, parse_backup_window, parse_config, parse_maintenance_window, windows_overlap
-from pgha.harness import run_program
+from pgha.ci.harness import run_program
 
 # (overrides on the dev stack, the key the error must name, a phrase of the explanation)
 INVALID = [

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from pgha.connect import ConnectionSettings, connect
-from pgha.lab import NODE_ADDRESSES, Lab, LabError
+from pgha.drill.probe import WriteProbe, missing_acknowledged
+from pgha.lab.cluster import Lab, LabError
 from pgha.local import port_in_use
-from pgha.probe import WriteProbe, missing_acknowledged
 
 pytestmark = pytest.mark.lab
 
@@ -148,5 +148,5 @@ def test_cli_status_and_switchover_drive_the_same_lab(lab: Lab) -> None:
 def test_down_leaves_no_process_behind(lab: Lab) -> None:
     lab.down()
     assert lab.lab_processes() == []
-    assert not any(port_in_use(a, p) for a in NODE_ADDRESSES for p in (5432, 8008, 2379, 2380))
+    assert not any(port_in_use(a, p) for a in lab.addresses for p in (5432, 8008, 2379, 2380))
     assert lab.members() == []

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from pgha.ci.harness import PROJECT_DIR
 from pgha.connect import ConnectionSettings, connect
-from pgha.harness import PROJECT_DIR
-from pgha.migrate import MigrationError, migrate
-from pgha.migrations import MIGRATIONS_DIR, MigrationFileError, discover, split_statements
+from pgha.schema.migrate import MigrationError, migrate
+from pgha.schema.migrations import MIGRATIONS_DIR, MigrationFileError, discover, split_statements
 
 ALL = [m.name for m in discover()]
 

@@ -12,10 +12,10 @@ import yaml
 
 from components.config import ConfigError, PatroniSettings
 from components.patroni_cluster import ec2_cluster_spec, rto_budget_seconds
-from pgha.harness import Plan, RegisteredResource, Secret, _fake_id, plain_strings, run_program
-from pgha.lab import LAB_TIMING, Lab
+from pgha.ci.harness import Plan, RegisteredResource, Secret, _fake_id, plain_strings, run_program
+from pgha.lab.cluster import LAB_TIMING, Lab
 from pgha.local import postgres_bindir
-from pgha.render import render_etcd, render_patroni
+from pgha.node.render import render_etcd, render_patroni
 
 PATRONI = {"engine": "patroni"}
 INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pgha.harness import PROJECT_DIR
+from pgha.ci.harness import PROJECT_DIR
 
 
 def pgha(*args: str) -> subprocess.CompletedProcess[str]:

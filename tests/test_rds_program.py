@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pgha.harness import Plan, RegisteredResource, Secret, _fake_id, plain_strings, run_program
+from pgha.ci.harness import Plan, RegisteredResource, Secret, _fake_id, plain_strings, run_program
 
 INSTANCE = "aws:rds/instance:Instance"
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pgha import lab as lab_module
-from pgha.lab import Lab
+from pgha.lab import cluster as lab_module
+from pgha.lab.cluster import Lab
 from pgha.local import PrerequisiteError, running_as_root
-from pgha.render import (
+from pgha.node.render import (
     ClusterSecrets,
     ClusterSpec,
     PatroniTiming,
@@ -130,3 +130,17 @@ def test_unreachable_lab_directory_is_named(tmp_path: Path) -> None:
     tmp_path.chmod(0o700)
     with pytest.raises(PrerequisiteError, match="postgres user cannot reach"):
         Lab(root=tmp_path / "lab").check_prerequisites()
+
+
+def test_lab_addresses_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGHA_LAB_ADDRESSES", "127.0.2.1, 127.0.2.2,127.0.2.3")
+    assert Lab(root=Path("/nonexistent")).addresses == ("127.0.2.1", "127.0.2.2", "127.0.2.3")
+
+
+@pytest.mark.parametrize("value", ["127.0.2.1,127.0.2.2", "10.0.0.1,10.0.0.2,10.0.0.3", "127.0.0.1,127.0.2.2,127.0.2.3",
+                                   "127.0.2.1,127.0.2.1,127.0.2.3"])
+def test_lab_addresses_other_than_three_distinct_loopback_ones_are_refused(
+        value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGHA_LAB_ADDRESSES", value)
+    with pytest.raises(PrerequisiteError, match="PGHA_LAB_ADDRESSES"):
+        Lab(root=Path("/nonexistent"))

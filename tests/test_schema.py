@@ -13,9 +13,9 @@ import pg8000.native
 import pytest
 from postgres_server import PostgresServer
 
+from pgha.ci.harness import PROJECT_DIR
 from pgha.connect import ConnectionSettings, connect
-from pgha.harness import PROJECT_DIR
-from pgha.migrate import migrate
+from pgha.schema.migrate import migrate
 
 
 @pytest.fixture

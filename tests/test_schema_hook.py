@@ -13,10 +13,10 @@ import pytest
 from moto import mock_aws
 
 from components.schema_hook import lambda_bundle
+from pgha.ci.harness import PROJECT_DIR, Plan, run_program
 from pgha.connect import ConnectionSettings, connect
-from pgha.harness import PROJECT_DIR, Plan, run_program
-from pgha.lambda_handler import handler
-from pgha.migrations import discover, migrations_hash
+from pgha.schema.lambda_handler import handler
+from pgha.schema.migrations import discover, migrations_hash
 
 
 def test_hook_resources_depend_on_the_database(dev_plan: Plan) -> None:
@@ -36,7 +36,7 @@ def test_hook_resources_depend_on_the_database(dev_plan: Plan) -> None:
 def test_function_runs_in_the_private_subnets_with_least_privilege(dev_plan: Plan) -> None:
     function = dev_plan.get("pgha-dev-schema-fn")
     assert function.inputs["vpcConfig"]["subnetIds"] == dev_plan.outputs["subnetIds"]
-    assert function.inputs["handler"] == "pgha.lambda_handler.handler"
+    assert function.inputs["handler"] == "pgha.schema.lambda_handler.handler"
     policy = json.loads(dev_plan.get("pgha-dev-schema-read-master-secret").inputs["policy"])
     grants = {s["Action"]: s["Resource"] for s in policy["Statement"]}
     assert grants == {"secretsmanager:GetSecretValue": dev_plan.outputs["masterSecretArn"],
@@ -77,8 +77,8 @@ def test_bundle_imports_with_nothing_but_its_own_files(tmp_path: Path) -> None:
         shutil.copy(asset.path, target)
     names = set(lambda_bundle())
     assert {f"schema/migrations/{m.name}" for m in discover()} <= names
-    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import pgha.lambda_handler, pg8000, sqlparse; "
-             "from pgha.migrations import discover; print(len(discover()))")
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import pgha.schema.lambda_handler, pg8000, sqlparse; "
+             "from pgha.schema.migrations import discover; print(len(discover()))")
     # -S: no site-packages, so only the bundle (and the standard library) can satisfy the imports
     result = subprocess.run([sys.executable, "-S", "-c", probe, str(tmp_path)], capture_output=True, text=True,
                             timeout=60, cwd=tmp_path)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pg8000.native
 
-from pgha.migrations import MIGRATIONS_DIR, Migration, discover, migrations_hash, split_statements
+from pgha.schema.migrations import MIGRATIONS_DIR, Migration, discover, migrations_hash, split_statements
 
 #: pg_advisory_lock key: the first 8 bytes of sha256("pgha:migrate"), as a signed bigint.
 LOCK_KEY = int.from_bytes(bytes.fromhex("5d2b0c1c7f3a9e11"), "big", signed=True)

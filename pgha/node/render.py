@@ -14,7 +14,7 @@ from pathlib import Path
 
 import jinja2
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "patroni"
+TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "patroni"
 
 
 class TimingError(ValueError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from pgha.connect import ConnectionSettings, connect, resolve
-from pgha.migrate import migrate
+from pgha.schema.migrate import migrate
 
 
 def handler(event: dict[str, Any], _context: Any = None) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.tree import Tree
 
-from pgha.harness import Plan, RegisteredResource, Secret, redact
+from pgha.ci.harness import Plan, RegisteredResource, Secret, redact
 
 #: The inputs worth showing per type in the tree; everything is in ``--json``.
 KEY_PROPERTIES: dict[str, tuple[str, ...]] = {

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 ACCOUNT_ID = "123456789012"
 
 
@@ -321,7 +321,7 @@ class _CollectWarnings(logging.Handler):
 
 def _engine_logger(sink: list[str]) -> logging.Logger:
     """A logger for the mock engine that keeps the program's warnings in ``sink``."""
-    logger = logging.getLogger(f"pgha.harness.engine.{id(sink)}")
+    logger = logging.getLogger(f"pgha.ci.harness.engine.{id(sink)}")
     logger.propagate = False
     logger.setLevel(logging.WARNING)
     logger.addHandler(_CollectWarnings(sink))

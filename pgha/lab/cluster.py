@@ -35,7 +35,7 @@ from pgha.local import (
     service_user_can_run,
     service_user_ids,
 )
-from pgha.render import (
+from pgha.node.render import (
     ClusterSecrets,
     ClusterSpec,
     NodeSpec,
@@ -47,7 +47,7 @@ from pgha.render import (
     render_patroni,
 )
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 #: Where the lab lives when the project directory is out of the service user's reach (e.g. under /root).
 FALLBACK_LAB_DIR = Path("/var/tmp/pgha-lab")
 CLUSTER_NAME = "pgha-lab"
@@ -59,6 +59,26 @@ DATABASE = "app"
 
 _BASE_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 _SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def lab_addresses() -> tuple[str, ...]:
+    """$PGHA_LAB_ADDRESSES (three comma-separated 127.x.y.z addresses), else 127.0.1.1-3.
+
+    A second lab (a benchmark beside the one ``make up`` keeps, a test run) needs addresses of its own:
+    every node uses the production ports.
+    """
+    raw = os.environ.get("PGHA_LAB_ADDRESSES")
+    if not raw:
+        return NODE_ADDRESSES
+    addresses = tuple(a.strip() for a in raw.split(","))
+    if len(addresses) != 3 or len(set(addresses)) != 3 or not all(
+        a.startswith("127.") and a.count(".") == 3 and a not in ("127.0.0.1",) for a in addresses
+    ):
+        raise PrerequisiteError(
+            f"PGHA_LAB_ADDRESSES = {raw!r}: expected three distinct loopback addresses other than 127.0.0.1, "
+            "e.g. 127.0.2.1,127.0.2.2,127.0.2.3"
+        )
+    return addresses
 
 
 def default_lab_dir() -> Path:
@@ -116,8 +136,10 @@ def _http_json(url: str, timeout: float = 2.0, method: str = "GET", body: dict |
 class Lab:
     """A 3-node lab rooted at ``root``."""
 
-    def __init__(self, root: Path | None = None, report: Callable[[str], None] = print):
+    def __init__(self, root: Path | None = None, report: Callable[[str], None] = print,
+                 addresses: tuple[str, ...] | None = None):
         self.root = root or default_lab_dir()
+        self.addresses = addresses or lab_addresses()
         self.report = report
         self.ports = Ports()
         self.users = Users()
@@ -133,7 +155,7 @@ class Lab:
         """The three members, with their files under the lab directory."""
         bin_dir = str(bindir or postgres_bindir())
         specs = []
-        for index, address in enumerate(NODE_ADDRESSES, 1):
+        for index, address in enumerate(self.addresses, 1):
             base = self.node_dir(f"node{index}")
             specs.append(NodeSpec(
                 name=f"node{index}", address=address, data_dir=str(base / "pgdata"), bin_dir=bin_dir,
@@ -261,7 +283,7 @@ class Lab:
             raise PrerequisiteError(f"the {SERVICE_USER} user cannot reach {self.root.parent}: choose another lab dir")
         busy = [
             f"{address}:{port}"
-            for address in NODE_ADDRESSES
+            for address in self.addresses
             for port in (self.ports.postgres, self.ports.restapi, self.ports.etcd_client, self.ports.etcd_peer)
             if port_in_use(address, port)
         ]
@@ -278,7 +300,7 @@ class Lab:
         """node -> process -> pid (None when not running)."""
         return {
             f"node{i}": {process: self._pid(f"node{i}", process) for process in ("etcd", "patroni")}
-            for i in range(1, len(NODE_ADDRESSES) + 1)
+            for i in range(1, len(self.addresses) + 1)
         }
 
     def up(self, timeout: float = 120.0) -> dict[str, Any]:
@@ -344,14 +366,14 @@ class Lab:
         try:
             return all(
                 str(_http_json(f"http://{a}:{self.ports.etcd_client}/health").get("health")) == "true"
-                for a in NODE_ADDRESSES
+                for a in self.addresses
             )
         except (OSError, ValueError, AttributeError):
             return False
 
     def members(self) -> list[Member]:
         """The members as Patroni reports them (empty when no node answers)."""
-        for address in NODE_ADDRESSES:
+        for address in self.addresses:
             try:
                 data = _http_json(f"http://{address}:{self.ports.restapi}/cluster")
             except (OSError, ValueError):
@@ -374,7 +396,7 @@ class Lab:
         leaders = [m for m in members if m.role == "leader" and m.state == "running"]
         streaming = [m for m in members if m.role != "leader" and m.state == "streaming"]
         sync = [m for m in streaming if m.role == "sync_standby"]
-        return len(leaders) == 1 and len(streaming) == len(NODE_ADDRESSES) - 1 and len(sync) == 1
+        return len(leaders) == 1 and len(streaming) == len(self.addresses) - 1 and len(sync) == 1
 
     def leader(self) -> Member:
         """The current leader; LabError when there is none."""
@@ -385,7 +407,7 @@ class Lab:
 
     def _apply_schema(self) -> None:
         from pgha.connect import connect
-        from pgha.migrate import migrate
+        from pgha.schema.migrate import migrate
 
         admin = connect(self.settings("postgres"), writable=True)
         if not admin.run("SELECT 1 FROM pg_database WHERE datname = :d", d=DATABASE):
@@ -405,21 +427,21 @@ class Lab:
         from pgha.connect import ConnectionSettings
 
         return ConnectionSettings(
-            hosts=tuple((a, self.ports.postgres) for a in NODE_ADDRESSES), database=database,
+            hosts=tuple((a, self.ports.postgres) for a in self.addresses), database=database,
             user=self.users.superuser, password=self.secrets().superuser, sslmode="require",
             application_name="pgha-lab",
         )
 
     def dsns(self) -> dict[str, Any]:
         """Writer, reader and per-node DSNs (no password: it is in PGPASSWORD, see `pgha lab password`)."""
-        hosts = ",".join(f"{a}:{self.ports.postgres}" for a in NODE_ADDRESSES)
+        hosts = ",".join(f"{a}:{self.ports.postgres}" for a in self.addresses)
         base = f"postgresql://{self.users.superuser}@{hosts}/{DATABASE}?sslmode=require"
         return {
             "writer": f"{base}&target_session_attrs=read-write",
             "reader": f"{base}&target_session_attrs=prefer-standby",
             "nodes": {
                 f"node{i}": f"postgresql://{self.users.superuser}@{a}:{self.ports.postgres}/{DATABASE}?sslmode=require"
-                for i, a in enumerate(NODE_ADDRESSES, 1)
+                for i, a in enumerate(self.addresses, 1)
             },
         }
 

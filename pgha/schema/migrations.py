@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "schema" / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "schema" / "migrations"
 FILE_PATTERN = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
 NO_TRANSACTION_MARK = "-- pgha:no-transaction"
 

@@ -1,0 +1,1 @@
+"""The application schema: ordered SQL migrations, their runner (CLI and Lambda) and maintenance."""
