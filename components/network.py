@@ -61,11 +61,16 @@ class Network(pulumi.ComponentResource):
     azs: pulumi.Output[list[str]]
     db_subnet_group_name: pulumi.Output[str]
     db_security_group_id: pulumi.Output[str]
+    #: What gives the subnets their way out (NAT route, VPC endpoints): whatever talks to AWS or the
+    #: internet at boot (EC2 nodes, the schema hook's invocation) depends on these, not on timing.
+    #: Empty for a bring-your-own VPC, whose egress exists before this stack.
+    egress: list[pulumi.Resource]
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("pgha:network:Network", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         invoke = pulumi.InvokeOutputOptions(parent=self)
+        self.egress = []
 
         if args.vpc_id:
             subnets = [aws.ec2.get_subnet_output(id=sid, opts=invoke) for sid in args.subnet_ids]
@@ -137,7 +142,7 @@ class Network(pulumi.ComponentResource):
             subnet_ids.append(subnet.id)
 
         if args.internet_egress:
-            self._nat(name, vpc, zones, route_table, str(args.vpc_cidr), child)
+            self.egress.append(self._nat(name, vpc, zones, route_table, str(args.vpc_cidr), child))
         self.vpc_id = vpc.id
         self.vpc_cidr = vpc.cidr_block
         self.subnet_ids = pulumi.Output.all(*subnet_ids)
@@ -145,7 +150,7 @@ class Network(pulumi.ComponentResource):
 
         region = aws.get_region_output(opts=invoke).region
         # S3 (backups, WAL archive) through a free gateway endpoint: no NAT in that path
-        aws.ec2.VpcEndpoint(
+        s3_endpoint = aws.ec2.VpcEndpoint(
             f"{name}-s3-endpoint",
             vpc_id=vpc.id,
             service_name=region.apply(lambda r: f"com.amazonaws.{r}.s3"),
@@ -153,6 +158,7 @@ class Network(pulumi.ComponentResource):
             route_table_ids=[route_table.id],
             opts=child,
         )
+        self.egress.append(s3_endpoint)
         if args.interface_endpoints:
             endpoint_sg = aws.ec2.SecurityGroup(
                 f"{name}-endpoints-sg",
@@ -162,7 +168,7 @@ class Network(pulumi.ComponentResource):
             )
             allow_tcp(f"{name}-endpoints-https", endpoint_sg.id, 443, "HTTPS from the VPC", self, cidr=vpc.cidr_block)
             for service in args.interface_endpoints:
-                aws.ec2.VpcEndpoint(
+                self.egress.append(aws.ec2.VpcEndpoint(
                     f"{name}-{service}-endpoint",
                     vpc_id=vpc.id,
                     service_name=region.apply(lambda r, s=service: f"com.amazonaws.{r}.{s}"),
@@ -171,7 +177,7 @@ class Network(pulumi.ComponentResource):
                     subnet_ids=self.subnet_ids,
                     security_group_ids=[endpoint_sg.id],
                     opts=child,
-                )
+                ))
 
     def _nat(
         self,
@@ -181,8 +187,8 @@ class Network(pulumi.ComponentResource):
         private_route_table: aws.ec2.RouteTable,
         vpc_cidr: str,
         child: pulumi.ResourceOptions,
-    ) -> None:
-        """One NAT gateway for outbound-only internet from the private subnets (package installs)."""
+    ) -> aws.ec2.Route:
+        """One NAT gateway for outbound-only internet from the private subnets (package installs); its route."""
         gateway = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, opts=child)
         public = aws.ec2.Subnet(
             f"{name}-public-0", vpc_id=vpc.id, cidr_block=public_subnet_cidr(vpc_cidr), availability_zone=zones[0],
@@ -197,7 +203,7 @@ class Network(pulumi.ComponentResource):
         eip = aws.ec2.Eip(f"{name}-nat-ip", domain="vpc", opts=child)
         nat = aws.ec2.NatGateway(f"{name}-nat", allocation_id=eip.id, subnet_id=public.id,
                                  opts=pulumi.ResourceOptions(parent=self, depends_on=[gateway]))
-        aws.ec2.Route(f"{name}-private-default", route_table_id=private_route_table.id,
+        return aws.ec2.Route(f"{name}-private-default", route_table_id=private_route_table.id,
                       destination_cidr_block="0.0.0.0/0", nat_gateway_id=nat.id, opts=child)
 
     def admit(self, name: str, source_security_group_id: pulumi.Input[str], description: str) -> None:
