@@ -54,6 +54,11 @@ class RegisteredResource:
     custom: bool
     inputs: dict[str, Any]
     dependencies: list[str]
+    #: Input name -> URNs it was computed from (what a replacement of those URNs changes).
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+    #: Resource options the engine acts on in a diff: protect, ignoreChanges, replaceOnChanges,
+    #: deleteBeforeReplace, retainOnDelete.
+    options: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The resource as plain JSON, secrets replaced by ``[secret]``."""
@@ -277,6 +282,17 @@ def _normalize(value: Any) -> Any:
     return value
 
 
+def _options(request: Any) -> dict[str, Any]:
+    """The resource options of a RegisterResource request that change how a diff is applied."""
+    return {
+        "protect": bool(request.protect),
+        "ignoreChanges": list(request.ignoreChanges),
+        "replaceOnChanges": list(request.replaceOnChanges),
+        "deleteBeforeReplace": bool(request.deleteBeforeReplace),
+        "retainOnDelete": bool(request.retainOnDelete),
+    }
+
+
 def _recording_monitor(records: list[RegisteredResource]) -> Any:
     import pulumi
     from pulumi.runtime import mocks, rpc
@@ -303,6 +319,10 @@ def _recording_monitor(records: list[RegisteredResource]) -> Any:
                         custom=bool(request.custom),
                         inputs=_normalize(rpc.deserialize_properties(request.object, keep_internal=False)),
                         dependencies=sorted(set(request.dependencies)),
+                        property_dependencies={
+                            key: sorted(set(deps.urns)) for key, deps in request.propertyDependencies.items()
+                        },
+                        options=_options(request),
                     )
                 )
             return response
