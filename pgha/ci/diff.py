@@ -146,13 +146,29 @@ def show(value: Any, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _changed_paths(old: Any, new: Any, path: str = "") -> Iterator[str]:
-    """Dotted paths where two input trees differ (objects are walked, lists compared whole)."""
+def _keyed(items: Any) -> dict[str, Any] | None:
+    """A list of objects that each carry a unique ``name`` (RDS parameters), keyed by it; else None."""
+    if not isinstance(items, list) or not items:
+        return None
+    if not all(isinstance(i, dict) and isinstance(i.get("name"), str) and not _is_secret(i) for i in items):
+        return None
+    keyed = {i["name"]: i for i in items}
+    return keyed if len(keyed) == len(items) else None
+
+
+def _changes(old: Any, new: Any, path: str = "") -> Iterator[tuple[str, Any, Any]]:
+    """``(path, old, new)`` where two input trees differ: objects are walked, named lists (RDS
+    parameters) are matched by name as ``parameters[max_connections]``, other lists compared whole."""
     if isinstance(old, dict) and isinstance(new, dict) and not _is_secret(old) and not _is_secret(new):
         for key in sorted(set(old) | set(new)):
-            yield from _changed_paths(old.get(key), new.get(key), f"{path}.{key}" if path else key)
+            yield from _changes(old.get(key), new.get(key), f"{path}.{key}" if path else key)
+        return
+    old_keyed, new_keyed = _keyed(old), _keyed(new)
+    if old_keyed is not None and new_keyed is not None:
+        for name in sorted(set(old_keyed) | set(new_keyed)):
+            yield from _changes(old_keyed.get(name), new_keyed.get(name), f"{path}[{name}]")
     elif old != new:
-        yield path
+        yield path, old, new
 
 
 def _get(inputs: Mapping[str, Any], path: str) -> Any:
@@ -165,7 +181,7 @@ def _get(inputs: Mapping[str, Any], path: str) -> Any:
 
 
 def _under(path: str, prefixes: list[str]) -> bool:
-    return any(p == "*" or path == p or path.startswith(f"{p}.") for p in prefixes)
+    return any(p == "*" or path == p or path.startswith((f"{p}.", f"{p}[")) for p in prefixes)
 
 
 def _replace_reasons(type_: str, old: Mapping[str, Any], new: Mapping[str, Any], ignored: list[str]) -> list[str]:
@@ -213,7 +229,8 @@ def compare(base: list[dict[str, Any]], head: list[dict[str, Any]]) -> list[Chan
             continue
         options = new.get("options", {})
         ignored = list(options.get("ignoreChanges", []))
-        paths = [p for p in _changed_paths(old["inputs"], new["inputs"]) if not _under(p, ignored)]
+        diffs = [d for d in _changes(old["inputs"], new["inputs"]) if not _under(d[0], ignored)]
+        paths = [d[0] for d in diffs]
         reasons = _replace_reasons(new["type"], old["inputs"], new["inputs"], ignored)
         reasons += [f"{p} (replaceOnChanges)" for p in paths if _under(p, options.get("replaceOnChanges", []))]
         if new["type"].startswith("pulumi:providers:") and "region" in paths:
@@ -221,7 +238,7 @@ def compare(base: list[dict[str, Any]], head: list[dict[str, Any]]) -> list[Chan
         if paths or reasons:
             changes[urn] = Change(
                 urn, new["type"], new["name"], "replace" if reasons else "update",
-                inputs={p: (_get(old["inputs"], p), _get(new["inputs"], p)) for p in paths},
+                inputs={path: (before, after) for path, before, after in diffs},
                 reasons=reasons,
                 protected=bool(options.get("protect") or old.get("options", {}).get("protect")),
             )
