@@ -175,3 +175,12 @@ class _Secret:
 
 
 _Secret.__name__ = "Secret"
+
+
+def test_the_docs_name_every_stateful_type_and_its_source() -> None:
+    from pgha.ci.stateful import STATEFUL_TYPES
+
+    docs = (PROJECT_DIR / "docs" / "ci.md").read_text()
+    for stateful in STATEFUL_TYPES.values():
+        source_file = stateful.source.split()[1]
+        assert f"| {stateful.label} | `{source_file}`" in docs

@@ -1,7 +1,8 @@
 """pgha's policy pack: AWS Security Hub FSBP controls for what pgha builds, as pulumi-policy rules.
 
-The rules live in one module per service, each exposing ``POLICIES``; ``POLICY_MODULES`` lists
-them (adding a module is one line). ``policy/__main__.py`` hands :data:`ALL_POLICIES` to a
+The rules live in one module per service, each exposing ``POLICIES`` (resource and stack rules
+alike; a module may keep its stack rules in ``STACK_POLICIES``); ``POLICY_MODULES`` lists them
+(adding a module is one line). ``policy/__main__.py`` hands :data:`ALL_POLICIES` to a
 ``PolicyPack`` for ``pulumi preview --policy-pack policy``; :func:`evaluate` runs the very same
 rules offline over what the mock harness registers (``pgha policy`` and the tests), calling each
 rule's ``validate(args, report_violation)`` with ``ResourceValidationArgs`` /
@@ -35,7 +36,7 @@ from pulumi_policy import (
 if TYPE_CHECKING:
     from pgha.ci.harness import Plan, RegisteredResource
 
-#: The rule modules, one per service; each exposes ``POLICIES``.
+#: The rule modules, one per service; each exposes ``POLICIES`` (and may add ``STACK_POLICIES``).
 POLICY_MODULES = (
     "pgha.ci.policy.rds",
     "pgha.ci.policy.ec2",
@@ -44,7 +45,11 @@ POLICY_MODULES = (
     "pgha.ci.policy.kms",
 )
 
-ALL_POLICIES: list[Policy] = [policy for module in POLICY_MODULES for policy in import_module(module).POLICIES]
+ALL_POLICIES: list[Policy] = [
+    policy
+    for module in map(import_module, POLICY_MODULES)
+    for policy in [*module.POLICIES, *getattr(module, "STACK_POLICIES", [])]
+]
 _names = [p.name for p in ALL_POLICIES]
 assert len(set(_names)) == len(_names), f"duplicate policy names: {sorted(n for n in _names if _names.count(n) > 1)}"
 
