@@ -73,11 +73,11 @@ def _parse(text: str) -> dict[str, Any]:
         raise PreviewFormatError(f"not JSON ({err.msg} at line {err.lineno})") from None
     if not isinstance(document, dict):
         raise PreviewFormatError("not a `pulumi preview --json` document (expected an object)")
-    unknown = sorted(set(document) - PREVIEW_KEYS)
-    if unknown or not ({"steps", "changeSummary"} & set(document)):
+    # newer engines may add top-level keys; what makes a preview is its steps or change summary
+    if not ({"steps", "changeSummary"} & set(document)):
         raise PreviewFormatError(
             "not a `pulumi preview --json` document "
-            f"(expected keys among {sorted(PREVIEW_KEYS)} with steps or changeSummary; got {sorted(document)})"
+            f"(expected steps or changeSummary among {sorted(PREVIEW_KEYS)}; got {sorted(document)})"
         )
     steps = document.get("steps", [])
     if not isinstance(steps, list) or not all(

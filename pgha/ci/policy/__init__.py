@@ -89,7 +89,8 @@ def _plain(value: Any) -> Any:
 def _options(resource: RegisteredResource) -> PolicyResourceOptions:
     options = getattr(resource, "options", {}) or {}
     return PolicyResourceOptions(
-        protect=bool(options.get("protect")), ignore_changes=list(options.get("ignoreChanges", [])),
+        protect=bool(getattr(resource, "protect", options.get("protect"))),
+        ignore_changes=list(options.get("ignoreChanges", [])),
         delete_before_replace=bool(options.get("deleteBeforeReplace")), aliases=[],
         custom_timeouts=PolicyCustomTimeouts(0, 0, 0), additional_secret_outputs=[], parent=resource.parent or None,
     )
