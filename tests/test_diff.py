@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -72,7 +73,8 @@ def test_a_force_new_input_replaces_the_database_and_exits_3() -> None:
     assert result.returncode == 3, result.stderr
     comment = result.stdout
     dangerous, full_list = comment.split("<details>")
-    assert "⛔" in dangerous and "| **replace** | `pgha-prod-primary` | RDS DB instance |" in dangerous
+    assert "⛔" in dangerous
+    assert re.search(r"\| \*\*replace\*\* \| `pgha-prod-primary`( \(protected\))? \| RDS DB instance \|", dangerous)
     assert 'dbName: "appdb" → "app"' in dangerous
     # the replicas take their database from the primary: not replaced
     assert "pgha-prod-replica-1" not in dangerous
