@@ -154,6 +154,18 @@ def test_snapshot_of_the_patroni_stack_holds_no_plaintext_secret() -> None:
     assert "mock-password" not in taken and snapshot.SECRET_KEY in taken
 
 
+def test_protected_resources_are_marked() -> None:
+    volume = "aws:ebs/volume:Volume"
+    old = [resource(volume, "node-1-data", {"availabilityZone": "eu-west-1a"}, {"protect": True})]
+    new = [resource(volume, "node-1-data", {"availabilityZone": "eu-west-1b"}, {"protect": True})]
+    result = DiffResult("prod", "main", "0" * 40, compare(old, new))
+    assert result.dangerous[0].protected
+    assert "DANGEROUS replace node-1-data (EBS volume) [protected]: availabilityZone" in render_text(result)
+    assert "| **replace** | `node-1-data` (protected) | EBS volume |" in render_markdown(result)
+    deleted = DiffResult("prod", "main", "0" * 40, compare(old, []))
+    assert deleted.to_json()["dangerous"][0]["protected"] is True
+
+
 def test_ignore_changes_hides_and_replace_on_changes_forces() -> None:
     instance = "aws:ec2/instance:Instance"
     old = [resource(instance, "node-1", {"launchTemplate": {"id": "lt-1", "version": "1"}}, {"ignoreChanges": []}),
