@@ -189,3 +189,24 @@ def test_scram_verifier_is_what_postgresql_accepts_and_not_the_password() -> Non
     assert "correct horse" not in verifier and "'" not in verifier
     with pytest.raises(ValueError, match="not a plain lower-case SQL identifier"):
         ensure_logins(None, [LoginSpec("app; DROP TABLE x", "pw", "application_role")])  # type: ignore[arg-type]
+
+
+def test_logins_are_made_by_a_master_user_that_is_not_a_superuser(fresh_db: ConnectionSettings) -> None:
+    """Like RDS's master user (rds_superuser: CREATEROLE, not SUPERUSER)."""
+    suffix = uuid.uuid4().hex[:8]
+    master, group, login = f"master_{suffix}", f"group_{suffix}", f"login_{suffix}"
+    admin = connect(fresh_db)
+    admin.run(f"CREATE ROLE {master} LOGIN CREATEROLE PASSWORD 'master-pw'")
+    conn = connect(replace(fresh_db, user=master, password="master-pw"))
+    try:
+        conn.run(f"CREATE ROLE {group} NOLOGIN")
+        assert ensure_logins(conn, [LoginSpec(login, "login-pw-" + suffix, group)]) == [login]
+        assert ensure_logins(conn, [LoginSpec(login, "login-pw-2-" + suffix, group)]) == [login]  # again: idempotent
+    finally:
+        conn.close()
+    as_login = connect(replace(fresh_db, user=login, password="login-pw-2-" + suffix))
+    assert as_login.run(f"SELECT pg_has_role('{group}', 'MEMBER')")[0] == [True]
+    as_login.close()
+    for role in (login, group, master):
+        admin.run(f"DROP ROLE {role}")
+    admin.close()

@@ -67,7 +67,9 @@ def ensure_logins(conn: pg8000.native.Connection, logins: Sequence[LoginSpec],
             # CREATE ROLE cannot take a parameter; the verifier is base64 and '$', never a quote
             f"DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{login.username}') "
             f"THEN CREATE ROLE {role} LOGIN; END IF; END$$",
-            f"ALTER ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '{verifier}'",
+            # no attribute beyond LOGIN: naming SUPERUSER at all (even NOSUPERUSER) needs a real superuser,
+            # which the RDS master user is not; CREATE ROLE's defaults (NOSUPERUSER, NOCREATEDB, ...) stand
+            f"ALTER ROLE {role} WITH LOGIN PASSWORD '{verifier}'",
             f"GRANT {group} TO {role}",
         ]))
     conn.run("BEGIN")
