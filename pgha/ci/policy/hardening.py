@@ -34,12 +34,15 @@ def _fsbp(control: str) -> PolicyComplianceFramework:
     return PolicyComplianceFramework(name=FSBP, reference=control)
 
 
-def _for_type(resource_type: str, check: Callable[[Mapping[str, Any], ReportViolation], None]):
-    """A validate function that runs ``check(props, report)`` on resources of one type only."""
+def _rule(name: str, description: str, resource_type: str,
+          check: Callable[[Mapping[str, Any], ReportViolation], None], level: EnforcementLevel,
+          control: str | None = None) -> ResourceValidationPolicy:
+    """A rule that runs ``check(props, report)`` on resources of one type only."""
     def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
         if args.resource_type == resource_type:
             check(args.props, report)
-    return validate
+    return ResourceValidationPolicy(name=name, description=description, validate=validate, enforcement_level=level,
+                                    framework=_fsbp(control) if control else None)
 
 
 # --- EC2.6: VPC flow logging should be enabled in all VPCs -------------------------------------------
@@ -71,12 +74,10 @@ def _flow_log_complete(props: Mapping[str, Any], report: ReportViolation) -> Non
         report("flow log to CloudWatch Logs has no IAM role to deliver with (FSBP EC2.6)")
 
 
-flow_log_complete = ResourceValidationPolicy(
-    name="pgha-flow-log-complete",
-    description="FSBP EC2.6: a flow log records ALL traffic to a destination it can deliver to. Mandatory.",
-    validate=_for_type(FLOW_LOG, _flow_log_complete),
-    enforcement_level=EnforcementLevel.MANDATORY,
-    framework=_fsbp("EC2.6"),
+flow_log_complete = _rule(
+    "pgha-flow-log-complete",
+    "FSBP EC2.6: a flow log records ALL traffic to a destination it can deliver to. Mandatory.",
+    FLOW_LOG, _flow_log_complete, EnforcementLevel.MANDATORY, "EC2.6",
 )
 
 
@@ -89,13 +90,11 @@ def _default_sg_closed(props: Mapping[str, Any], report: ReportViolation) -> Non
             report(f"the default security group has {direction} rules; it must have none (FSBP EC2.2)")
 
 
-default_security_group_closed = ResourceValidationPolicy(
-    name="pgha-default-security-group-closed",
-    description="FSBP EC2.2: the default security group of each VPC allows no inbound or outbound traffic. "
+default_security_group_closed = _rule(
+    "pgha-default-security-group-closed",
+    "FSBP EC2.2: the default security group of each VPC allows no inbound or outbound traffic. "
                 "Mandatory.",
-    validate=_for_type("aws:ec2/defaultSecurityGroup:DefaultSecurityGroup", _default_sg_closed),
-    enforcement_level=EnforcementLevel.MANDATORY,
-    framework=_fsbp("EC2.2"),
+    "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup", _default_sg_closed, EnforcementLevel.MANDATORY, "EC2.2",
 )
 
 
@@ -107,11 +106,10 @@ def _schema_hook_runs_alone(props: Mapping[str, Any], report: ReportViolation) -
         report("the schema hook must have reserved concurrency 1: two deployments must never migrate at once")
 
 
-schema_hook_runs_alone = ResourceValidationPolicy(
-    name="pgha-schema-hook-runs-alone",
-    description="No FSBP control (pgha #12.5): the schema hook Lambda has reserved concurrency 1. Mandatory.",
-    validate=_for_type("aws:lambda/function:Function", _schema_hook_runs_alone),
-    enforcement_level=EnforcementLevel.MANDATORY,
+schema_hook_runs_alone = _rule(
+    "pgha-schema-hook-runs-alone",
+    "No FSBP control (pgha #12.5): the schema hook Lambda has reserved concurrency 1. Mandatory.",
+    "aws:lambda/function:Function", _schema_hook_runs_alone, EnforcementLevel.MANDATORY,
 )
 
 
@@ -120,12 +118,11 @@ def _lambda_traced(props: Mapping[str, Any], report: ReportViolation) -> None:
         report("Lambda function without active X-Ray tracing")
 
 
-lambda_tracing = ResourceValidationPolicy(
-    name="pgha-lambda-tracing",
-    description="No FSBP control (pgha #12.5): Lambda functions have active X-Ray tracing. Advisory: tracing "
+lambda_tracing = _rule(
+    "pgha-lambda-tracing",
+    "No FSBP control (pgha #12.5): Lambda functions have active X-Ray tracing. Advisory: tracing "
                 "helps diagnose, its absence endangers nothing.",
-    validate=_for_type("aws:lambda/function:Function", _lambda_traced),
-    enforcement_level=EnforcementLevel.ADVISORY,
+    "aws:lambda/function:Function", _lambda_traced, EnforcementLevel.ADVISORY,
 )
 
 
@@ -161,13 +158,12 @@ def _as_list(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-kms_logs_scoped = ResourceValidationPolicy(
-    name="pgha-kms-logs-scoped",
-    description="No FSBP control (least privilege on the key, pgha #12.5; cf. FSBP KMS.2 for principals): "
+kms_logs_scoped = _rule(
+    "pgha-kms-logs-scoped",
+    "No FSBP control (least privilege on the key, pgha #12.5; cf. FSBP KMS.2 for principals): "
                 "CloudWatch Logs may use a KMS key only for log groups named in "
                 "kms:EncryptionContext:aws:logs:arn. Mandatory.",
-    validate=_for_type("aws:kms/key:Key", _logs_use_is_scoped),
-    enforcement_level=EnforcementLevel.MANDATORY,
+    "aws:kms/key:Key", _logs_use_is_scoped, EnforcementLevel.MANDATORY,
 )
 
 
@@ -181,12 +177,11 @@ def _log_group_encrypted_with_retention(props: Mapping[str, Any], report: Report
         report("log group keeps its events forever: set retentionInDays")
 
 
-log_groups_encrypted = ResourceValidationPolicy(
-    name="pgha-log-groups-encrypted-with-retention",
-    description="No FSBP control of its own (it completes EC2.6: flow logs to a KMS-encrypted log group with "
+log_groups_encrypted = _rule(
+    "pgha-log-groups-encrypted-with-retention",
+    "No FSBP control of its own (it completes EC2.6: flow logs to a KMS-encrypted log group with "
                 "retention): every log group is encrypted with a CMK and has a retention. Mandatory.",
-    validate=_for_type("aws:cloudwatch/logGroup:LogGroup", _log_group_encrypted_with_retention),
-    enforcement_level=EnforcementLevel.MANDATORY,
+    "aws:cloudwatch/logGroup:LogGroup", _log_group_encrypted_with_retention, EnforcementLevel.MANDATORY,
 )
 
 
