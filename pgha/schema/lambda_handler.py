@@ -1,15 +1,18 @@
 """AWS Lambda entry point of the post-deploy schema hook: runs ``pgha migrate`` inside the VPC.
 
 Invoked by ``aws.lambda_.Invocation`` after the database exists. The password comes from the
-RDS-managed Secrets Manager secret named in the event; it is never logged or returned. A failed
-migration raises, which fails the invocation and so fails ``pulumi up``.
+RDS-managed Secrets Manager secret named in the event; it is never logged or returned. Then the
+application login roles listed in ``logins`` (``[{"secretArn", "memberOf"}]``) are created or
+updated with the passwords of their secrets (see :mod:`pgha.schema.logins`). A failed migration
+raises, which fails the invocation and so fails ``pulumi up``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pgha.connect import ConnectionSettings, connect, resolve
+from pgha.connect import ConnectionSettings, connect, resolve, secret_credentials
+from pgha.schema.logins import LoginSpec, ensure_logins
 from pgha.schema.migrate import migrate
 
 
@@ -25,9 +28,15 @@ def handler(event: dict[str, Any], _context: Any = None) -> dict[str, Any]:
         ),
         secret_arn=event["secretArn"],
     )
+    logins = [
+        LoginSpec(*secret_credentials(item["secretArn"]), member_of=item["memberOf"])
+        for item in event.get("logins", [])
+    ]
     conn = connect(settings, writable=True)
     try:
         result = migrate(conn, report=print)
+        # after the migrations: they create the group roles the logins join
+        ensured = ensure_logins(conn, logins, report=print)
     finally:
         conn.close()
     return {
@@ -35,4 +44,5 @@ def handler(event: dict[str, Any], _context: Any = None) -> dict[str, Any]:
         "alreadyApplied": result.already_applied,
         "migrationsHash": result.hash,
         "notices": result.notices,
+        "logins": ensured,
     }
