@@ -7,14 +7,19 @@ migration raises, which fails the invocation and so fails ``pulumi up``.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from pgha.connect import ConnectionSettings, connect, resolve
-from pgha.schema.migrate import migrate
+from pgha.connect import ConnectionSettings, connect, connect_pinned, resolve
+from pgha.schema.migrate import Timeouts, migrate
 
 
 def handler(event: dict[str, Any], _context: Any = None) -> dict[str, Any]:
-    """Apply pending migrations to the writer named in ``event``; return what was applied."""
+    """Apply pending migrations to the writer named in ``event``; return what was applied.
+
+    Optional ``lockTimeout`` / ``statementTimeout`` (seconds; 0 = no limit) override the
+    runner's defaults (5 s / none).
+    """
     settings = resolve(
         ConnectionSettings(
             hosts=((event["host"], int(event.get("port", 5432))),),
@@ -25,9 +30,14 @@ def handler(event: dict[str, Any], _context: Any = None) -> dict[str, Any]:
         ),
         secret_arn=event["secretArn"],
     )
-    conn = connect(settings, writable=True)
+    timeouts = Timeouts(
+        statement=float(event.get("statementTimeout") or 0) or None,
+        lock=float(event.get("lockTimeout", 5)) or None,
+    )
+    conn, pinned = connect_pinned(settings, writable=True)
     try:
-        result = migrate(conn, report=print)
+        result = migrate(conn, report=print, timeouts=timeouts,
+                         observer=lambda: connect(replace(pinned, application_name="pgha-schema-hook-watch")))
     finally:
         conn.close()
     return {
