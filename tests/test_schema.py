@@ -11,10 +11,10 @@ from collections.abc import Iterator
 
 import pg8000.native
 import pytest
-from postgres_server import PostgresServer
 
 from pgha.ci.harness import PROJECT_DIR
 from pgha.connect import ConnectionSettings, connect
+from pgha.local import PostgresServer
 from pgha.schema.migrate import migrate
 
 
