@@ -193,7 +193,8 @@ def error_text(err: Exception) -> str:
 
 
 def _run_statement(
-    conn: pg8000.native.Connection, statement: str, timeouts: Timeouts, watch: LockWatch
+    conn: pg8000.native.Connection, statement: str, timeouts: Timeouts, watch: LockWatch,
+    report: Callable[[str], None],
 ) -> list[str]:
     """Run one statement of a non-transactional migration; return the statements it ran.
 
@@ -204,13 +205,14 @@ def _run_statement(
         generated = [row[0] for row in conn.run(statement) if row and row[0]]
         ran = []
         for each in generated:
-            ran += _run_statement(conn, each, timeouts, watch)
+            ran += _run_statement(conn, each, timeouts, watch, report)
         return ran
     concurrent = bool(CONCURRENTLY.match(_code(statement)))
     if concurrent and timeouts.lock:
         conn.run("SET lock_timeout = 0")
     try:
-        _with_lock_retries(conn, lambda: conn.run(statement), timeouts, watch)
+        _with_lock_retries(conn, lambda: conn.run(statement), timeouts, watch, lambda: report(
+            f"lock not available within {timeouts.lock:g} s, retrying: {_code(statement).strip()[:80]}"))
     finally:
         if concurrent and timeouts.lock:
             conn.run("SELECT set_config('lock_timeout', :v, false)", v=_ms(timeouts.lock))
@@ -243,8 +245,8 @@ def _rebuild_if_invalid(
     if index is None:
         return
     report(f"index {index} is INVALID (an interrupted concurrent build): dropping and rebuilding it")
-    _run_statement(conn, f"DROP INDEX CONCURRENTLY IF EXISTS {index}", timeouts, watch)
-    _run_statement(conn, statement, timeouts, watch)
+    _run_statement(conn, f"DROP INDEX CONCURRENTLY IF EXISTS {index}", timeouts, watch, report)
+    _run_statement(conn, statement, timeouts, watch, report)
     if invalid_index(conn, statement):
         raise MigrationError(f"index {index} is still INVALID after a rebuild")
 
@@ -308,7 +310,7 @@ def _apply_one(
     statements = split_statements(migration.sql)
     for index, statement in enumerate(statements, 1):
         try:
-            for ran in _run_statement(conn, statement, timeouts, watch):
+            for ran in _run_statement(conn, statement, timeouts, watch, report):
                 _rebuild_if_invalid(conn, ran, timeouts, watch, report)
         except pg8000.native.DatabaseError as err:
             raise MigrationError(
