@@ -26,6 +26,25 @@ def migrations(tmp_path: Path, **files: str) -> Path:
     return directory
 
 
+def base_applied(
+    fresh_db: ConnectionSettings, tmp_path: Path, name: str, sql: str
+) -> tuple[pg8000.native.Connection, Path]:
+    """A connection to a database with 0001_base applied, and the directory with ``name`` pending."""
+    directory = migrations(tmp_path)
+    conn = connect(fresh_db)
+    migrate(conn, directory)
+    (directory / f"{name}.sql").write_text(sql)
+    return conn, directory
+
+
+def open_transaction(fresh_db: ConnectionSettings, sql: str) -> pg8000.native.Connection:
+    """A session inside a transaction that ran ``sql`` (and holds its locks until ROLLBACK)."""
+    session = connect(fresh_db)
+    session.run("BEGIN")
+    session.run(sql)
+    return session
+
+
 def columns(conn: pg8000.native.Connection, table: str) -> list[str]:
     return [r[0] for r in conn.run("SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(:t) "
                                    "AND attnum > 0 AND NOT attisdropped ORDER BY attnum", t=table)]
@@ -67,15 +86,9 @@ def test_statement_timeout_cancels_a_long_migration_and_rolls_it_back(
 def test_migration_blocked_by_an_open_transaction_fails_naming_the_lock_and_applies_nothing(
     fresh_db: ConnectionSettings, tmp_path: Path
 ) -> None:
-    directory = migrations(tmp_path)
-    conn = connect(fresh_db)
-    migrate(conn, directory)
-    (directory / "0002_alter.sql").write_text(
-        "CREATE TABLE ledger (id int);\nALTER TABLE accounts ADD COLUMN currency text;\n"
-    )
-    blocker = connect(fresh_db)
-    blocker.run("BEGIN")
-    blocker.run("SELECT count(*) FROM accounts")  # holds AccessShareLock until the transaction ends
+    conn, directory = base_applied(fresh_db, tmp_path, "0002_alter",
+                                   "CREATE TABLE ledger (id int);\nALTER TABLE accounts ADD COLUMN currency text;\n")
+    blocker = open_transaction(fresh_db, "SELECT count(*) FROM accounts")  # holds AccessShareLock
     lines: list[str] = []
     try:
         with pytest.raises(MigrationError) as caught:
@@ -100,13 +113,8 @@ def test_migration_blocked_by_an_open_transaction_fails_naming_the_lock_and_appl
 def test_a_lock_released_during_the_backoff_lets_the_retry_succeed(
     fresh_db: ConnectionSettings, tmp_path: Path
 ) -> None:
-    directory = migrations(tmp_path)
-    conn = connect(fresh_db)
-    migrate(conn, directory)
-    (directory / "0002_alter.sql").write_text("ALTER TABLE accounts ADD COLUMN currency text;\n")
-    blocker = connect(fresh_db)
-    blocker.run("BEGIN")
-    blocker.run("SELECT count(*) FROM accounts")
+    conn, directory = base_applied(fresh_db, tmp_path, "0002_alter", "ALTER TABLE accounts ADD COLUMN currency text;\n")
+    blocker = open_transaction(fresh_db, "SELECT count(*) FROM accounts")
     lines: list[str] = []
 
     def release_after_first_retry() -> None:
@@ -127,14 +135,9 @@ def test_a_lock_released_during_the_backoff_lets_the_retry_succeed(
 
 
 def test_cli_lock_timeout_fails_with_exit_1_and_the_lock_named(fresh_db: ConnectionSettings, tmp_path: Path) -> None:
-    directory = migrations(tmp_path)
-    conn = connect(fresh_db)
-    migrate(conn, directory)
+    conn, directory = base_applied(fresh_db, tmp_path, "0002_alter", "ALTER TABLE accounts ADD COLUMN currency text;\n")
     conn.close()
-    (directory / "0002_alter.sql").write_text("ALTER TABLE accounts ADD COLUMN currency text;\n")
-    blocker = connect(fresh_db)
-    blocker.run("BEGIN")
-    blocker.run("SELECT count(*) FROM accounts")
+    blocker = open_transaction(fresh_db, "SELECT count(*) FROM accounts")
     try:
         # default retries and backoff: 4 attempts of 0.5 s, waits of 2 + 4 + 8 s
         result = pgha("migrate", "--dsn", dsn(fresh_db), "--migrations", str(directory), "--lock-timeout", "500ms")
@@ -185,15 +188,10 @@ def test_maintain_skips_a_table_whose_lock_is_held_and_says_so(fresh_db: Connect
 def test_cancelled_concurrent_index_build_is_dropped_and_rebuilt_on_rerun(
     fresh_db: ConnectionSettings, tmp_path: Path
 ) -> None:
-    directory = migrations(tmp_path)
-    conn = connect(fresh_db)
-    migrate(conn, directory)
-    (directory / "0002_index.sql").write_text(
-        "-- pgha:no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS accounts_balance_idx ON accounts (balance);\n"
-    )
-    writer = connect(fresh_db)
-    writer.run("BEGIN")
-    writer.run("UPDATE accounts SET balance = 1 WHERE id = 1")  # the build waits for this writer
+    conn, directory = base_applied(
+        fresh_db, tmp_path, "0002_index",
+        "-- pgha:no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS accounts_balance_idx ON accounts (balance);\n")
+    writer = open_transaction(fresh_db, "UPDATE accounts SET balance = 1 WHERE id = 1")  # the build waits for it
     outcome: list[object] = []
 
     def run() -> None:
@@ -237,3 +235,25 @@ def test_gexec_runs_the_statements_a_select_returns(fresh_db: ConnectionSettings
                           "WHERE indrelid IN ('a1'::regclass, 'a2'::regclass)"))
     conn.close()
     assert valid == {"a1_x_idx": True, "a2_x_idx": True}
+
+
+def test_non_transactional_statement_retries_on_lock_timeout_then_fails_naming_it(
+    fresh_db: ConnectionSettings, tmp_path: Path
+) -> None:
+    conn, directory = base_applied(
+        fresh_db, tmp_path, "0002_steps",
+        "-- pgha:no-transaction\nCREATE TABLE IF NOT EXISTS ledger (id int);\n"
+        "ALTER TABLE accounts ADD COLUMN IF NOT EXISTS currency text;\n")
+    blocker = open_transaction(fresh_db, "SELECT count(*) FROM accounts")
+    lines: list[str] = []
+    try:
+        with pytest.raises(MigrationError, match=r"(?s)failed at statement 2 of 2.*relation accounts \(AccessExcl"):
+            migrate(conn, directory, report=lines.append,
+                    timeouts=Timeouts(lock=0.5, lock_retries=1, backoff=0.1), observer=lambda: connect(fresh_db))
+    finally:
+        blocker.run("ROLLBACK")
+        blocker.close()
+    assert sum("retrying: ALTER TABLE accounts" in line for line in lines) == 1
+    assert conn.run("SELECT to_regclass('ledger') IS NOT NULL")[0][0], "statement 1 stays applied"
+    assert migrate(conn, directory).applied == ["0002_steps.sql"]
+    conn.close()
