@@ -5,7 +5,7 @@ SYSTEM_PYTHON ?= /usr/bin/python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: up down status plan test lint bench clean system
+.PHONY: up down status plan test lint bench bench-tenants clean system
 
 # Debian packages first (PostgreSQL, etcd, cloud-init, ...): installs only what is missing.
 system:
@@ -36,6 +36,10 @@ test: system $(VENV)/.installed lint
 
 bench: $(VENV)/.installed
 	$(PY) bench/failover.py --rounds $(or $(ROUNDS),3) --json reports/failover.json
+
+# tenant reads through RLS at 1,000,000 activity rows (a throwaway PostgreSQL; a few minutes)
+bench-tenants: system $(VENV)/.installed
+	$(PY) bench/tenant_reads.py --json reports/tenant_reads.json --markdown reports/tenant_reads.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -13,11 +13,11 @@ from pathlib import Path
 import boto3
 import pytest
 from moto import mock_aws
-from postgres_server import PostgresServer
 
 from components.schema_hook import lambda_bundle
 from pgha.ci.harness import PROJECT_DIR, Plan, _fake_id, run_program
 from pgha.connect import ConnectionSettings, connect
+from pgha.local import PostgresServer
 from pgha.schema.lambda_handler import handler
 from pgha.schema.logins import LoginSpec, ensure_logins, scram_verifier
 from pgha.schema.migrations import discover, migrations_hash

@@ -9,15 +9,20 @@ raises, which fails the invocation and so fails ``pulumi up``.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from pgha.connect import ConnectionSettings, connect, resolve, secret_credentials
+from pgha.connect import ConnectionSettings, connect, connect_pinned, resolve, secret_credentials
 from pgha.schema.logins import LoginSpec, ensure_logins
-from pgha.schema.migrate import migrate
+from pgha.schema.migrate import Timeouts, migrate
 
 
 def handler(event: dict[str, Any], _context: Any = None) -> dict[str, Any]:
-    """Apply pending migrations to the writer named in ``event``; return what was applied."""
+    """Apply pending migrations to the writer named in ``event``; return what was applied.
+
+    Optional ``lockTimeout`` / ``statementTimeout`` (seconds; 0 = no limit) override the
+    runner's defaults (5 s / none).
+    """
     settings = resolve(
         ConnectionSettings(
             hosts=((event["host"], int(event.get("port", 5432))),),
@@ -32,9 +37,14 @@ def handler(event: dict[str, Any], _context: Any = None) -> dict[str, Any]:
         LoginSpec(*secret_credentials(item["secretArn"]), member_of=item["memberOf"])
         for item in event.get("logins", [])
     ]
-    conn = connect(settings, writable=True)
+    timeouts = Timeouts(
+        statement=float(event.get("statementTimeout") or 0) or None,
+        lock=float(event.get("lockTimeout", 5)) or None,
+    )
+    conn, pinned = connect_pinned(settings, writable=True)
     try:
-        result = migrate(conn, report=print)
+        result = migrate(conn, report=print, timeouts=timeouts,
+                         observer=lambda: connect(replace(pinned, application_name="pgha-schema-hook-watch")))
         # after the migrations: they create the group roles the logins join
         ensured = ensure_logins(conn, logins, report=print)
     finally:
