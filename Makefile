@@ -5,7 +5,7 @@ SYSTEM_PYTHON ?= /usr/bin/python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: up down status plan test lint bench bench-diff clean system
+.PHONY: up down status plan test lint bench bench-diff bench-tenants clean system
 
 # Debian packages first (PostgreSQL, etcd, cloud-init, ...): installs only what is missing.
 system:
@@ -40,6 +40,10 @@ bench: $(VENV)/.installed
 # `pgha diff` for dev and prod against BASE (default HEAD), timed in fresh processes
 bench-diff: $(VENV)/.installed
 	$(PY) bench/diff.py --base $(or $(BASE),HEAD) --rounds $(or $(ROUNDS),3) --json reports/diff.json
+
+# tenant reads through RLS at 1,000,000 activity rows (a throwaway PostgreSQL; a few minutes)
+bench-tenants: system $(VENV)/.installed
+	$(PY) bench/tenant_reads.py --json reports/tenant_reads.json --markdown reports/tenant_reads.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import pulumi
 import pulumi_aws as aws
@@ -18,10 +19,10 @@ def allow_tcp(
     cidr: pulumi.Input[str] | None = None,
     source_security_group_id: pulumi.Input[str] | None = None,
     egress: bool = False,
-) -> None:
+) -> aws.vpc.SecurityGroupIngressRule | aws.vpc.SecurityGroupEgressRule:
     """One TCP port, in (or out with ``egress``) from a CIDR or another security group: one rule per grant."""
     rule = aws.vpc.SecurityGroupEgressRule if egress else aws.vpc.SecurityGroupIngressRule
-    rule(
+    return rule(
         name,
         security_group_id=security_group_id,
         ip_protocol="tcp",
@@ -68,10 +69,10 @@ def inline_policy(name: str, role: aws.iam.Role, statements: pulumi.Input[list[d
 
 
 def may_read_secret(
-    name: str, role: aws.iam.Role, secret_arn: pulumi.Input[str], key_arn: pulumi.Input[str],
-    parent: pulumi.Resource,
+    name: str, role: aws.iam.Role, secret_arn: pulumi.Input[str] | Sequence[pulumi.Input[str]],
+    key_arn: pulumi.Input[str], parent: pulumi.Resource,
 ) -> None:
-    """Let ``role`` read one Secrets Manager secret and decrypt it with its key, nothing else."""
+    """Let ``role`` read these Secrets Manager secrets (one ARN or a list) and decrypt with their key, nothing else."""
     inline_policy(name, role, [
         {"Action": "secretsmanager:GetSecretValue", "Resource": secret_arn},
         {"Action": "kms:Decrypt", "Resource": key_arn},

@@ -11,6 +11,44 @@ import pulumi_aws as aws
 
 GIB = 1024**3
 
+# --- Replica lag that means lag -----------------------------------------------------------------
+# How RDS computes ReplicaLag for PostgreSQL: on the replica, now() - pg_last_xact_replay_timestamp()
+# (AWS RDS User Guide, "Monitoring and tuning the replication process", USER_PostgreSQL.Replication.
+# ReadReplicas.Monitor). pg_last_xact_replay_timestamp() is the primary-side time of the last replayed
+# COMMIT/ABORT record, so while the primary commits nothing the value grows by one second per second
+# although the replica has replayed everything: the well-known idle-primary false positive
+# (bucardo/check_postgres#121, prometheus-community/postgres_exporter#385 and #534,
+# cloudnative-pg/cloudnative-pg#1814 and #2744; their fix, comparing receive and replay LSNs, is not
+# available as a CloudWatch metric). A plain "ReplicaLag > 1 s" alarm therefore pages every quiet night.
+#
+# What pgha alarms on instead (period 60 s, 3 of 5 datapoints, missing data not breaching):
+# - in-region replica: IF(primary TransactionLogsGeneration >= WAL_FLOOR, replica ReplicaLag (Maximum), 0).
+#   Lag only counts while the primary generates WAL at a rate that means commits every fraction of a second;
+#   then "time since the last replayed commit" is real lag. An idle primary's own background WAL (RDS
+#   housekeeping, or one forced segment switch every archive_timeout) can open the gate for a single minute,
+#   which 3-of-5 does not turn into an alarm, while real lag under load breaches every minute.
+# - cross-region DR replica: its ReplicaLag lives in the DR region and CloudWatch alarms cannot combine
+#   metrics across regions, so it is watched from the primary's region: OldestReplicationSlotLag (bytes of
+#   WAL the slowest replica has not received; RDS replicas stream through physical slots) divided by the
+#   WAL rate = seconds behind. It is 0 on an idle primary by construction (bytes, not timestamps).
+# - replication that stops altogether (error, stopped, terminated) is an RDS "read replica" event, sent
+#   through the event subscription whether or not the primary writes; that is why missing lag data is
+#   not treated as breaching (a promoted or replaced replica stops reporting and must not page forever).
+#: Bytes/s of WAL from which the primary counts as writing (a committed row costs >= ~100 bytes of WAL).
+WAL_FLOOR = 1024
+PERIOD_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class MetricInput:
+    """One metric a metric-math alarm reads, under an id its expression uses."""
+
+    id: str
+    metric: str
+    dimensions: Mapping[str, pulumi.Input[str]]
+    statistic: str = "Average"
+    namespace: str = "AWS/RDS"
+
 
 @dataclass(frozen=True)
 class AlarmSpec:
@@ -26,15 +64,25 @@ class AlarmSpec:
     statistic: str = "Average"
     #: A replica that stops reporting lag, or a target group with no data, is itself a problem.
     missing_data: str = "missing"
+    #: Metric math over ``inputs``; when set, ``metric`` is only the expression's label.
+    expression: str | None = None
+    inputs: Sequence[MetricInput] = ()
 
 
 @dataclass(frozen=True)
 class MonitoredInstance:
-    """One RDS instance to watch; replicas also get a replica-lag alarm."""
+    """One RDS instance to watch.
+
+    A replica whose ``source`` (the primary's identifier, same region) is known gets the gated
+    replica-lag alarm; a primary with ``watch_slots`` gets the slowest-replica alarm (for a
+    replica in another region). See the notes on replica lag above.
+    """
 
     label: str
     identifier: pulumi.Input[str]
     replica: bool = False
+    source: pulumi.Input[str] | None = None
+    watch_slots: bool = False
 
 
 @dataclass(frozen=True)
@@ -52,7 +100,7 @@ def rds_alarm_specs(
     instances: Sequence[MonitoredInstance], allocated_storage_gib: int, max_connections: int,
     t: Thresholds = Thresholds(),
 ) -> list[AlarmSpec]:
-    """CPU, free storage, connections and memory on every instance; replica lag on every replica."""
+    """CPU, free storage, connections and memory on every instance; replica lag where it can mean lag."""
     gt, lt = "GreaterThanThreshold", "LessThanThreshold"
     specs = []
     for i in instances:
@@ -66,14 +114,38 @@ def rds_alarm_specs(
             ("memory", "FreeableMemory", lt, t.freeable_memory_bytes, "freeable memory below 256 MiB", "Average",
              "missing"),
         ]
-        if i.replica:
-            kpis.append(("replica-lag", "ReplicaLag", gt, t.replica_lag_seconds,
-                         f"replica lag above {t.replica_lag_seconds:g} s", "Maximum", "breaching"))
         specs += [
             AlarmSpec(f"{i.label}-{kpi}", "AWS/RDS", metric, {"DBInstanceIdentifier": i.identifier}, comparison,
                       threshold, what, statistic, missing)
             for kpi, metric, comparison, threshold, what, statistic, missing in kpis
         ]
+        specs += _lag_specs(i, t)
+    return specs
+
+
+def _lag_specs(i: MonitoredInstance, t: Thresholds) -> list[AlarmSpec]:
+    """The replica-lag alarms of one instance (see the notes on replica lag at the top of this module)."""
+    specs = []
+    wal = lambda source: MetricInput("wal", "TransactionLogsGeneration", {"DBInstanceIdentifier": source})
+    if i.replica and i.source is not None:
+        specs.append(AlarmSpec(
+            f"{i.label}-replica-lag", "AWS/RDS", "ReplicaLag while the primary writes",
+            {"DBInstanceIdentifier": i.identifier}, "GreaterThanThreshold", t.replica_lag_seconds,
+            f"replica lag above {t.replica_lag_seconds:g} s while the primary writes", missing_data="notBreaching",
+            expression=f"IF(wal >= {WAL_FLOOR}, lag, 0)",
+            inputs=(MetricInput("lag", "ReplicaLag", {"DBInstanceIdentifier": i.identifier}, "Maximum"),
+                    wal(i.source)),
+        ))
+    if i.watch_slots:
+        specs.append(AlarmSpec(
+            f"{i.label}-slowest-replica", "AWS/RDS", "seconds of WAL the slowest replica has not received",
+            {"DBInstanceIdentifier": i.identifier}, "GreaterThanThreshold", t.replica_lag_seconds,
+            f"a replica (e.g. the DR replica) more than {t.replica_lag_seconds:g} s of WAL behind",
+            missing_data="notBreaching",
+            expression=f"IF(wal >= {WAL_FLOOR}, slot / wal, 0)",
+            inputs=(MetricInput("slot", "OldestReplicationSlotLag", {"DBInstanceIdentifier": i.identifier},
+                                "Maximum"), wal(i.identifier)),
+        ))
     return specs
 
 
@@ -115,11 +187,7 @@ class DatabaseAlarms(pulumi.ComponentResource):
                 alarm_description=pulumi.Output.concat(
                     spec.what, " on ", *[pulumi.Output.concat(k, "=", v, " ") for k, v in spec.dimensions.items()]
                 ),
-                namespace=spec.namespace,
-                metric_name=spec.metric,
-                dimensions=dict(spec.dimensions),
-                statistic=spec.statistic,
-                period=60,
+                **_metric(spec),
                 evaluation_periods=5,
                 datapoints_to_alarm=3,
                 comparison_operator=spec.comparison,
@@ -136,10 +204,26 @@ class DatabaseAlarms(pulumi.ComponentResource):
                 sns_topic=self.topic.arn,
                 source_type="db-instance",
                 source_ids=list(args.rds_event_sources),
-                event_categories=["availability", "failover", "failure", "low storage", "maintenance", "recovery"],
+                # "read replica": replication error, stopped, terminated (lag alarms cannot see a stopped replica)
+                event_categories=["availability", "failover", "failure", "low storage", "maintenance", "read replica",
+                                  "recovery"],
                 opts=child,
             )
         self.register_outputs({"topicArn": self.topic.arn})
+
+
+def _metric(spec: AlarmSpec) -> dict:
+    """The alarm's metric: one metric and statistic, or a metric-math expression over its inputs."""
+    if spec.expression is None:
+        return {"namespace": spec.namespace, "metric_name": spec.metric, "dimensions": dict(spec.dimensions),
+                "statistic": spec.statistic, "period": PERIOD_SECONDS}
+    return {"metric_queries": [
+        {"id": "e1", "expression": spec.expression, "label": spec.metric, "return_data": True},
+        *[{"id": m.id, "return_data": False,
+           "metric": {"namespace": m.namespace, "metric_name": m.metric, "dimensions": dict(m.dimensions),
+                      "stat": m.statistic, "period": PERIOD_SECONDS}}
+          for m in spec.inputs],
+    ]}
 
 
 def _topic_policy(topic_arn: str) -> str:

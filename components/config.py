@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.dr import DrReplicaArgs
+from components.kms import stack_prefix
 from components.network import NetworkArgs
 from components.rds import RdsPostgresArgs
 
@@ -74,6 +75,8 @@ class StackConfig:
     multi_az: bool = RdsPostgresArgs.multi_az
     replicas: int = RdsPostgresArgs.replicas
     dr_region: str | None = None
+    #: The DR replica has been promoted (``pgha drill rds promote-dr``): declare it as a standalone primary.
+    dr_promoted: bool = DrReplicaArgs.promoted
     backup_retention_days: int = RdsPostgresArgs.backup_retention_days
     backup_window: str = RdsPostgresArgs.backup_window
     maintenance_window: str = RdsPostgresArgs.maintenance_window
@@ -96,7 +99,7 @@ class StackConfig:
     @property
     def name_prefix(self) -> str:
         """Physical-name prefix shared by every resource of this stack (e.g. ``pgha-prod``)."""
-        return re.sub(r"[^a-z0-9-]", "-", f"{self.project}-{self.stack}".lower())
+        return stack_prefix(self.project, self.stack)
 
     @property
     def all_tags(self) -> dict[str, str]:
@@ -323,7 +326,7 @@ def _parse_patroni(raw: str) -> PatroniSettings:
 
 #: Keys only the RDS engine reads; with engine patroni they are reported as ignored.
 RDS_ONLY = ("instanceClass", "allocatedStorage", "maxAllocatedStorage", "multiAz", "replicas", "drRegion",
-            "drVpcCidr", "backupRetentionDays", "backupWindow", "maintenanceWindow", "proxy")
+            "drPromoted", "drVpcCidr", "backupRetentionDays", "backupWindow", "maintenanceWindow", "proxy")
 
 # key -> (dataclass field, parser). Order is the order errors are reported in.
 KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
@@ -335,6 +338,7 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "multiAz": ("multi_az", _parse_bool),
     "replicas": ("replicas", _int_in(0, 5)),
     "drRegion": ("dr_region", _parse_region),
+    "drPromoted": ("dr_promoted", _parse_bool),
     "backupRetentionDays": ("backup_retention_days", _int_in(1, 35)),
     "backupWindow": ("backup_window", lambda raw: (parse_backup_window(raw), raw)[1]),
     "maintenanceWindow": ("maintenance_window", lambda raw: (parse_maintenance_window(raw), raw.lower())[1]),
@@ -409,6 +413,9 @@ def _cross_checks(values: dict[str, Any], region: str | None) -> list[str]:
         )
     if values.get("dr_region") and values["dr_region"] == region:
         problems.append(f"{NAMESPACE}:drRegion = {region!r}: must differ from aws:region")
+    if values.get("dr_promoted") and not values.get("dr_region"):
+        problems.append(f"{NAMESPACE}:drPromoted = true: needs {NAMESPACE}:drRegion (the region of the promoted "
+                        "DR replica); without a DR region there is nothing to promote")
     if windows_overlap(parse_backup_window(get("backup_window")), parse_maintenance_window(get("maintenance_window"))):
         problems.append(
             f"{NAMESPACE}:maintenanceWindow = {get('maintenance_window')!r}: overlaps the daily "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -24,13 +25,16 @@ class DrReplicaArgs:
     monitoring_role_arn: pulumi.Input[str]
     vpc_cidr: str = "10.41.0.0/16"
     tags: dict[str, str] | None = None
+    #: The replica has been promoted (``pgha:drPromoted``): declare it as a standalone primary.
+    promoted: bool = False
 
 
 class DrReplica(pulumi.ComponentResource):
     """Everything in the DR region, under its own provider, KMS key and subnet group.
 
-    The replica keeps the primary's backup retention so that, once promoted, it is a
-    protected primary straight away.
+    The replica keeps the primary's backup retention and window so that, once promoted, it is a
+    protected primary straight away, and so that declaring the promotion changes no backup
+    setting (see :func:`promotion_settings`).
     """
 
     instance: aws.rds.Instance
@@ -47,29 +51,30 @@ class DrReplica(pulumi.ComponentResource):
             pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(providers={"aws": self.provider})),
         )
         child = pulumi.ResourceOptions(parent=self)
-        self.key = create_cmk(name, "pgha DR replica encryption", args.region, self)
-        self.network = Network(f"{name}-net", NetworkArgs(vpc_cidr=args.vpc_cidr, interface_endpoints=()), child)
+        protect = args.rds.deletion_protection
+        self.key = create_cmk(name, "pgha DR replica encryption", args.region, self, protect=protect)
+        self.network = Network(
+            f"{name}-net", NetworkArgs(vpc_cidr=args.vpc_cidr, interface_endpoints=(), protect=protect), child
+        )
         params = create_parameter_group(
-            name, args.rds.postgres_version, args.rds.max_connections, args.rds.db_name, self
+            name, args.rds.postgres_version, args.rds.max_connections, args.rds.db_name, self, protect=protect
         )
         identifier = f"{name}-replica"
         self.instance = aws.rds.Instance(
             identifier,
             identifier=identifier,
-            # cross-region replicas name their source by ARN
-            replicate_source_db=args.source.arn,
             db_subnet_group_name=self.network.db_subnet_group_name,
             vpc_security_group_ids=[self.network.db_security_group_id],
             multi_az=False,
             backup_retention_period=args.rds.backup_retention_days,
             backup_window=args.rds.backup_window,
             maintenance_window=args.rds.maintenance_window,
-            skip_final_snapshot=not args.rds.deletion_protection,
-            final_snapshot_identifier=f"{identifier}-final" if args.rds.deletion_protection else None,
+            **promotion_settings(identifier, args),
             **instance_settings(args.rds, self.key.arn, args.monitoring_role_arn, params.name),
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=create_log_groups(identifier, self.key.arn, args.rds.log_retention_days, self),
+                protect=protect,
+                depends_on=create_log_groups(identifier, self.key.arn, args.rds.log_retention_days, self, protect),
             ),
         )
         self.backups = aws.rds.InstanceAutomatedBackupsReplication(
@@ -80,3 +85,26 @@ class DrReplica(pulumi.ComponentResource):
             opts=child,
         )
         self.register_outputs({"drReplicaArn": self.instance.arn, "drKmsKeyArn": self.key.arn})
+
+
+def promotion_settings(identifier: str, args: DrReplicaArgs) -> dict[str, Any]:
+    """The only inputs of the DR instance that differ between replica and promoted primary.
+
+    As a replica it follows the primary (by ARN: it is cross-region) and skips the final
+    snapshot, which RDS refuses for a read replica (deleting one with a snapshot fails).
+    Promoted (``pgha:drPromoted``), it drops ``replicate_source_db`` (the provider promotes the
+    instance in place) and takes a final snapshot and keeps its automated backups on delete
+    when the stack is protected. Nothing else changes in that update: backups and windows are
+    already set on the replica, and the final-snapshot settings are only read on delete, so
+    the update is the promotion alone (hashicorp/terraform-provider-aws#4419: promotion plus
+    other modifications needs two applies).
+    """
+    if not args.promoted:
+        # cross-region replicas name their source by ARN
+        return {"replicate_source_db": args.source.arn, "skip_final_snapshot": True}
+    protected = args.rds.deletion_protection
+    return {
+        "skip_final_snapshot": not protected,
+        "final_snapshot_identifier": f"{identifier}-final" if protected else None,
+        "delete_automated_backups": not protected,
+    }

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.access import allow_tcp
+from components.access import allow_tcp, inline_policy, service_role
+from components.egress import HttpsEgress, inspect_vpc_egress
+from components.kms import create_cmk
 
 POSTGRES_PORT = 5432
 AZ_COUNT = 3
@@ -28,10 +30,17 @@ class NetworkArgs:
     subnet_ids: Sequence[str] = ()
     allowed_cidrs: Sequence[str] = ()
     allowed_security_group_ids: Sequence[str] = ()
-    #: AWS services reached through interface endpoints from inside a created VPC.
+    #: AWS services reached from inside: a created VPC gets interface endpoints for them; a
+    #: bring-your-own VPC is inspected for an endpoint or a NAT route (the deployment fails with neither).
     interface_endpoints: Sequence[str] = ("secretsmanager",)
     #: A NAT gateway (in a small public subnet) for instances that install packages at boot.
     internet_egress: bool = False
+    #: The region, for the service names a bring-your-own VPC's endpoints are looked up by.
+    region: str | None = None
+    #: Flow logs of a created VPC (FSBP EC2.6), kept this long in a KMS-encrypted log group.
+    flow_log_retention_days: int = 365
+    #: Pulumi ``protect`` on the stateful parts (DB subnet group, flow-log key and log group).
+    protect: bool = False
 
 
 def private_subnet_cidrs(vpc_cidr: str, count: int = AZ_COUNT) -> list[str]:
@@ -65,14 +74,22 @@ class Network(pulumi.ComponentResource):
     #: internet at boot (EC2 nodes, the schema hook's invocation) depends on these, not on timing.
     #: Empty for a bring-your-own VPC, whose egress exists before this stack.
     egress: list[pulumi.Resource]
+    #: How the subnets reach AWS APIs over HTTPS (for :func:`components.egress.allow_https_egress`).
+    https_egress: HttpsEgress
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("pgha:network:Network", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         invoke = pulumi.InvokeOutputOptions(parent=self)
         self.egress = []
+        self.https_egress = HttpsEgress()
 
         if args.vpc_id:
+            if args.interface_endpoints:
+                # before anything is registered: a VPC without a way out fails the deployment here
+                self.https_egress = inspect_vpc_egress(
+                    args.vpc_id, args.subnet_ids, args.region or aws.get_region(opts=pulumi.InvokeOptions(
+                        parent=self)).region, args.interface_endpoints, self)
             subnets = [aws.ec2.get_subnet_output(id=sid, opts=invoke) for sid in args.subnet_ids]
             self.vpc_id = pulumi.Output.from_input(args.vpc_id)
             self.vpc_cidr = aws.ec2.get_vpc_output(id=args.vpc_id, opts=invoke).cidr_block
@@ -86,7 +103,7 @@ class Network(pulumi.ComponentResource):
             f"{name}-db-subnets",
             description="pgha database subnets (private, >= 2 AZs)",
             subnet_ids=self.subnet_ids,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         ).name
 
         db_sg = aws.ec2.SecurityGroup(
@@ -119,6 +136,10 @@ class Network(pulumi.ComponentResource):
             tags={"Name": name},
             opts=child,
         )
+        # FSBP EC2.2: the default security group admits and emits nothing (this resource strips its rules)
+        aws.ec2.DefaultSecurityGroup(f"{name}-default-sg", vpc_id=vpc.id, tags={"Name": f"{name}-default-unused"},
+                                     opts=child)
+        self._flow_logs(name, vpc, args)
         zones = aws.get_availability_zones_output(
             state="available", filters=[{"name": "opt-in-status", "values": ["opt-in-not-required"]}], opts=invoke
         ).names
@@ -159,6 +180,7 @@ class Network(pulumi.ComponentResource):
             opts=child,
         )
         self.egress.append(s3_endpoint)
+        self.https_egress = HttpsEgress(nat=args.internet_egress)
         if args.interface_endpoints:
             endpoint_sg = aws.ec2.SecurityGroup(
                 f"{name}-endpoints-sg",
@@ -167,6 +189,7 @@ class Network(pulumi.ComponentResource):
                 opts=child,
             )
             allow_tcp(f"{name}-endpoints-https", endpoint_sg.id, 443, "HTTPS from the VPC", self, cidr=vpc.cidr_block)
+            self.https_egress = HttpsEgress(endpoint_security_group_ids=(endpoint_sg.id,), nat=args.internet_egress)
             for service in args.interface_endpoints:
                 self.egress.append(aws.ec2.VpcEndpoint(
                     f"{name}-{service}-endpoint",
@@ -178,6 +201,34 @@ class Network(pulumi.ComponentResource):
                     security_group_ids=[endpoint_sg.id],
                     opts=child,
                 ))
+
+    def _flow_logs(self, name: str, vpc: aws.ec2.Vpc, args: NetworkArgs) -> None:
+        """Every flow of the VPC (FSBP EC2.6) to a log group encrypted with its own key, kept for a year."""
+        region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
+        key = create_cmk(name, "pgha VPC flow logs", region, self, protect=args.protect)
+        group = aws.cloudwatch.LogGroup(
+            f"{name}-flow-logs",
+            name=f"/pgha/{name}/flow-logs",
+            retention_in_days=args.flow_log_retention_days,
+            kms_key_id=key.arn,
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+        )
+        role = service_role(f"{name}-flow-logs-role", "vpc-flow-logs.amazonaws.com", self)
+        inline_policy(f"{name}-flow-logs-write", role, [{
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogGroups",
+                       "logs:DescribeLogStreams"],
+            "Resource": [group.arn, pulumi.Output.concat(group.arn, ":*")],
+        }], self)
+        aws.ec2.FlowLog(
+            f"{name}-flow-log",
+            vpc_id=vpc.id,
+            traffic_type="ALL",
+            log_destination_type="cloud-watch-logs",
+            log_destination=group.arn,
+            iam_role_arn=role.arn,
+            max_aggregation_interval=60,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
     def _nat(
         self,
@@ -206,9 +257,9 @@ class Network(pulumi.ComponentResource):
         return aws.ec2.Route(f"{name}-private-default", route_table_id=private_route_table.id,
                       destination_cidr_block="0.0.0.0/0", nat_gateway_id=nat.id, opts=child)
 
-    def admit(self, name: str, source_security_group_id: pulumi.Input[str], description: str) -> None:
-        """Let members of another security group (the schema hook, the proxy) reach PostgreSQL."""
-        allow_tcp(name, self.db_security_group_id, POSTGRES_PORT, description, self,
+    def admit(self, name: str, source_security_group_id: pulumi.Input[str], description: str) -> pulumi.Resource:
+        """Let members of another security group (the schema hook, the proxy) reach PostgreSQL; return the rule."""
+        return allow_tcp(name, self.db_security_group_id, POSTGRES_PORT, description, self,
                   source_security_group_id=source_security_group_id)
 
 

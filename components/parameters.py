@@ -39,13 +39,15 @@ def postgres_parameters(max_connections: int, cron_database: str) -> dict[str, t
 
 
 def create_parameter_group(
-    name: str, postgres_version: int, max_connections: int, cron_database: str, parent: pulumi.Resource
+    name: str, postgres_version: int, max_connections: int, cron_database: str, parent: pulumi.Resource,
+    protect: bool = False,
 ) -> aws.rds.ParameterGroup:
     """A parameter group for one major version.
 
     The major version is part of the logical name, so a version upgrade creates the new
     group, moves the instances to it and only then deletes the old one: no instance is
-    ever left pointing at a group of the wrong family.
+    ever left pointing at a group of the wrong family. ``protect``: Pulumi refuses to delete it
+    (a protected stack's upgrade then needs ``pulumi state unprotect`` of the old group).
     """
     return aws.rds.ParameterGroup(
         f"{name}-pg{postgres_version}",
@@ -55,5 +57,5 @@ def create_parameter_group(
             {"name": key, "value": value, "apply_method": method}
             for key, (value, method) in postgres_parameters(max_connections, cron_database).items()
         ],
-        opts=pulumi.ResourceOptions(parent=parent),
+        opts=pulumi.ResourceOptions(parent=parent, protect=protect),
     )

@@ -17,7 +17,8 @@ class RdsProxyArgs:
     """The instance to front and how clients reach the proxy."""
 
     db_instance_identifier: pulumi.Input[str]
-    master_secret_arn: pulumi.Input[str]
+    #: The application logins' secrets: the proxy authenticates clients as these, never as the master user.
+    auth_secret_arns: Sequence[pulumi.Input[str]]
     kms_key_arn: pulumi.Input[str]
     vpc_id: pulumi.Input[str]
     vpc_cidr: pulumi.Input[str]
@@ -29,7 +30,11 @@ class RdsProxyArgs:
 
 
 class RdsProxy(pulumi.ComponentResource):
-    """RDS Proxy with TLS required, reading the master secret through a narrowly-scoped role."""
+    """RDS Proxy with TLS and IAM auth required, logging clients in as the application logins only.
+
+    The master secret is deliberately not in its auth: a client of the proxy is then never
+    ``rds_superuser`` and row-level security applies to it.
+    """
 
     endpoint: pulumi.Output[str]
     security_group_id: pulumi.Output[str]
@@ -39,7 +44,9 @@ class RdsProxy(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         role = service_role(f"{name}-role", "rds.amazonaws.com", self)
-        may_read_secret(f"{name}-read-secret", role, args.master_secret_arn, args.kms_key_arn, self)
+        if not args.auth_secret_arns:
+            raise ValueError("RdsProxy needs at least one application login secret")
+        may_read_secret(f"{name}-read-secret", role, list(args.auth_secret_arns), args.kms_key_arn, self)
 
         sg = aws.ec2.SecurityGroup(
             f"{name}-sg", description="pgha RDS Proxy: PostgreSQL from allowed sources", vpc_id=args.vpc_id, opts=child
@@ -56,8 +63,8 @@ class RdsProxy(pulumi.ComponentResource):
             role_arn=role.arn,
             vpc_subnet_ids=args.subnet_ids,
             vpc_security_group_ids=[sg.id],
-            auths=[{"auth_scheme": "SECRETS", "secret_arn": args.master_secret_arn, "iam_auth": "REQUIRED",
-                    "client_password_auth_type": "POSTGRES_SCRAM_SHA_256"}],
+            auths=[{"auth_scheme": "SECRETS", "secret_arn": arn, "iam_auth": "REQUIRED",
+                    "client_password_auth_type": "POSTGRES_SCRAM_SHA_256"} for arn in args.auth_secret_arns],
             opts=child,
         )
         group = aws.rds.ProxyDefaultTargetGroup(

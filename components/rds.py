@@ -35,7 +35,8 @@ class RdsPostgresArgs:
     backup_retention_days: int = 7
     backup_window: str = "03:00-04:00"
     maintenance_window: str = "sun:05:00-sun:06:00"
-    #: Also decides the final snapshot: a protected database is snapshotted when deleted.
+    #: Also decides the final snapshot (a protected database is snapshotted when deleted) and Pulumi's
+    #: ``protect`` on the stateful resources (instances, groups, keys, audit log groups).
     deletion_protection: bool = True
     max_connections: int = 400
     db_name: str = "app"
@@ -55,16 +56,20 @@ def create_monitoring_role(name: str, parent: pulumi.Resource) -> aws.iam.Role:
 
 
 def create_log_groups(
-    identifier: str, key_arn: pulumi.Input[str], retention_days: int, parent: pulumi.Resource
+    identifier: str, key_arn: pulumi.Input[str], retention_days: int, parent: pulumi.Resource, protect: bool = False
 ) -> list[aws.cloudwatch.LogGroup]:
-    """CMK-encrypted log groups with retention, made before the instance so RDS does not make them unbounded."""
+    """CMK-encrypted log groups with retention, made before the instance so RDS does not make them unbounded.
+
+    ``protect`` (a protected stack): they hold the audit trail (DDL, connections), so Pulumi
+    refuses to delete them.
+    """
     return [
         aws.cloudwatch.LogGroup(
             f"{identifier}-{log}-logs",
             name=f"/aws/rds/instance/{identifier}/{log}",
             retention_in_days=retention_days,
             kms_key_id=key_arn,
-            opts=pulumi.ResourceOptions(parent=parent),
+            opts=pulumi.ResourceOptions(parent=parent, protect=protect),
         )
         for log in LOG_EXPORTS
     ]
@@ -109,9 +114,12 @@ class RdsPostgres(pulumi.ComponentResource):
     def __init__(self, name: str, args: RdsPostgresArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("pgha:rds:RdsPostgres", name, None, opts)
         self.args = args
-        self.key = create_cmk(name, "pgha database encryption (storage, secrets, logs, insights)", args.region, self)
+        protect = args.deletion_protection
+        self.key = create_cmk(name, "pgha database encryption (storage, secrets, logs, insights)", args.region, self,
+                              protect=protect)
         self.monitoring_role = create_monitoring_role(name, self)
-        params = create_parameter_group(name, args.postgres_version, args.max_connections, args.db_name, self)
+        params = create_parameter_group(name, args.postgres_version, args.max_connections, args.db_name, self,
+                                        protect=protect)
         shared = instance_settings(args, self.key.arn, self.monitoring_role.arn, params.name)
         azs = pulumi.Output.from_input(args.azs)
 
@@ -142,7 +150,8 @@ class RdsPostgres(pulumi.ComponentResource):
             **shared,
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=create_log_groups(primary_id, self.key.arn, args.log_retention_days, self),
+                protect=protect,
+                depends_on=create_log_groups(primary_id, self.key.arn, args.log_retention_days, self, protect),
             ),
         )
 
@@ -159,11 +168,14 @@ class RdsPostgres(pulumi.ComponentResource):
                     vpc_security_group_ids=[args.security_group_id],
                     multi_az=False,
                     backup_retention_period=0,
+                    # RDS refuses a final snapshot of a read replica: deleting one with it fails
                     skip_final_snapshot=True,
                     **shared,
                     opts=pulumi.ResourceOptions(
                         parent=self,
-                        depends_on=create_log_groups(replica_id, self.key.arn, args.log_retention_days, self),
+                        protect=protect,
+                        depends_on=create_log_groups(replica_id, self.key.arn, args.log_retention_days, self,
+                                                     protect),
                     ),
                 )
             )

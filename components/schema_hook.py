@@ -10,13 +10,16 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
 
 from components.access import allow_tcp, may_read_secret, service_role
+from components.egress import HttpsEgress, allow_https_egress
+from components.logins import LoginSecret
 from components.network import POSTGRES_PORT
 from pgha.schema.migrations import MIGRATIONS_DIR, migrations_hash
 
@@ -24,10 +27,10 @@ PGHA_DIR = Path(__file__).resolve().parent.parent / "pgha"
 #: The runner's modules: everything the handler imports, nothing that needs the CLI's packages.
 RUNNER_MODULES = (
     "__init__.py", "connect.py", "schema/__init__.py", "schema/migrate.py", "schema/migrations.py",
-    "schema/lambda_handler.py",
+    "schema/logins.py", "schema/lambda_handler.py",
 )
 #: Pure-Python distributions the runner needs (boto3 is part of the Lambda runtime).
-RUNNER_DISTRIBUTIONS = ("pg8000", "sqlparse")
+RUNNER_DISTRIBUTIONS = ("pg8000", "sqlparse", "scramp")
 
 
 @dataclass(frozen=True)
@@ -40,8 +43,18 @@ class SchemaHookArgs:
     writer_host: pulumi.Input[str]
     master_secret_arn: pulumi.Input[str]
     kms_key_arn: pulumi.Input[str]
+    #: How the subnets reach Secrets Manager (endpoint security groups and/or a NAT).
+    https_egress: HttpsEgress = field(default_factory=HttpsEgress)
     #: Resources the invocation must wait for (the database instance).
     depends_on: tuple[pulumi.Resource, ...] = ()
+    #: What gives the subnets their way out (NAT route, endpoints): the invocation waits for them too.
+    egress_ready: tuple[pulumi.Resource, ...] = ()
+    #: Application logins the hook creates with the passwords of their secrets.
+    logins: Sequence[LoginSecret] = ()
+    #: The logins' secret values: the invocation reads them, so it waits for them.
+    logins_ready: tuple[pulumi.Resource, ...] = ()
+    #: Opens the database to the hook's security group; returns the rule (the invocation waits for it).
+    admit: Callable[[pulumi.Output[str]], pulumi.Resource | None] | None = None
     database: str = "app"
     port: int = POSTGRES_PORT
     migrations_dir: Path = MIGRATIONS_DIR
@@ -92,16 +105,24 @@ class SchemaHook(pulumi.ComponentResource):
         schema_hash = migrations_hash(args.migrations_dir)
 
         sg = aws.ec2.SecurityGroup(
-            f"{name}-sg", description="pgha schema hook: out to PostgreSQL and the VPC endpoints only",
+            f"{name}-sg", description="pgha schema hook: out to PostgreSQL and to Secrets Manager only",
             vpc_id=args.vpc_id, opts=child,
         )
-        for port, what in ((args.port, "PostgreSQL"), (443, "AWS API endpoints")):
-            allow_tcp(f"{name}-to-{port}", sg.id, port, f"{what} inside the VPC", self, cidr=args.vpc_cidr,
-                      egress=True)
+        # every rule the function needs, so that the invocation waits for all of them
+        rules: list[pulumi.Resource] = [
+            allow_tcp(f"{name}-to-{args.port}", sg.id, args.port, "PostgreSQL inside the VPC", self,
+                      cidr=args.vpc_cidr, egress=True),
+            *allow_https_egress(f"{name}-https", sg.id, args.https_egress, self),
+        ]
+        if args.admit is not None:
+            rules += [rule for rule in [args.admit(sg.id)] if rule is not None]
 
         role = service_role(f"{name}-role", "lambda.amazonaws.com", self,
-                            ("arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole",))
-        may_read_secret(f"{name}-read-master-secret", role, args.master_secret_arn, args.kms_key_arn, self)
+                            ("arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole",
+                             "arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess"))
+        may_read_secret(f"{name}-read-secrets", role,
+                        [args.master_secret_arn, *[login.secret_arn for login in args.logins]],
+                        args.kms_key_arn, self)
         logs = aws.cloudwatch.LogGroup(
             f"{name}-logs", name=f"/aws/lambda/{name}", retention_in_days=args.log_retention_days,
             kms_key_id=args.kms_key_arn, opts=child,
@@ -119,19 +140,32 @@ class SchemaHook(pulumi.ComponentResource):
             memory_size=args.memory_mb,
             vpc_config={"subnet_ids": args.subnet_ids, "security_group_ids": [sg.id]},
             logging_config={"log_format": "Text", "log_group": logs.name},
+            # one run at a time: two deployments never migrate at once (the advisory lock is the second guard)
+            reserved_concurrent_executions=1,
+            tracing_config={"mode": "Active"},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[logs]),
         )
+        logins = [
+            login.secret_arn.apply(lambda arn, group=login.login.member_of: {"secretArn": arn, "memberOf": group})
+            for login in args.logins
+        ]
         invocation = aws.lambda_.Invocation(
             f"{name}-apply",
             function_name=function.name,
-            input=pulumi.Output.all(args.writer_host, args.master_secret_arn).apply(
+            input=pulumi.Output.all(args.writer_host, args.master_secret_arn, *logins).apply(
                 lambda values: json.dumps({
                     "host": values[0], "port": args.port, "database": args.database,
                     "secretArn": values[1], "sslmode": "require", "migrationsHash": schema_hash,
+                    "logins": list(values[2:]),
                 })
             ),
-            triggers={"migrationsHash": schema_hash, "writerEndpoint": args.writer_host},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
+            # the secret values' version ids: a new password re-runs the hook, which sets it in the database
+            triggers={"migrationsHash": schema_hash, "writerEndpoint": args.writer_host,
+                      **{f"login-{login.login.username}": version.version_id
+                         for login, version in zip(args.logins, args.logins_ready, strict=False)}},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[
+                *args.depends_on, *args.egress_ready, *args.logins_ready, *rules, function,
+            ]),
         )
         self.migrations_hash = invocation.result.apply(lambda _result: schema_hash)
         self.security_group_id = sg.id

@@ -13,6 +13,7 @@ import pulumi_aws as aws
 from components.alarms import DatabaseAlarms, DatabaseAlarmsArgs, MonitoredInstance, rds_alarm_specs
 from components.config import StackConfig
 from components.dr import DrReplica, DrReplicaArgs
+from components.logins import AppLogins, AppLoginsArgs, LoginSecret
 from components.network import POSTGRES_PORT, Network, NetworkArgs
 from components.patroni_cluster import READER_PORT, PatroniCluster, PatroniClusterArgs
 from components.proxy import RdsProxy, RdsProxyArgs
@@ -29,8 +30,11 @@ class Database:
     key_arn: pulumi.Output[str]
     database: str
     ready: tuple[pulumi.Resource, ...]
-    #: Let a security group reach the writer (the schema hook).
-    admit: Callable[[str, pulumi.Input[str], str], None]
+    #: Let a security group reach the writer (the schema hook); returns the rule when it makes one.
+    admit: Callable[[str, pulumi.Input[str], str], pulumi.Resource | None]
+    #: Application logins the schema hook creates, and their secret values.
+    logins: tuple[LoginSecret, ...] = ()
+    logins_ready: tuple[pulumi.Resource, ...] = ()
 
 
 def build_stack(cfg: StackConfig, project_dir: Path) -> dict[str, Any]:
@@ -55,6 +59,11 @@ def build_stack(cfg: StackConfig, project_dir: Path) -> dict[str, Any]:
             allowed_security_group_ids=cfg.allowed_security_group_ids,
             # Patroni nodes install their packages at boot
             internet_egress=cfg.engine == "patroni",
+            # a bring-your-own VPC is checked for a way to Secrets Manager only when something uses it
+            interface_endpoints=NetworkArgs.interface_endpoints
+            if not cfg.vpc_id or cfg.schema_runner == "lambda" or cfg.engine == "patroni" else (),
+            region=cfg.region,
+            protect=cfg.deletion_protection,
         ),
         opts,
     )
@@ -77,13 +86,17 @@ def build_stack(cfg: StackConfig, project_dir: Path) -> dict[str, Any]:
                 writer_host=db.writer_host,
                 master_secret_arn=db.secret_arn,
                 kms_key_arn=db.key_arn,
+                https_egress=network.https_egress,
                 depends_on=db.ready,
+                egress_ready=tuple(network.egress),
+                logins=db.logins,
+                logins_ready=db.logins_ready,
+                admit=lambda sg_id: db.admit(f"{name}-db-from-schema-hook", sg_id, "PostgreSQL from the schema hook"),
                 database=db.database,
                 migrations_dir=project_dir / "schema" / "migrations",
             ),
             opts,
         )
-        db.admit(f"{name}-db-from-schema-hook", hook.security_group_id, "PostgreSQL from the schema hook")
         outputs["schemaHash"] = hook.migrations_hash
     return outputs
 
@@ -109,8 +122,10 @@ def _rds(cfg: StackConfig, name: str, network: Network, opts: pulumi.ResourceOpt
         max_connections=cfg.max_connections,
     )
     db = RdsPostgres(name, rds_args, opts)
-    watched = [MonitoredInstance("primary", db.primary.identifier)] + [
-        MonitoredInstance(f"replica-{i + 1}", replica.identifier, replica=True) for i, replica in enumerate(db.replicas)
+    # the DR replica's lag is watched from here, through the primary's replication slots
+    watched = [MonitoredInstance("primary", db.primary.identifier, watch_slots=bool(cfg.dr_region))] + [
+        MonitoredInstance(f"replica-{i + 1}", replica.identifier, replica=True, source=db.primary.identifier)
+        for i, replica in enumerate(db.replicas)
     ]
     alarms = DatabaseAlarms(f"{name}-alarms", _rds_alarms(cfg, db.key.key_id, watched), opts)
     outputs.update(
@@ -133,6 +148,7 @@ def _rds(cfg: StackConfig, name: str, network: Network, opts: pulumi.ResourceOpt
                 monitoring_role_arn=db.monitoring_role.arn,
                 vpc_cidr=cfg.dr_vpc_cidr,
                 tags=cfg.all_tags,
+                promoted=cfg.dr_promoted,
             ),
         )
         DatabaseAlarms(
@@ -141,13 +157,21 @@ def _rds(cfg: StackConfig, name: str, network: Network, opts: pulumi.ResourceOpt
             pulumi.ResourceOptions(providers={"aws": dr.provider}),
         )
         outputs.update(drReplicaArn=dr.instance.arn, drRegion=cfg.dr_region)
+        if cfg.dr_promoted:
+            # the promoted DR instance is the writer of the DR region
+            outputs["drWriterEndpoint"] = dr.instance.address
+
+    logins = AppLogins(f"{name}-logins", AppLoginsArgs(kms_key_arn=db.key.arn, protect=cfg.deletion_protection),
+                       opts)
+    outputs["appSecretArns"] = {s.login.username: s.secret_arn for s in logins.secrets}
+    outputs["appSecretArn"] = logins.secrets[0].secret_arn
 
     if cfg.proxy:
         proxy = RdsProxy(
             f"{name}-proxy",
             RdsProxyArgs(
                 db_instance_identifier=db.primary.identifier,
-                master_secret_arn=db.master_secret_arn,
+                auth_secret_arns=logins.secret_arns,
                 kms_key_arn=db.key.arn,
                 vpc_id=network.vpc_id,
                 vpc_cidr=network.vpc_cidr,
@@ -161,7 +185,8 @@ def _rds(cfg: StackConfig, name: str, network: Network, opts: pulumi.ResourceOpt
         outputs["proxyEndpoint"] = proxy.endpoint
 
     return Database(writer_host=db.primary.address, secret_arn=db.master_secret_arn, key_arn=db.key.arn,
-                    database=rds_args.db_name, ready=(db.primary,), admit=network.admit)
+                    database=rds_args.db_name, ready=(db.primary,), admit=network.admit,
+                    logins=tuple(logins.secrets), logins_ready=tuple(logins.versions))
 
 
 def _patroni(cfg: StackConfig, name: str, network: Network, opts: pulumi.ResourceOptions,

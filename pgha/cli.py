@@ -13,9 +13,12 @@ from rich.markup import escape
 from pgha.schema.migrations import MIGRATIONS_DIR
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import pg8000.native
 
     from pgha.lab.cluster import Lab
+    from pgha.schema.migrate import Timeouts
 
 app = typer.Typer(help="pgha: highly-available PostgreSQL on AWS, and the operations around it.", no_args_is_help=True)
 console = Console()
@@ -176,17 +179,51 @@ SecretOption = Annotated[
 ]
 
 
-def _connect(dsn: str, secret_arn: str | None, application_name: str) -> pg8000.native.Connection:
-    """A connection to the writable host of the DSN, or a clean exit naming why not."""
+def _connect(
+    dsn: str, secret_arn: str | None, application_name: str
+) -> tuple[pg8000.native.Connection, Callable[[], pg8000.native.Connection]]:
+    """A connection to the writable host of the DSN (or a clean exit naming why not), and a way to
+    open another one to that same host."""
     from dataclasses import replace
 
-    from pgha.connect import ConnectError, connect, parse_dsn, resolve
+    from pgha.connect import ConnectError, connect, connect_pinned, parse_dsn, resolve
 
     try:
         settings = resolve(replace(parse_dsn(dsn), application_name=application_name), secret_arn)
-        return connect(settings, writable=True)
+        conn, pinned = connect_pinned(settings, writable=True)
     except ConnectError as err:
         _fail(err, 2)
+    return conn, lambda: connect(replace(pinned, application_name=f"{application_name}-watch"))
+
+
+def _seconds(option: str, value: str | None) -> float | None:
+    """A timeout option: seconds (``5``, ``2.5``), with ``ms``/``s``/``min``, or ``none``/``0`` for no limit."""
+    if value is None or value.strip().lower() in ("none", "0", "off"):
+        return None
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|min)?\s*", value)
+    if not match:
+        _fail(f"{option} {value!r}: expected seconds like 5, 2.5s, 500ms or 2min, or none", 2)
+    return float(match[1]) * {"ms": 0.001, "s": 1, "min": 60, None: 1}[match[2]] or None
+
+
+StatementTimeoutOption = Annotated[
+    str | None,
+    typer.Option("--statement-timeout", help="Cancel any statement running longer (e.g. 10min); default: no limit."),
+]
+LockTimeoutOption = Annotated[
+    str,
+    typer.Option("--lock-timeout", help="Give up waiting for a lock after this long (default 5s) instead of "
+                 "queueing behind a long transaction and blocking traffic; 'none' waits forever."),
+]
+
+
+def _timeouts(statement_timeout: str | None, lock_timeout: str) -> Timeouts:
+    from pgha.schema.migrate import Timeouts
+
+    return Timeouts(statement=_seconds("--statement-timeout", statement_timeout),
+                    lock=_seconds("--lock-timeout", lock_timeout))
 
 
 @app.command()
@@ -197,16 +234,19 @@ def migrate(
     migrations: Annotated[
         Path, typer.Option(help="Directory of NNNN_name.sql files.", exists=True, file_okay=False)
     ] = MIGRATIONS_DIR,
+    statement_timeout: StatementTimeoutOption = None,
+    lock_timeout: LockTimeoutOption = "5s",
 ) -> None:
     """Apply the schema migrations (schema/migrations) to the database, each exactly once."""
     from pgha.schema.migrate import MigrationError
     from pgha.schema.migrate import migrate as run_migrations
     from pgha.schema.migrations import MigrationFileError
 
-    conn = _connect(dsn, secret_arn, "pgha-migrate")
+    timeouts = _timeouts(statement_timeout, lock_timeout)
+    conn, observer = _connect(dsn, secret_arn, "pgha-migrate")
     try:
         result = run_migrations(
-            conn, migrations, dry_run=dry_run, report=_say
+            conn, migrations, dry_run=dry_run, report=_say, timeouts=timeouts, observer=observer
         )
     except (MigrationError, MigrationFileError) as err:
         _fail(err, 1)
@@ -227,17 +267,27 @@ def maintain(
     dsn: DsnOption,
     secret_arn: SecretOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would run.")] = False,
+    statement_timeout: StatementTimeoutOption = None,
+    lock_timeout: LockTimeoutOption = "5s",
 ) -> None:
     """ANALYZE tables with many changes and VACUUM tables with many dead tuples."""
-    from pgha.schema.maintain import run_maintenance
+    import pg8000.native
 
-    conn = _connect(dsn, secret_arn, "pgha-maintain")
+    from pgha.schema.maintain import run_maintenance
+    from pgha.schema.migrate import error_text
+
+    timeouts = _timeouts(statement_timeout, lock_timeout)
+    conn, _observer = _connect(dsn, secret_arn, "pgha-maintain")
     try:
-        actions = run_maintenance(conn, dry_run=dry_run, report=_say)
+        result = run_maintenance(conn, dry_run=dry_run, report=_say, timeouts=timeouts)
+    except pg8000.native.DatabaseError as err:
+        _fail(error_text(err).replace("\n", " "), 1)
     finally:
         conn.close()
-    if not actions:
+    if not result.actions:
         console.print("nothing needs maintenance")
+    if result.skipped:
+        _fail(f"{len(result.skipped)} table(s) skipped: their locks were not granted in time; run again later", 1)
 
 
 lab_app = typer.Typer(help="The local HA lab: 3 x (etcd + Patroni + PostgreSQL) on 127.0.1.1-3.",

@@ -131,6 +131,21 @@ def _ssl_context(settings: ConnectionSettings) -> ssl.SSLContext | bool | None:
 
 def connect(settings: ConnectionSettings, *, writable: bool = False) -> pg8000.native.Connection:
     """Open a connection to the first host that answers (and, with ``writable``, is not a standby)."""
+    return connect_pinned(settings, writable=writable)[0]
+
+
+def connect_pinned(
+    settings: ConnectionSettings, *, writable: bool = False
+) -> tuple[pg8000.native.Connection, ConnectionSettings]:
+    """Like :func:`connect`, and also the settings narrowed to the host it reached.
+
+    A second connection to the same server (e.g. the runner watching its own lock waits) must
+    not land on another host of a multi-host DSN.
+
+    ``connect_timeout`` bounds connecting only (TCP, TLS, authentication): pg8000 applies its
+    ``timeout`` to every socket read, so once connected the socket waits as long as a statement
+    runs (bounded by ``statement_timeout`` on the server, and TCP keepalives).
+    """
     problems = []
     for host, port in settings.hosts:
         try:
@@ -144,6 +159,7 @@ def connect(settings: ConnectionSettings, *, writable: bool = False) -> pg8000.n
                 timeout=settings.connect_timeout,
                 application_name=settings.application_name,
             )
+            conn._usock.settimeout(None)  # pg8000 1.31 keeps the (TLS) socket here; see the docstring
         except (pg8000.native.InterfaceError, pg8000.native.DatabaseError, OSError) as err:
             problems.append(f"{host}:{port}: {_safe_error(err, settings)}")
             continue
@@ -151,7 +167,7 @@ def connect(settings: ConnectionSettings, *, writable: bool = False) -> pg8000.n
             conn.close()
             problems.append(f"{host}:{port}: read-only standby")
             continue
-        return conn
+        return conn, replace(settings, hosts=((host, port),))
     raise ConnectError(f"cannot connect to {settings.display()}: " + "; ".join(problems))
 
 

@@ -6,10 +6,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from postgres_server import PostgresServer
 
 from pgha.ci.harness import Plan, run_program
 from pgha.connect import ConnectionSettings, connect
+from pgha.local import PostgresServer
 from pgha.schema.migrate import migrate
 
 

@@ -22,6 +22,8 @@ INVALID = [
     ({"replicas": "two"}, "pgha:replicas", "whole number"),
     ({"drRegion": "eu-west-1"}, "pgha:drRegion", "must differ from aws:region"),
     ({"drRegion": "Europe"}, "pgha:drRegion", "AWS region"),
+    ({"drPromoted": "true"}, "pgha:drPromoted", "needs pgha:drRegion"),
+    ({"drPromoted": "yes"}, "pgha:drPromoted", "true or false"),
     ({"backupRetentionDays": "0"}, "pgha:backupRetentionDays", "from 1 to 35"),
     ({"backupRetentionDays": "36"}, "pgha:backupRetentionDays", "from 1 to 35"),
     ({"backupWindow": "3am"}, "pgha:backupWindow", "hh:mm-hh:mm"),

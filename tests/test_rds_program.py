@@ -112,15 +112,56 @@ def test_dr_replica_uses_its_own_region_provider_key_and_subnets(prod_plan: Plan
     assert prod_plan.outputs["drReplicaArn"].endswith(":db:pgha-prod-dr-replica")
 
 
-def test_every_replica_has_a_lag_alarm_of_one_second(any_plan: Plan) -> None:
+def _queries(alarm: RegisteredResource) -> dict[str, dict]:
+    """A metric-math alarm's queries by id."""
+    return {q["id"]: q for q in alarm.inputs.get("metricQueries", [])}
+
+
+def _reads(alarm: RegisteredResource, metric: str) -> str | None:
+    """The instance whose ``metric`` the alarm reads (directly or in its expression), if any."""
+    if alarm.inputs.get("metricName") == metric:
+        return alarm.inputs["dimensions"]["DBInstanceIdentifier"]
+    for query in _queries(alarm).values():
+        if query.get("metric", {}).get("metricName") == metric:
+            return query["metric"]["dimensions"]["DBInstanceIdentifier"]
+    return None
+
+
+def test_every_in_region_replica_has_a_lag_alarm_gated_on_primary_writes(any_plan: Plan) -> None:
     alarms = any_plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
-    lag = [a for a in alarms if a.inputs["metricName"] == "ReplicaLag"]
-    watched = {a.inputs["dimensions"]["DBInstanceIdentifier"] for a in lag}
-    assert watched == {r.inputs["identifier"] for r in replicas(any_plan)}
+    lag = [a for a in alarms if _reads(a, "ReplicaLag")]
+    in_region = [r for r in replicas(any_plan) if "-dr-" not in r.name]
+    assert {_reads(a, "ReplicaLag") for a in lag} == {r.inputs["identifier"] for r in in_region}
     for alarm in lag:
-        assert alarm.inputs["threshold"] == 1.0
+        assert alarm.inputs["threshold"] == 1.0  # the seed's KPI
         assert alarm.inputs["comparisonOperator"] == "GreaterThanThreshold"
         assert alarm.inputs["alarmActions"], "alarm goes nowhere"
+        # an idle primary (no WAL) turns the lag into 0, not into a page
+        assert _reads(alarm, "TransactionLogsGeneration") == f"pgha-{any_plan.stack}-primary"
+        expression = next(q for q in _queries(alarm).values() if q.get("returnData"))["expression"]
+        assert expression.startswith("IF(wal >= ") and expression.endswith(", lag, 0)")
+        assert _queries(alarm)["lag"]["metric"]["stat"] == "Maximum"
+        # a replica that stops reporting (promoted, replaced) must not page forever; broken replication is an event
+        assert alarm.inputs["treatMissingData"] == "notBreaching"
+        assert (alarm.inputs["evaluationPeriods"], alarm.inputs["datapointsToAlarm"]) == (5, 3)
+    events = any_plan.get(f"pgha-{any_plan.stack}-alarms-events")
+    assert "read replica" in events.inputs["eventCategories"]
+
+
+def test_dr_replica_lag_is_watched_from_the_primary_region_by_slot_lag(prod_plan: Plan) -> None:
+    alarm = prod_plan.get("pgha-prod-alarms-primary-slowest-replica")
+    assert alarm.provider.startswith(prod_plan.get("aws").urn)
+    assert _reads(alarm, "OldestReplicationSlotLag") == "pgha-prod-primary"
+    assert _reads(alarm, "TransactionLogsGeneration") == "pgha-prod-primary"
+    expression = _queries(alarm)["e1"]["expression"]
+    assert "slot / wal" in expression and expression.endswith(", 0)")
+    assert alarm.inputs["threshold"] == 1.0 and alarm.inputs["treatMissingData"] == "notBreaching"
+    dr_alarms = [a for a in prod_plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") if "-dr-alarms-" in a.name]
+    assert dr_alarms and not [a for a in dr_alarms if _reads(a, "ReplicaLag")]
+
+
+def test_dev_without_dr_has_no_slot_alarm(dev_plan: Plan) -> None:
+    assert not [a for a in dev_plan.resources if a.name.endswith("slowest-replica")]
 
 
 def test_kpi_alarms_on_every_instance_go_to_the_topic(prod_plan: Plan) -> None:
@@ -129,7 +170,8 @@ def test_kpi_alarms_on_every_instance_go_to_the_topic(prod_plan: Plan) -> None:
         metrics = {
             a.inputs["metricName"]
             for a in alarms
-            if a.inputs["dimensions"]["DBInstanceIdentifier"] == instance.inputs["identifier"]
+            if "metricName" in a.inputs
+            and a.inputs["dimensions"]["DBInstanceIdentifier"] == instance.inputs["identifier"]
         }
         assert {"CPUUtilization", "FreeStorageSpace", "DatabaseConnections", "FreeableMemory"} <= metrics
     conn = next(a for a in alarms if a.name == "pgha-prod-alarms-primary-connections")
@@ -211,11 +253,16 @@ def test_bring_your_own_vpc_in_one_az_fails() -> None:
     assert "at least 2 availability zones" in str(plan.error)
 
 
-def test_proxy_requires_tls_and_iam(prod_plan: Plan) -> None:
+def test_proxy_requires_tls_and_iam_and_logs_in_as_application_logins_only(prod_plan: Plan) -> None:
     proxy = prod_plan.get("pgha-prod-proxy-rds")
     assert proxy.inputs["requireTls"] is True
-    assert proxy.inputs["auths"][0]["iamAuth"] == "REQUIRED"
-    assert proxy.inputs["auths"][0]["secretArn"] == prod_plan.outputs["masterSecretArn"]
+    assert {a["iamAuth"] for a in proxy.inputs["auths"]} == {"REQUIRED"}
+    auth_secrets = [a["secretArn"] for a in proxy.inputs["auths"]]
+    assert sorted(auth_secrets) == sorted(prod_plan.outputs["appSecretArns"].values())
+    assert prod_plan.outputs["masterSecretArn"] not in auth_secrets
+    grant = json.loads(prod_plan.get("pgha-prod-proxy-read-secret").inputs["policy"])
+    readable = next(s["Resource"] for s in grant["Statement"] if s["Action"] == "secretsmanager:GetSecretValue")
+    assert sorted(readable) == sorted(auth_secrets)
     admit = prod_plan.get("pgha-prod-db-from-proxy")
     assert admit.inputs["referencedSecurityGroupId"].startswith("sg-")
 
@@ -262,7 +309,7 @@ def test_tags_reach_every_resource_through_the_provider(prod_plan: Plan) -> None
         tags = json.loads(provider.inputs["defaultTags"])["tags"]
         assert tags["pgha:stack"] == "prod" and tags["owner"] == "platform"
     for resource in prod_plan.resources:
-        if resource.custom and not resource.type.startswith("pulumi:providers"):
+        if resource.custom and resource.type.startswith("aws:"):  # random passwords carry no tags
             assert resource.provider, f"{resource.name} uses the ambient default provider"
 
 

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 
 import pg8000.native
 import pytest
-from postgres_server import PostgresServer
 
 from pgha.ci.harness import PROJECT_DIR
 from pgha.connect import ConnectionSettings, connect
+from pgha.local import PostgresServer
 from pgha.schema.migrate import migrate
 
 
@@ -48,8 +48,10 @@ def test_activity_log_inserts_for_any_time_succeed(db: pg8000.native.Connection)
         "next year": "now() + interval '1 year'",
         "far past": "'1999-12-31 23:59:59+00'::timestamptz",
     }
+    org = new_org(db, "Stamps")
     for label, expression in stamps.items():
-        db.run(f"INSERT INTO activity_logs (action, created_at) VALUES (:label, {expression})", label=label)  # noqa: S608 - fixed expressions
+        db.run(f"INSERT INTO activity_logs (organization_id, action, created_at) VALUES (:o, :label, {expression})",  # noqa: S608 - fixed expressions
+               o=org, label=label)
     found = {r[0] for r in db.run("SELECT action FROM activity_logs")}
     assert set(stamps) <= found
 
@@ -66,7 +68,8 @@ def test_partitions_exist_ahead(db: pg8000.native.Connection) -> None:
 
 
 def test_creating_a_partition_moves_rows_out_of_default(db: pg8000.native.Connection) -> None:
-    db.run("INSERT INTO activity_logs (action, created_at) VALUES ('future', '2031-05-10 12:00+00')")
+    db.run("INSERT INTO activity_logs (organization_id, action, created_at) "
+           "VALUES (:o, 'future', '2031-05-10 12:00+00')", o=new_org(db, "Future"))
     assert db.run("SELECT count(*) FROM activity_logs_default WHERE action = 'future'")[0][0] == 1
     created = db.run("SELECT create_monthly_partitions('activity_logs', '2031-05-01', '2031-05-01')")[0][0]
     assert created == 1

@@ -6,6 +6,8 @@ import json
 import shutil
 import subprocess
 import sys
+import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import boto3
@@ -13,9 +15,11 @@ import pytest
 from moto import mock_aws
 
 from components.schema_hook import lambda_bundle
-from pgha.ci.harness import PROJECT_DIR, Plan, run_program
+from pgha.ci.harness import PROJECT_DIR, Plan, _fake_id, run_program
 from pgha.connect import ConnectionSettings, connect
+from pgha.local import PostgresServer
 from pgha.schema.lambda_handler import handler
+from pgha.schema.logins import LoginSpec, ensure_logins, scram_verifier
 from pgha.schema.migrations import discover, migrations_hash
 
 
@@ -37,16 +41,21 @@ def test_function_runs_in_the_private_subnets_with_least_privilege(dev_plan: Pla
     function = dev_plan.get("pgha-dev-schema-fn")
     assert function.inputs["vpcConfig"]["subnetIds"] == dev_plan.outputs["subnetIds"]
     assert function.inputs["handler"] == "pgha.schema.lambda_handler.handler"
-    policy = json.loads(dev_plan.get("pgha-dev-schema-read-master-secret").inputs["policy"])
+    policy = json.loads(dev_plan.get("pgha-dev-schema-read-secrets").inputs["policy"])
     grants = {s["Action"]: s["Resource"] for s in policy["Statement"]}
-    assert grants == {"secretsmanager:GetSecretValue": dev_plan.outputs["masterSecretArn"],
+    assert grants == {"secretsmanager:GetSecretValue": [dev_plan.outputs["masterSecretArn"],
+                                                        *dev_plan.outputs["appSecretArns"].values()],
                       "kms:Decrypt": dev_plan.outputs["kmsKeyArn"]}
     admit = dev_plan.get("pgha-dev-db-from-schema-hook")
     assert admit.inputs["securityGroupId"] == dev_plan.outputs["securityGroupId"]
-    egress = [r for r in dev_plan.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
-              if r.name.startswith("pgha-dev-schema")]
-    assert sorted(r.inputs["fromPort"] for r in egress) == [443, 5432]
-    assert all(r.inputs["cidrIpv4"] == "10.40.0.0/16" for r in egress)
+    rules = dev_plan.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
+    egress = {r.inputs["fromPort"]: r for r in rules if r.name.startswith("pgha-dev-schema")}
+    assert sorted(egress) == [443, 5432]
+    assert egress[5432].inputs["cidrIpv4"] == "10.40.0.0/16"
+    # HTTPS only to the VPC endpoints' security group, not to the whole VPC
+    endpoint_sg = dev_plan.get("pgha-dev-net-endpoints-sg")
+    assert egress[443].inputs["referencedSecurityGroupId"] == f"sg-{_fake_id(endpoint_sg.name)}"
+    assert "cidrIpv4" not in egress[443].inputs
 
 
 def test_hook_off_registers_no_function() -> None:
@@ -119,3 +128,85 @@ def test_handler_fails_loudly_on_a_wrong_password(fresh_db: ConnectionSettings,
     with pytest.raises(Exception, match="password authentication failed"):
         handler({"host": host, "port": port, "database": fresh_db.database, "secretArn": secret["ARN"],
                  "sslmode": "disable"})
+
+
+def _login_secret(client, name: str, user: str, password: str) -> str:
+    return client.create_secret(Name=name, SecretString=json.dumps({"username": user, "password": password}))["ARN"]
+
+
+@mock_aws
+def test_handler_creates_application_logins_with_the_secrets_passwords(
+    fresh_db: ConnectionSettings, postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    client = boto3.client("secretsmanager", region_name="eu-west-1")
+    master = _login_secret(client, "rds!db-logins", fresh_db.user, fresh_db.password)
+    app_password, exec_password = "app-" + uuid.uuid4().hex, "exec-" + uuid.uuid4().hex
+    app = _login_secret(client, "pgha-app", "pgha_app", app_password)
+    executive = _login_secret(client, "pgha-exec", "pgha_exec", exec_password)
+    host, port = fresh_db.hosts[0]
+    # log every statement of this database: the passwords must not reach the server's log either
+    admin = connect(fresh_db)
+    admin.run(f'ALTER DATABASE "{fresh_db.database}" SET log_statement = \'all\'')
+    admin.close()
+    event = {"host": host, "port": port, "database": fresh_db.database, "secretArn": master, "sslmode": "disable",
+             "logins": [{"secretArn": app, "memberOf": "application_role"},
+                        {"secretArn": executive, "memberOf": "executive_role"}]}
+
+    result = handler(event)
+    assert result["logins"] == ["pgha_app", "pgha_exec"]
+    as_app = connect(replace(fresh_db, user="pgha_app", password=app_password))
+    member, superuser, bypass = as_app.run(
+        "SELECT pg_has_role('application_role', 'MEMBER'), rolsuper, rolbypassrls FROM pg_roles "
+        "WHERE rolname = current_user")[0]
+    assert (member, superuser, bypass) == (True, False, False)
+    as_app.close()
+    as_exec = connect(replace(fresh_db, user="pgha_exec", password=exec_password))
+    assert as_exec.run("SELECT pg_has_role('executive_role', 'MEMBER'), pg_has_role('application_role', 'MEMBER')")[
+        0] == [True, False]
+    as_exec.close()
+
+    # a new password in the secret: the next run sets it, the old one stops working
+    new_password = "app-" + uuid.uuid4().hex
+    client.put_secret_value(SecretId=app, SecretString=json.dumps({"username": "pgha_app", "password": new_password}))
+    assert handler(event)["logins"] == ["pgha_app", "pgha_exec"]
+    connect(replace(fresh_db, user="pgha_app", password=new_password)).close()
+    with pytest.raises(Exception, match="password authentication failed"):
+        connect(replace(fresh_db, user="pgha_app", password=app_password))
+
+    shown = capsys.readouterr()
+    server_log = (postgres.root / "postgres.log").read_text(errors="replace")
+    assert "ALTER ROLE" in server_log, "statement logging did not take effect: the check below would prove nothing"
+    for password in (app_password, exec_password, new_password):
+        assert password not in json.dumps(result) and password not in shown.out + shown.err
+        assert password not in server_log
+
+
+def test_scram_verifier_is_what_postgresql_accepts_and_not_the_password() -> None:
+    verifier = scram_verifier("correct horse", salt=b"0123456789abcdef")
+    assert verifier.startswith("SCRAM-SHA-256$4096:MDEyMzQ1Njc4OWFiY2RlZg==$")
+    assert "correct horse" not in verifier and "'" not in verifier
+    with pytest.raises(ValueError, match="not a plain lower-case SQL identifier"):
+        ensure_logins(None, [LoginSpec("app; DROP TABLE x", "pw", "application_role")])  # type: ignore[arg-type]
+
+
+def test_logins_are_made_by_a_master_user_that_is_not_a_superuser(fresh_db: ConnectionSettings) -> None:
+    """Like RDS's master user (rds_superuser: CREATEROLE, not SUPERUSER)."""
+    suffix = uuid.uuid4().hex[:8]
+    master, group, login = f"master_{suffix}", f"group_{suffix}", f"login_{suffix}"
+    admin = connect(fresh_db)
+    admin.run(f"CREATE ROLE {master} LOGIN CREATEROLE PASSWORD 'master-pw'")
+    conn = connect(replace(fresh_db, user=master, password="master-pw"))
+    try:
+        conn.run(f"CREATE ROLE {group} NOLOGIN")
+        assert ensure_logins(conn, [LoginSpec(login, "login-pw-" + suffix, group)]) == [login]
+        assert ensure_logins(conn, [LoginSpec(login, "login-pw-2-" + suffix, group)]) == [login]  # again: idempotent
+    finally:
+        conn.close()
+    as_login = connect(replace(fresh_db, user=login, password="login-pw-2-" + suffix))
+    assert as_login.run(f"SELECT pg_has_role('{group}', 'MEMBER')")[0] == [True]
+    as_login.close()
+    for role in (login, group, master):
+        admin.run(f"DROP ROLE {role}")
+    admin.close()

@@ -25,6 +25,14 @@ import yaml
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 ACCOUNT_ID = "123456789012"
 
+#: Bring-your-own VPCs the mocked data sources know (``pgha:vpcId``), by what their subnets can reach.
+#: Any other VPC id routes 0.0.0.0/0 through a NAT gateway and has no endpoints.
+BYO_VPC_WITH_NAT = "vpc-0123456789abcdef0"
+BYO_VPC_WITH_ENDPOINT = "vpc-0e0d0e0d0e0d0e0d0"
+BYO_VPC_WITHOUT_EGRESS = "vpc-0000000000000dead"
+#: Security group of the mocked Secrets Manager endpoint of BYO_VPC_WITH_ENDPOINT.
+BYO_ENDPOINT_SG = "sg-0e0d0e0d0e0d0e0d0"
+
 
 class Secret:
     """A value Pulumi treats as secret; shown as ``[secret]`` and never printed."""
@@ -54,9 +62,11 @@ class RegisteredResource:
     custom: bool
     inputs: dict[str, Any]
     dependencies: list[str]
+    #: ``protect=True``: the engine refuses to delete or replace it, even on a forced ``pulumi up``.
+    protect: bool = False
     #: Input name -> URNs it was computed from (what a replacement of those URNs changes).
     property_dependencies: dict[str, list[str]] = field(default_factory=dict)
-    #: Resource options the engine acts on in a diff: protect, ignoreChanges, replaceOnChanges,
+    #: The other resource options the engine acts on in a diff: ignoreChanges, replaceOnChanges,
     #: deleteBeforeReplace, retainOnDelete.
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -71,6 +81,7 @@ class RegisteredResource:
             "custom": self.custom,
             "inputs": redact(self.inputs),
             "dependencies": self.dependencies,
+            "protect": self.protect,
         }
 
 
@@ -242,8 +253,18 @@ def _computed_state(args: Any) -> dict[str, Any]:
     elif args.typ == "aws:lambda/invocation:Invocation":
         state.update(result=json.dumps({"applied": [], "alreadyApplied": []}))
     elif args.typ == "random:index/randomPassword:RandomPassword":
-        state.update(result=rpc.wrap_rpc_secret(f"mock-password-{_fake_id(args.name)}"))
+        # at least as long as asked for, like the real provider
+        padding = hashlib.sha256(args.name.encode()).hexdigest() * 4
+        value = f"mock-password-{_fake_id(args.name)}"
+        state.update(result=rpc.wrap_rpc_secret(value + padding[: max(0, int(inputs.get("length", 0)) - len(value))]))
+    elif args.typ == "aws:secretsmanager/secretVersion:SecretVersion":
+        # a new value is a new version (as AWS assigns one per PutSecretValue)
+        state.update(versionId=_fake_id(json.dumps(_normalize(inputs), default=repr, sort_keys=True)))
     return state
+
+
+class _InvokeFailure(Exception):
+    """A mocked data source that fails the way the provider's does (e.g. nothing matched)."""
 
 
 def _invoke_result(token: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -261,6 +282,21 @@ def _invoke_result(token: str, args: dict[str, Any]) -> dict[str, Any]:
         return {"id": subnet, "availabilityZone": f"eu-west-1{'abc'[int(subnet[-1], 16) % 3]}", "vpcId": "vpc-mock"}
     if token == "aws:ec2/getVpc:getVpc":
         return {"id": args.get("id"), "cidrBlock": "10.99.0.0/16"}
+    if token == "aws:ec2/getRouteTables:getRouteTables":
+        # one route table per VPC, explicitly associated with every subnet
+        return {"ids": [f"rtb-{args.get('vpcId', 'vpc-0')[4:]}"], "vpcId": args.get("vpcId")}
+    if token == "aws:ec2/getRouteTable:getRouteTable":
+        vpc = f"vpc-{args.get('routeTableId', 'rtb-0')[4:]}"
+        routes = [{"cidrBlock": "10.99.0.0/16", "gatewayId": "local"}]
+        if vpc not in (BYO_VPC_WITH_ENDPOINT, BYO_VPC_WITHOUT_EGRESS):
+            routes.append({"cidrBlock": "0.0.0.0/0", "natGatewayId": f"nat-{vpc[4:]}"})
+        return {"routeTableId": args.get("routeTableId"), "vpcId": vpc, "routes": routes}
+    if token == "aws:ec2/getVpcEndpoint:getVpcEndpoint":
+        if args.get("vpcId") != BYO_VPC_WITH_ENDPOINT:
+            raise _InvokeFailure("no matching EC2 VPC Endpoint found")
+        return {"id": "vpce-0e0d0e0d0e0d0e0d0", "vpcId": args["vpcId"], "serviceName": args.get("serviceName"),
+                "state": "available", "privateDnsEnabled": True, "securityGroupIds": [BYO_ENDPOINT_SG],
+                "vpcEndpointType": "Interface"}
     if token == "aws:ec2/getAmi:getAmi":
         return {"id": "ami-0123456789abcdef0", "name": "debian-12-arm64-mock", "architecture": "arm64"}
     return {}
@@ -283,9 +319,9 @@ def _normalize(value: Any) -> Any:
 
 
 def _options(request: Any) -> dict[str, Any]:
-    """The resource options of a RegisterResource request that change how a diff is applied."""
+    """The resource options of a RegisterResource request that change how a diff is applied
+    (``protect`` has its own field)."""
     return {
-        "protect": bool(request.protect),
         "ignoreChanges": list(request.ignoreChanges),
         "replaceOnChanges": list(request.replaceOnChanges),
         "deleteBeforeReplace": bool(request.deleteBeforeReplace),
@@ -303,7 +339,10 @@ def _recording_monitor(records: list[RegisteredResource]) -> Any:
             return str(state.get("id", args.name)), state
 
         def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list]:
-            return _invoke_result(args.token, dict(args.args)), []
+            try:
+                return _invoke_result(args.token, dict(args.args)), []
+            except _InvokeFailure as failure:  # as the provider reports a data source that found nothing
+                return {}, [("", str(failure))]
 
     class RecordingMonitor(mocks.MockMonitor):
         def RegisterResource(self, request: Any) -> Any:
@@ -319,6 +358,7 @@ def _recording_monitor(records: list[RegisteredResource]) -> Any:
                         custom=bool(request.custom),
                         inputs=_normalize(rpc.deserialize_properties(request.object, keep_internal=False)),
                         dependencies=sorted(set(request.dependencies)),
+                        protect=request.HasField("protect") and bool(request.protect),
                         property_dependencies={
                             key: sorted(set(deps.urns)) for key, deps in request.propertyDependencies.items()
                         },

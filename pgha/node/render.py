@@ -8,6 +8,7 @@ environment variables Patroni reads them from.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,10 +166,22 @@ SECRET_JSON_KEYS = ClusterSecrets(
 )
 
 
-def _installed_version(distribution: str) -> str:
-    import importlib.metadata
+#: The node's Python requirements, pinned with ``==``: the versions the lab runs and the tests use.
+NODE_REQUIREMENTS = Path(__file__).resolve().parents[2] / "requirements-lab.txt"
 
-    return importlib.metadata.version(distribution)
+
+def node_pin(distribution: str, requirements: Path = NODE_REQUIREMENTS) -> str:
+    """The ``==`` version ``requirements`` pins for ``distribution`` (extras ignored).
+
+    Read as text, not from the installed packages, so the deploy-time program needs only
+    requirements.txt (Pulumi builds its venv from that file alone).
+    """
+    wanted = re.sub(r"[-_.]+", "-", distribution).lower()
+    for line in requirements.read_text().splitlines():
+        match = re.fullmatch(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?\s*==\s*([^\s;#]+).*", line)
+        if match and re.sub(r"[-_.]+", "-", match[1]).lower() == wanted:
+            return match[3]
+    raise LookupError(f"{requirements.name} pins no version of {distribution} (expected a line {distribution}==X.Y.Z)")
 
 
 @dataclass(frozen=True)
@@ -182,9 +195,9 @@ class BootSettings:
     data_volume_id: str
     postgres_version: int
     backup_retention_days: int = 14
-    #: Nodes run the Patroni this project is tested with (the version installed here).
-    patroni_version: str = field(default_factory=lambda: _installed_version("patroni"))
-    psycopg_version: str = field(default_factory=lambda: _installed_version("psycopg"))
+    #: Nodes run the Patroni this project is tested with (the lab's pinned versions).
+    patroni_version: str = field(default_factory=lambda: node_pin("patroni"))
+    psycopg_version: str = field(default_factory=lambda: node_pin("psycopg"))
 
 
 def render_user_data(cluster: ClusterSpec, node: NodeSpec, boot: BootSettings) -> str:

@@ -1,20 +1,28 @@
 """AWS Lambda entry point of the post-deploy schema hook: runs ``pgha migrate`` inside the VPC.
 
 Invoked by ``aws.lambda_.Invocation`` after the database exists. The password comes from the
-RDS-managed Secrets Manager secret named in the event; it is never logged or returned. A failed
-migration raises, which fails the invocation and so fails ``pulumi up``.
+RDS-managed Secrets Manager secret named in the event; it is never logged or returned. Then the
+application login roles listed in ``logins`` (``[{"secretArn", "memberOf"}]``) are created or
+updated with the passwords of their secrets (see :mod:`pgha.schema.logins`). A failed migration
+raises, which fails the invocation and so fails ``pulumi up``.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from pgha.connect import ConnectionSettings, connect, resolve
-from pgha.schema.migrate import migrate
+from pgha.connect import ConnectionSettings, connect, connect_pinned, resolve, secret_credentials
+from pgha.schema.logins import LoginSpec, ensure_logins
+from pgha.schema.migrate import Timeouts, migrate
 
 
 def handler(event: dict[str, Any], _context: Any = None) -> dict[str, Any]:
-    """Apply pending migrations to the writer named in ``event``; return what was applied."""
+    """Apply pending migrations to the writer named in ``event``; return what was applied.
+
+    Optional ``lockTimeout`` / ``statementTimeout`` (seconds; 0 = no limit) override the
+    runner's defaults (5 s / none).
+    """
     settings = resolve(
         ConnectionSettings(
             hosts=((event["host"], int(event.get("port", 5432))),),
@@ -25,9 +33,20 @@ def handler(event: dict[str, Any], _context: Any = None) -> dict[str, Any]:
         ),
         secret_arn=event["secretArn"],
     )
-    conn = connect(settings, writable=True)
+    logins = [
+        LoginSpec(*secret_credentials(item["secretArn"]), member_of=item["memberOf"])
+        for item in event.get("logins", [])
+    ]
+    timeouts = Timeouts(
+        statement=float(event.get("statementTimeout") or 0) or None,
+        lock=float(event.get("lockTimeout", 5)) or None,
+    )
+    conn, pinned = connect_pinned(settings, writable=True)
     try:
-        result = migrate(conn, report=print)
+        result = migrate(conn, report=print, timeouts=timeouts,
+                         observer=lambda: connect(replace(pinned, application_name="pgha-schema-hook-watch")))
+        # after the migrations: they create the group roles the logins join
+        ensured = ensure_logins(conn, logins, report=print)
     finally:
         conn.close()
     return {
@@ -35,4 +54,5 @@ def handler(event: dict[str, Any], _context: Any = None) -> dict[str, Any]:
         "alreadyApplied": result.already_applied,
         "migrationsHash": result.hash,
         "notices": result.notices,
+        "logins": ensured,
     }

@@ -7,9 +7,11 @@ autocommit mode, one statement per table, driven by the schema's ``maintenance_c
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pg8000.native
+
+from pgha.schema.migrate import DEFAULT_TIMEOUTS, LOCK_NOT_AVAILABLE, Timeouts, sqlstate
 
 
 @dataclass(frozen=True)
@@ -32,13 +34,36 @@ def plan_maintenance(conn: pg8000.native.Connection) -> list[MaintenanceAction]:
     return actions
 
 
+@dataclass
+class MaintenanceResult:
+    """What maintenance ran, and what it skipped because a lock was not available in time."""
+
+    actions: list[MaintenanceAction] = field(default_factory=list)
+    skipped: list[MaintenanceAction] = field(default_factory=list)
+
+
 def run_maintenance(
-    conn: pg8000.native.Connection, *, dry_run: bool = False, report: Callable[[str], None] = lambda _m: None
-) -> list[MaintenanceAction]:
-    """Run (or with ``dry_run`` only list) the maintenance the database needs now."""
-    actions = plan_maintenance(conn)
-    for action in actions:
+    conn: pg8000.native.Connection, *, dry_run: bool = False, report: Callable[[str], None] = lambda _m: None,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+) -> MaintenanceResult:
+    """Run (or with ``dry_run`` only list) the maintenance the database needs now.
+
+    ``timeouts`` bounds each statement and its lock wait: a table whose lock is not granted within
+    the lock timeout (a long transaction holds a conflicting one) is skipped and reported, so
+    maintenance never queues behind it and blocks traffic; the next run takes it up.
+    """
+    result = MaintenanceResult(actions=plan_maintenance(conn))
+    if not dry_run:
+        timeouts.apply(conn)
+    for action in result.actions:
         report(("would run: " if dry_run else "running: ") + action.statement)
-        if not dry_run:
+        if dry_run:
+            continue
+        try:
             conn.run(action.statement)  # table names come from regclass::text, already quoted
-    return actions
+        except pg8000.native.DatabaseError as err:
+            if sqlstate(err) != LOCK_NOT_AVAILABLE:
+                raise
+            report(f"skipped {action.table}: its lock was not granted within {timeouts.lock:g} s")
+            result.skipped.append(action)
+    return result

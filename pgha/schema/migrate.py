@@ -5,11 +5,22 @@
 - A session advisory lock serializes concurrent runs; each re-reads what is applied under the lock.
 - Each migration runs in its own transaction together with its tracking row; a file marked
   ``-- pgha:no-transaction`` runs statement by statement and is recorded only when all completed.
+  There, a SELECT whose leading comment holds ``pgha:gexec`` returns statements that are run in
+  turn (like psql's ``\\gexec``), e.g. one ``CREATE INDEX CONCURRENTLY`` per partition.
+- ``lock_timeout`` (default 5 s) keeps DDL from queueing behind a long transaction, which would
+  block every query behind it; a migration that hits it is retried with backoff, then fails
+  naming the lock it waited for (seen from a second connection) and leaving nothing of it applied.
+  ``statement_timeout`` is off unless asked for. Concurrent index builds wait without blocking
+  traffic, so they run without the lock timeout.
+- After each ``CREATE INDEX CONCURRENTLY`` the index it names must be valid: an INVALID one (left
+  by an interrupted build and skipped by ``IF NOT EXISTS``) is dropped concurrently and rebuilt.
 - With nothing pending the run takes the lock, reads, and leaves: no table is created or written.
 """
 
 from __future__ import annotations
 
+import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,8 +34,98 @@ from pgha.schema.migrations import MIGRATIONS_DIR, Migration, discover, migratio
 LOCK_KEY = int.from_bytes(bytes.fromhex("5d2b0c1c7f3a9e11"), "big", signed=True)
 
 
+#: SQLSTATE lock_not_available: lock_timeout expired (or NOWAIT).
+LOCK_NOT_AVAILABLE = "55P03"
+GEXEC_MARK = re.compile(r"^\s*--[^\n]*\bpgha:gexec\b", re.MULTILINE)
+CONCURRENTLY = re.compile(r"^\s*(CREATE|DROP|REINDEX)\b[^;]*?\bCONCURRENTLY\b", re.IGNORECASE)
+_IDENT = r'(?:"[^"]+"|[A-Za-z_][\w$]*)'
+CREATE_INDEX_CONCURRENTLY = re.compile(
+    rf"^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+(?:IF\s+NOT\s+EXISTS\s+)?({_IDENT}(?:\.{_IDENT})?)",
+    re.IGNORECASE,
+)
+
+
 class MigrationError(RuntimeError):
     """A migration could not be applied; the database is as it was before that migration."""
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Limits the runner sets on its session, in seconds (None or 0: no limit)."""
+
+    #: Longest any statement may run; off by default (a migration may rewrite a big table).
+    statement: float | None = None
+    #: Longest a statement waits for a lock before it is cancelled and the migration retried.
+    lock: float | None = 5.0
+    #: Retries after a lock timeout, waiting ``backoff``, 2 x ``backoff``, ... in between.
+    lock_retries: int = 3
+    backoff: float = 2.0
+
+    def apply(self, conn: pg8000.native.Connection) -> None:
+        """Set statement_timeout and lock_timeout for the rest of the session."""
+        conn.run("SELECT set_config('statement_timeout', :v, false)", v=_ms(self.statement))
+        conn.run("SELECT set_config('lock_timeout', :v, false)", v=_ms(self.lock))
+
+
+DEFAULT_TIMEOUTS = Timeouts()
+
+
+def _ms(seconds: float | None) -> str:
+    return f"{round(seconds * 1000)}ms" if seconds else "0"
+
+
+def sqlstate(err: Exception) -> str | None:
+    """The SQLSTATE of a pg8000 server error, if it is one."""
+    return err.args[0].get("C") if err.args and isinstance(err.args[0], dict) else None
+
+
+class LockWatch:
+    """Sees, from a second connection, which lock the runner's session is waiting for.
+
+    A lock-timeout error does not name the lock; ``pg_locks`` and ``pg_blocking_pids`` do, but
+    only while the wait lasts and only from another session, so a thread polls while a
+    statement runs.
+    """
+
+    QUERY = """
+        SELECT l.locktype, CASE WHEN l.relation IS NOT NULL THEN l.relation::regclass::text END, l.mode,
+               (SELECT string_agg(format('pid %s (%s, %s)', a.pid,
+                                         coalesce(nullif(a.application_name, ''), a.usename::text), a.state), ', ')
+                FROM pg_stat_activity a WHERE a.pid = ANY (pg_blocking_pids(l.pid)))
+        FROM pg_locks l WHERE l.pid = :pid AND NOT l.granted LIMIT 1"""
+
+    def __init__(self, observer: pg8000.native.Connection | None, pid: int, interval: float = 0.1):
+        self.observer = observer
+        self.pid = pid
+        self.interval = interval
+        self.waited_for: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> LockWatch:
+        self.waited_for = None
+        if self.observer is not None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._poll, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                rows = self.observer.run(self.QUERY, pid=self.pid)
+            except Exception:  # the watch only explains; it must never break a migration
+                return
+            if rows:
+                locktype, relation, mode, holders = rows[0]
+                what = f"relation {relation}" if relation else f"a {locktype} lock"
+                self.waited_for = f"{what} ({mode})" + (f", held by {holders}" if holders else "")
 
 
 @dataclass
@@ -80,7 +181,8 @@ def _record(conn: pg8000.native.Connection, migration: Migration, started: float
     )
 
 
-def _error_text(err: Exception) -> str:
+def error_text(err: Exception) -> str:
+    """A server error as one readable line: severity, message, SQLSTATE (and where, if any)."""
     if err.args and isinstance(err.args[0], dict):
         fields = err.args[0]
         text = f"{fields.get('S', 'ERROR')}: {fields.get('M', '')} (SQLSTATE {fields.get('C', '?')})"
@@ -90,29 +192,131 @@ def _error_text(err: Exception) -> str:
     return str(err)
 
 
-def _apply_one(conn: pg8000.native.Connection, migration: Migration) -> None:
+def _run_statement(
+    conn: pg8000.native.Connection, statement: str, timeouts: Timeouts, watch: LockWatch,
+    report: Callable[[str], None],
+) -> list[str]:
+    """Run one statement of a non-transactional migration; return the statements it ran.
+
+    A ``pgha:gexec`` SELECT runs each statement it returns. Concurrent index builds run without
+    the lock timeout and are checked for validity afterwards.
+    """
+    if GEXEC_MARK.search(statement):
+        generated = [row[0] for row in conn.run(statement) if row and row[0]]
+        ran = []
+        for each in generated:
+            ran += _run_statement(conn, each, timeouts, watch, report)
+        return ran
+    concurrent = bool(CONCURRENTLY.match(_code(statement)))
+    if concurrent and timeouts.lock:
+        conn.run("SET lock_timeout = 0")
+    try:
+        _with_lock_retries(conn, lambda: conn.run(statement), timeouts, watch, lambda: report(
+            f"lock not available within {timeouts.lock:g} s, retrying: {_code(statement).strip()[:80]}"))
+    finally:
+        if concurrent and timeouts.lock:
+            conn.run("SELECT set_config('lock_timeout', :v, false)", v=_ms(timeouts.lock))
+    return [statement]
+
+
+def _code(statement: str) -> str:
+    """The statement without leading comment lines."""
+    return re.sub(r"^(\s*--[^\n]*\n)+", "", statement)
+
+
+def invalid_index(conn: pg8000.native.Connection, statement: str) -> str | None:
+    """The index a CREATE INDEX CONCURRENTLY statement names, if it exists and is INVALID."""
+    match = CREATE_INDEX_CONCURRENTLY.match(_code(statement))
+    if not match:
+        return None
+    rows = conn.run(
+        "SELECT indexrelid::regclass::text FROM pg_index WHERE indexrelid = to_regclass(:name) AND NOT indisvalid",
+        name=match[1],
+    )
+    return rows[0][0] if rows else None
+
+
+def _rebuild_if_invalid(
+    conn: pg8000.native.Connection, statement: str, timeouts: Timeouts, watch: LockWatch,
+    report: Callable[[str], None],
+) -> None:
+    """Drop and rebuild the index ``statement`` names when an interrupted build left it INVALID."""
+    index = invalid_index(conn, statement)
+    if index is None:
+        return
+    report(f"index {index} is INVALID (an interrupted concurrent build): dropping and rebuilding it")
+    _run_statement(conn, f"DROP INDEX CONCURRENTLY IF EXISTS {index}", timeouts, watch, report)
+    _run_statement(conn, statement, timeouts, watch, report)
+    if invalid_index(conn, statement):
+        raise MigrationError(f"index {index} is still INVALID after a rebuild")
+
+
+def _with_lock_retries(
+    conn: pg8000.native.Connection, attempt: Callable[[], object], timeouts: Timeouts, watch: LockWatch,
+    on_retry: Callable[[], None] = lambda: None,
+) -> None:
+    """Run ``attempt``; after a lock timeout wait with backoff and run it again, up to lock_retries times.
+
+    The last lock-timeout error is re-raised with what the watch saw attached as ``waited_for``.
+    """
+    for number in range(timeouts.lock_retries + 1):
+        try:
+            with watch:
+                attempt()
+            return
+        except pg8000.native.DatabaseError as err:
+            if sqlstate(err) != LOCK_NOT_AVAILABLE or number == timeouts.lock_retries:
+                err.waited_for = watch.waited_for
+                raise
+            on_retry()
+            time.sleep(timeouts.backoff * 2**number)
+
+
+def _lock_failure(err: Exception, timeouts: Timeouts) -> str:
+    if sqlstate(err) != LOCK_NOT_AVAILABLE:
+        return ""
+    what = getattr(err, "waited_for", None) or "a lock (not seen: set a longer --lock-timeout to see which)"
+    return (f"; gave up after {timeouts.lock_retries + 1} attempts of --lock-timeout {timeouts.lock:g} s "
+            f"waiting for {what}")
+
+
+def _apply_one(
+    conn: pg8000.native.Connection, migration: Migration, timeouts: Timeouts, watch: LockWatch,
+    report: Callable[[str], None],
+) -> None:
     started = time.monotonic()
     if migration.transactional:
-        conn.run("BEGIN")
+        def attempt() -> None:
+            conn.run("BEGIN")
+            try:
+                conn.run(migration.sql)
+                _record(conn, migration, started)
+                conn.run("COMMIT")
+            except pg8000.native.DatabaseError:
+                conn.run("ROLLBACK")
+                raise
+
+        def retrying() -> None:
+            report(f"{migration.name}: lock not available within {timeouts.lock:g} s, retrying")
+
         try:
-            conn.run(migration.sql)
-            _record(conn, migration, started)
-            conn.run("COMMIT")
+            _with_lock_retries(conn, attempt, timeouts, watch, retrying)
         except pg8000.native.DatabaseError as err:
-            conn.run("ROLLBACK")
             raise MigrationError(
-                f"{migration.name} failed and was rolled back; nothing of it remains:\n  {_error_text(err)}"
+                f"{migration.name} failed and was rolled back; nothing of it remains"
+                f"{_lock_failure(err, timeouts)}:\n  {error_text(err)}"
             ) from None
         return
     statements = split_statements(migration.sql)
     for index, statement in enumerate(statements, 1):
         try:
-            conn.run(statement)
+            for ran in _run_statement(conn, statement, timeouts, watch, report):
+                _rebuild_if_invalid(conn, ran, timeouts, watch, report)
         except pg8000.native.DatabaseError as err:
             raise MigrationError(
                 f"{migration.name} (non-transactional) failed at statement {index} of {len(statements)}; "
                 f"statements 1-{index - 1} stay applied, the migration is not recorded, and a re-run "
-                f"starts it again from the top:\n  {_error_text(err)}"
+                f"starts it again from the top{_lock_failure(err, timeouts)}:\n  {error_text(err)}"
             ) from None
     _record(conn, migration, started)
 
@@ -149,16 +353,22 @@ def migrate(
     *,
     dry_run: bool = False,
     report: Callable[[str], None] = lambda _msg: None,
-    lock_timeout: float = 900.0,
+    run_lock_wait: float = 900.0,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    observer: Callable[[], pg8000.native.Connection] | None = None,
 ) -> MigrationResult:
     """Apply every pending migration in ``directory`` to the database behind ``conn``.
 
     ``report`` receives one line per step (and server warnings, e.g. pg_cron missing).
+    ``run_lock_wait`` bounds the wait for another run; ``timeouts`` sets the session's statement
+    and lock timeouts; ``observer`` opens a second connection to the same server, used only to
+    name the lock a timed-out migration waited for.
     Raises MigrationError naming the file when a migration fails or an applied one changed.
     """
     migrations = discover(directory)
     result = MigrationResult(hash=migrations_hash(directory))
-    _acquire_lock(conn, lock_timeout, report)
+    _acquire_lock(conn, run_lock_wait, report)
+    watcher: pg8000.native.Connection | None = None
     try:
         applied = applied_checksums(conn)
         check_unchanged(migrations, applied)
@@ -167,13 +377,24 @@ def migrate(
         result.pending = [m.name for m in pending]
         if dry_run or not pending:
             return result
+        timeouts.apply(conn)
+        if observer is not None:
+            try:
+                watcher = observer()
+            except Exception as err:  # naming a lock is a help, not a requirement
+                report(f"warning: no second connection to watch lock waits ({type(err).__name__})")
+        watch = LockWatch(watcher, conn.run("SELECT pg_backend_pid()")[0][0])
         _create_tracking(conn)
         for migration in pending:
             report(f"applying {migration.name}")
-            _apply_one(conn, migration)
+            _apply_one(conn, migration, timeouts, watch, report)
             _drain_notices(conn, result.notices, report)
             result.applied.append(migration.name)
         return result
     finally:
+        if watcher is not None:
+            watcher.close()
         conn.notices.clear()
         conn.run("SELECT pg_advisory_unlock(:key)", key=LOCK_KEY)
+        conn.run("RESET statement_timeout")
+        conn.run("RESET lock_timeout")

@@ -43,6 +43,7 @@ POLICY_MODULES = (
     "pgha.ci.policy.s3",
     "pgha.ci.policy.network",
     "pgha.ci.policy.kms",
+    "pgha.ci.policy.hardening",
 )
 
 ALL_POLICIES: list[Policy] = [

@@ -1,0 +1,80 @@
+"""``pgha:drPromoted``: after a DR promotion the program declares what exists, in place, and nothing else."""
+
+from __future__ import annotations
+
+import pytest
+
+from pgha.ci.harness import Plan, RegisteredResource, Secret, redact, run_program
+
+DR = "pgha-prod-dr-replica"
+#: What declaring the promotion may change on the DR instance: the promotion itself, and the final-snapshot
+#: settings the provider only reads when the instance is deleted (no API call on update).
+PROMOTION_INPUTS = {"replicateSourceDb", "skipFinalSnapshot", "finalSnapshotIdentifier", "deleteAutomatedBackups"}
+#: aws_db_instance arguments that force a new instance (terraform-provider-aws internal/service/rds/instance.go,
+#: schema attributes with ForceNew: true), as Pulumi names them.
+FORCE_NEW = {"identifier", "identifierPrefix", "engine", "kmsKeyId", "storageEncrypted", "availabilityZone",
+             "dbName", "username", "characterSetName", "ncharCharacterSetName", "timezone", "snapshotIdentifier",
+             "restoreToPointInTime", "s3Import", "customIamInstanceProfile", "networkType"}
+
+
+@pytest.fixture(scope="module")
+def promoted() -> Plan:
+    return run_program("prod", {"drPromoted": "true"})
+
+
+def by_urn(plan: Plan) -> dict[str, RegisteredResource]:
+    return {r.urn: r for r in plan.resources}
+
+
+def changed_inputs(before: RegisteredResource, after: RegisteredResource) -> set[str]:
+    """Input names whose values differ (assets compared by what they contain, secrets by value)."""
+    old, new = redact(before.inputs), redact(after.inputs)
+    secrets = {k for k in set(before.inputs) | set(after.inputs)
+               if isinstance(before.inputs.get(k), Secret) or isinstance(after.inputs.get(k), Secret)}
+    return {k for k in set(old) | set(new)
+            if old.get(k) != new.get(k) or (k in secrets and before.inputs.get(k) != after.inputs.get(k))}
+
+
+def test_promoted_dr_instance_is_the_same_resource_updated_in_place(prod_plan: Plan, promoted: Plan) -> None:
+    before, after = prod_plan.get(DR), promoted.get(DR)
+    assert after.urn == before.urn and after.type == before.type
+    changed = changed_inputs(before, after)
+    assert "replicateSourceDb" in changed and "replicateSourceDb" not in after.inputs
+    assert changed <= PROMOTION_INPUTS, f"more than the promotion in one update: {changed - PROMOTION_INPUTS}"
+    assert not changed & FORCE_NEW
+    for key in FORCE_NEW:
+        assert before.inputs.get(key) == after.inputs.get(key), key
+
+
+def test_promoted_dr_instance_keeps_its_own_backups_and_is_protected(promoted: Plan) -> None:
+    dr = promoted.get(DR).inputs
+    assert dr["backupRetentionPeriod"] == 14 and dr["backupWindow"] == "02:00-03:00"
+    assert dr["skipFinalSnapshot"] is False and dr["finalSnapshotIdentifier"] == f"{DR}-final"
+    assert dr["deleteAutomatedBackups"] is False
+    assert dr["deletionProtection"] is True and promoted.get(DR).protect
+
+
+def test_promotion_changes_nothing_else(prod_plan: Plan, promoted: Plan) -> None:
+    before, after = by_urn(prod_plan), by_urn(promoted)
+    assert set(after) == set(before), "resources added or removed in the promotion update"
+    for urn, resource in before.items():
+        if resource.name == DR:
+            continue
+        assert changed_inputs(resource, after[urn]) == set(), resource.name
+        assert resource.dependencies == after[urn].dependencies, resource.name
+        assert resource.protect == after[urn].protect, resource.name
+
+
+def test_promoted_dr_instance_is_the_dr_regions_writer(prod_plan: Plan, promoted: Plan) -> None:
+    assert "drWriterEndpoint" not in prod_plan.outputs
+    assert promoted.outputs["drWriterEndpoint"] == "pgha-prod-dr-replica.cmocked.eu-west-1.rds.amazonaws.com"
+    assert promoted.outputs["drReplicaArn"] == prod_plan.outputs["drReplicaArn"]
+    assert {k: v for k, v in promoted.outputs.items() if k != "drWriterEndpoint"} == prod_plan.outputs
+
+
+def test_unprotected_stack_promotes_without_a_final_snapshot() -> None:
+    plan = run_program("dev", {"drRegion": "eu-central-1", "drPromoted": "true"})
+    dr = plan.get("pgha-dev-dr-replica")
+    assert "replicateSourceDb" not in dr.inputs
+    assert dr.inputs["skipFinalSnapshot"] is True and "finalSnapshotIdentifier" not in dr.inputs
+    assert not dr.protect
