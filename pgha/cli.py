@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     import pg8000.native
 
+    from pgha.ci.harness import Plan
     from pgha.lab.cluster import Lab
     from pgha.schema.migrate import Timeouts
 
@@ -56,18 +57,9 @@ def plan(
     ] = None,
 ) -> None:
     """Show what `pulumi up` would register for a stack, offline (the program runs under mocks)."""
-    from components.config import ConfigError
-    from pgha.ci.harness import run_program
     from pgha.ci.plan import outputs_tree, plan_json, plan_tree
 
-    try:
-        result = run_program(stack, _parse_overrides(set_ or []), check=False)
-    except FileNotFoundError as err:
-        _fail(err, 2)
-    if isinstance(result.error, ConfigError):
-        _fail(result.error, 2, prefix="")
-    if result.error is not None:
-        _fail(f"{type(result.error).__name__}: {result.error}", 1, prefix="the program failed: ")
+    result = _run_stack(stack, set_)
     for warning in result.warnings:
         err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
     if as_json:
@@ -78,6 +70,22 @@ def plan(
 
 
 # --- CI: diff, preview-check, policy (exit 3: a dangerous change; 1: a mandatory violation) ---
+
+
+def _run_stack(stack: str, set_: list[str] | None) -> Plan:
+    """The program run under mocks for a stack, or a clean exit: 2 for a bad stack or config, 1 if it fails."""
+    from components.config import ConfigError
+    from pgha.ci.harness import run_program
+
+    try:
+        result = run_program(stack, _parse_overrides(set_ or []), check=False)
+    except FileNotFoundError as err:
+        _fail(err, 2)
+    if isinstance(result.error, ConfigError):
+        _fail(result.error, 2, prefix="")
+    if result.error is not None:
+        _fail(f"{type(result.error).__name__}: {result.error}", 1, prefix="the program failed: ")
+    return result
 
 
 @app.command()
@@ -141,18 +149,9 @@ def policy(
 
     Exit 1 when a mandatory rule is violated; advisory violations are printed and do not fail.
     """
-    from components.config import ConfigError
-    from pgha.ci.harness import run_program
     from pgha.ci.policy import evaluate_plan
 
-    try:
-        result = run_program(stack, _parse_overrides(set_ or []), check=False)
-    except FileNotFoundError as err:
-        _fail(err, 2)
-    if isinstance(result.error, ConfigError):
-        _fail(result.error, 2, prefix="")
-    if result.error is not None:
-        _fail(f"{type(result.error).__name__}: {result.error}", 1, prefix="the program failed: ")
+    result = _run_stack(stack, set_)
     violations = evaluate_plan(result)
     if as_json:
         print(json.dumps([v.to_json() for v in violations], indent=2))
