@@ -9,7 +9,8 @@ Where the facts come from: pulumi-aws 7.x is generated from the Terraform AWS pr
 input replaces the resource exactly when the Terraform schema marks it ``ForceNew: true`` (or a
 ``CustomizeDiff`` calls ``ForceNew``/``ForceNewIf``). The installed Python SDK (pulumi_aws 7.51.1)
 does not carry that flag in its docstrings, so each row names the provider source file it was read
-from in github.com/hashicorp/terraform-provider-aws. Input names are the Pulumi (camelCase) ones.
+from in github.com/hashicorp/terraform-provider-aws, with the (abbreviated) commit of the version
+read. Input names are the Pulumi (camelCase) ones.
 
 ``computed``: the attribute is also ``Computed`` in the schema, so *removing* it from the program
 keeps the old value (no diff); only setting a different value replaces the resource. ``default``:
@@ -56,46 +57,46 @@ STATEFUL_TYPES: dict[str, StatefulType] = {
         _f("identifier", "identifierPrefix", "kmsKeyId", "availabilityZone", "dbName", "username", "engine",
            "snapshotIdentifier", "characterSetName", "ncharCharacterSetName", "timezone", computed=True)
         + _f("storageEncrypted", "customIamInstanceProfile", "restoreToPointInTime"),
-        f"{TF_AWS} internal/service/rds/instance.go (resourceInstance schema, ForceNew attributes)",
+        f"{TF_AWS} internal/service/rds/instance.go @00e4b238 (ResourceInstance schema, ForceNew attributes)",
     ),
     "aws:rds/parameterGroup:ParameterGroup": StatefulType(
         "RDS DB parameter group",
         _f("name", "namePrefix", computed=True) + _f("family", "description"),
-        f"{TF_AWS} internal/service/rds/parameter_group.go (resourceParameterGroup schema)",
+        f"{TF_AWS} internal/service/rds/parameter_group.go @01606926 (resourceParameterGroup schema)",
     ),
     "aws:rds/subnetGroup:SubnetGroup": StatefulType(
         "RDS DB subnet group",
         _f("name", "namePrefix", computed=True),
-        f"{TF_AWS} internal/service/rds/subnet_group.go (ResourceSubnetGroup schema)",
+        f"{TF_AWS} internal/service/rds/subnet_group.go @01c08000 (ResourceSubnetGroup schema)",
     ),
     "aws:kms/key:Key": StatefulType(
         "KMS key",
         _f("customKeyStoreId", "xksKeyId") + _f("multiRegion", computed=True)
         + (ForceNew("customerMasterKeySpec", default="SYMMETRIC_DEFAULT"),
            ForceNew("keyUsage", default="ENCRYPT_DECRYPT")),
-        f"{TF_AWS} internal/service/kms/key.go (resourceKey schema)",
+        f"{TF_AWS} internal/service/kms/key.go @00a35305 (resourceKey schema)",
     ),
     "aws:ebs/volume:Volume": StatefulType(
         "EBS volume",
         _f("availabilityZone", "multiAttachEnabled", "outpostArn")
         + _f("encrypted", "kmsKeyId", "snapshotId", computed=True),
-        f"{TF_AWS} internal/service/ec2/ebs_volume.go (resourceEBSVolume schema)",
+        f"{TF_AWS} internal/service/ec2/ebs_volume.go @0073593e (resourceEBSVolume schema)",
     ),
     "aws:ec2/networkInterface:NetworkInterface": StatefulType(
         "network interface",
         _f("subnetId") + _f("interfaceType", computed=True)
         + _f("privateIps", "privateIpList", computed=True, condition="when the primary private IP changes"),
-        f"{TF_AWS} internal/service/ec2/vpc_network_interface.go (schema + CustomizeDiff ForceNewIf)",
+        f"{TF_AWS} internal/service/ec2/vpc_network_interface.go @01c08000 (schema + CustomizeDiff ForceNewIf)",
     ),
     "aws:s3/bucket:Bucket": StatefulType(
         "S3 bucket",
         _f("bucketPrefix") + _f("bucket", "objectLockEnabled", computed=True),
-        f"{TF_AWS} internal/service/s3/bucket.go (resourceBucket schema)",
+        f"{TF_AWS} internal/service/s3/bucket.go @0070bcd1 (ResourceBucket schema; object_lock_enabled: later)",
     ),
     "aws:secretsmanager/secret:Secret": StatefulType(
         "Secrets Manager secret",
         _f("name", "namePrefix", computed=True),
-        f"{TF_AWS} internal/service/secretsmanager/secret.go (resourceSecret schema)",
+        f"{TF_AWS} internal/service/secretsmanager/secret.go @00c21ced (resourceSecret schema)",
     ),
     "aws:ec2/instance:Instance": StatefulType(
         "EC2 instance",
@@ -108,7 +109,7 @@ STATEFUL_TYPES: dict[str, StatefulType] = {
         + _f("launchTemplate.version", condition="CustomizeDiff: the instance runs another template version")
         + _f("userData", "userDataBase64", condition="userDataReplaceOnChange is true",
              when="userDataReplaceOnChange"),
-        f"{TF_AWS} internal/service/ec2/ec2_instance.go (ResourceInstance schema + CustomizeDiff)",
+        f"{TF_AWS} internal/service/ec2/ec2_instance.go @0015dfcd (ResourceInstance schema + CustomizeDiff)",
     ),
 }
 
