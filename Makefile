@@ -5,7 +5,7 @@ SYSTEM_PYTHON ?= /usr/bin/python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: up down status plan test lint bench bench-tenants clean system
+.PHONY: up down status plan test lint bench bench-diff bench-tenants clean system
 
 # Debian packages first (PostgreSQL, etcd, cloud-init, ...): installs only what is missing.
 system:
@@ -36,6 +36,10 @@ test: system $(VENV)/.installed lint
 
 bench: $(VENV)/.installed
 	$(PY) bench/failover.py --rounds $(or $(ROUNDS),3) --json reports/failover.json
+
+# `pgha diff` for dev and prod against BASE (default HEAD), timed in fresh processes
+bench-diff: $(VENV)/.installed
+	$(PY) bench/diff.py --base $(or $(BASE),HEAD) --rounds $(or $(ROUNDS),3) --json reports/diff.json
 
 # tenant reads through RLS at 1,000,000 activity rows (a throwaway PostgreSQL; a few minutes)
 bench-tenants: system $(VENV)/.installed

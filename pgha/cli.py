@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     import pg8000.native
 
+    from pgha.ci.harness import Plan
     from pgha.lab.cluster import Lab
     from pgha.schema.migrate import Timeouts
 
@@ -56,9 +57,25 @@ def plan(
     ] = None,
 ) -> None:
     """Show what `pulumi up` would register for a stack, offline (the program runs under mocks)."""
+    from pgha.ci.plan import outputs_tree, plan_json, plan_tree
+
+    result = _run_stack(stack, set_)
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
+    if as_json:
+        print(json.dumps(plan_json(result), indent=2))
+    else:
+        console.print(plan_tree(result), highlight=False)
+        console.print(outputs_tree(result), highlight=False)
+
+
+# --- CI: diff, preview-check, policy (exit 3: a dangerous change; 1: a mandatory violation) ---
+
+
+def _run_stack(stack: str, set_: list[str] | None) -> Plan:
+    """The program run under mocks for a stack, or a clean exit: 2 for a bad stack or config, 1 if it fails."""
     from components.config import ConfigError
     from pgha.ci.harness import run_program
-    from pgha.ci.plan import outputs_tree, plan_json, plan_tree
 
     try:
         result = run_program(stack, _parse_overrides(set_ or []), check=False)
@@ -68,13 +85,83 @@ def plan(
         _fail(result.error, 2, prefix="")
     if result.error is not None:
         _fail(f"{type(result.error).__name__}: {result.error}", 1, prefix="the program failed: ")
-    for warning in result.warnings:
-        err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
+    return result
+
+
+@app.command()
+def diff(
+    stack: Annotated[str, typer.Option(help="Stack whose Pulumi.<stack>.yaml config to use.")] = "dev",
+    base: Annotated[str, typer.Option(help="Git ref to compare the working tree with, e.g. origin/main.")] = "main",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the diff as JSON.")] = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print the diff as a PR comment (Markdown).")] = False,
+) -> None:
+    """Compare what the program registers at a git ref and in the working tree, offline.
+
+    Exit 3 when a stateful resource (database, volume, key, bucket, secret, ...) would be replaced
+    or deleted; 0 otherwise; 2 on an unknown ref or stack.
+    """
+    from pgha.ci.diff import DiffInputError, DiffProgramError, diff_stack, render_markdown, render_text
+
+    try:
+        result = diff_stack(stack, base)
+    except DiffInputError as err:
+        _fail(err, 2)
+    except DiffProgramError as err:
+        _fail(err, 1)
     if as_json:
-        print(json.dumps(plan_json(result), indent=2))
+        print(json.dumps(result.to_json(), indent=2))
+    elif markdown:
+        print(render_markdown(result))
     else:
-        console.print(plan_tree(result), highlight=False)
-        console.print(outputs_tree(result), highlight=False)
+        _say(render_text(result))
+    if result.dangerous:
+        raise typer.Exit(3)
+
+
+@app.command("preview-check")
+def preview_check(
+    file: Annotated[Path, typer.Argument(help="The output of `pulumi preview --json` ('-' for stdin).")],
+) -> None:
+    """Stop a real preview that would replace or delete a stateful resource (exit 3); 2 if FILE is not a preview."""
+    import sys
+
+    from pgha.ci.preview_check import PreviewFormatError, check_preview, render_findings
+
+    try:
+        text = sys.stdin.read() if str(file) == "-" else file.read_text()
+        findings = check_preview(text)
+    except (OSError, UnicodeDecodeError, PreviewFormatError) as err:
+        _fail(f"{file}: {err}", 2)
+    _say(render_findings(findings))
+    if findings.dangerous:
+        raise typer.Exit(3)
+
+
+@app.command()
+def policy(
+    stack: Annotated[str, typer.Option(help="Stack whose Pulumi.<stack>.yaml config to use.")] = "dev",
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a config key: KEY=VALUE (repeatable); KEY= removes it.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the violations as JSON.")] = False,
+) -> None:
+    """Check every resource the program registers against the policy pack (AWS FSBP controls), offline.
+
+    Exit 1 when a mandatory rule is violated; advisory violations are printed and do not fail.
+    """
+    from pgha.ci.policy import evaluate_plan
+
+    result = _run_stack(stack, set_)
+    violations = evaluate_plan(result)
+    if as_json:
+        print(json.dumps([v.to_json() for v in violations], indent=2))
+    else:
+        for v in violations:
+            _say(f"{v.level.upper():9} {v.policy}  {v.resource}  {v.message}")
+        mandatory = sum(v.mandatory for v in violations)
+        _say(f"stack {stack}: {len(violations)} violation(s), {mandatory} mandatory")
+    if any(v.mandatory for v in violations):
+        raise typer.Exit(1)
 
 
 DsnOption = Annotated[

@@ -64,6 +64,11 @@ class RegisteredResource:
     dependencies: list[str]
     #: ``protect=True``: the engine refuses to delete or replace it, even on a forced ``pulumi up``.
     protect: bool = False
+    #: Input name -> URNs it was computed from (what a replacement of those URNs changes).
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+    #: The other resource options the engine acts on in a diff: ignoreChanges, replaceOnChanges,
+    #: deleteBeforeReplace, retainOnDelete.
+    options: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The resource as plain JSON, secrets replaced by ``[secret]``."""
@@ -313,6 +318,17 @@ def _normalize(value: Any) -> Any:
     return value
 
 
+def _options(request: Any) -> dict[str, Any]:
+    """The resource options of a RegisterResource request that change how a diff is applied
+    (``protect`` has its own field)."""
+    return {
+        "ignoreChanges": list(request.ignoreChanges),
+        "replaceOnChanges": list(request.replaceOnChanges),
+        "deleteBeforeReplace": bool(request.deleteBeforeReplace),
+        "retainOnDelete": bool(request.retainOnDelete),
+    }
+
+
 def _recording_monitor(records: list[RegisteredResource]) -> Any:
     import pulumi
     from pulumi.runtime import mocks, rpc
@@ -343,6 +359,10 @@ def _recording_monitor(records: list[RegisteredResource]) -> Any:
                         inputs=_normalize(rpc.deserialize_properties(request.object, keep_internal=False)),
                         dependencies=sorted(set(request.dependencies)),
                         protect=request.HasField("protect") and bool(request.protect),
+                        property_dependencies={
+                            key: sorted(set(deps.urns)) for key, deps in request.propertyDependencies.items()
+                        },
+                        options=_options(request),
                     )
                 )
             return response

@@ -1,0 +1,121 @@
+"""Building blocks of the policy pack: rule constructors, the stack's environment, small readers.
+
+Every rule is a pulumi-policy ``ResourceValidationPolicy`` or ``StackValidationPolicy`` whose
+``validate(args, report_violation)`` the Pulumi engine calls during ``pulumi preview --policy-pack
+policy`` and :func:`pgha.ci.policy.evaluate` calls offline with hand-built args. A rule's check
+returns the violation messages; an empty result means compliant.
+
+Environment: a rule knows a stack is production from the ``environment`` tag — on the resource
+itself or, as pgha sets it, in the AWS provider's ``defaultTags`` (``pgha:tags: {environment:
+prod}`` in ``Pulumi.prod.yaml``). ``prod`` and ``production`` count as production.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyResource,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+MANDATORY = EnforcementLevel.MANDATORY
+ADVISORY = EnforcementLevel.ADVISORY
+PRODUCTION = {"prod", "production"}
+FSBP_URL = "https://docs.aws.amazon.com/securityhub/latest/userguide/fsbp-standard.html"
+
+Check = Callable[[ResourceValidationArgs], Iterable[str]]
+StackCheck = Callable[[Sequence[PolicyResource]], Iterable[tuple[str, str]]]
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """An object input, also when it arrives JSON-encoded (provider inputs are strings)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    return value if isinstance(value, dict) else {}
+
+
+def truthy(value: Any) -> bool:
+    """A boolean input, also the string forms some inputs take (launch template ``"true"``)."""
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+def environment(props: Mapping[str, Any], provider_props: Mapping[str, Any] | None) -> str:
+    """The ``environment`` tag of a resource, else of its provider's default tags; '' when unset."""
+    own = as_dict(props.get("tags")).get("environment")
+    if own:
+        return str(own)
+    default_tags = as_dict(as_dict((provider_props or {}).get("defaultTags")).get("tags"))
+    return str(default_tags.get("environment", ""))
+
+
+def is_production(args: ResourceValidationArgs) -> bool:
+    """Whether the resource belongs to a production stack (see the module docstring)."""
+    provider = args.provider.props if args.provider is not None else None
+    return environment(args.props, provider).lower() in PRODUCTION
+
+
+def resource_rule(
+    name: str, control: str, description: str, level: EnforcementLevel, types: Sequence[str], check: Check,
+) -> ResourceValidationPolicy:
+    """A rule over single resources of ``types``; ``control`` is the Security Hub control ID(s)."""
+    wanted = frozenset(types)
+
+    def validate(args: ResourceValidationArgs, report_violation: Callable[..., None]) -> None:
+        if args.resource_type in wanted:
+            for message in check(args):
+                report_violation(message)
+
+    return ResourceValidationPolicy(
+        name=name, description=f"{description} [{control}]", validate=validate, enforcement_level=level,
+        tags=[control], url=FSBP_URL,
+    )
+
+
+def stack_rule(name: str, control: str, description: str, level: EnforcementLevel,
+               check: StackCheck) -> StackValidationPolicy:
+    """A rule that needs several resources at once (an S3 bucket and its configuration resources)."""
+
+    def validate(args: StackValidationArgs, report_violation: Callable[..., None]) -> None:
+        for urn, message in check(args.resources):
+            report_violation(message, urn)
+
+    return StackValidationPolicy(
+        name=name, description=f"{description} [{control}]", validate=validate, enforcement_level=level,
+        tags=[control], url=FSBP_URL,
+    )
+
+
+def per_environment(
+    name: str, control: str, description: str, types: Sequence[str], check: Check,
+) -> list[ResourceValidationPolicy]:
+    """The same check, mandatory on production stacks and advisory elsewhere (two policies, since
+    pulumi-policy fixes the enforcement level per policy): ``<name>`` and ``<name>-nonprod``."""
+
+    def production_only(args: ResourceValidationArgs) -> Iterable[str]:
+        return check(args) if is_production(args) else ()
+
+    def elsewhere(args: ResourceValidationArgs) -> Iterable[str]:
+        return () if is_production(args) else check(args)
+
+    return [
+        resource_rule(name, control, f"{description} (production)", MANDATORY, types, production_only),
+        resource_rule(f"{name}-nonprod", control, f"{description} (non-production: advisory)", ADVISORY, types,
+                      elsewhere),
+    ]
+
+
+def depends_on(resource: PolicyResource, target: PolicyResource) -> bool:
+    """Whether ``resource`` was declared from ``target`` (its dependencies name it)."""
+    return any(dep.urn == target.urn for dep in resource.dependencies) or any(
+        dep.urn == target.urn for deps in resource.property_dependencies.values() for dep in deps
+    )

@@ -1,0 +1,86 @@
+"""S3 rules, all mandatory (the bucket holds pgBackRest's WAL archive and base backups).
+
+With pulumi-aws 7 a bucket's settings are separate resources (``BucketPolicy``,
+``BucketPublicAccessBlock``, ``BucketVersioning``, ``BucketServerSideEncryptionConfiguration``),
+so these are stack rules: each bucket needs a configuration resource declared from it (its
+dependencies name the bucket) that satisfies the control.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from pulumi_policy import PolicyResource
+
+from pgha.ci.policy.common import MANDATORY, as_dict, depends_on, stack_rule, truthy
+
+BUCKET = "aws:s3/bucket:Bucket"
+POLICY = "aws:s3/bucketPolicy:BucketPolicy"
+ACCESS_BLOCK = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
+VERSIONING = "aws:s3/bucketVersioning:BucketVersioning"
+ENCRYPTION = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+BLOCK_FLAGS = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+
+
+def _per_bucket(resources: Sequence[PolicyResource], config_type: str, complaint: str,
+                ok: Any) -> Iterable[tuple[str, str]]:
+    buckets = [r for r in resources if r.resource_type == BUCKET]
+    configs = [r for r in resources if r.resource_type == config_type]
+    for bucket in buckets:
+        mine = [c for c in configs if depends_on(c, bucket)]
+        if not any(ok(c.props) for c in mine):
+            yield bucket.urn, f"bucket {bucket.name}: {complaint}"
+
+
+def _denies_plain_http(props: Any) -> bool:
+    try:
+        document = json.loads(props.get("policy")) if isinstance(props.get("policy"), str) else props.get("policy")
+    except ValueError:
+        return False
+    statements = as_dict(document).get("Statement") or []
+    for statement in statements if isinstance(statements, list) else [statements]:
+        condition = as_dict(as_dict(statement).get("Condition")).get("Bool") or {}
+        if statement.get("Effect") == "Deny" and str(as_dict(condition).get("aws:SecureTransport")).lower() == "false":
+            return True
+    return False
+
+
+def tls_only(resources: Sequence[PolicyResource]) -> Iterable[tuple[str, str]]:
+    """S3.5: a bucket policy denies requests without TLS (aws:SecureTransport false)."""
+    return _per_bucket(resources, POLICY, "no bucket policy denies aws:SecureTransport=false", _denies_plain_http)
+
+
+def public_access_block(resources: Sequence[PolicyResource]) -> Iterable[tuple[str, str]]:
+    """S3.8: all four public access block settings on."""
+    return _per_bucket(resources, ACCESS_BLOCK, f"no public access block with {', '.join(BLOCK_FLAGS)} all true",
+                       lambda props: all(truthy(props.get(flag)) for flag in BLOCK_FLAGS))
+
+
+def versioning(resources: Sequence[PolicyResource]) -> Iterable[tuple[str, str]]:
+    """S3.14: versioning enabled (a deleted or overwritten backup file can be recovered)."""
+    return _per_bucket(resources, VERSIONING, "versioning is not Enabled",
+                       lambda props: as_dict(props.get("versioningConfiguration")).get("status") == "Enabled")
+
+
+def _kms_default(props: Any) -> bool:
+    for rule in props.get("rules") or []:
+        default = as_dict(as_dict(rule).get("applyServerSideEncryptionByDefault"))
+        if default.get("sseAlgorithm") in ("aws:kms", "aws:kms:dsse"):
+            return True
+    return False
+
+
+def kms_encryption(resources: Sequence[PolicyResource]) -> Iterable[tuple[str, str]]:
+    """S3.17: default encryption with AWS KMS keys."""
+    return _per_bucket(resources, ENCRYPTION, "default encryption is not aws:kms", _kms_default)
+
+
+POLICIES = [
+    stack_rule("s3-tls-only", "S3.5", "S3 buckets accept only TLS requests", MANDATORY, tls_only),
+    stack_rule("s3-public-access-block", "S3.8", "S3 buckets block all public access", MANDATORY,
+               public_access_block),
+    stack_rule("s3-versioning", "S3.14", "S3 buckets keep versions", MANDATORY, versioning),
+    stack_rule("s3-kms-encryption", "S3.17", "S3 buckets encrypt by default with KMS", MANDATORY, kms_encryption),
+]

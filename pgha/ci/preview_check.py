@@ -1,0 +1,129 @@
+"""`pgha preview-check`: the diff rule applied to a real `pulumi preview --json`.
+
+The document is the engine's ``PreviewDigest`` (pulumi/pulumi ``sdk/pkg/display/json.go``, written
+by ``ShowPreviewDigest`` in ``pkg/backend/display/json.go``): top-level ``config``, ``steps``,
+``diagnostics``, ``duration``, ``changeSummary``, ``maybeCorrupt``; each step a ``PreviewStep``
+with ``op``, ``urn``, ``provider``, ``oldState``/``newState`` (``apitype.ResourceV3``),
+``diffReasons``, ``replaceReasons`` and ``detailedDiff`` (``{path: {kind, inputDiff}}``, kinds
+``add``/``delete``/``update`` and their ``-replace`` forms). A replacement shows up as several
+steps for one URN (``create-replacement``, ``replace``, ``delete-replaced``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pgha.ci.stateful import STATEFUL_TYPES, is_stateful
+
+PREVIEW_KEYS = {"config", "steps", "diagnostics", "duration", "changeSummary", "maybeCorrupt"}
+REPLACE_OPS = {"replace", "create-replacement", "delete-replaced"}
+DELETE_OPS = {"delete"}
+
+
+class PreviewFormatError(ValueError):
+    """The document is not the JSON `pulumi preview --json` writes."""
+
+
+@dataclass
+class Finding:
+    """One resource a preview would replace or delete."""
+
+    urn: str
+    type: str
+    action: str
+    ops: list[str]
+    reasons: list[str]
+    protected: bool
+
+    @property
+    def dangerous(self) -> bool:
+        """Replacing or deleting a stateful resource."""
+        return is_stateful(self.type)
+
+
+@dataclass
+class PreviewFindings:
+    """What a preview would destroy, and whether the preview itself failed."""
+
+    findings: list[Finding] = field(default_factory=list)
+    change_summary: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    steps: int = 0
+
+    @property
+    def dangerous(self) -> list[Finding]:
+        """Replacements and deletions of stateful resources."""
+        return [f for f in self.findings if f.dangerous]
+
+
+def urn_type(urn: str) -> str:
+    """The resource type of a URN ``urn:pulumi:<stack>::<project>::<parent$...$type>::<name>``."""
+    parts = urn.split("::", 3)
+    if len(parts) != 4 or not parts[0].startswith("urn:pulumi:"):
+        raise PreviewFormatError(f"{urn!r} is not a Pulumi URN")
+    return parts[2].rsplit("$", 1)[-1]
+
+
+def _parse(text: str) -> dict[str, Any]:
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise PreviewFormatError(f"not JSON ({err.msg} at line {err.lineno})") from None
+    if not isinstance(document, dict):
+        raise PreviewFormatError("not a `pulumi preview --json` document (expected an object)")
+    # newer engines may add top-level keys; what makes a preview is its steps or change summary
+    if not ({"steps", "changeSummary"} & set(document)):
+        raise PreviewFormatError(
+            "not a `pulumi preview --json` document "
+            f"(expected steps or changeSummary among {sorted(PREVIEW_KEYS)}; got {sorted(document)})"
+        )
+    steps = document.get("steps", [])
+    if not isinstance(steps, list) or not all(
+        isinstance(s, dict) and isinstance(s.get("op"), str) and isinstance(s.get("urn"), str) for s in steps
+    ):
+        raise PreviewFormatError("not a `pulumi preview --json` document (every step needs an op and a urn)")
+    return document
+
+
+def check_preview(text: str) -> PreviewFindings:
+    """Every replacement and deletion in a preview, with the URN, the ops and the inputs that cause it."""
+    document = _parse(text)
+    result = PreviewFindings(change_summary=dict(document.get("changeSummary") or {}),
+                             steps=len(document.get("steps", [])))
+    result.errors = [d.get("message", "").strip() for d in document.get("diagnostics") or []
+                     if isinstance(d, dict) and d.get("severity") == "error"]
+    by_urn: dict[str, list[dict[str, Any]]] = {}
+    for step in document.get("steps", []):
+        if step["op"] in REPLACE_OPS | DELETE_OPS:
+            by_urn.setdefault(step["urn"], []).append(step)
+    for urn, steps in by_urn.items():
+        ops = [s["op"] for s in steps]
+        reasons: list[str] = []
+        for step in steps:
+            reasons += [r for r in step.get("replaceReasons") or [] if r not in reasons]
+            for path, diff in (step.get("detailedDiff") or {}).items():
+                if str(diff.get("kind", "")).endswith("-replace") and path not in reasons:
+                    reasons.append(path)
+        protected = any((s.get("oldState") or {}).get("protect") for s in steps)
+        action = "replace" if REPLACE_OPS & set(ops) else "delete"
+        result.findings.append(Finding(urn, urn_type(urn), action, ops, reasons, protected))
+    return result
+
+
+def render_findings(result: PreviewFindings) -> str:
+    """One line per dangerous change (URN, op, reasons), then the other replacements and a summary."""
+    lines = [f"preview failed: {e}" for e in result.errors]
+    for f in result.dangerous:
+        label = STATEFUL_TYPES[f.type].label
+        why = ", ".join(f.reasons) if f.reasons else ("removed from the program" if f.action == "delete" else "?")
+        lines.append(f"DANGEROUS {f.action} of {label}: {f.urn} (ops: {', '.join(f.ops)}; because: {why})"
+                     + (" [protected: the engine refuses until unprotected]" if f.protected else ""))
+    for f in result.findings:
+        if not f.dangerous:
+            why = ", ".join(f.reasons) or ("removed from the program" if f.action == "delete" else "no reasons given")
+            lines.append(f"  {f.action} {f.urn} ({why})")
+    summary = ", ".join(f"{op} {n}" for op, n in sorted(result.change_summary.items()))
+    lines.append(f"{result.steps} steps ({summary or 'no summary'}); {len(result.dangerous)} dangerous")
+    return "\n".join(lines)

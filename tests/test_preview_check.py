@@ -1,0 +1,107 @@
+"""`pgha preview-check` on documents in the shape `pulumi preview --json` writes.
+
+The documents in tests/previews/ follow the engine's PreviewDigest (pulumi/pulumi
+sdk/pkg/display/json.go, filled by ShowPreviewDigest in pkg/backend/display/json.go): config,
+steps (op, urn, provider, oldState/newState as apitype.ResourceV3, diffReasons, replaceReasons,
+detailedDiff {path: {kind, inputDiff}}), diagnostics, duration in nanoseconds, changeSummary. They
+carry the URNs the program really registers; a replacement is the engine's three steps
+create-replacement, replace, delete-replaced for one URN.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pgha.ci.harness import PROJECT_DIR
+from pgha.ci.preview_check import PreviewFormatError, check_preview, urn_type
+
+PREVIEWS = Path(__file__).parent / "previews"
+
+
+def preview_check(arg: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pgha", "preview-check", arg], cwd=PROJECT_DIR, input=stdin,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_replacing_the_key_and_the_database_exits_3_naming_urn_op_and_reason() -> None:
+    result = preview_check(str(PREVIEWS / "prod-replace-key-and-primary.json"))
+    assert result.returncode == 3, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == (
+        "DANGEROUS replace of KMS key: urn:pulumi:prod::pgha::pgha:rds:RdsPostgres$aws:kms/key:Key::pgha-prod-key "
+        "(ops: create-replacement, replace, delete-replaced; because: customerMasterKeySpec)"
+    )
+    assert "aws:rds/instance:Instance::pgha-prod-primary (ops: create-replacement, replace, delete-replaced; " \
+           "because: kmsKeyId)" in lines[1]
+    assert lines[-1] == "8 steps (replace 2, same 100); 2 dangerous"
+
+
+def test_deleting_a_replica_is_dangerous_its_alarms_are_not() -> None:
+    result = preview_check(str(PREVIEWS / "dev-delete-replica.json"))
+    assert result.returncode == 3
+    dangerous = [line for line in result.stdout.splitlines() if line.startswith("DANGEROUS")]
+    assert dangerous == [
+        "DANGEROUS delete of RDS DB instance: urn:pulumi:dev::pgha::pgha:rds:RdsPostgres$aws:rds/instance:"
+        "Instance::pgha-dev-replica-2 (ops: delete; because: removed from the program)"
+    ]
+    assert "pgha-dev-alarms-replica-2-cpu (removed from the program)" in result.stdout
+
+
+def test_updates_and_replacing_a_subscription_pass() -> None:
+    result = preview_check(str(PREVIEWS / "prod-storage-update.json"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "replace urn:pulumi:prod::pgha::pgha:alarms:DatabaseAlarms$aws:sns/topicSubscription:TopicSubscription" \
+           "::pgha-prod-alarms-alerts-email (endpoint)" in result.stdout
+
+
+def test_detailed_diff_replace_kinds_count_without_replace_reasons() -> None:
+    document = json.loads((PREVIEWS / "prod-replace-key-and-primary.json").read_text())
+    for step in document["steps"]:
+        step.pop("replaceReasons", None)
+    findings = check_preview(json.dumps(document))
+    assert {f.urn.rsplit("::", 1)[1]: f.reasons for f in findings.dangerous} == {
+        "pgha-prod-key": ["customerMasterKeySpec"], "pgha-prod-primary": ["kmsKeyId"]}
+
+
+def test_a_protected_resource_is_marked() -> None:
+    document = json.loads((PREVIEWS / "dev-delete-replica.json").read_text())
+    for step in document["steps"]:
+        if step["op"] == "delete":
+            step["oldState"]["protect"] = True
+    result = preview_check("-", stdin=json.dumps(document))
+    assert result.returncode == 3
+    assert "pgha-dev-replica-2 (ops: delete; because: removed from the program) [protected" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ('{"version": 3, "deployment": {"resources": []}}', "not a `pulumi preview --json` document"),
+        ("[]", "expected an object"),
+        ("Previewing update (dev):\n  + pulumi:pulumi:Stack pgha-dev create", "not JSON"),
+        ('{"steps": [{"urn": "urn:pulumi:dev::pgha::pulumi:pulumi:Stack::pgha-dev"}]}', "every step needs an op"),
+    ],
+)
+def test_a_file_that_is_not_a_preview_exits_2(text: str, why: str, tmp_path: Path) -> None:
+    path = tmp_path / "preview.json"
+    path.write_text(text)
+    result = preview_check(str(path))
+    assert result.returncode == 2
+    assert why in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_missing_file_exits_2() -> None:
+    result = preview_check("/nonexistent/preview.json")
+    assert result.returncode == 2 and "No such file" in result.stderr
+
+
+def test_urn_types_are_read_from_the_parent_chain() -> None:
+    assert urn_type("urn:pulumi:prod::pgha::pgha:dr:DrReplica$aws:rds/instance:Instance::pgha-prod-dr-replica") \
+        == "aws:rds/instance:Instance"
+    with pytest.raises(PreviewFormatError):
+        urn_type("pgha-prod-primary")
