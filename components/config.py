@@ -196,7 +196,7 @@ def _parse_id_list(prefix: str) -> Callable[[str], tuple[str, ...]]:
         items = _parse_json(raw, list, f'a list of ids, e.g. ["{prefix}-0123456789abcdef0"]')
         for item in items:
             if not isinstance(item, str) or not re.fullmatch(rf"{prefix}-[0-9a-f]{{8,17}}", item):
-                raise ValueError(f"{item!r} is not a {prefix}- id")
+                raise ValueError(f"{item!r} is not a {prefix} id ({prefix}- and 8 to 17 hex digits)")
         if len(set(items)) != len(items):
             raise ValueError("lists an id twice")
         return tuple(items)
@@ -386,7 +386,8 @@ def parse_config(raw: Mapping[str, str], *, project: str, stack: str, region: st
         problems.append("aws:region is not set: run `pulumi config set aws:region <region>`")
     elif not re.fullmatch(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d", region):
         problems.append(f"aws:region = {region!r}: must be an AWS region such as eu-west-1")
-    problems.extend(_cross_checks(values, region))
+    if not problems:  # rules between keys only once each key is valid: a rejected key is not its default
+        problems.extend(_cross_checks(values, region))
     if problems:
         raise ConfigError(problems)
     if "vpc_id" in values:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import ssl
 from dataclasses import dataclass, replace
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -58,13 +59,29 @@ def parse_dsn(dsn: str) -> ConnectionSettings:
             **{k: v for k, v in params.items() if k not in ("user", "password", "dbname")},
         }
     else:
-        fields = {}
-        for item in dsn.split():
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise ConnectError(f"DSN part {key!r} is not key=value")
-            fields[key] = value.strip("'")
+        fields = _key_values(dsn)
     return _settings(fields)
+
+
+#: One libpq ``key = value`` pair: a value is single-quoted (``\'`` and ``\\`` escaped inside) or runs
+#: to the next space; spaces around ``=`` are allowed, as libpq allows them.
+_KEY_VALUE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*('((?:[^'\\]|\\.)*)'|((?:[^\s'\\]|\\.)*))")
+
+
+def _key_values(dsn: str) -> dict[str, str | None]:
+    """The pairs of a libpq ``key=value`` string. An error names the key it follows, never a value
+    (which may be part of a password)."""
+    fields: dict[str, str | None] = {}
+    position, last = 0, None
+    while dsn[position:].strip():
+        match = _KEY_VALUE.match(dsn, position)
+        if not match:
+            where = f"after {last}=" if last else "at its start"
+            raise ConnectError(f"DSN is not key=value {where} (quote a value with spaces: key='a b')")
+        last, quoted, bare = match[1], match[3], match[4]
+        fields[last] = re.sub(r"\\(.)", r"\1", quoted if quoted is not None else bare)
+        position = match.end()
+    return fields
 
 
 def _settings(fields: dict[str, str | None]) -> ConnectionSettings:
@@ -87,17 +104,32 @@ def _settings(fields: dict[str, str | None]) -> ConnectionSettings:
         password=fields.get("password"),
         sslmode=sslmode,
         sslrootcert=fields.get("sslrootcert"),
-        connect_timeout=int(fields.get("connect_timeout") or 10),
+        connect_timeout=_connect_timeout(fields.get("connect_timeout")),
     )
+
+
+def _connect_timeout(raw: str | None) -> int:
+    """``connect_timeout`` in whole seconds (default 10)."""
+    try:
+        value = int(raw or 10)
+    except ValueError:
+        raise ConnectError(f"connect_timeout={raw!r}: must be whole seconds, e.g. 10") from None
+    if value <= 0:
+        raise ConnectError(f"connect_timeout={raw!r}: must be at least 1 second")
+    return value
 
 
 def secret_credentials(secret_arn: str, region: str | None = None) -> tuple[str, str]:
     """(username, password) from a Secrets Manager secret such as the RDS-managed master secret."""
     import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
 
     if region is None and secret_arn.startswith("arn:"):
         region = secret_arn.split(":")[3]
-    value = boto3.client("secretsmanager", region_name=region).get_secret_value(SecretId=secret_arn)
+    try:
+        value = boto3.client("secretsmanager", region_name=region).get_secret_value(SecretId=secret_arn)
+    except (BotoCoreError, ClientError) as err:
+        raise ConnectError(f"cannot read secret {secret_arn}: {err}") from None
     try:
         secret = json.loads(value["SecretString"])
         return secret["username"], secret["password"]

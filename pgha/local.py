@@ -153,8 +153,14 @@ class PostgresServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def _run(self, tool: str, *args: str, check: bool = True) -> None:
-        subprocess.run(as_service_user([str(self.bindir / tool), *args]), check=check, capture_output=True,
-                       cwd=self.root)
+        """Run a server tool; with ``check``, a failure raises naming the tool and what it printed."""
+        done = subprocess.run(as_service_user([str(self.bindir / tool), *args]), capture_output=True, text=True,
+                              cwd=self.root, check=False)
+        if check and done.returncode != 0:
+            said = (done.stderr or done.stdout).strip().splitlines()[-2:]
+            log = self.root / "postgres.log"  # pg_ctl start only says "examine the log output"
+            said += log.read_text(errors="replace").strip().splitlines()[-2:] if log.exists() else []
+            raise RuntimeError(f"{tool} failed (exit {done.returncode}): {' / '.join(said) or 'no output'}")
 
     def settings(self, database: str | None = None, user: str | None = None,
                  password: str | None = None) -> ConnectionSettings:

@@ -71,6 +71,15 @@ def test_every_bad_key_is_reported_at_once() -> None:
         assert any(key in problem for problem in plan.error.problems)
 
 
+def test_a_rejected_key_is_not_cross_checked_as_missing_or_as_its_default() -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config({"vpcId": "vpc-0123456789abcdef0", "subnetIds": '["subnet-01", "subnet-02"]',
+                      "allocatedStorage": "9", "maxAllocatedStorage": "50"}, project="pgha", stack="t",
+                     region="eu-west-1")
+    assert len(raised.value.problems) == 2, raised.value.problems
+    assert "'subnet-01' is not a subnet id (subnet- and 8 to 17 hex digits)" in raised.value.problems[1]
+
+
 def test_error_shows_the_bad_value() -> None:
     with pytest.raises(ConfigError, match=r"pgha:replicas = '17'"):
         parse_config({"replicas": "17"}, project="pgha", stack="t", region="eu-west-1")

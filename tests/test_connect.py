@@ -25,14 +25,35 @@ def test_libpq_key_value_with_a_port_list() -> None:
     assert settings.password is None and settings.user == "me"
 
 
+def test_libpq_quoted_values_keep_their_spaces_and_escapes() -> None:
+    settings = parse_dsn(r"host = db1 dbname=app password='s3cret with \'quote\' and \\' user=me")
+    assert settings.password == "s3cret with 'quote' and \\"
+    assert (settings.hosts, settings.database, settings.user) == ((("db1", 5432),), "app", "me")
+
+
 @pytest.mark.parametrize(("dsn", "message"), [
     ("postgresql://u@h/db?sslmode=maybe", "sslmode='maybe'"),
     ("host=a port=five", "bad port"),
     ("hostonly", "not key=value"),
+    ("host=a connect_timeout=soon", "connect_timeout='soon': must be whole seconds"),
 ])
 def test_bad_dsns_are_named(dsn: str, message: str) -> None:
     with pytest.raises(ConnectError, match=message):
         parse_dsn(dsn)
+
+
+def test_a_bad_dsn_error_never_shows_a_password_fragment() -> None:
+    with pytest.raises(ConnectError, match="after password=") as raised:
+        parse_dsn("host=a password=open sesame-XYZ dbname=app")
+    assert "sesame" not in str(raised.value)
+
+
+@mock_aws
+def test_an_unreadable_secret_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:missing-AbCdEf"
+    with pytest.raises(ConnectError, match=f"cannot read secret {arn}: .*ResourceNotFoundException"):
+        resolve(parse_dsn("postgresql://u@h/app"), secret_arn=arn)
 
 
 def test_password_from_the_environment_wins_over_the_secret(monkeypatch: pytest.MonkeyPatch) -> None:

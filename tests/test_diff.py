@@ -198,3 +198,14 @@ def test_the_docs_name_every_stateful_type_and_its_source() -> None:
     for stateful in STATEFUL_TYPES.values():
         source_file = stateful.source.split()[1]
         assert f"| {stateful.label} | `{source_file}`" in docs
+
+
+def test_a_new_login_password_reruns_the_schema_hook() -> None:
+    base = base_commit({"components/logins.py": ("password_length: int = 40", "password_length: int = 32")})
+    result = pgha_diff("--stack", "dev", "--base", base, "--json")
+    assert result.returncode == 0, result.stderr
+    changes = {c["name"]: c for c in json.loads(result.stdout)["changes"]}
+    # a new secret value is a new secret version, whose id the invocation's triggers carry
+    assert {"triggers.login-pgha_app", "triggers.login-pgha_exec"} <= set(changes["pgha-dev-schema-apply"]["inputs"])
+    assert changes["pgha-dev-logins-pgha-app-value"]["inputs"]["secretString"] == {"old": "[secret]",
+                                                                                   "new": "[secret]"}

@@ -5,16 +5,14 @@ from __future__ import annotations
 import pytest
 
 from pgha.ci.harness import Plan, RegisteredResource, Secret, redact, run_program
+from pgha.ci.stateful import force_new_inputs
 
 DR = "pgha-prod-dr-replica"
 #: What declaring the promotion may change on the DR instance: the promotion itself, and the final-snapshot
 #: settings the provider only reads when the instance is deleted (no API call on update).
 PROMOTION_INPUTS = {"replicateSourceDb", "skipFinalSnapshot", "finalSnapshotIdentifier", "deleteAutomatedBackups"}
-#: aws_db_instance arguments that force a new instance (terraform-provider-aws internal/service/rds/instance.go,
-#: schema attributes with ForceNew: true), as Pulumi names them.
-FORCE_NEW = {"identifier", "identifierPrefix", "engine", "kmsKeyId", "storageEncrypted", "availabilityZone",
-             "dbName", "username", "characterSetName", "ncharCharacterSetName", "timezone", "snapshotIdentifier",
-             "restoreToPointInTime", "s3Import", "customIamInstanceProfile", "networkType"}
+#: The top-level inputs that force a new aws_db_instance, from the one table pgha diff uses.
+FORCE_NEW = {f.path.split(".")[0] for f in force_new_inputs("aws:rds/instance:Instance")}
 
 
 @pytest.fixture(scope="module")

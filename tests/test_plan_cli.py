@@ -80,3 +80,19 @@ def test_errors_print_brackets_verbatim_one_line_per_problem() -> None:
     assert any(line.startswith("  - pgha:allowedCidrs = '[\"0.0.0.0/0\"]'") and "whole internet" in line
                for line in lines)
     assert any('"[bold]"' in line and "reserved by AWS" in line for line in lines)
+
+
+def test_the_tree_shows_a_secret_as_secret_not_as_nothing() -> None:
+    from rich.console import Console
+
+    from pgha.ci.harness import Plan, RegisteredResource, Secret
+    from pgha.ci.plan import outputs_tree, plan_tree
+
+    key = RegisteredResource("aws:kms/key:Key", "k", "urn:k", "", "", True,
+                             {"enableKeyRotation": Secret(True)}, [])
+    console = Console(width=200, record=True)
+    plan = Plan("dev", [key], {"password": Secret("hunter2")})
+    console.print(plan_tree(plan), outputs_tree(plan))
+    text = console.export_text()
+    assert "enableKeyRotation=[secret]" in text and 'password: "[secret]"' in text
+    assert "hunter2" not in text

@@ -85,6 +85,12 @@ def test_a_protected_resource_is_marked() -> None:
         ("[]", "expected an object"),
         ("Previewing update (dev):\n  + pulumi:pulumi:Stack pgha-dev create", "not JSON"),
         ('{"steps": [{"urn": "urn:pulumi:dev::pgha::pulumi:pulumi:Stack::pgha-dev"}]}', "every step needs an op"),
+        ('{"steps": [{"op": "replace", "urn": "urn:pulumi:dev::pgha::aws:kms/key:Key::k", "replaceReasons": "x"}]}',
+         "replaceReasons of step urn:pulumi:dev::pgha::aws:kms/key:Key::k is not a list of strings"),
+        ('{"steps": [{"op": "replace", "urn": "urn:pulumi:dev::pgha::aws:kms/key:Key::k", "detailedDiff": {"a": 1}}]}',
+         "detailedDiff of step urn:pulumi:dev::pgha::aws:kms/key:Key::k is not a map of maps"),
+        ('{"steps": [], "diagnostics": ["boom"]}', "diagnostics of the document is not a list of maps"),
+        ('{"steps": [], "changeSummary": [1]}', "changeSummary of the document is not a map of numbers"),
     ],
 )
 def test_a_file_that_is_not_a_preview_exits_2(text: str, why: str, tmp_path: Path) -> None:

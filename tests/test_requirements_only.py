@@ -103,3 +103,15 @@ def test_patroni_nodes_install_the_lab_pins(requirements_only_run: dict) -> None
     assert requirements_only_run["prod-patroni"]["node_pins"] == [
         f"patroni[etcd3]=={pins['patroni[etcd3]']}", f"psycopg[binary]=={pins['psycopg[binary]']}"
     ]
+
+
+def test_the_pull_request_checks_run_from_requirements_txt_alone() -> None:
+    """The PR workflow's checks job installs requirements.txt only, then runs `pgha policy` (pulumi-policy is
+    pinned there for this) and `pgha diff`."""
+    python = requirements_venv()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    commands = (["policy", "--stack", "prod", "--set", "engine=patroni"], ["diff", "--stack", "dev", "--base", "HEAD"])
+    for command in commands:
+        proc = subprocess.run([str(python), "-m", "pgha", *command], capture_output=True, text=True,
+                              cwd=PROJECT_DIR, env=env, timeout=600)
+        assert proc.returncode == 0, f"pgha {' '.join(command)}: {proc.stderr[-2000:]}"

@@ -15,6 +15,7 @@ for non-stateful types every input change is shown as ``update``.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import subprocess
@@ -31,7 +32,6 @@ from pgha.ci.stateful import STATEFUL_TYPES, force_new_inputs, is_stateful
 
 ACTIONS = ("create", "update", "replace", "delete")
 SYMBOLS = {"create": "+", "update": "~", "replace": "+-", "delete": "-"}
-_MISSING = object()
 
 
 class DiffInputError(Exception):
@@ -335,8 +335,6 @@ def snapshot_at(commit: str, stack: str, salt: str, project_dir: Path = PROJECT_
 
 
 def _environ() -> dict[str, str]:
-    import os
-
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)  # the base tree, and only it, provides pgha and components
     return env

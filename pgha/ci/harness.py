@@ -258,8 +258,10 @@ def _computed_state(args: Any) -> dict[str, Any]:
         value = f"mock-password-{_fake_id(args.name)}"
         state.update(result=rpc.wrap_rpc_secret(value + padding[: max(0, int(inputs.get("length", 0)) - len(value))]))
     elif args.typ == "aws:secretsmanager/secretVersion:SecretVersion":
-        # a new value is a new version (as AWS assigns one per PutSecretValue)
-        state.update(versionId=_fake_id(json.dumps(_normalize(inputs), default=repr, sort_keys=True)))
+        # a new value is a new version (as AWS assigns one per PutSecretValue): the digest covers the secret's
+        # value (a mock's), which repr would show only as [secret]
+        state.update(versionId=_fake_id(json.dumps(
+            _normalize(inputs), default=lambda v: v.value if isinstance(v, Secret) else repr(v), sort_keys=True)))
     return state
 
 

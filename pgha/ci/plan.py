@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from rich.markup import escape
 from rich.tree import Tree
 
 from pgha.ci.harness import Plan, RegisteredResource, Secret, redact
@@ -34,14 +35,15 @@ KEY_PROPERTIES: dict[str, tuple[str, ...]] = {
 
 
 def _label(resource: RegisteredResource) -> str:
+    """Name, type and key inputs as Rich markup; values are escaped, or ``[secret]`` would print as nothing."""
     props = []
     for key in KEY_PROPERTIES.get(resource.type, ()):
         value = resource.inputs.get(key)
         if value is not None and value != "":
             shown = "[secret]" if isinstance(value, Secret) else json.dumps(redact(value))
             props.append(f"{key}={shown}")
-    type_ = f"[dim]{resource.type}[/dim]"
-    return f"[bold]{resource.name}[/bold] {type_}" + (f"  {' '.join(props)}" if props else "")
+    type_ = f"[dim]{escape(resource.type)}[/dim]"
+    return f"[bold]{escape(resource.name)}[/bold] {type_}" + (f"  {escape(' '.join(props))}" if props else "")
 
 
 def plan_tree(plan: Plan) -> Tree:
@@ -58,7 +60,7 @@ def outputs_tree(plan: Plan) -> Tree:
     """The stack outputs, secrets redacted."""
     tree = Tree("[bold]outputs[/bold]")
     for name, value in plan.outputs.items():
-        tree.add(f"{name}: {json.dumps(redact(value))}")
+        tree.add(escape(f"{name}: {json.dumps(redact(value))}"))
     return tree
 
 

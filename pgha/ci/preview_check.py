@@ -84,7 +84,28 @@ def _parse(text: str) -> dict[str, Any]:
         isinstance(s, dict) and isinstance(s.get("op"), str) and isinstance(s.get("urn"), str) for s in steps
     ):
         raise PreviewFormatError("not a `pulumi preview --json` document (every step needs an op and a urn)")
+    for step in steps:
+        _check_shape(step, "replaceReasons", list, str)
+        _check_shape(step, "detailedDiff", dict, dict)
+        _check_shape(step, "oldState", dict)
+    _check_shape(document, "diagnostics", list, dict)
+    _check_shape(document, "changeSummary", dict, int)
     return document
+
+
+def _check_shape(container: dict[str, Any], key: str, kind: type, item: type | None = None) -> None:
+    """``container[key]``, when present and not null, is a ``kind`` whose values are ``item``s."""
+    value = container.get(key)
+    if value is None:
+        return
+    items = value.values() if isinstance(value, dict) else value
+    if not isinstance(value, kind) or (item is not None and not all(isinstance(v, item) for v in items)):
+        where = f"step {container['urn']}" if "urn" in container else "the document"
+        shape = f"a {_SHAPES[kind]}" + (f" of {_SHAPES[item]}s" if item else "")
+        raise PreviewFormatError(f"not a `pulumi preview --json` document ({key} of {where} is not {shape})")
+
+
+_SHAPES = {list: "list", dict: "map", str: "string", int: "number"}
 
 
 def check_preview(text: str) -> PreviewFindings:

@@ -56,7 +56,10 @@ STATEFUL_TYPES: dict[str, StatefulType] = {
         "RDS DB instance",
         _f("identifier", "identifierPrefix", "kmsKeyId", "availabilityZone", "dbName", "username", "engine",
            "snapshotIdentifier", "characterSetName", "ncharCharacterSetName", "timezone", computed=True)
-        + _f("storageEncrypted", "customIamInstanceProfile", "restoreToPointInTime"),
+        + _f("storageEncrypted", "customIamInstanceProfile", "restoreToPointInTime")
+        # s3_import itself is not ForceNew, every attribute inside it is
+        + _f("s3Import.bucketName", "s3Import.bucketPrefix", "s3Import.ingestionRole", "s3Import.sourceEngine",
+             "s3Import.sourceEngineVersion"),
         f"{TF_AWS} internal/service/rds/instance.go @00e4b238 (ResourceInstance schema, ForceNew attributes)",
     ),
     "aws:rds/parameterGroup:ParameterGroup": StatefulType(

@@ -30,7 +30,8 @@ import pg8000.native
 
 from pgha.schema.migrations import MIGRATIONS_DIR, Migration, discover, migrations_hash, split_statements
 
-#: pg_advisory_lock key: the first 8 bytes of sha256("pgha:migrate"), as a signed bigint.
+#: pg_advisory_lock key: a fixed 8-byte constant, as a signed bigint. Never change it: runs of an older
+#: and a newer pgha (a Lambda and a laptop) must serialize on the same key.
 LOCK_KEY = int.from_bytes(bytes.fromhex("5d2b0c1c7f3a9e11"), "big", signed=True)
 
 

@@ -52,7 +52,8 @@ ALL_POLICIES: list[Policy] = [
     for policy in [*module.POLICIES, *getattr(module, "STACK_POLICIES", [])]
 ]
 _names = [p.name for p in ALL_POLICIES]
-assert len(set(_names)) == len(_names), f"duplicate policy names: {sorted(n for n in _names if _names.count(n) > 1)}"
+if len(set(_names)) != len(_names):  # the engine keys results by name: two rules may not share one
+    raise ValueError(f"duplicate policy names: {sorted({n for n in _names if _names.count(n) > 1})}")
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,13 @@ prod}`` in ``Pulumi.prod.yaml``). ``prod`` and ``production`` count as productio
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from pulumi_policy import (
     EnforcementLevel,
+    PolicyComplianceFramework,
     PolicyResource,
     ResourceValidationArgs,
     ResourceValidationPolicy,
@@ -28,7 +30,10 @@ from pulumi_policy import (
 MANDATORY = EnforcementLevel.MANDATORY
 ADVISORY = EnforcementLevel.ADVISORY
 PRODUCTION = {"prod", "production"}
+FSBP = "AWS Foundational Security Best Practices"
 FSBP_URL = "https://docs.aws.amazon.com/securityhub/latest/userguide/fsbp-standard.html"
+#: A Security Hub control ID list such as ``RDS.3`` or ``EC2.8, EC2.170`` (anything else is a pgha requirement).
+_FSBP_CONTROLS = re.compile(r"[A-Za-z0-9]+\.\d+(, [A-Za-z0-9]+\.\d+)*")
 
 Check = Callable[[ResourceValidationArgs], Iterable[str]]
 StackCheck = Callable[[Sequence[PolicyResource]], Iterable[tuple[str, str]]]
@@ -64,10 +69,16 @@ def is_production(args: ResourceValidationArgs) -> bool:
     return environment(args.props, provider).lower() in PRODUCTION
 
 
+def _framework(control: str) -> PolicyComplianceFramework | None:
+    """The compliance framework entry of a rule that enforces Security Hub controls (else None)."""
+    return PolicyComplianceFramework(name=FSBP, reference=control) if _FSBP_CONTROLS.fullmatch(control) else None
+
+
 def resource_rule(
     name: str, control: str, description: str, level: EnforcementLevel, types: Sequence[str], check: Check,
 ) -> ResourceValidationPolicy:
-    """A rule over single resources of ``types``; ``control`` is the Security Hub control ID(s)."""
+    """A rule over single resources of ``types``; ``control`` is the Security Hub control ID(s), or
+    the pgha requirement a rule without an FSBP control keeps."""
     wanted = frozenset(types)
 
     def validate(args: ResourceValidationArgs, report_violation: Callable[..., None]) -> None:
@@ -77,7 +88,7 @@ def resource_rule(
 
     return ResourceValidationPolicy(
         name=name, description=f"{description} [{control}]", validate=validate, enforcement_level=level,
-        tags=[control], url=FSBP_URL,
+        tags=[control], url=FSBP_URL, framework=_framework(control),
     )
 
 
@@ -91,7 +102,7 @@ def stack_rule(name: str, control: str, description: str, level: EnforcementLeve
 
     return StackValidationPolicy(
         name=name, description=f"{description} [{control}]", validate=validate, enforcement_level=level,
-        tags=[control], url=FSBP_URL,
+        tags=[control], url=FSBP_URL, framework=_framework(control),
     )
 
 
