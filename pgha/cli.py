@@ -256,6 +256,51 @@ def lab_password() -> None:
     print(_lab().secrets().superuser)
 
 
+@lab_app.command("backup")
+def lab_backup(
+    kind: Annotated[str, typer.Option("--type", help="full, diff or incr.")] = "full",
+) -> None:
+    """Take a pgBackRest backup now (on the leader, into the lab's S3 bucket on moto)."""
+    from pgha.lab.cluster import LabError
+
+    if kind not in ("full", "diff", "incr"):
+        _fail(f"--type {kind!r}: must be full, diff or incr", 2)
+    try:
+        label = _lab().backup(kind)
+    except LabError as err:
+        _fail(err, 1)
+    _say(f"backup {label} ({kind}) done")
+
+
+@lab_app.command("ctl", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def lab_ctl(ctx: typer.Context) -> None:
+    """Run patronictl against the lab (e.g. `pgha lab ctl list`): the CA, client certificate and REST password set."""
+    raise typer.Exit(_lab().ctl(list(ctx.args)))
+
+
+node_app = typer.Typer(help="What runs on a database node (EC2 or a lab node).", no_args_is_help=True)
+app.add_typer(node_app, name="node")
+
+
+@node_app.command("bootstrap")
+def node_bootstrap(
+    config: Annotated[Path, typer.Option("--config", help="The node's JSON file (see docs/patroni.md).")],
+    start: Annotated[bool, typer.Option(help="Hand over to the service manager (systemd) when done.")] = True,
+) -> None:
+    """Configure this node: secrets from Secrets Manager, configs from patroni/, directories, then start."""
+    from pgha.node.bootstrap import BootstrapError, bootstrap
+    from pgha.node.config import NodeConfigError, load
+
+    try:
+        node = load(config)
+    except NodeConfigError as err:
+        _fail(err, 2)
+    try:
+        bootstrap(node, start=start, report=_say)
+    except BootstrapError as err:
+        _fail(err, 1)
+
+
 @app.callback()
 def main() -> None:
     """pgha: highly-available PostgreSQL on AWS, and the operations around it."""

@@ -88,8 +88,20 @@ class NodeSpec:
     etcd_data_dir: str
     socket_dir: str
     pgpass: str
+    #: The node's certificate and key (server and client: PostgreSQL, Patroni's REST API, etcd) and the
+    #: cluster CA that signed every member's certificate.
     ssl_cert_file: str
     ssl_key_file: str
+    ca_file: str
+    #: Where the bootstrap writes pgbackrest.conf, post-bootstrap and the root-only environment file.
+    config_dir: str
+    #: pgBackRest's lock, log and spool directories live under this one.
+    pgbackrest_dir: str
+
+    @property
+    def pgbackrest_conf(self) -> str:
+        """The node's pgBackRest configuration file."""
+        return f"{self.config_dir}/pgbackrest.conf"
 
 
 @dataclass(frozen=True)
@@ -111,8 +123,35 @@ class ClusterSpec:
     slow_query_ms: int = 1000
     database: str = "app"
     preload_libraries: Sequence[str] = ("pg_stat_statements",)
-    #: How WAL leaves the node: pgBackRest to S3 on EC2, a copy into a local directory in the lab.
-    archive_command: str = "/bin/true"
+    #: pgBackRest's S3 repository: WAL archive and base backups (EC2: KMS-encrypted bucket; lab: moto).
+    backup: BackupRepo = field(default_factory=lambda: BackupRepo(bucket="", region="us-east-1"))
+
+
+@dataclass(frozen=True)
+class BackupRepo:
+    """Where pgBackRest keeps WAL and backups: an S3 bucket, on AWS or on an S3-compatible endpoint."""
+
+    bucket: str
+    region: str
+    #: S3 host and port; AWS's regional endpoint unless overridden (the lab's moto server).
+    endpoint: str = ""
+    port: int = 443
+    #: CA that signs the endpoint's certificate (empty: the system's trust store).
+    ca_file: str = ""
+    #: "host" (AWS) or "path" (moto and other S3-compatible servers).
+    uri_style: str = "host"
+    #: "auto": the instance role's credentials; "shared": PGBACKREST_REPO1_S3_KEY[_SECRET] from the environment.
+    key_type: str = "auto"
+    kms_key_arn: str = ""
+    path: str = "/pgbackrest"
+    retention_full_days: int = 14
+    #: Hand WAL to a local spool and push it in the background (EC2); synchronous in the lab.
+    archive_async: bool = True
+
+    @property
+    def s3_endpoint(self) -> str:
+        """The S3 host pgBackRest connects to."""
+        return self.endpoint or f"s3.{self.region}.amazonaws.com"
 
 
 def _environment() -> jinja2.Environment:
@@ -130,9 +169,21 @@ def render_patroni(cluster: ClusterSpec, node: NodeSpec) -> str:
     return _environment().get_template("patroni.yml.j2").render(cluster=cluster, node=node)
 
 
-def render_etcd(cluster: ClusterSpec, node: NodeSpec) -> str:
-    """The node's etcd configuration file."""
-    return _environment().get_template("etcd.yml.j2").render(cluster=cluster, node=node)
+def render_etcd(cluster: ClusterSpec, node: NodeSpec, state: str = "new") -> str:
+    """The node's etcd configuration file; ``state`` is "existing" when its data directory holds a member."""
+    if state not in ("new", "existing"):
+        raise ValueError(f"etcd initial cluster state {state!r}: must be new or existing")
+    return _environment().get_template("etcd.yml.j2").render(cluster=cluster, node=node, state=state)
+
+
+def render_pgbackrest(cluster: ClusterSpec, node: NodeSpec) -> str:
+    """The node's pgbackrest.conf: the S3 repository and this node's data directory (no key in it)."""
+    return _environment().get_template("pgbackrest.conf.j2").render(cluster=cluster, node=node, repo=cluster.backup)
+
+
+def render_post_bootstrap(cluster: ClusterSpec, node: NodeSpec) -> str:
+    """The script Patroni runs once on the node that initialises the cluster: database, stanza."""
+    return _environment().get_template("post-bootstrap.sh.j2").render(cluster=cluster, node=node)
 
 
 @dataclass(frozen=True)
