@@ -24,12 +24,13 @@ err_console = Console(stderr=True)
 
 def _say(line: str) -> None:
     """Print a progress or result line as plain text (server messages may contain brackets)."""
-    console.print(line, markup=False, highlight=False, soft_wrap=True)
+    console.print(line, markup=False, highlight=False, soft_wrap=True, emoji=False)
 
 
 def _fail(message: object, code: int, prefix: str = "error: ") -> NoReturn:
     """Print a message (never read as markup, never wrapped) to stderr and exit with ``code``."""
-    err_console.print(f"[red]{prefix}[/red]{escape(str(message))}", highlight=False, soft_wrap=True)
+    # emoji=False: ARNs hold ":secret:", which rich would turn into an emoji
+    err_console.print(f"[red]{prefix}[/red]{escape(str(message))}", highlight=False, soft_wrap=True, emoji=False)
     raise typer.Exit(code)
 
 

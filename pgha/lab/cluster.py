@@ -756,6 +756,11 @@ class Lab:
         if running_as_root():
             os.chown(data_dir, *service_user_ids())
         node = next((m.name for m in self.members() if m.role == "leader"), "node1")
+        # the copy fetches WAL with moto's (non-secret) test keys, which the lab's nodes get from their env
+        keys = " ".join(f"{k}={v}" for k, v in self._node_environment(node).items() if k.startswith("PGBACKREST_"))
+        restore_command = (f"env {keys} pgbackrest --config={self.node_dir(node) / 'pgbackrest.conf'} "
+                           f"--stanza={CLUSTER_NAME} --pg1-path={data_dir} archive-get %f \"%p\"")
         self._pgbackrest(node, f"--pg1-path={data_dir}", "--type=time",
+                         f"--recovery-option=restore_command={restore_command}",
                          f"--target={target_time.isoformat(sep=' ')}", "--target-action=promote",
                          "--archive-mode=off", "restore")

@@ -216,33 +216,67 @@ SECRET_JSON_KEYS = ClusterSecrets(
 )
 
 
-def _installed_version(distribution: str) -> str:
-    import importlib.metadata
+#: systemd units an EC2 node runs, rendered from patroni/systemd/<unit>.j2.
+UNITS = ("pgha-etcd.service", "patroni.service", "pgha-backup-full.service", "pgha-backup-full.timer",
+         "pgha-backup-diff.service", "pgha-backup-diff.timer")
+#: Session Manager's agent (the Debian AMI has none), from AWS's regional bucket, pinned to a release.
+SSM_AGENT_VERSION = "3.3.1142.0"
 
-    return importlib.metadata.version(distribution)
+
+def apt_pins() -> list[str]:
+    """The pinned Debian packages (name=version) from patroni/node-packages.txt."""
+    lines = (TEMPLATES_DIR / "node-packages.txt").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def node_requirement_pins() -> dict[str, str]:
+    """Python distribution -> version a node installs, read from the hashed patroni/node-requirements.txt.
+
+    Plain text: the deploy-time program needs no Patroni installed to know what the nodes run.
+    """
+    pins = {}
+    for line in (TEMPLATES_DIR / "node-requirements.txt").read_text().splitlines():
+        if "==" in line and not line.startswith((" ", "#")):
+            name, _, rest = line.partition("==")
+            pins[name.strip().lower()] = rest.split()[0].rstrip("\\").strip()
+    return pins
 
 
 @dataclass(frozen=True)
 class BootSettings:
-    """What an EC2 node needs at boot besides its Patroni and etcd configuration (no secrets)."""
+    """What an EC2 node's user-data needs besides its node file (no secrets)."""
 
     region: str
-    secret_arn: str
-    backup_bucket: str
-    kms_key_arn: str
+    #: Where `pulumi up` put the bootstrap code (pgha + patroni/ templates) for the nodes to fetch.
+    bundle_bucket: str
+    bundle_key: str
     data_volume_id: str
     postgres_version: int
-    backup_retention_days: int = 14
-    #: Nodes run the Patroni this project is tested with (the version installed here).
-    patroni_version: str = field(default_factory=lambda: _installed_version("patroni"))
-    psycopg_version: str = field(default_factory=lambda: _installed_version("psycopg"))
+    architecture: str = "arm64"
+
+    @property
+    def packages(self) -> list[str]:
+        """apt packages to install: the pinned Debian ones and PGDG's server and pg_cron for the major version."""
+        return [*apt_pins(), f"postgresql-{self.postgres_version}", f"postgresql-{self.postgres_version}-cron"]
+
+    @property
+    def ssm_install(self) -> str:
+        """Shell that installs and starts the pinned SSM agent for this region and architecture."""
+        arch = "arm64" if self.architecture == "arm64" else "amd64"
+        url = (f"https://s3.{self.region}.amazonaws.com/amazon-ssm-{self.region}/{SSM_AGENT_VERSION}/"
+               f"debian_{arch}/amazon-ssm-agent.deb")
+        return (f"curl -fsSL --retry 10 --retry-all-errors -o /var/tmp/amazon-ssm-agent.deb {url} && "
+                "dpkg -i /var/tmp/amazon-ssm-agent.deb && systemctl enable --now amazon-ssm-agent")
 
 
-def render_user_data(cluster: ClusterSpec, node: NodeSpec, boot: BootSettings) -> str:
-    """The node's cloud-init user-data: packages, the rendered configs, services. No secret in it."""
+def render_units(cluster: ClusterSpec, node: NodeSpec) -> dict[str, str]:
+    """The node's systemd units, by file name."""
+    environment = _environment()
+    return {unit: environment.get_template(f"systemd/{unit}.j2").render(cluster=cluster, node=node) for unit in UNITS}
+
+
+def render_user_data(cluster: ClusterSpec, node: NodeSpec, node_json: str, boot: BootSettings) -> str:
+    """The node's cloud-init user-data: pinned packages, the node file, the units, the bootstrap. No secret."""
     return _environment().get_template("cloud-init.yml.j2").render(
-        cluster=cluster, node=node, boot=boot,
-        patroni_yml=render_patroni(cluster, node), etcd_yml=render_etcd(cluster, node),
-        # PATRONI_* variable -> the secret's JSON key (passwords) or the literal user name
-        environment_keys=patroni_environment(cluster.users, SECRET_JSON_KEYS),
+        cluster=cluster, node=node, boot=boot, node_json=node_json, units=render_units(cluster, node),
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pgha.connect import ConnectionSettings, connect, resolve
+from pgha.connect import ConnectionSettings, resolve, wait_for_writer
 from pgha.schema.migrate import migrate
 
 
@@ -25,7 +25,8 @@ def handler(event: dict[str, Any], _context: Any = None) -> dict[str, Any]:
         ),
         secret_arn=event["secretArn"],
     )
-    conn = connect(settings, writable=True)
+    # bounded wait: a new cluster's writer answers minutes after its instances are "running"
+    conn = wait_for_writer(settings, timeout=float(event.get("waitSeconds", 600)))
     try:
         result = migrate(conn, report=print)
     finally:
