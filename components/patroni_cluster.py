@@ -247,7 +247,10 @@ class PatroniCluster(pulumi.ComponentResource):
 
         nlb = aws.lb.LoadBalancer(
             f"{name}-nlb", internal=True, load_balancer_type="network", subnets=subnets,
-            security_groups=[self._nlb_sg.id], enable_cross_zone_load_balancing=True, opts=child,
+            security_groups=[self._nlb_sg.id], enable_cross_zone_load_balancing=True,
+            # NLB access logs exist only for TLS listeners; these are TCP (PostgreSQL does its own TLS),
+            # so connection logging is PostgreSQL's log_connections, not an access-log bucket
+            enable_deletion_protection=args.deletion_protection, opts=child,
         )
         self._target_group_suffixes: dict[str, pulumi.Output[str]] = {}
         for role, port, path in (("writer", POSTGRES_PORT, "/primary"),
@@ -366,7 +369,41 @@ class PatroniCluster(pulumi.ComponentResource):
                            "Resource": [arn, f"{arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}}],
         }))
         aws.s3.BucketPolicy(f"{name}-backups-tls-only", bucket=bucket.id, policy=deny_plain_http, opts=child)
+        self._access_logs(name, bucket, settings, child)
         return bucket
+
+    def _access_logs(self, name: str, bucket: aws.s3.Bucket, settings: PatroniSettings,
+                     child: pulumi.ResourceOptions) -> None:
+        """Server access logs of the backup bucket, into a private log bucket of their own.
+
+        S3 delivers access logs only to a target with SSE-S3 (not SSE-KMS) default encryption.
+        """
+        logs = aws.s3.Bucket(f"{name}-backup-logs", force_destroy=False, opts=child)
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-backup-logs-sse", bucket=logs.id,
+            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}], opts=child)
+        aws.s3.BucketPublicAccessBlock(f"{name}-backup-logs-private", bucket=logs.id, block_public_acls=True,
+                                       block_public_policy=True, ignore_public_acls=True,
+                                       restrict_public_buckets=True, opts=child)
+        aws.s3.BucketOwnershipControls(f"{name}-backup-logs-owner", bucket=logs.id,
+                                       rule={"object_ownership": "BucketOwnerEnforced"}, opts=child)
+        aws.s3.BucketLifecycleConfiguration(
+            f"{name}-backup-logs-lifecycle", bucket=logs.id,
+            rules=[{"id": "expire-logs", "status": "Enabled", "filter": {},
+                    "expiration": {"days": max(90, settings.backup_retention)}}], opts=child)
+        allow_logging = pulumi.Output.all(logs.arn, bucket.arn).apply(lambda arns: json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Sid": "S3ServerAccessLogs", "Effect": "Allow", "Principal": {"Service": "logging.s3.amazonaws.com"},
+                 "Action": "s3:PutObject", "Resource": f"{arns[0]}/*",
+                 "Condition": {"ArnLike": {"aws:SourceArn": arns[1]}}},
+                {"Sid": "DenyPlainHttp", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+                 "Resource": [arns[0], f"{arns[0]}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+            ],
+        }))
+        aws.s3.BucketPolicy(f"{name}-backup-logs-policy", bucket=logs.id, policy=allow_logging, opts=child)
+        aws.s3.BucketLogging(f"{name}-backups-logging", bucket=bucket.id, target_bucket=logs.id,
+                             target_prefix="backups/", opts=child)
 
     def _security_groups(
         self, name: str, args: PatroniClusterArgs, child: pulumi.ResourceOptions

@@ -347,3 +347,15 @@ def test_units_pass_systemd_analyze_verify(plan: Plan, tmp_path: Path) -> None:
     broken = _verify_units({"patroni.service": units["patroni.service"].replace("Restart=", "Restrat=")},
                            tmp_path / "broken")
     assert "Restrat" in broken.stdout + broken.stderr, "the check can fail"
+
+
+def test_nlb_is_deletion_protected_with_protection_and_backup_access_is_logged(plan: Plan) -> None:
+    protected = plan.stack == "prod"  # Pulumi.prod.yaml keeps deletionProtection on
+    assert bool(part(plan, "nlb").inputs.get("enableDeletionProtection")) is protected
+    logging = plan.get(f"pgha-{plan.stack}-patroni-backups-logging").inputs
+    logs = part(plan, "backup-logs")
+    assert logging["targetBucket"] == logs.name  # the mocks give a bucket its name as id
+    sse = plan.get(f"pgha-{plan.stack}-patroni-backup-logs-sse").inputs["rules"][0]
+    assert sse["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
+    policy = json.loads(plan.get(f"pgha-{plan.stack}-patroni-backup-logs-policy").inputs["policy"])
+    assert {s["Sid"] for s in policy["Statement"]} == {"S3ServerAccessLogs", "DenyPlainHttp"}
