@@ -174,6 +174,8 @@ def test_instances_wait_for_egress_code_and_secrets(plan: Plan) -> None:
 
 def test_user_data_installs_pinned_packages_and_hashed_python_then_bootstraps(plan: Plan) -> None:
     cloud = user_data(plan)
+    raw = base64.b64decode(plan.get(f"pgha-{plan.stack}-patroni-1-lt").inputs["userData"])
+    assert len(raw) < 16384, "EC2 refuses user-data over 16 KiB"
     install = written_file(cloud, "/usr/local/sbin/pgha-install")
     assert "etcd-server=3.4.23-4+b4" in install and "pgbackrest=2.45-1" in install
     assert "for attempt in" in install, "apt is retried"

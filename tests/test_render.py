@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import tempfile
 from dataclasses import replace
@@ -123,13 +124,14 @@ def test_missing_etcd_is_named_before_anything_starts(tmp_path: Path, monkeypatc
 
 def test_busy_port_is_named() -> None:
     root = Path(tempfile.mkdtemp(prefix="pgha-lab-ports-"))  # in /tmp, which the postgres user can reach
+    lab = Lab(root=root)
     try:
         with socket.socket() as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(("127.0.1.2", 8008))
+            sock.bind((lab.addresses[1], 8008))
             sock.listen()
-            with pytest.raises(PrerequisiteError, match=r"127\.0\.1\.2:8008"):
-                Lab(root=root).check_prerequisites()
+            with pytest.raises(PrerequisiteError, match=re.escape(f"{lab.addresses[1]}:8008")):
+                lab.check_prerequisites()
     finally:
         root.rmdir()
 

@@ -430,6 +430,9 @@ class Lab:
         if not shutil.which("pgbackrest"):
             raise PrerequisiteError("pgbackrest not found (WAL archive and backups): apt-get install pgbackrest")
         try:
+            import cryptography  # noqa: F401 - the lab CA
+            import flask  # noqa: F401 - moto's server mode
+            import moto  # noqa: F401 - Secrets Manager and S3 on loopback
             import patroni  # noqa: F401
             import psycopg  # noqa: F401
         except ImportError as err:
