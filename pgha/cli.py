@@ -276,7 +276,13 @@ def lab_backup(
 @lab_app.command("ctl", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def lab_ctl(ctx: typer.Context) -> None:
     """Run patronictl against the lab (e.g. `pgha lab ctl list`): the CA, client certificate and REST password set."""
-    raise typer.Exit(_lab().ctl(list(ctx.args)))
+    from pgha.lab.cluster import LabError
+
+    try:
+        code = _lab().ctl(list(ctx.args))
+    except LabError as err:
+        _fail(err, 1)
+    raise typer.Exit(code)
 
 
 node_app = typer.Typer(help="What runs on a database node (EC2 or a lab node).", no_args_is_help=True)

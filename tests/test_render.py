@@ -156,3 +156,19 @@ def test_lab_addresses_other_than_three_distinct_loopback_ones_are_refused(
     monkeypatch.setenv("PGHA_LAB_ADDRESSES", value)
     with pytest.raises(PrerequisiteError, match="PGHA_LAB_ADDRESSES"):
         Lab(root=Path("/nonexistent"))
+
+
+def test_point_in_time_restore_refuses_a_naive_time_or_a_used_directory(tmp_path: Path) -> None:
+    import datetime
+
+    from pgha.lab.cluster import LabError
+
+    lab = Lab(root=tmp_path / "lab")
+    with pytest.raises(LabError, match="has no time zone"):
+        lab.restore_point_in_time(datetime.datetime(2026, 1, 1, 12, 0), tmp_path / "copy")
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "PG_VERSION").write_text("15\n")
+    with pytest.raises(LabError, match="is not empty"):
+        lab.restore_point_in_time(datetime.datetime.now(datetime.UTC), used)
+    assert not (tmp_path / "copy").exists()
