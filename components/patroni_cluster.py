@@ -9,6 +9,7 @@ the writer listener only reaches the node answering ``/primary``, the reader lis
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,14 +17,18 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
+import pulumi_tls as tls
 
 from components.access import allow_tcp, inline_policy, service_role
 from components.alarms import AlarmSpec
 from components.config import PatroniSettings
 from components.kms import create_cmk
 from components.network import POSTGRES_PORT, admit_clients
+from pgha.node.config import AwsAccess, NodeConfig
 from pgha.node.render import (
     SECRET_JSON_KEYS,
+    TEMPLATES_DIR,
+    BackupRepo,
     BootSettings,
     ClusterSpec,
     NodeSpec,
@@ -40,6 +45,10 @@ HEALTH_CHECK_THRESHOLD = 2
 #: Replicas further behind than this (bytes) leave the reader target group.
 READER_MAX_LAG = 1048576
 DEBIAN_OWNER = "136693071363"
+#: The node's TLS certificates; renew by tainting them before they expire (docs/patroni.md).
+CERT_VALIDITY_HOURS = 3 * 365 * 24
+#: Where a root shell on a node finds patronictl's configuration (REST API password, CA, client cert).
+PATRONICTL_CONFIG = "/root/.config/patroni/patronictl.yaml"
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,12 @@ class PatroniClusterArgs:
     deletion_protection: bool = True
     max_connections: int = 200
     database: str = "app"
+    #: What instances need before they boot: the NAT route and VPC endpoints (components/network.py).
+    #: Empty for a bring-your-own VPC.
+    # TODO(lead): with vpcId, check the VPC's NAT route / endpoints (components/egress.py, another branch)
+    # and fail with a clear error naming what is missing; until then a BYO VPC without egress boots nodes
+    # that retry apt, S3 and Secrets Manager forever.
+    egress: Sequence[pulumi.Resource] = ()
 
 
 def ec2_node(name: str, address: str, postgres_version: int) -> NodeSpec:
@@ -71,25 +86,30 @@ def ec2_node(name: str, address: str, postgres_version: int) -> NodeSpec:
         etcd_data_dir="/var/lib/pgha/etcd",
         socket_dir="/var/run/postgresql",
         pgpass="/var/lib/pgha/pgpass",
-        ssl_cert_file="/etc/ssl/certs/ssl-cert-snakeoil.pem",
-        ssl_key_file="/etc/ssl/private/ssl-cert-snakeoil.key",
+        ssl_cert_file="/etc/pgha/tls/node.crt",
+        ssl_key_file="/etc/pgha/tls/node.key",
+        ca_file="/etc/pgha/tls/ca.crt",
+        config_dir="/etc/pgha",
+        pgbackrest_dir="/var/lib/pgha/pgbackrest",
     )
 
 
 def ec2_cluster_spec(
     name: str, addresses: Sequence[str], vpc_cidr: str, settings: PatroniSettings,
     postgres_version: int, max_connections: int = 200, database: str = "app",
+    region: str = "us-east-1", bucket: str = "", kms_key_arn: str = "",
 ) -> ClusterSpec:
     """The cluster as the EC2 nodes render it: the lab's inputs with VPC addresses and EC2 paths.
 
     Clients reach the nodes through the NLB, which does not preserve their addresses for IP
     targets: PostgreSQL sees NLB addresses from the VPC, so the VPC is the client network and
-    the NLB's security group is where ``allowedCidrs`` is enforced.
+    the NLB's security group is where ``allowedCidrs`` is enforced. The superuser, rewind and
+    replication roles are admitted only from the members' own addresses.
     """
     return ClusterSpec(
         name=name,
         nodes=[ec2_node(f"{name}-{i + 1}", address, postgres_version) for i, address in enumerate(addresses)],
-        member_cidrs=[vpc_cidr],
+        member_cidrs=[f"{address}/32" for address in addresses],
         client_cidrs=[vpc_cidr],
         timing=PatroniTiming(settings.ttl, settings.loop_wait, settings.retry_timeout),
         synchronous_mode=settings.synchronous_mode,
@@ -97,8 +117,25 @@ def ec2_cluster_spec(
         max_connections=max_connections,
         database=database,
         preload_libraries=("pg_stat_statements", "pg_cron"),
-        archive_command=f"pgbackrest --stanza={name} archive-push %p",
+        backup=BackupRepo(bucket=bucket, region=region, kms_key_arn=kms_key_arn,
+                          retention_full_days=settings.backup_retention),
     )
+
+
+def node_bundle() -> tuple[pulumi.AssetArchive, str]:
+    """The code a node bootstraps with (pgha + patroni/ templates) and a key naming its content.
+
+    A change of the code changes the key, hence the user-data, hence the launch template version.
+    """
+    root = TEMPLATES_DIR.parent
+    digest = hashlib.sha256()
+    for directory in ("pgha", "patroni"):
+        for path in sorted((root / directory).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    archive = pulumi.AssetArchive({directory: pulumi.FileArchive(str(root / directory))
+                                   for directory in ("pgha", "patroni")})
+    return archive, f"bootstrap/pgha-node-{digest.hexdigest()[:16]}.zip"
 
 
 def rto_budget_seconds(settings: PatroniSettings) -> int:
@@ -130,9 +167,13 @@ class PatroniCluster(pulumi.ComponentResource):
 
         self.secret_arn = self._credentials(name, child)
         self.backup_bucket = self._backup_bucket(name, settings, protect, child)
+        bundle, bundle_key = node_bundle()
+        # the code each node bootstraps with, fetched through the S3 gateway endpoint with the instance role
+        bundle_object = aws.s3.BucketObjectv2(f"{name}-node-bundle", bucket=self.backup_bucket.id, key=bundle_key,
+                                              source=bundle, opts=child)
         node_sg, self._nlb_sg = self._security_groups(name, args, child)
         self.front_security_group_id = self._nlb_sg.id
-        profile = self._instance_profile(name, child)
+        ca_key, ca_cert = self._certificate_authority(name, child)
 
         arch = _architecture(settings.instance_type)
         ami = aws.ec2.get_ami_output(
@@ -157,13 +198,19 @@ class PatroniCluster(pulumi.ComponentResource):
                 tags={"Name": f"{node}-data"}, opts=protect,
             ))
         addresses = pulumi.Output.all(*[eni.private_ip for eni in interfaces])
+        tls_secrets = [self._node_tls(f"{name}-{index + 1}", eni, ca_key, ca_cert, child)
+                       for index, eni in enumerate(interfaces)]
+        profile = self._instance_profile(name, [secret.arn for secret, _version in tls_secrets], child)
 
         self.instances = []
         for index, (eni, volume) in enumerate(zip(interfaces, volumes, strict=True)):
             node = f"{name}-{index + 1}"
+            tls_secret, tls_version = tls_secrets[index]
             user_data = pulumi.Output.all(
-                addresses, args.vpc_cidr, self.secret_arn, self.backup_bucket.bucket, self.key.arn, volume.id
-            ).apply(lambda v, i=index: base64.b64encode(self._user_data(name, args, v, i).encode()).decode())
+                addresses, args.vpc_cidr, self.secret_arn, self.backup_bucket.bucket, self.key.arn, volume.id,
+                tls_secret.arn,
+            ).apply(lambda v, i=index: base64.b64encode(
+                self._user_data(name, args, v, i, bundle_key, arch).encode()).decode())
             template = aws.ec2.LaunchTemplate(
                 f"{node}-lt",
                 image_id=ami.id,
@@ -186,8 +233,10 @@ class PatroniCluster(pulumi.ComponentResource):
                 tags={"Name": node},
                 # A new template version (AMI, user-data) must not replace every node at once:
                 # roll nodes one at a time with `pulumi up --replace <urn>` (docs/patroni.md).
+                # Boot needs egress (apt, S3, Secrets Manager), its code and its secrets in place first.
                 opts=pulumi.ResourceOptions(
-                    parent=self, ignore_changes=["launchTemplate"], delete_before_replace=True
+                    parent=self, ignore_changes=["launchTemplate"], delete_before_replace=True,
+                    depends_on=[*args.egress, bundle_object, self._credentials_version, tls_version],
                 ),
             )
             aws.ec2.VolumeAttachment(
@@ -198,7 +247,10 @@ class PatroniCluster(pulumi.ComponentResource):
 
         nlb = aws.lb.LoadBalancer(
             f"{name}-nlb", internal=True, load_balancer_type="network", subnets=subnets,
-            security_groups=[self._nlb_sg.id], enable_cross_zone_load_balancing=True, opts=child,
+            security_groups=[self._nlb_sg.id], enable_cross_zone_load_balancing=True,
+            # NLB access logs exist only for TLS listeners; these are TCP (PostgreSQL does its own TLS),
+            # so connection logging is PostgreSQL's log_connections, not an access-log bucket
+            enable_deletion_protection=args.deletion_protection, opts=child,
         )
         self._target_group_suffixes: dict[str, pulumi.Output[str]] = {}
         for role, port, path in (("writer", POSTGRES_PORT, "/primary"),
@@ -206,7 +258,8 @@ class PatroniCluster(pulumi.ComponentResource):
             group = aws.lb.TargetGroup(
                 f"{name}-{role}", port=POSTGRES_PORT, protocol="TCP", target_type="ip", vpc_id=args.vpc_id,
                 deregistration_delay=0, connection_termination=True,
-                health_check={"protocol": "HTTP", "port": str(Ports().restapi), "path": path, "matcher": "200",
+                # Patroni's REST API speaks TLS only (the NLB does not verify the certificate)
+                health_check={"protocol": "HTTPS", "port": str(Ports().restapi), "path": path, "matcher": "200",
                               "interval": HEALTH_CHECK_INTERVAL, "timeout": 3,
                               "healthy_threshold": HEALTH_CHECK_THRESHOLD,
                               "unhealthy_threshold": HEALTH_CHECK_THRESHOLD},
@@ -224,14 +277,52 @@ class PatroniCluster(pulumi.ComponentResource):
             "writerEndpoint": nlb.dns_name, "secretArn": self.secret_arn, "backupBucket": self.backup_bucket.bucket,
         })
 
-    def _user_data(self, name: str, args: PatroniClusterArgs, values: list, index: int) -> str:
-        addresses, vpc_cidr, secret_arn, bucket, key_arn, volume_id = values
+    def _user_data(self, name: str, args: PatroniClusterArgs, values: list, index: int, bundle_key: str,
+                   arch: str) -> str:
+        addresses, vpc_cidr, secret_arn, bucket, key_arn, volume_id, tls_secret_arn = values
         spec = ec2_cluster_spec(name, addresses, vpc_cidr, args.settings, args.postgres_version,
-                                args.max_connections, args.database)
-        boot = BootSettings(region=args.region, secret_arn=secret_arn, backup_bucket=bucket, kms_key_arn=key_arn,
-                            data_volume_id=volume_id, postgres_version=args.postgres_version,
-                            backup_retention_days=args.settings.backup_retention)
-        return render_user_data(spec, spec.nodes[index], boot)
+                                args.max_connections, args.database, args.region, bucket, key_arn)
+        node = spec.nodes[index]
+        config = NodeConfig(cluster=spec, node=node, service_manager="systemd", patronictl_config=PATRONICTL_CONFIG,
+                            aws=AwsAccess(region=args.region, secret_arn=secret_arn, tls_secret_arn=tls_secret_arn))
+        boot = BootSettings(region=args.region, bundle_bucket=bucket, bundle_key=bundle_key,
+                            data_volume_id=volume_id, postgres_version=args.postgres_version, architecture=arch)
+        return render_user_data(spec, node, config.to_json(), boot)
+
+    def _certificate_authority(self, name: str, child: pulumi.ResourceOptions
+                               ) -> tuple[tls.PrivateKey, tls.SelfSignedCert]:
+        """One CA per cluster (pulumi-tls: the key is a secret in state and stays put across runs)."""
+        key = tls.PrivateKey(f"{name}-ca-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+        cert = tls.SelfSignedCert(
+            f"{name}-ca", private_key_pem=key.private_key_pem, is_ca_certificate=True,
+            subject={"common_name": f"{name} CA", "organization": "pgha"},
+            validity_period_hours=CERT_VALIDITY_HOURS, allowed_uses=["cert_signing", "crl_signing"], opts=child,
+        )
+        return key, cert
+
+    def _node_tls(self, node: str, eni: aws.ec2.NetworkInterface, ca_key: tls.PrivateKey,
+                  ca_cert: tls.SelfSignedCert, child: pulumi.ResourceOptions
+                  ) -> tuple[aws.secretsmanager.Secret, aws.secretsmanager.SecretVersion]:
+        """A node's key and certificate (server and client, for its fixed address), delivered through
+        a CMK-encrypted Secrets Manager secret: never in user-data."""
+        key = tls.PrivateKey(f"{node}-tls-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+        request = tls.CertRequest(f"{node}-csr", private_key_pem=key.private_key_pem,
+                                  subject={"common_name": node, "organization": "pgha"},
+                                  ip_addresses=[eni.private_ip], opts=child)
+        cert = tls.LocallySignedCert(
+            f"{node}-cert", cert_request_pem=request.cert_request_pem, ca_private_key_pem=ca_key.private_key_pem,
+            ca_cert_pem=ca_cert.cert_pem, validity_period_hours=CERT_VALIDITY_HOURS,
+            allowed_uses=["digital_signature", "key_encipherment", "server_auth", "client_auth"], opts=child,
+        )
+        secret = aws.secretsmanager.Secret(f"{node}-tls", description=f"pgha {node}: TLS key and certificate",
+                                           kms_key_id=self.key.arn, recovery_window_in_days=7, opts=child)
+        version = aws.secretsmanager.SecretVersion(
+            f"{node}-tls-v", secret_id=secret.id,
+            secret_string=pulumi.Output.secret(pulumi.Output.all(
+                ca=ca_cert.cert_pem, cert=cert.cert_pem, key=key.private_key_pem).apply(json.dumps)),
+            opts=child,
+        )
+        return secret, version
 
     def _credentials(self, name: str, child: pulumi.ResourceOptions) -> pulumi.Output[str]:
         """Random passwords, kept only in a CMK-encrypted Secrets Manager secret (and as secrets in state)."""
@@ -243,7 +334,7 @@ class PatroniCluster(pulumi.ComponentResource):
             f"{name}-credentials", description="pgha Patroni cluster credentials (superuser in username/password)",
             kms_key_id=self.key.arn, recovery_window_in_days=7, opts=child,
         )
-        aws.secretsmanager.SecretVersion(
+        self._credentials_version = aws.secretsmanager.SecretVersion(
             f"{name}-credentials-v", secret_id=secret.id,
             secret_string=pulumi.Output.secret(pulumi.Output.all(**passwords).apply(
                 lambda p: json.dumps({"username": Users().superuser, **p}))),
@@ -278,7 +369,43 @@ class PatroniCluster(pulumi.ComponentResource):
                            "Resource": [arn, f"{arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}}],
         }))
         aws.s3.BucketPolicy(f"{name}-backups-tls-only", bucket=bucket.id, policy=deny_plain_http, opts=child)
+        self._access_logs(name, bucket, settings, child)
         return bucket
+
+    def _access_logs(self, name: str, bucket: aws.s3.Bucket, settings: PatroniSettings,
+                     child: pulumi.ResourceOptions) -> None:
+        """Server access logs of the backup bucket, into a private log bucket of their own.
+
+        S3 delivers access logs only to a target with SSE-S3 (not SSE-KMS) default encryption.
+        """
+        logs = aws.s3.Bucket(f"{name}-backup-logs", force_destroy=False, opts=child)
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-backup-logs-sse", bucket=logs.id,
+            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}], opts=child)
+        aws.s3.BucketPublicAccessBlock(f"{name}-backup-logs-private", bucket=logs.id, block_public_acls=True,
+                                       block_public_policy=True, ignore_public_acls=True,
+                                       restrict_public_buckets=True, opts=child)
+        aws.s3.BucketVersioning(f"{name}-backup-logs-versioning", bucket=logs.id,
+                                versioning_configuration={"status": "Enabled"}, opts=child)
+        aws.s3.BucketOwnershipControls(f"{name}-backup-logs-owner", bucket=logs.id,
+                                       rule={"object_ownership": "BucketOwnerEnforced"}, opts=child)
+        aws.s3.BucketLifecycleConfiguration(
+            f"{name}-backup-logs-lifecycle", bucket=logs.id,
+            rules=[{"id": "expire-logs", "status": "Enabled", "filter": {},
+                    "expiration": {"days": max(90, settings.backup_retention)}}], opts=child)
+        allow_logging = pulumi.Output.all(logs.arn, bucket.arn).apply(lambda arns: json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Sid": "S3ServerAccessLogs", "Effect": "Allow", "Principal": {"Service": "logging.s3.amazonaws.com"},
+                 "Action": "s3:PutObject", "Resource": f"{arns[0]}/*",
+                 "Condition": {"ArnLike": {"aws:SourceArn": arns[1]}}},
+                {"Sid": "DenyPlainHttp", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+                 "Resource": [arns[0], f"{arns[0]}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+            ],
+        }))
+        aws.s3.BucketPolicy(f"{name}-backup-logs-policy", bucket=logs.id, policy=allow_logging, opts=child)
+        aws.s3.BucketLogging(f"{name}-backups-logging", bucket=bucket.id, target_bucket=logs.id,
+                             target_prefix="backups/", opts=child)
 
     def _security_groups(
         self, name: str, args: PatroniClusterArgs, child: pulumi.ResourceOptions
@@ -306,13 +433,16 @@ class PatroniCluster(pulumi.ComponentResource):
                           args.allowed_security_group_ids, self)
         return node_sg, nlb_sg
 
-    def _instance_profile(self, name: str, child: pulumi.ResourceOptions) -> aws.iam.InstanceProfile:
-        """SSM instead of SSH; read the cluster secret; use the CMK; read and write the backup bucket."""
+    def _instance_profile(self, name: str, tls_secret_arns: list[pulumi.Output[str]],
+                          child: pulumi.ResourceOptions) -> aws.iam.InstanceProfile:
+        """SSM instead of SSH; read the cluster and TLS secrets; use the CMK; read and write the backup bucket."""
         role = service_role(f"{name}-node-role", "ec2.amazonaws.com", self,
                             ("arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",))
         bucket = self.backup_bucket.arn
         inline_policy(f"{name}-node-access", role, [
-            {"Action": "secretsmanager:GetSecretValue", "Resource": self.secret_arn},
+            # one role for every node: a node can read its peers' TLS secrets too (they share a CA and a
+            # superuser password anyway); per-node roles would narrow this
+            {"Action": "secretsmanager:GetSecretValue", "Resource": [self.secret_arn, *tls_secret_arns]},
             {"Action": ["kms:Decrypt", "kms:GenerateDataKey*", "kms:DescribeKey"], "Resource": self.key.arn},
             {"Action": ["s3:ListBucket", "s3:GetBucketLocation"], "Resource": bucket},
             {"Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],

@@ -206,6 +206,7 @@ def _patroni(cfg: StackConfig, name: str, network: Network, opts: pulumi.Resourc
             allowed_security_group_ids=cfg.allowed_security_group_ids,
             deletion_protection=cfg.deletion_protection,
             max_connections=cfg.max_connections,
+            egress=network.egress,
         ),
         opts,
     )

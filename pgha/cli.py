@@ -28,12 +28,13 @@ err_console = Console(stderr=True)
 
 def _say(line: str) -> None:
     """Print a progress or result line as plain text (server messages may contain brackets)."""
-    console.print(line, markup=False, highlight=False, soft_wrap=True)
+    console.print(line, markup=False, highlight=False, soft_wrap=True, emoji=False)
 
 
 def _fail(message: object, code: int, prefix: str = "error: ") -> NoReturn:
     """Print a message (never read as markup, never wrapped) to stderr and exit with ``code``."""
-    err_console.print(f"[red]{prefix}[/red]{escape(str(message))}", highlight=False, soft_wrap=True)
+    # emoji=False: ARNs hold ":secret:", which rich would turn into an emoji
+    err_console.print(f"[red]{prefix}[/red]{escape(str(message))}", highlight=False, soft_wrap=True, emoji=False)
     raise typer.Exit(code)
 
 
@@ -391,6 +392,57 @@ def lab_kill(
 def lab_password() -> None:
     """Print the lab superuser's password (for PGPASSWORD)."""
     print(_lab().secrets().superuser)
+
+
+@lab_app.command("backup")
+def lab_backup(
+    kind: Annotated[str, typer.Option("--type", help="full, diff or incr.")] = "full",
+) -> None:
+    """Take a pgBackRest backup now (on the leader, into the lab's S3 bucket on moto)."""
+    from pgha.lab.cluster import LabError
+
+    if kind not in ("full", "diff", "incr"):
+        _fail(f"--type {kind!r}: must be full, diff or incr", 2)
+    try:
+        label = _lab().backup(kind)
+    except LabError as err:
+        _fail(err, 1)
+    _say(f"backup {label} ({kind}) done")
+
+
+@lab_app.command("ctl", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def lab_ctl(ctx: typer.Context) -> None:
+    """Run patronictl against the lab (e.g. `pgha lab ctl list`): the CA, client certificate and REST password set."""
+    from pgha.lab.cluster import LabError
+
+    try:
+        code = _lab().ctl(list(ctx.args))
+    except LabError as err:
+        _fail(err, 1)
+    raise typer.Exit(code)
+
+
+node_app = typer.Typer(help="What runs on a database node (EC2 or a lab node).", no_args_is_help=True)
+app.add_typer(node_app, name="node")
+
+
+@node_app.command("bootstrap")
+def node_bootstrap(
+    config: Annotated[Path, typer.Option("--config", help="The node's JSON file (see docs/patroni.md).")],
+    start: Annotated[bool, typer.Option(help="Hand over to the service manager (systemd) when done.")] = True,
+) -> None:
+    """Configure this node: secrets from Secrets Manager, configs from patroni/, directories, then start."""
+    from pgha.node.bootstrap import BootstrapError, bootstrap
+    from pgha.node.config import NodeConfigError, load
+
+    try:
+        node = load(config)
+    except NodeConfigError as err:
+        _fail(err, 2)
+    try:
+        bootstrap(node, start=start, report=_say)
+    except BootstrapError as err:
+        _fail(err, 1)
 
 
 @app.callback()

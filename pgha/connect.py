@@ -10,6 +10,8 @@ import json
 import os
 import re
 import ssl
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -201,6 +203,32 @@ def connect_pinned(
             continue
         return conn, replace(settings, hosts=((host, port),))
     raise ConnectError(f"cannot connect to {settings.display()}: " + "; ".join(problems))
+
+
+def wait_for_writer(
+    settings: ConnectionSettings, timeout: float = 600.0, interval: float = 10.0,
+    sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+) -> tuple[pg8000.native.Connection, ConnectionSettings]:
+    """A writable connection (and the settings pinned to its host, as :func:`connect_pinned`), retried every
+    ``interval`` s for up to ``timeout`` s.
+
+    A new Patroni cluster accepts connections only minutes after its instances are "running"
+    (packages, bootstrap, initdb, the database created by post_bootstrap), and an RDS writer can be
+    mid-failover: the schema hook waits, bounded, instead of failing on the first refusal.
+    """
+    deadline = clock() + timeout
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            return connect_pinned(settings, writable=True)
+        except ConnectError as err:
+            if "authentication failed" in str(err):  # waiting does not fix a wrong password
+                raise
+            if clock() + interval > deadline:
+                raise ConnectError(f"no writable server at {settings.display()} after {attempts} attempts over "
+                                   f"{timeout:.0f} s; last: {err}") from None
+        sleep(interval)
 
 
 def _safe_error(err: Exception, settings: ConnectionSettings) -> str:

@@ -8,7 +8,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from pgha.connect import ConnectError, ConnectionSettings, parse_dsn, resolve
+from pgha.connect import ConnectError, ConnectionSettings, parse_dsn, resolve, wait_for_writer
+from pgha.local import free_port
 
 
 def test_url_with_several_hosts_and_percent_encoded_password() -> None:
@@ -71,3 +72,30 @@ def test_secret_supplies_user_and_password(monkeypatch: pytest.MonkeyPatch) -> N
     assert (resolved.user, resolved.password) == ("pgha_admin", "s3cret")
     named = resolve(parse_dsn("postgresql://someone@h/app"), secret_arn=arn)
     assert named.user == "someone", "a user named in the DSN is kept"
+
+
+def test_waiting_for_a_writer_that_never_answers_ends_with_a_clear_error() -> None:
+    port = free_port("127.0.0.1")  # nobody listens there
+    settings = ConnectionSettings(hosts=(("127.0.0.1", port),), database="app", password="x", connect_timeout=1)
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    with pytest.raises(ConnectError, match=rf"no writable server at .*:{port}/app after 4 attempts over 30 s; last: "):
+        wait_for_writer(settings, timeout=30, interval=10, sleep=sleep, clock=lambda: now[0])
+    assert slept == [10, 10, 10]
+
+
+def test_waiting_for_a_writer_returns_once_it_answers(postgres) -> None:
+    calls = []
+
+    def sleep(seconds: float) -> None:
+        calls.append(seconds)
+
+    conn, pinned = wait_for_writer(postgres.settings(), timeout=5, interval=1, sleep=sleep)
+    assert pinned.hosts == postgres.settings().hosts[:1]
+    assert conn.run("SELECT pg_is_in_recovery()")[0][0] is False and calls == []
+    conn.close()

@@ -17,7 +17,7 @@ import pytest
 from pgha.connect import ConnectionSettings, connect
 from pgha.drill.probe import WriteProbe, missing_acknowledged
 from pgha.lab.cluster import Lab, LabError
-from pgha.local import port_in_use
+from pgha.local import as_service_user, free_port, give_to_service_user, port_in_use, postgres_bindir
 
 pytestmark = pytest.mark.lab
 
@@ -145,8 +145,94 @@ def test_cli_status_and_switchover_drive_the_same_lab(lab: Lab) -> None:
     assert f"switchover: {old} -> " in switched.stdout and lab.leader().name != old
 
 
+def test_lab_nodes_booted_through_the_node_bootstrap_with_tls_everywhere(lab: Lab) -> None:
+    for index in (1, 2, 3):
+        node = lab.node_dir(f"node{index}")
+        assert json.loads((node / "node.json").read_text())["aws"]["endpoint_url"].startswith("https://127.0.0.1:")
+        assert oct((node / "patroni.env").stat().st_mode & 0o777) == "0o600"
+    assert lab._pid("aws", "moto"), "moto outlives `lab up`, recorded by pid"
+    # etcd refuses a client without a certificate from the lab CA
+    import ssl
+    import urllib.request
+
+    anonymous = ssl.create_default_context(cafile=str(lab.admin_dir / "ca.crt"))
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"https://{lab.addresses[0]}:2379/health", timeout=5, context=anonymous)
+    # PostgreSQL's certificate verifies against the lab CA
+    verified = ConnectionSettings(hosts=((lab.addresses[0], 5432),), database="postgres", user="postgres",
+                                  password=lab.secrets().superuser, sslmode="verify-full",
+                                  sslrootcert=str(lab.admin_dir / "ca.crt"))
+    connect(verified).close()
+    # patronictl works as is through `pgha lab ctl`
+    env = {**os.environ, "PGHA_LAB_DIR": str(lab.root)}
+    ctl = subprocess.run([sys.executable, "-m", "pgha", "lab", "ctl", "list"], env=env, capture_output=True,
+                         text=True, timeout=60, check=False)
+    assert ctl.returncode == 0, ctl.stderr
+    assert all(f"node{i}" in ctl.stdout for i in (1, 2, 3)) and lab.secrets().restapi not in ctl.stdout
+
+
+def test_backup_to_s3_on_moto_and_point_in_time_restore(lab: Lab) -> None:
+    writer = connect(lab.settings(), writable=True)
+    writer.run("CREATE TABLE IF NOT EXISTS pitr_check (id int, note text)")
+    writer.run("INSERT INTO pitr_check VALUES (1, 'before the backup')")
+    label = lab.backup("full")
+    assert label.endswith("F")
+    writer.run("INSERT INTO pitr_check VALUES (2, 'after the backup, before the target')")
+    time.sleep(1.5)
+    target = writer.run("SELECT clock_timestamp()")[0][0]
+    time.sleep(1.5)
+    writer.run("INSERT INTO pitr_check VALUES (3, 'after the target')")
+    writer.run("SELECT pg_switch_wal()")
+    writer.close()
+    wait_for("WAL archived to the S3 repository", lambda: _archived_past(lab, target), timeout=60)
+
+    restored = lab.root / "pitr-restore"
+    lab.restore_point_in_time(target, restored)
+    port = free_port("127.0.0.1")
+    socket_dir = lab.root / "pitr-run"
+    socket_dir.mkdir(exist_ok=True)
+    give_to_service_user(socket_dir)
+    bindir = postgres_bindir()
+    server = subprocess.Popen(as_service_user([
+        str(bindir / "postgres"), "-D", str(restored), "-p", str(port), "-c", "listen_addresses=127.0.0.1",
+        "-c", f"unix_socket_directories={socket_dir}", "-c", "hba_file=" + str(restored / "pg_hba.conf")]),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        settings = ConnectionSettings(hosts=(("127.0.0.1", port),), database="app", user="postgres",
+                                      password=lab.secrets().superuser, sslmode="require")
+
+        def promoted() -> bool:
+            try:
+                conn = connect(settings)
+            except Exception:
+                return False
+            try:
+                return conn.run("SELECT pg_is_in_recovery()")[0][0] is False
+            finally:
+                conn.close()
+
+        wait_for("the restored copy to replay and promote", promoted, timeout=120)
+        conn = connect(settings)
+        assert [row[0] for row in conn.run("SELECT id FROM pitr_check ORDER BY id")] == [1, 2]
+        conn.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def _archived_past(lab: Lab, target: object) -> bool:
+    """The leader's archiver has pushed the segment written after the target."""
+    conn = connect(lab.settings(), writable=True)
+    try:
+        last = conn.run("SELECT last_archived_time FROM pg_stat_archiver")[0][0]
+        return last is not None and last > target
+    finally:
+        conn.close()
+
+
 def test_down_leaves_no_process_behind(lab: Lab) -> None:
     lab.down()
     assert lab.lab_processes() == []
     assert not any(port_in_use(a, p) for a in lab.addresses for p in (5432, 8008, 2379, 2380))
+    assert lab._pid("aws", "moto") is None
     assert lab.members() == []

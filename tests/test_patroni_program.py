@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -15,7 +16,8 @@ from components.patroni_cluster import ec2_cluster_spec, rto_budget_seconds
 from pgha.ci.harness import Plan, RegisteredResource, Secret, _fake_id, plain_strings, run_program
 from pgha.lab.cluster import LAB_TIMING, Lab
 from pgha.local import postgres_bindir
-from pgha.node.render import render_etcd, render_patroni
+from pgha.node.config import NodeConfig, parse
+from pgha.node.render import render_etcd, render_patroni, render_pgbackrest
 
 PATRONI = {"engine": "patroni"}
 INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
@@ -34,6 +36,17 @@ def user_data(plan: Plan, node: int = 1) -> dict:
 
 def written_file(cloud_config: dict, path: str) -> str:
     return next(f["content"] for f in cloud_config["write_files"] if f["path"] == path)
+
+
+def node_file(plan: Plan, node: int = 1) -> NodeConfig:
+    """The node file cloud-init writes for `pgha node bootstrap`, parsed as the node parses it."""
+    return parse(written_file(user_data(plan, node), "/etc/pgha/node.json"))
+
+
+def rendered_patroni(plan: Plan, node: int = 1) -> dict:
+    """The patroni.yml the node's bootstrap renders."""
+    config = node_file(plan, node)
+    return yaml.safe_load(render_patroni(config.cluster, config.node))
 
 
 def part(plan: Plan, suffix: str) -> RegisteredResource:
@@ -77,6 +90,7 @@ def test_nlb_health_checks_patronis_rest_api(plan: Plan) -> None:
     assert reader.inputs["healthCheck"]["path"].startswith("/replica?lag=")
     for group in (writer, reader):
         assert group.inputs["healthCheck"]["port"] == "8008"
+        assert group.inputs["healthCheck"]["protocol"] == "HTTPS", "the REST API speaks TLS only"
         assert group.inputs["port"] == 5432
     listeners = {r.inputs["port"]: r for r in plan.of_type("aws:lb/listener:Listener")}
     assert set(listeners) == {5432, 5433}
@@ -111,10 +125,12 @@ def test_backups_go_to_a_private_versioned_encrypted_bucket(plan: Plan) -> None:
     block = plan.get(f"{prefix}-private").inputs
     assert all(block[k] for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
     assert plan.get(f"{prefix}-lifecycle").inputs["rules"][0]["status"] == "Enabled"
-    conf = written_file(user_data(plan), "/etc/pgbackrest/pgbackrest.conf")
+    config = node_file(plan)
+    conf = render_pgbackrest(config.cluster, config.node)
     assert f"repo1-s3-bucket={plan.outputs['backupBucket']}" in conf
-    patroni = yaml.safe_load(written_file(user_data(plan), "/etc/patroni/patroni.yml"))
-    assert "pgbackrest" in patroni["bootstrap"]["dcs"]["postgresql"]["parameters"]["archive_command"]
+    assert f"repo1-s3-kms-key-id={plan.outputs['kmsKeyArn']}" in conf and "repo1-s3-key-type=auto" in conf
+    assert "pgbackrest" in rendered_patroni(plan)["postgresql"]["parameters"]["archive_command"]
+    assert rendered_patroni(plan)["bootstrap"]["post_bootstrap"] == "/etc/pgha/post-bootstrap.sh"
 
 
 def test_no_password_in_any_plaintext_input_or_user_data(plan: Plan) -> None:
@@ -123,12 +139,56 @@ def test_no_password_in_any_plaintext_input_or_user_data(plan: Plan) -> None:
     values = {f"mock-password-{_id(p)}" for p in passwords}
     version = plan.get(f"pgha-{plan.stack}-patroni-credentials-v")
     assert isinstance(version.inputs["secretString"], Secret)
+    for node in (1, 2, 3):  # node keys travel through Secrets Manager only
+        assert isinstance(plan.get(f"pgha-{plan.stack}-patroni-{node}-tls-v").inputs["secretString"], Secret)
     for resource in plan.resources:
         texts = list(plain_strings(resource.inputs))
         if resource.type == "aws:ec2/launchTemplate:LaunchTemplate":
             texts.append(base64.b64decode(resource.inputs["userData"]).decode())
+            assert "PRIVATE KEY" not in texts[-1]
         for text in texts:
             assert not any(value in text for value in values), f"{resource.name} holds a password"
+
+
+def test_one_ca_signs_every_node_certificate_for_its_fixed_address(plan: Plan) -> None:
+    (ca,) = plan.of_type("tls:index/selfSignedCert:SelfSignedCert")
+    assert ca.inputs["isCaCertificate"] is True
+    certs = plan.of_type("tls:index/locallySignedCert:LocallySignedCert")
+    assert len(certs) == 3 and all({"server_auth", "client_auth"} <= set(c.inputs["allowedUses"]) for c in certs)
+    requests = plan.of_type("tls:index/certRequest:CertRequest")
+    enis = plan.of_type("aws:ec2/networkInterface:NetworkInterface")
+    assert len(requests) == 3 and all(len(r.inputs["ipAddresses"]) == 1 for r in requests)
+    assert len(enis) == 3
+
+
+def test_instances_wait_for_egress_code_and_secrets(plan: Plan) -> None:
+    nat_route = [r for r in plan.of_type("aws:ec2/route:Route") if "natGatewayId" in r.inputs]
+    assert nat_route, "the patroni engine's network has a NAT route"
+    for instance in plan.of_type("aws:ec2/instance:Instance"):
+        deps = set(instance.dependencies)
+        assert nat_route[0].urn in deps
+        assert plan.get(f"pgha-{plan.stack}-patroni-node-bundle").urn in deps
+        assert plan.get(f"pgha-{plan.stack}-patroni-credentials-v").urn in deps
+        assert any(d.endswith(f"{instance.name}-tls-v") for d in deps)
+
+
+def test_user_data_installs_pinned_packages_and_hashed_python_then_bootstraps(plan: Plan) -> None:
+    cloud = user_data(plan)
+    raw = base64.b64decode(plan.get(f"pgha-{plan.stack}-patroni-1-lt").inputs["userData"])
+    assert len(raw) < 16384, "EC2 refuses user-data over 16 KiB"
+    install = written_file(cloud, "/usr/local/sbin/pgha-install")
+    assert "etcd-server=3.4.23-4+b4" in install and "pgbackrest=2.45-1" in install
+    assert "for attempt in" in install, "apt is retried"
+    node_install = written_file(cloud, "/usr/local/sbin/pgha-node-install")
+    assert "--require-hashes" in node_install and "node-requirements.txt" in node_install
+    assert cloud["runcmd"][-1] == ["/usr/local/sbin/pgha-node-bootstrap"]
+    assert any("amazon-ssm-agent" in " ".join(map(str, c)) for c in cloud["runcmd"]), "Session Manager, no SSH"
+    requirements = (Path(__file__).resolve().parents[1] / "patroni" / "node-requirements.txt").read_text()
+    pinned = [line for line in requirements.splitlines() if "==" in line and not line.startswith(" ")]
+    assert pinned and all(line.endswith("\\") for line in pinned), "every pin carries hashes"
+    config = node_file(plan)
+    assert config.service_manager == "systemd" and config.patronictl_config.startswith("/root/")
+    assert config.cluster.member_cidrs == tuple(f"{n.address}/32" for n in config.cluster.nodes)
 
 
 def test_outputs_match_the_rds_path(plan: Plan, dev_plan: Plan) -> None:
@@ -155,7 +215,7 @@ def test_user_data_patroni_config_passes_patronis_validator() -> None:
 
     local_major = int(postgres_bindir().parent.name)  # validate against binaries this machine has
     plan = run_program("dev", {**PATRONI, "postgresVersion": str(local_major)})
-    config = yaml.safe_load(written_file(user_data(plan), "/etc/patroni/patroni.yml"))
+    config = rendered_patroni(plan)
     # the node's launcher supplies the passwords through PATRONI_* variables; the validator wants them inline
     config["restapi"]["authentication"]["password"] = "from-the-environment"
     for user in ("superuser", "replication", "rewind"):
@@ -188,9 +248,15 @@ def test_lab_and_ec2_render_the_same_template_differing_only_in_addresses_paths_
                  "etcd.initial-advertise-peer-urls", "etcd.advertise-client-urls", "etcd.initial-cluster"}
     paths = {"patroni.postgresql.data_dir", "patroni.postgresql.bin_dir", "patroni.postgresql.pgpass",
              "patroni.postgresql.parameters.unix_socket_directories", "patroni.postgresql.parameters.ssl_cert_file",
-             "patroni.postgresql.parameters.ssl_key_file", "etcd.data-dir",
-             # where WAL is archived: the lab's directory, EC2's S3 repository
-             "patroni.bootstrap.dcs.postgresql.parameters.archive_command"}
+             "patroni.postgresql.parameters.ssl_key_file", "patroni.postgresql.parameters.ssl_ca_file",
+             "patroni.postgresql.parameters.cron.host", "etcd.data-dir",
+             "patroni.restapi.certfile", "patroni.restapi.keyfile", "patroni.restapi.cafile",
+             "patroni.ctl.cacert", "patroni.ctl.certfile", "patroni.ctl.keyfile",
+             "patroni.etcd3.cacert", "patroni.etcd3.cert", "patroni.etcd3.key", "patroni.bootstrap.post_bootstrap",
+             *(f"etcd.{side}-transport-security.{key}" for side in ("client", "peer")
+               for key in ("cert-file", "key-file", "trusted-ca-file")),
+             # the node's own pgbackrest.conf (the S3 repository: AWS's or the lab's moto)
+             "patroni.postgresql.parameters.archive_command"}
     assert differences <= addresses | paths, differences - addresses - paths
     assert "patroni.bootstrap.dcs.ttl" not in differences
 
@@ -232,8 +298,9 @@ def test_rto_budget_is_ttl_plus_loop_plus_nlb_detection() -> None:
 def test_five_nodes_spread_over_three_azs() -> None:
     plan = run_program("dev", {**PATRONI, "patroni": '{"nodes": 5}'})
     assert len(plan.of_type("aws:ec2/instance:Instance")) == 5
-    etcd = yaml.safe_load(written_file(user_data(plan, 5), "/etc/pgha/etcd.yml"))
-    assert etcd["initial-cluster"].count("=http://") == 5
+    config = node_file(plan, 5)
+    etcd = yaml.safe_load(render_etcd(config.cluster, config.node))
+    assert etcd["initial-cluster"].count("=https://") == 5
 
 
 def test_alarms_fire_when_no_primary_is_behind_the_writer(plan: Plan) -> None:
@@ -249,3 +316,48 @@ def test_alarms_fire_when_no_primary_is_behind_the_writer(plan: Plan) -> None:
     if plan.stack == "prod":
         (subscription,) = plan.of_type("aws:sns/topicSubscription:TopicSubscription")
         assert subscription.inputs["endpoint"] == "dba-oncall@example.com"
+
+
+def _verify_units(units: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
+    """``systemd-analyze verify`` the units, with the node's own scripts replaced by stubs under tmp_path."""
+    stubs = tmp_path / "stubs"
+    stubs.mkdir(parents=True, exist_ok=True)
+    directory = tmp_path / "units"
+    directory.mkdir(exist_ok=True)
+    for name, text in units.items():
+        for prefix in ("/usr/local/sbin/", "/opt/patroni/bin/"):  # created by cloud-init on a node
+            text = text.replace(prefix, f"{stubs}/")
+        for stub in re.findall(rf"{re.escape(str(stubs))}/[\w.-]+", text):
+            Path(stub).write_text("#!/bin/sh\n")
+            Path(stub).chmod(0o755)
+        (directory / name).write_text(text)
+    return subprocess.run(["systemd-analyze", "verify", *sorted(str(p) for p in directory.iterdir())],
+                          capture_output=True, text=True, check=False)
+
+
+def test_units_pass_systemd_analyze_verify(plan: Plan, tmp_path: Path) -> None:
+    units = {f["path"].rsplit("/", 1)[1]: f["content"] for f in user_data(plan)["write_files"]
+             if f["path"].startswith("/etc/systemd/system/")}
+    assert set(units) == {"pgha-etcd.service", "patroni.service", "pgha-backup-full.service",
+                          "pgha-backup-full.timer", "pgha-backup-diff.service", "pgha-backup-diff.timer"}
+    result = _verify_units(units, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for service in ("pgha-etcd.service", "patroni.service"):
+        text = units[service]
+        assert "RequiresMountsFor=/var/lib/pgha/" in text and "Restart=always" in text
+        assert "StartLimitIntervalSec=0" in text, "a transient failure never leaves the node failed for good"
+    broken = _verify_units({"patroni.service": units["patroni.service"].replace("Restart=", "Restrat=")},
+                           tmp_path / "broken")
+    assert "Restrat" in broken.stdout + broken.stderr, "the check can fail"
+
+
+def test_nlb_is_deletion_protected_with_protection_and_backup_access_is_logged(plan: Plan) -> None:
+    protected = plan.stack == "prod"  # Pulumi.prod.yaml keeps deletionProtection on
+    assert bool(part(plan, "nlb").inputs.get("enableDeletionProtection")) is protected
+    logging = plan.get(f"pgha-{plan.stack}-patroni-backups-logging").inputs
+    logs = part(plan, "backup-logs")
+    assert logging["targetBucket"] == logs.name  # the mocks give a bucket its name as id
+    sse = plan.get(f"pgha-{plan.stack}-patroni-backup-logs-sse").inputs["rules"][0]
+    assert sse["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
+    policy = json.loads(plan.get(f"pgha-{plan.stack}-patroni-backup-logs-policy").inputs["policy"])
+    assert {s["Sid"] for s in policy["Statement"]} == {"S3ServerAccessLogs", "DenyPlainHttp"}

@@ -182,3 +182,12 @@ def test_the_policy_pack_serves_the_same_rules_to_the_engine() -> None:
     finally:
         pack.terminate()
         pack.wait(10)
+
+
+def test_an_access_log_target_passes_with_sse_s3_and_only_with_it(plans: dict[str, Plan]) -> None:
+    """S3 delivers server access logs only to SSE-S3 buckets: the log bucket is exempt from KMS, not from encryption."""
+    rule = [p for p in ALL_POLICIES if p.name == "s3-kms-encryption"]
+    assert [v.resource for v in evaluate(plans["patroni"].resources, rule)] == []
+    broken = _broken(plans["patroni"], "pgha-prod-patroni-backup-logs-sse",
+                     ("rules.0.applyServerSideEncryptionByDefault.sseAlgorithm", "none"))
+    assert [v.resource for v in evaluate(broken, rule)] == ["pgha-prod-patroni-backup-logs"]

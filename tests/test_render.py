@@ -73,8 +73,14 @@ def test_patroni_config_carries_the_ha_settings(cluster: ClusterSpec) -> None:
     hba = config["postgresql"]["pg_hba"]
     assert all("0.0.0.0/0" not in line for line in hba)
     assert any(line.startswith("hostssl replication replicator") for line in hba)
-    assert not any(line.startswith("host ") for line in hba), "network connections must use TLS"
+    assert all(line.endswith(" reject") for line in hba if line.startswith("host ")), "network connections use TLS"
     assert config["postgresql"]["parameters"]["ssl"] == "on"
+    # the superuser: peer over the socket, or from members; refused from anywhere else before clients are admitted
+    assert hba[0] == "local all postgres peer"
+    first_client = next(i for i, line in enumerate(hba) if line.startswith("hostssl all all "))
+    assert hba.index("host all postgres all reject") < first_client
+    assert config["etcd3"]["protocol"] == "https" and config["etcd3"]["cert"] == node.ssl_cert_file
+    assert config["restapi"]["certfile"] == node.ssl_cert_file and config["ctl"]["cacert"] == node.ca_file
 
 
 def test_rendered_files_hold_no_password(cluster: ClusterSpec) -> None:
@@ -100,9 +106,13 @@ def test_environment_carries_every_credential() -> None:
 
 def test_etcd_config_lists_the_whole_initial_cluster(cluster: ClusterSpec) -> None:
     config = yaml.safe_load(render_etcd(cluster, cluster.nodes[0]))
-    assert config["initial-cluster"] == ",".join(f"{n.name}=http://{n.address}:2380" for n in cluster.nodes)
+    assert config["initial-cluster"] == ",".join(f"{n.name}=https://{n.address}:2380" for n in cluster.nodes)
     assert config["enable-grpc-gateway"] is True
-    assert config["listen-client-urls"] == f"http://{cluster.nodes[0].address}:2379"
+    assert config["listen-client-urls"] == f"https://{cluster.nodes[0].address}:2379"
+    for side in ("client", "peer"):
+        assert config[f"{side}-transport-security"]["client-cert-auth"] is True
+    assert config["initial-cluster-state"] == "new"
+    assert yaml.safe_load(render_etcd(cluster, cluster.nodes[0], "existing"))["initial-cluster-state"] == "existing"
 
 
 def test_missing_etcd_is_named_before_anything_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -146,3 +156,19 @@ def test_lab_addresses_other_than_three_distinct_loopback_ones_are_refused(
     monkeypatch.setenv("PGHA_LAB_ADDRESSES", value)
     with pytest.raises(PrerequisiteError, match="PGHA_LAB_ADDRESSES"):
         Lab(root=Path("/nonexistent"))
+
+
+def test_point_in_time_restore_refuses_a_naive_time_or_a_used_directory(tmp_path: Path) -> None:
+    import datetime
+
+    from pgha.lab.cluster import LabError
+
+    lab = Lab(root=tmp_path / "lab")
+    with pytest.raises(LabError, match="has no time zone"):
+        lab.restore_point_in_time(datetime.datetime(2026, 1, 1, 12, 0), tmp_path / "copy")
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "PG_VERSION").write_text("15\n")
+    with pytest.raises(LabError, match="is not empty"):
+        lab.restore_point_in_time(datetime.datetime.now(datetime.UTC), used)
+    assert not (tmp_path / "copy").exists()

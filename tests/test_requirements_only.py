@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from pgha.ci.harness import PROJECT_DIR
+from pgha.node.render import node_requirement_pins
 
 REQUIREMENTS = PROJECT_DIR / "requirements.txt"
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -37,9 +38,9 @@ for label, stack, overrides in runs:
         "error": None if plan.error is None else f"{type(plan.error).__name__}: {plan.error}",
         "types": sorted({r.type for r in plan.resources}),
         "count": len(plan.resources),
-        "node_pins": sorted({pin for r in plan.resources if "userData" in r.inputs
-                             for pin in re.findall(r"[a-z]+\\[[a-z0-9]+\\]==[0-9.]+",
-                                                   base64.b64decode(r.inputs["userData"]).decode())}),
+        "hashed_node_installs": sorted({bool(re.search(r"--require-hashes .*-r \\S*node-requirements.txt",
+                                                        base64.b64decode(r.inputs["userData"]).decode(), re.S))
+                                        for r in plan.resources if "userData" in r.inputs}),
     }
 print(json.dumps(out))
 """
@@ -97,12 +98,13 @@ def test_program_registers_its_resources_from_requirements_txt_alone(
     assert run["count"] > 10
 
 
-def test_patroni_nodes_install_the_lab_pins(requirements_only_run: dict) -> None:
+def test_patroni_nodes_install_the_lab_pins_from_hashes(requirements_only_run: dict) -> None:
+    """Nodes install the hashed node requirements, which pin the Patroni and psycopg the lab runs and tests."""
     pins = dict(line.split("==", 1) for line in (PROJECT_DIR / "requirements-lab.txt").read_text().splitlines()
                 if "==" in line and not line.startswith("#"))
-    assert requirements_only_run["prod-patroni"]["node_pins"] == [
-        f"patroni[etcd3]=={pins['patroni[etcd3]']}", f"psycopg[binary]=={pins['psycopg[binary]']}"
-    ]
+    node = node_requirement_pins()
+    assert (node["patroni"], node["psycopg"]) == (pins["patroni[etcd3]"], pins["psycopg[binary]"])
+    assert requirements_only_run["prod-patroni"]["hashed_node_installs"] == [True]
 
 
 def test_the_pull_request_checks_run_from_requirements_txt_alone() -> None:

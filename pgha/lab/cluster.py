@@ -1,8 +1,11 @@
 """The local HA lab: three etcd + Patroni + PostgreSQL nodes on 127.0.1.1-3, from the production templates.
 
-Each node gets its own loopback address and the production ports, exactly like an EC2 node.
-State lives under one directory (``.lab/`` by default); every process is started here, recorded
-by pid, and stopped by pid. As root, every process runs as the ``postgres`` user.
+Each node gets its own loopback address and the production ports, exactly like an EC2 node, and
+boots the way an EC2 node does: ``pgha node bootstrap`` reads its secrets from Secrets Manager and
+renders its configs; Secrets Manager and S3 (pgBackRest's repository) are served by moto's server
+mode on loopback, over TLS with the lab's own CA. State lives under one directory (``.lab/`` by
+default); every process is started here, recorded by pid, and stopped by pid. As root, every
+process runs as the ``postgres`` user.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import secrets
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -20,6 +24,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +33,7 @@ import psutil
 from pgha.local import (
     SERVICE_USER,
     PrerequisiteError,
+    free_port,
     has_extension,
     port_in_use,
     postgres_bindir,
@@ -35,16 +41,17 @@ from pgha.local import (
     service_user_can_run,
     service_user_ids,
 )
+from pgha.node.bootstrap import ENV_FILE, read_env_file
+from pgha.node.config import AwsAccess, NodeConfig
 from pgha.node.render import (
+    SECRET_JSON_KEYS,
+    BackupRepo,
     ClusterSecrets,
     ClusterSpec,
     NodeSpec,
     PatroniTiming,
     Ports,
     Users,
-    patroni_environment,
-    render_etcd,
-    render_patroni,
 )
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -55,6 +62,10 @@ NODE_ADDRESSES = ("127.0.1.1", "127.0.1.2", "127.0.1.3")
 #: Short timing so failover is quick on one machine; still within Patroni's rules.
 LAB_TIMING = PatroniTiming(ttl=20, loop_wait=2, retry_timeout=5)
 DATABASE = "app"
+#: moto's fixed test credentials (moto accepts any): not secrets.
+AWS_REGION = "us-east-1"
+_AWS_ENV = {"AWS_ACCESS_KEY_ID": "pgha-lab", "AWS_SECRET_ACCESS_KEY": "pgha-lab-moto", "AWS_DEFAULT_REGION": AWS_REGION}
+BACKUP_BUCKET = "pgha-lab-backups"
 
 
 _BASE_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
@@ -116,7 +127,7 @@ class Member:
 
 
 def _http_json(url: str, timeout: float = 2.0, method: str = "GET", body: dict | None = None,
-               auth: tuple[str, str] | None = None) -> Any:
+               auth: tuple[str, str] | None = None, context: ssl.SSLContext | None = None) -> Any:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)
     if data is not None:
@@ -125,7 +136,7 @@ def _http_json(url: str, timeout: float = 2.0, method: str = "GET", body: dict |
         import base64
 
         request.add_header("Authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
-    with urllib.request.urlopen(request, timeout=timeout) as response:
+    with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
         text = response.read().decode()
     try:
         return json.loads(text)
@@ -160,7 +171,8 @@ class Lab:
             specs.append(NodeSpec(
                 name=f"node{index}", address=address, data_dir=str(base / "pgdata"), bin_dir=bin_dir,
                 etcd_data_dir=str(base / "etcd"), socket_dir=str(base / "run"), pgpass=str(base / "pgpass"),
-                ssl_cert_file=str(base / "tls" / "server.crt"), ssl_key_file=str(base / "tls" / "server.key"),
+                ssl_cert_file=str(base / "tls" / "node.crt"), ssl_key_file=str(base / "tls" / "node.key"),
+                ca_file=str(base / "tls" / "ca.crt"), config_dir=str(base), pgbackrest_dir=str(base / "pgbackrest"),
             ))
         return specs
 
@@ -178,8 +190,12 @@ class Lab:
             timing=LAB_TIMING,
             preload_libraries=tuple(preload),
             database=DATABASE,
-            # WAL goes to a shared local directory, as on EC2 it goes to the S3 repository
-            archive_command=f"test ! -f {self.root}/wal-archive/%f && cp %p {self.root}/wal-archive/%f",
+            # WAL and backups go to an S3 bucket on the lab's moto server, as on EC2 to the real one
+            backup=BackupRepo(
+                bucket=BACKUP_BUCKET, region=AWS_REGION, endpoint="127.0.0.1", port=self._moto_port() or 443,
+                ca_file=str(self.aws_dir / "ca.crt"), uri_style="path", key_type="shared", path=f"/{CLUSTER_NAME}",
+                retention_full_days=2, archive_async=False,
+            ),
         )
 
     # --- secrets --------------------------------------------------------------------------
@@ -212,39 +228,179 @@ class Lab:
             alive = False
         return pid if alive else None
 
-    def _start(self, node: str, process: str, command: list[str], env: dict[str, str] | None = None) -> None:
+    def _start(self, node: str, process: str, command: list[str], env: dict[str, str] | None = None,
+               service_user: bool = True) -> None:
         directory = self.node_dir(node)
         log = open(directory / f"{process}.log", "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=directory,
             env={**_BASE_ENV, "HOME": str(directory), **(env or {})}, start_new_session=True,
-            **_as_service_user(),
+            **(_as_service_user() if service_user else {}),
         )
         log.close()
         (directory / f"{process}.pid").write_text(str(proc.pid))
 
-    def _prepare(self, cluster: ClusterSpec) -> None:
-        """Write each node's rendered configs and a self-signed TLS certificate, owned by the service user."""
-        uid_gid = service_user_ids() if running_as_root() else None
+    # --- TLS and AWS (moto) -------------------------------------------------------------------
+
+    @property
+    def aws_dir(self) -> Path:
+        """The moto server's directory: its certificate, port and pid (the CA certificate is public)."""
+        return self.root / "aws"
+
+    @property
+    def admin_dir(self) -> Path:
+        """Root-only: the lab's own client certificate for etcd and Patroni's REST API."""
+        return self.root / "admin"
+
+    @property
+    def tls_file(self) -> Path:
+        """Root-only: the lab CA and every certificate and key (seeded into moto on each start)."""
+        return self.root / "tls.json"
+
+    def tls_material(self) -> dict[str, dict[str, str]]:
+        """The lab's CA and certificates (name -> cert, key), made on first use and then kept."""
+        from pgha.lab.tls import Issued, issue, new_ca
+
+        if self.tls_file.exists():
+            stored = json.loads(self.tls_file.read_text())
+            if stored.get("addresses") == list(self.addresses):
+                return stored["issued"]
+        ca = new_ca(CLUSTER_NAME)
+        issued = {"ca": ca, "client": issue(ca, "pgha-lab-admin"), "moto": issue(ca, "moto", ("127.0.0.1",),
+                                                                                  ("localhost",))}
+        for index, address in enumerate(self.addresses, 1):
+            # loopback connections leave from 127.0.0.1 whatever address they go to, and etcd checks a
+            # peer's certificate against the address it connects from
+            issued[f"node{index}"] = issue(ca, f"node{index}", (address, "127.0.0.1"))
+        material = {name: {"cert": item.cert, "key": item.key} for name, item in issued.items()
+                    if isinstance(item, Issued)}
         self.root.mkdir(parents=True, exist_ok=True)
-        self.root.chmod(0o755)
-        archive = self.root / "wal-archive"
-        archive.mkdir(exist_ok=True)
-        owned = [archive]
+        self.tls_file.touch(mode=0o600)
+        self.tls_file.write_text(json.dumps({"addresses": list(self.addresses), "issued": material}))
+        return material
+
+    def _write_tls_files(self) -> None:
+        """The moto server's certificate (service user) and the lab's client certificate (root only)."""
+        material = self.tls_material()
+        uid_gid = service_user_ids() if running_as_root() else None
+        for directory, mode in ((self.aws_dir, 0o755), (self.admin_dir, 0o700)):
+            directory.mkdir(parents=True, exist_ok=True)
+            directory.chmod(mode)
+        files = {
+            self.aws_dir / "ca.crt": (material["ca"]["cert"], 0o644, False),
+            self.aws_dir / "moto.crt": (material["moto"]["cert"], 0o644, True),
+            self.aws_dir / "moto.key": (material["moto"]["key"], 0o600, True),
+            self.admin_dir / "ca.crt": (material["ca"]["cert"], 0o644, False),
+            self.admin_dir / "client.crt": (material["client"]["cert"], 0o644, False),
+            self.admin_dir / "client.key": (material["client"]["key"], 0o600, False),
+        }
+        for path, (text, mode, service_owned) in files.items():
+            path.touch(mode=mode)
+            path.chmod(mode)
+            path.write_text(text)
+            if service_owned and uid_gid:
+                os.chown(path, *uid_gid)
+
+    def tls_context(self) -> ssl.SSLContext:
+        """Verifies members against the lab CA and presents the lab's client certificate (etcd requires one)."""
+        context = ssl.create_default_context(cafile=str(self.admin_dir / "ca.crt"))
+        context.load_cert_chain(str(self.admin_dir / "client.crt"), str(self.admin_dir / "client.key"))
+        return context
+
+    def _moto_port(self) -> int | None:
+        path = self.aws_dir / "port"
+        return int(path.read_text()) if path.exists() else None
+
+    @property
+    def aws_endpoint(self) -> str:
+        """The moto server's URL (Secrets Manager and S3)."""
+        return f"https://127.0.0.1:{self._moto_port()}"
+
+    def aws_environment(self) -> dict[str, str]:
+        """What a boto3 client or a bootstrap needs to talk to the lab's moto server."""
+        return {**_AWS_ENV, "AWS_ENDPOINT_URL": self.aws_endpoint, "AWS_CA_BUNDLE": str(self.aws_dir / "ca.crt")}
+
+    def _start_moto(self, timeout: float) -> None:
+        """Start moto's server (Secrets Manager + S3 over TLS) on a free 127.0.0.1 port, recorded by pid."""
+        port = free_port("127.0.0.1")
+        (self.aws_dir / "port").write_text(str(port))
+        self.report(f"starting moto (Secrets Manager, S3) on 127.0.0.1:{port}")
+        # as the invoking user (it reads this project's code); it stands in for AWS, not for a node
+        self._start("aws", "moto", [sys.executable, "-m", "pgha.lab.aws_server", "127.0.0.1", str(port),
+                                    str(self.aws_dir / "moto.crt"), str(self.aws_dir / "moto.key")],
+                    {"PYTHONPATH": str(PROJECT_DIR)}, service_user=False)
+        self._wait("moto", self._moto_ready, timeout, ())
+        if not self._pid("aws", "moto"):
+            raise LabError(f"moto exited; see {self.aws_dir}/moto.log")
+
+    def _moto_ready(self) -> bool:
+        context = ssl.create_default_context(cafile=str(self.aws_dir / "ca.crt"))
+        try:
+            urllib.request.urlopen(f"{self.aws_endpoint}/moto-api/", timeout=2, context=context).close()
+        except (OSError, ValueError):
+            return self._pid("aws", "moto") is None  # stop waiting; the caller reports the exit
+        return True
+
+    def _boto3(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(service, region_name=AWS_REGION, endpoint_url=self.aws_endpoint,
+                            verify=str(self.aws_dir / "ca.crt"), aws_access_key_id=_AWS_ENV["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=_AWS_ENV["AWS_SECRET_ACCESS_KEY"])
+
+    def _seed_aws(self) -> dict[str, str]:
+        """Put the lab's secrets and bucket into moto (in-memory: done on every start); return name -> ARN."""
+        client = self._boto3("secretsmanager")
+        material = self.tls_material()
+        values = {f"{CLUSTER_NAME}/credentials": json.dumps({
+            "username": self.users.superuser,
+            **{getattr(SECRET_JSON_KEYS, field): value for field, value in asdict(self.secrets()).items()},
+        })}
+        for index in range(1, len(self.addresses) + 1):
+            values[f"{CLUSTER_NAME}/node{index}/tls"] = json.dumps({
+                "ca": material["ca"]["cert"], "cert": material[f"node{index}"]["cert"],
+                "key": material[f"node{index}"]["key"]})
+        arns = {}
+        for name, value in values.items():
+            try:
+                arns[name] = client.create_secret(Name=name, SecretString=value)["ARN"]
+            except client.exceptions.ResourceExistsException:
+                arns[name] = client.put_secret_value(SecretId=name, SecretString=value)["ARN"]
+        s3 = self._boto3("s3")
+        with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+            s3.create_bucket(Bucket=BACKUP_BUCKET)
+        return arns
+
+    # --- bootstrap --------------------------------------------------------------------------
+
+    def node_config(self, cluster: ClusterSpec, node: NodeSpec, arns: dict[str, str]) -> NodeConfig:
+        """The node file the lab hands to `pgha node bootstrap`, as cloud-init does on EC2."""
+        return NodeConfig(
+            cluster=cluster, node=node, service_manager="external", service_user=SERVICE_USER,
+            aws=AwsAccess(region=AWS_REGION, secret_arn=arns[f"{CLUSTER_NAME}/credentials"],
+                          tls_secret_arn=arns[f"{CLUSTER_NAME}/{node.name}/tls"], endpoint_url=self.aws_endpoint,
+                          ca_bundle=str(self.aws_dir / "ca.crt")),
+        )
+
+    def _bootstrap(self, cluster: ClusterSpec, arns: dict[str, str]) -> None:
+        """Run the EC2 node bootstrap (`python -m pgha node bootstrap --config FILE`) for every node."""
         for node in cluster.nodes:
             directory = self.node_dir(node.name)
-            (directory / "run").mkdir(parents=True, exist_ok=True)
-            (directory / "tls").mkdir(exist_ok=True)
-            (directory / "etcd.yml").write_text(render_etcd(cluster, node))
-            (directory / "patroni.yml").write_text(render_patroni(cluster, node))
-            if not Path(node.ssl_key_file).exists():
-                _self_signed_certificate(node.address, Path(node.ssl_cert_file), Path(node.ssl_key_file))
-            owned += [directory, directory / "run", directory / "tls", directory / "etcd.yml",
-                      directory / "patroni.yml", Path(node.ssl_cert_file), Path(node.ssl_key_file)]
-        for path in owned:
-            path.chmod(0o700 if path.is_dir() else 0o600)
-            if uid_gid:
-                os.chown(path, *uid_gid)
+            directory.mkdir(parents=True, exist_ok=True)
+            path = directory / "node.json"
+            path.write_text(self.node_config(cluster, node, arns).to_json())
+            result = subprocess.run(
+                [sys.executable, "-m", "pgha", "node", "bootstrap", "--config", str(path)],
+                cwd=PROJECT_DIR, capture_output=True, text=True, check=False, timeout=120,
+                env={**os.environ, **self.aws_environment()},
+            )
+            if result.returncode != 0:
+                raise LabError(f"bootstrap of {node.name} failed: {(result.stderr or result.stdout).strip()}")
+            self.report(f"bootstrapped {node.name} (secrets from Secrets Manager on moto, configs from patroni/)")
+
+    def _node_environment(self, node: str) -> dict[str, str]:
+        """The environment the bootstrap wrote for a node's services (passwords; root-only file)."""
+        return read_env_file(self.node_dir(node) / ENV_FILE)
 
     def patroni_python(self) -> str:
         """A Python with Patroni that the service user can run.
@@ -252,11 +408,12 @@ class Lab:
         This venv when the service user can read it; otherwise (the project sits somewhere it
         cannot traverse, e.g. under /root) a copy of the lab requirements in the lab directory.
         """
-        if service_user_can_run([sys.executable, "-c", "import patroni, psycopg"]):
+        needed = "import patroni, psycopg"
+        if service_user_can_run([sys.executable, "-c", needed]):
             return sys.executable
         venv = self.root / "runtime-venv"
         python = venv / "bin" / "python"
-        if not service_user_can_run([str(python), "-c", "import patroni, psycopg"]):
+        if not service_user_can_run([str(python), "-c", needed]):
             self.report(f"the {SERVICE_USER} user cannot read {sys.executable}: installing Patroni into {venv}")
             subprocess.run([_SYSTEM_PYTHON, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True)
             subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r",
@@ -270,9 +427,12 @@ class Lab:
         bindir = postgres_bindir()
         if not shutil.which("etcd"):
             raise PrerequisiteError("etcd not found: install it, e.g. `apt-get install etcd-server`")
-        if not shutil.which("openssl"):
-            raise PrerequisiteError("openssl not found (it makes the nodes' TLS certificates): apt-get install openssl")
+        if not shutil.which("pgbackrest"):
+            raise PrerequisiteError("pgbackrest not found (WAL archive and backups): apt-get install pgbackrest")
         try:
+            import cryptography  # noqa: F401 - the lab CA
+            import flask  # noqa: F401 - moto's server mode
+            import moto  # noqa: F401 - Secrets Manager and S3 on loopback
             import patroni  # noqa: F401
             import psycopg  # noqa: F401
         except ImportError as err:
@@ -306,38 +466,48 @@ class Lab:
     def up(self, timeout: float = 120.0) -> dict[str, Any]:
         """Start whatever is not running, wait for a healthy cluster, apply the schema; return status."""
         state = self.running()
-        if all(pid for node in state.values() for pid in node.values()):
+        moto = self._pid("aws", "moto")
+        if moto and all(pid for node in state.values() for pid in node.values()):
             self.report("lab already running")
             return self.status()
         started_any = any(pid for node in state.values() for pid in node.values())
         bindir = postgres_bindir() if started_any else self.check_prerequisites()
-        cluster = self.cluster(bindir)
-        self._prepare(cluster)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o755)
+        self._write_tls_files()
         python = self.patroni_python()
-        env = patroni_environment(self.users, self.secrets())
+        if not moto:
+            self._start_moto(timeout)
+        arns = self._seed_aws()
+        cluster = self.cluster(bindir)
+        self._bootstrap(cluster, arns)
         for node in cluster.nodes:
             if not state[node.name]["etcd"]:
                 self.report(f"starting etcd on {node.address}")
                 self._start(node.name, "etcd", [shutil.which("etcd") or "etcd", "--config-file",
                                                 str(self.node_dir(node.name) / "etcd.yml")])
         self._wait("etcd cluster healthy", self._etcd_healthy, timeout, ("etcd",))
-        self._validate(cluster, env, python)
+        self._validate(cluster, python)
         for node in cluster.nodes:
             if not state[node.name]["patroni"]:
                 self.report(f"starting Patroni + PostgreSQL on {node.address}")
                 self._start(node.name, "patroni", [python, "-m", "patroni",
-                                                   str(self.node_dir(node.name) / "patroni.yml")], env)
+                                                   str(self.node_dir(node.name) / "patroni.yml")],
+                            self._node_environment(node.name))
         self._wait("a leader, a synchronous standby and a replica", self._cluster_formed, timeout, ("etcd", "patroni"))
+        # post_bootstrap creates the stanza on a new cluster; a restarted moto starts with an empty bucket
+        self._pgbackrest(self.leader().name, "stanza-create")
         self._apply_schema()
         return self.status()
 
-    def _validate(self, cluster: ClusterSpec, env: dict[str, str], python: str) -> None:
+    def _validate(self, cluster: ClusterSpec, python: str) -> None:
         """Check every rendered patroni.yml with ``patroni --validate-config`` (needs etcd up)."""
         for node in cluster.nodes:
             path = self.node_dir(node.name) / "patroni.yml"
             result = subprocess.run(
                 [python, "-m", "patroni", "--validate-config", "--ignore-listen-port", str(path)],
-                capture_output=True, text=True, check=False, env={**_BASE_ENV, **env}, **_as_service_user(),
+                capture_output=True, text=True, check=False, env={**_BASE_ENV, **self._node_environment(node.name)},
+                **_as_service_user(),
             )
             if result.returncode != 0:
                 raise LabError(f"{path} fails Patroni's validator: {result.stdout}{result.stderr}".strip())
@@ -364,8 +534,10 @@ class Lab:
 
     def _etcd_healthy(self) -> bool:
         try:
+            context = self.tls_context()
             return all(
-                str(_http_json(f"http://{a}:{self.ports.etcd_client}/health").get("health")) == "true"
+                str(_http_json(f"https://{a}:{self.ports.etcd_client}/health", context=context).get("health"))
+                == "true"
                 for a in self.addresses
             )
         except (OSError, ValueError, AttributeError):
@@ -373,9 +545,13 @@ class Lab:
 
     def members(self) -> list[Member]:
         """The members as Patroni reports them (empty when no node answers)."""
+        try:
+            context = self.tls_context()
+        except OSError:  # no lab here (yet)
+            return []
         for address in self.addresses:
             try:
-                data = _http_json(f"http://{address}:{self.ports.restapi}/cluster")
+                data = _http_json(f"https://{address}:{self.ports.restapi}/cluster", context=context)
             except (OSError, ValueError):
                 continue
             return [
@@ -456,8 +632,8 @@ class Lab:
         leader = self.leader()
         body = {"leader": leader.name, **({"candidate": candidate} if candidate else {})}
         secret = self.secrets().restapi
-        _http_json(f"http://{leader.host}:{self.ports.restapi}/switchover", method="POST", body=body,
-                   auth=(self.users.restapi, secret), timeout=30)
+        _http_json(f"https://{leader.host}:{self.ports.restapi}/switchover", method="POST", body=body,
+                   auth=(self.users.restapi, secret), timeout=30, context=self.tls_context())
         self._wait(f"a leader other than {leader.name}", lambda: self._leads_instead_of(leader.name), timeout,
                    ("etcd", "patroni"))
         return self.leader().name
@@ -484,8 +660,9 @@ class Lab:
 
         Returns the pids that had to be killed because they did not stop in time.
         """
-        for process in ("patroni", "etcd"):
-            pids = [pid for procs in self.running().values() if (pid := procs[process])]
+        for process in ("patroni", "etcd", "moto"):
+            pids = ([pid for procs in self.running().values() if (pid := procs[process])] if process != "moto"
+                    else [pid for pid in [self._pid("aws", "moto")] if pid])
             for pid in pids:
                 self.report(f"stopping {process} (pid {pid})")
                 with contextlib.suppress(ProcessLookupError):
@@ -495,7 +672,7 @@ class Lab:
             for proc in alive:
                 proc.kill()
         killed = self._sweep()
-        for pidfile in self.root.glob("node*/*.pid"):
+        for pidfile in [*self.root.glob("node*/*.pid"), *self.root.glob("aws/*.pid")]:
             pidfile.unlink()
         if purge and self.root.exists():
             shutil.rmtree(self.root)
@@ -515,6 +692,42 @@ class Lab:
         psutil.wait_procs(leftovers, timeout=10)
         return [p.pid for p in leftovers]
 
+    # --- operations: patronictl, backups ------------------------------------------------------
+
+    def ctl(self, args: list[str]) -> int:
+        """Run ``patronictl -c node1/patroni.yml ARGS`` with the REST API password in its environment.
+
+        The rendered patroni.yml carries the CA and client certificate (``ctl:``) but no password:
+        that lives in the root-only environment file the bootstrap wrote, as Patroni reads it.
+        """
+        node = next((n for n in ("node1", "node2", "node3") if (self.node_dir(n) / ENV_FILE).exists()), None)
+        if node is None:
+            raise LabError(f"no bootstrapped node under {self.root}: run `pgha lab up` first")
+        patronictl = Path(sys.executable).parent / "patronictl"
+        command = [str(patronictl)] if patronictl.exists() else [sys.executable, "-m", "patroni.ctl"]
+        return subprocess.run([*command, "-c", str(self.node_dir(node) / "patroni.yml"), *args], check=False,
+                              env={**os.environ, **self._node_environment(node)}).returncode
+
+    def _pgbackrest(self, node: str, *args: str) -> str:
+        """Run pgBackRest with a node's configuration as the service user; its stdout, or LabError."""
+        command = ["pgbackrest", f"--config={self.node_dir(node) / 'pgbackrest.conf'}", f"--stanza={CLUSTER_NAME}",
+                   *args]
+        env = {**_BASE_ENV, "HOME": str(self.node_dir(node)),
+               **{k: v for k, v in self._node_environment(node).items() if k.startswith("PGBACKREST_")}}
+        result = subprocess.run(command, capture_output=True, text=True, check=False, env=env, timeout=600,
+                                cwd=self.node_dir(node), **_as_service_user())
+        if result.returncode != 0:
+            raise LabError(f"pgbackrest {' '.join(args)} failed: {(result.stderr or result.stdout).strip()}")
+        return result.stdout
+
+    def backup(self, kind: str = "full") -> str:
+        """Take a pgBackRest backup on the leader into the lab's S3 bucket; return its label."""
+        leader = self.leader().name
+        self._pgbackrest(leader, "stanza-create")
+        self._pgbackrest(leader, f"--type={kind}", "backup")
+        info = json.loads(self._pgbackrest(leader, "--output=json", "info"))
+        return info[0]["backup"][-1]["label"]
+
     def lab_processes(self) -> list[int]:
         """Pids of every process running from the lab directory."""
         found = []
@@ -527,11 +740,30 @@ class Lab:
                 found.append(proc.pid)
         return found
 
+    def restore_point_in_time(self, target_time: datetime, data_dir: Path) -> None:
+        """Leave in data_dir a copy of the cluster as of target_time, ready to start: on start PostgreSQL
+        replays to target_time and promotes.
 
-def _self_signed_certificate(address: str, cert: Path, key: Path) -> None:
-    """A throwaway TLS certificate for one lab node (on EC2 the node uses Debian's snakeoil)."""
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "825", "-subj", f"/CN={address}",
-         "-addext", f"subjectAltName=IP:{address}", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )
+        ``pgbackrest restore --type=time --target-action=promote`` from the lab's S3 repository (the
+        newest backup that ends before ``target_time``, then WAL from the archive). The copy does not
+        archive (``archive_mode=off``), so it never writes into the cluster's repository. Its
+        postgresql.conf is the source node's: start it with your own ``-p``, ``-c listen_addresses``
+        and ``-c unix_socket_directories`` as the service user. ``data_dir`` must be absent or empty.
+        """
+        if target_time.tzinfo is None:
+            raise LabError(f"target_time {target_time.isoformat()} has no time zone: give one (e.g. UTC)")
+        if data_dir.exists() and any(data_dir.iterdir()):
+            raise LabError(f"{data_dir} is not empty: pgBackRest restores only into an empty directory")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.chmod(0o700)
+        if running_as_root():
+            os.chown(data_dir, *service_user_ids())
+        node = next((m.name for m in self.members() if m.role == "leader"), "node1")
+        # the copy fetches WAL with moto's (non-secret) test keys, which the lab's nodes get from their env
+        keys = " ".join(f"{k}={v}" for k, v in self._node_environment(node).items() if k.startswith("PGBACKREST_"))
+        restore_command = (f"env {keys} pgbackrest --config={self.node_dir(node) / 'pgbackrest.conf'} "
+                           f"--stanza={CLUSTER_NAME} --pg1-path={data_dir} archive-get %f \"%p\"")
+        self._pgbackrest(node, f"--pg1-path={data_dir}", "--type=time",
+                         f"--recovery-option=restore_command={restore_command}",
+                         f"--target={target_time.isoformat(sep=' ')}", "--target-action=promote",
+                         "--archive-mode=off", "restore")

@@ -8,7 +8,6 @@ environment variables Patroni reads them from.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,8 +88,20 @@ class NodeSpec:
     etcd_data_dir: str
     socket_dir: str
     pgpass: str
+    #: The node's certificate and key (server and client: PostgreSQL, Patroni's REST API, etcd) and the
+    #: cluster CA that signed every member's certificate.
     ssl_cert_file: str
     ssl_key_file: str
+    ca_file: str
+    #: Where the bootstrap writes pgbackrest.conf, post-bootstrap and the root-only environment file.
+    config_dir: str
+    #: pgBackRest's lock, log and spool directories live under this one.
+    pgbackrest_dir: str
+
+    @property
+    def pgbackrest_conf(self) -> str:
+        """The node's pgBackRest configuration file."""
+        return f"{self.config_dir}/pgbackrest.conf"
 
 
 @dataclass(frozen=True)
@@ -112,8 +123,35 @@ class ClusterSpec:
     slow_query_ms: int = 1000
     database: str = "app"
     preload_libraries: Sequence[str] = ("pg_stat_statements",)
-    #: How WAL leaves the node: pgBackRest to S3 on EC2, a copy into a local directory in the lab.
-    archive_command: str = "/bin/true"
+    #: pgBackRest's S3 repository: WAL archive and base backups (EC2: KMS-encrypted bucket; lab: moto).
+    backup: BackupRepo = field(default_factory=lambda: BackupRepo(bucket="", region="us-east-1"))
+
+
+@dataclass(frozen=True)
+class BackupRepo:
+    """Where pgBackRest keeps WAL and backups: an S3 bucket, on AWS or on an S3-compatible endpoint."""
+
+    bucket: str
+    region: str
+    #: S3 host and port; AWS's regional endpoint unless overridden (the lab's moto server).
+    endpoint: str = ""
+    port: int = 443
+    #: CA that signs the endpoint's certificate (empty: the system's trust store).
+    ca_file: str = ""
+    #: "host" (AWS) or "path" (moto and other S3-compatible servers).
+    uri_style: str = "host"
+    #: "auto": the instance role's credentials; "shared": PGBACKREST_REPO1_S3_KEY[_SECRET] from the environment.
+    key_type: str = "auto"
+    kms_key_arn: str = ""
+    path: str = "/pgbackrest"
+    retention_full_days: int = 14
+    #: Hand WAL to a local spool and push it in the background (EC2); synchronous in the lab.
+    archive_async: bool = True
+
+    @property
+    def s3_endpoint(self) -> str:
+        """The S3 host pgBackRest connects to."""
+        return self.endpoint or f"s3.{self.region}.amazonaws.com"
 
 
 def _environment() -> jinja2.Environment:
@@ -131,9 +169,21 @@ def render_patroni(cluster: ClusterSpec, node: NodeSpec) -> str:
     return _environment().get_template("patroni.yml.j2").render(cluster=cluster, node=node)
 
 
-def render_etcd(cluster: ClusterSpec, node: NodeSpec) -> str:
-    """The node's etcd configuration file."""
-    return _environment().get_template("etcd.yml.j2").render(cluster=cluster, node=node)
+def render_etcd(cluster: ClusterSpec, node: NodeSpec, state: str = "new") -> str:
+    """The node's etcd configuration file; ``state`` is "existing" when its data directory holds a member."""
+    if state not in ("new", "existing"):
+        raise ValueError(f"etcd initial cluster state {state!r}: must be new or existing")
+    return _environment().get_template("etcd.yml.j2").render(cluster=cluster, node=node, state=state)
+
+
+def render_pgbackrest(cluster: ClusterSpec, node: NodeSpec) -> str:
+    """The node's pgbackrest.conf: the S3 repository and this node's data directory (no key in it)."""
+    return _environment().get_template("pgbackrest.conf.j2").render(cluster=cluster, node=node, repo=cluster.backup)
+
+
+def render_post_bootstrap(cluster: ClusterSpec, node: NodeSpec) -> str:
+    """The script Patroni runs once on the node that initialises the cluster: database, stanza."""
+    return _environment().get_template("post-bootstrap.sh.j2").render(cluster=cluster, node=node)
 
 
 @dataclass(frozen=True)
@@ -166,45 +216,67 @@ SECRET_JSON_KEYS = ClusterSecrets(
 )
 
 
-#: The node's Python requirements, pinned with ``==``: the versions the lab runs and the tests use.
-NODE_REQUIREMENTS = Path(__file__).resolve().parents[2] / "requirements-lab.txt"
+#: systemd units an EC2 node runs, rendered from patroni/systemd/<unit>.j2.
+UNITS = ("pgha-etcd.service", "patroni.service", "pgha-backup-full.service", "pgha-backup-full.timer",
+         "pgha-backup-diff.service", "pgha-backup-diff.timer")
+#: Session Manager's agent (the Debian AMI has none), from AWS's regional bucket, pinned to a release.
+SSM_AGENT_VERSION = "3.3.1142.0"
 
 
-def node_pin(distribution: str, requirements: Path = NODE_REQUIREMENTS) -> str:
-    """The ``==`` version ``requirements`` pins for ``distribution`` (extras ignored).
+def apt_pins() -> list[str]:
+    """The pinned Debian packages (name=version) from patroni/node-packages.txt."""
+    lines = (TEMPLATES_DIR / "node-packages.txt").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
-    Read as text, not from the installed packages, so the deploy-time program needs only
-    requirements.txt (Pulumi builds its venv from that file alone).
+
+def node_requirement_pins() -> dict[str, str]:
+    """Python distribution -> version a node installs, read from the hashed patroni/node-requirements.txt.
+
+    Plain text: the deploy-time program needs no Patroni installed to know what the nodes run.
     """
-    wanted = re.sub(r"[-_.]+", "-", distribution).lower()
-    for line in requirements.read_text().splitlines():
-        match = re.fullmatch(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?\s*==\s*([^\s;#]+).*", line)
-        if match and re.sub(r"[-_.]+", "-", match[1]).lower() == wanted:
-            return match[3]
-    raise LookupError(f"{requirements.name} pins no version of {distribution} (expected a line {distribution}==X.Y.Z)")
+    pins = {}
+    for line in (TEMPLATES_DIR / "node-requirements.txt").read_text().splitlines():
+        if "==" in line and not line.startswith((" ", "#")):
+            name, _, rest = line.partition("==")
+            pins[name.strip().lower()] = rest.split()[0].rstrip("\\").strip()
+    return pins
 
 
 @dataclass(frozen=True)
 class BootSettings:
-    """What an EC2 node needs at boot besides its Patroni and etcd configuration (no secrets)."""
+    """What an EC2 node's user-data needs besides its node file (no secrets)."""
 
     region: str
-    secret_arn: str
-    backup_bucket: str
-    kms_key_arn: str
+    #: Where `pulumi up` put the bootstrap code (pgha + patroni/ templates) for the nodes to fetch.
+    bundle_bucket: str
+    bundle_key: str
     data_volume_id: str
     postgres_version: int
-    backup_retention_days: int = 14
-    #: Nodes run the Patroni this project is tested with (the lab's pinned versions).
-    patroni_version: str = field(default_factory=lambda: node_pin("patroni"))
-    psycopg_version: str = field(default_factory=lambda: node_pin("psycopg"))
+    architecture: str = "arm64"
+
+    @property
+    def packages(self) -> list[str]:
+        """apt packages to install: the pinned Debian ones and PGDG's server and pg_cron for the major version."""
+        return [*apt_pins(), f"postgresql-{self.postgres_version}", f"postgresql-{self.postgres_version}-cron"]
+
+    @property
+    def ssm_install(self) -> str:
+        """Shell that installs and starts the pinned SSM agent for this region and architecture."""
+        arch = "arm64" if self.architecture == "arm64" else "amd64"
+        url = (f"https://s3.{self.region}.amazonaws.com/amazon-ssm-{self.region}/{SSM_AGENT_VERSION}/"
+               f"debian_{arch}/amazon-ssm-agent.deb")
+        return (f"curl -fsSL --retry 10 --retry-all-errors -o /var/tmp/amazon-ssm-agent.deb {url} && "
+                "dpkg -i /var/tmp/amazon-ssm-agent.deb && systemctl enable --now amazon-ssm-agent")
 
 
-def render_user_data(cluster: ClusterSpec, node: NodeSpec, boot: BootSettings) -> str:
-    """The node's cloud-init user-data: packages, the rendered configs, services. No secret in it."""
+def render_units(cluster: ClusterSpec, node: NodeSpec) -> dict[str, str]:
+    """The node's systemd units, by file name."""
+    environment = _environment()
+    return {unit: environment.get_template(f"systemd/{unit}.j2").render(cluster=cluster, node=node) for unit in UNITS}
+
+
+def render_user_data(cluster: ClusterSpec, node: NodeSpec, node_json: str, boot: BootSettings) -> str:
+    """The node's cloud-init user-data: pinned packages, the node file, the units, the bootstrap. No secret."""
     return _environment().get_template("cloud-init.yml.j2").render(
-        cluster=cluster, node=node, boot=boot,
-        patroni_yml=render_patroni(cluster, node), etcd_yml=render_etcd(cluster, node),
-        # PATRONI_* variable -> the secret's JSON key (passwords) or the literal user name
-        environment_keys=patroni_environment(cluster.users, SECRET_JSON_KEYS),
+        cluster=cluster, node=node, boot=boot, node_json=node_json, units=render_units(cluster, node),
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from pgha.connect import ConnectionSettings, connect, connect_pinned, resolve, secret_credentials
+from pgha.connect import ConnectionSettings, connect, resolve, secret_credentials, wait_for_writer
 from pgha.schema.logins import LoginSpec, ensure_logins
 from pgha.schema.migrate import Timeouts, migrate
 
@@ -41,7 +41,8 @@ def handler(event: dict[str, Any], _context: Any = None) -> dict[str, Any]:
         statement=float(event.get("statementTimeout") or 0) or None,
         lock=float(event.get("lockTimeout", 5)) or None,
     )
-    conn, pinned = connect_pinned(settings, writable=True)
+    # bounded wait: a new cluster's writer answers minutes after its instances are "running"
+    conn, pinned = wait_for_writer(settings, timeout=float(event.get("waitSeconds", 600)))
     try:
         result = migrate(conn, report=print, timeouts=timeouts,
                          observer=lambda: connect(replace(pinned, application_name="pgha-schema-hook-watch")))

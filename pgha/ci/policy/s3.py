@@ -2,8 +2,8 @@
 
 With pulumi-aws 7 a bucket's settings are separate resources (``BucketPolicy``,
 ``BucketPublicAccessBlock``, ``BucketVersioning``, ``BucketServerSideEncryptionConfiguration``),
-so these are stack rules: each bucket needs a configuration resource declared from it (its
-dependencies name the bucket) that satisfies the control.
+so these are stack rules: each bucket needs a configuration resource declared for it (its
+``bucket`` input comes from the bucket) that satisfies the control.
 """
 
 from __future__ import annotations
@@ -14,14 +14,23 @@ from typing import Any
 
 from pulumi_policy import PolicyResource
 
-from pgha.ci.policy.common import MANDATORY, as_dict, depends_on, stack_rule, truthy
+from pgha.ci.policy.common import MANDATORY, as_dict, stack_rule, truthy
 
 BUCKET = "aws:s3/bucket:Bucket"
 POLICY = "aws:s3/bucketPolicy:BucketPolicy"
 ACCESS_BLOCK = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
 VERSIONING = "aws:s3/bucketVersioning:BucketVersioning"
 ENCRYPTION = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+LOGGING = "aws:s3/bucketLogging:BucketLogging"
 BLOCK_FLAGS = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+
+
+def _configures(config: PolicyResource, bucket: PolicyResource) -> bool:
+    """Whether ``config`` is declared for ``bucket``: its ``bucket`` input comes from it.
+
+    Other inputs may name another bucket too (a log bucket's policy names the bucket it logs).
+    """
+    return any(d.urn == bucket.urn for d in config.property_dependencies.get("bucket", []))
 
 
 def _per_bucket(resources: Sequence[PolicyResource], config_type: str, complaint: str,
@@ -29,7 +38,7 @@ def _per_bucket(resources: Sequence[PolicyResource], config_type: str, complaint
     buckets = [r for r in resources if r.resource_type == BUCKET]
     configs = [r for r in resources if r.resource_type == config_type]
     for bucket in buckets:
-        mine = [c for c in configs if depends_on(c, bucket)]
+        mine = [c for c in configs if _configures(c, bucket)]
         if not any(ok(c.props) for c in mine):
             yield bucket.urn, f"bucket {bucket.name}: {complaint}"
 
@@ -72,9 +81,29 @@ def _kms_default(props: Any) -> bool:
     return False
 
 
+def _sse_s3_default(props: Any) -> bool:
+    return any(as_dict(as_dict(rule).get("applyServerSideEncryptionByDefault")).get("sseAlgorithm") == "AES256"
+               for rule in props.get("rules") or [])
+
+
+def _receives_access_logs(bucket: PolicyResource, resources: Sequence[PolicyResource]) -> bool:
+    """Whether a ``BucketLogging`` names ``bucket`` as its target (from its ``targetBucket`` dependencies)."""
+    return any(r.resource_type == LOGGING and any(d.urn == bucket.urn for d in r.property_dependencies.get(
+        "targetBucket", [])) for r in resources)
+
+
 def kms_encryption(resources: Sequence[PolicyResource]) -> Iterable[tuple[str, str]]:
-    """S3.17: default encryption with AWS KMS keys."""
-    return _per_bucket(resources, ENCRYPTION, "default encryption is not aws:kms", _kms_default)
+    """S3.17: default encryption with AWS KMS keys.
+
+    A bucket that receives S3 server access logs passes with SSE-S3: S3 delivers access logs only
+    to a target whose default encryption is SSE-S3, never SSE-KMS.
+    """
+    log_targets = [b for b in resources if b.resource_type == BUCKET and _receives_access_logs(b, resources)]
+    sse_s3_log_targets = {b.urn for b in log_targets if any(
+        c.resource_type == ENCRYPTION and _configures(c, b) and _sse_s3_default(c.props) for c in resources)}
+    for urn, complaint in _per_bucket(resources, ENCRYPTION, "default encryption is not aws:kms", _kms_default):
+        if urn not in sse_s3_log_targets:
+            yield urn, complaint
 
 
 POLICIES = [

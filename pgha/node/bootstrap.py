@@ -1,0 +1,211 @@
+"""``pgha node bootstrap``: turn a node file into a configured node, on EC2 and in the lab alike.
+
+Fetch the cluster's passwords and this node's TLS material from Secrets Manager (boto3, so
+``AWS_ENDPOINT_URL`` or the file's endpoint points it at the lab's moto server), render etcd,
+Patroni and pgBackRest configuration from ``patroni/``, prepare the directories, and hand over
+to the service manager (systemd on EC2; in the lab the Lab starts the processes itself).
+Passwords land only in a root-only environment file (and, on EC2, a root-only patronictl file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from pgha.node.config import AwsAccess, NodeConfig
+from pgha.node.render import (
+    SECRET_JSON_KEYS,
+    ClusterSecrets,
+    patroni_environment,
+    render_etcd,
+    render_patroni,
+    render_pgbackrest,
+    render_post_bootstrap,
+)
+
+#: systemd units the EC2 node enables once its files are in place (patroni/cloud-init.yml.j2 writes them).
+SYSTEMD_UNITS = ("pgha-etcd.service", "patroni.service", "pgha-backup-full.timer", "pgha-backup-diff.timer")
+ENV_FILE = "patroni.env"
+
+
+class BootstrapError(RuntimeError):
+    """The node could not be configured (secret unreadable, bad secret content, service failure)."""
+
+
+@dataclass(frozen=True)
+class NodeTls:
+    """The PEM texts a node needs: the cluster CA, its certificate and its private key."""
+
+    ca: str
+    cert: str
+    key: str
+
+
+def _secrets_client(aws: AwsAccess):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "secretsmanager", region_name=aws.region, endpoint_url=aws.endpoint_url or None,
+        verify=aws.ca_bundle or None,
+        # a node often boots while its NAT or endpoint is still settling: retry before failing
+        config=Config(retries={"mode": "standard", "max_attempts": 10}, connect_timeout=5, read_timeout=10),
+    )
+
+
+def fetch_json_secret(aws: AwsAccess, arn: str) -> dict[str, str]:
+    """One Secrets Manager secret's JSON object; BootstrapError (naming the ARN, never a value) otherwise."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        text = _secrets_client(aws).get_secret_value(SecretId=arn)["SecretString"]
+    except (BotoCoreError, ClientError) as err:
+        raise BootstrapError(f"cannot read secret {arn}: {err}") from None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise BootstrapError(f"secret {arn} is not a JSON object") from None
+    if not isinstance(value, dict):
+        raise BootstrapError(f"secret {arn} is not a JSON object")
+    return value
+
+
+def _pick(secret: dict[str, str], keys: list[str], arn: str) -> list[str]:
+    missing = [k for k in keys if not secret.get(k)]
+    if missing:
+        raise BootstrapError(f"secret {arn} lacks {', '.join(missing)}")
+    return [secret[k] for k in keys]
+
+
+def fetch_credentials(aws: AwsAccess) -> tuple[ClusterSecrets, NodeTls]:
+    """The cluster's passwords and this node's TLS material."""
+    names = vars(SECRET_JSON_KEYS)
+    passwords = _pick(fetch_json_secret(aws, aws.secret_arn), list(names.values()), aws.secret_arn)
+    tls = _pick(fetch_json_secret(aws, aws.tls_secret_arn), ["ca", "cert", "key"], aws.tls_secret_arn)
+    return ClusterSecrets(**dict(zip(names, passwords, strict=True))), NodeTls(*tls)
+
+
+class _Writer:
+    """Writes files and directories with an owner and mode (owner changes only when running as root)."""
+
+    def __init__(self, service_user: str):
+        self.ids: tuple[int, int] | None = None
+        if os.geteuid() == 0:
+            import pwd
+
+            entry = pwd.getpwnam(service_user)
+            self.ids = (entry.pw_uid, entry.pw_gid)
+
+    def directory(self, path: Path, mode: int = 0o700, owned: bool = True) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(mode)
+        if owned and self.ids:
+            os.chown(path, *self.ids)
+
+    def file(self, path: Path, text: str, mode: int = 0o600, owned: bool = True) -> None:
+        """Create with the final mode before writing, so a secret is never readable by others."""
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.unlink(missing_ok=True)
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(text)
+        if owned and self.ids:
+            os.chown(temporary, *self.ids)
+        temporary.replace(path)
+
+
+def etcd_state(etcd_data_dir: Path) -> str:
+    """"existing" when the data directory already holds a member (a restart or a replaced instance)."""
+    return "existing" if (etcd_data_dir / "member").is_dir() else "new"
+
+
+def patronictl_yaml(config: NodeConfig, restapi_password: str) -> str:
+    """A root-only patronictl configuration: where etcd is, the CA and the REST API credentials."""
+    cluster, node = config.cluster, config.node
+    return yaml.safe_dump({
+        "scope": cluster.name,
+        "namespace": "/pgha/",
+        "etcd3": {"hosts": [f"{n.address}:{cluster.ports.etcd_client}" for n in cluster.nodes], "protocol": "https",
+                  "cacert": node.ca_file, "cert": node.ssl_cert_file, "key": node.ssl_key_file},
+        "ctl": {"cacert": node.ca_file, "certfile": node.ssl_cert_file, "keyfile": node.ssl_key_file,
+                "authentication": {"username": cluster.users.restapi, "password": restapi_password}},
+    }, sort_keys=False)
+
+
+def write_node_files(config: NodeConfig, secrets: ClusterSecrets, tls: NodeTls) -> list[Path]:
+    """Render and write every file the node's services read; return the paths written."""
+    cluster, node = config.cluster, config.node
+    writer = _Writer(config.service_user)
+    config_dir = Path(node.config_dir)
+    writer.directory(config_dir, 0o700)
+    for path in (Path(node.ca_file).parent, Path(node.ssl_key_file).parent):
+        writer.directory(path, 0o700)
+    # data directories: Patroni's initdb wants data_dir absent or empty, under a directory it owns
+    writer.directory(Path(node.data_dir).parent, 0o700)
+    writer.directory(Path(node.etcd_data_dir), 0o700)
+    writer.directory(Path(node.socket_dir), 0o755)
+    for sub in ("", "spool", "lock", "log"):
+        writer.directory(Path(node.pgbackrest_dir) / sub, 0o700)
+
+    files = {
+        Path(node.ca_file): (tls.ca, 0o644),
+        Path(node.ssl_cert_file): (tls.cert, 0o644),
+        Path(node.ssl_key_file): (tls.key, 0o600),
+        config_dir / "etcd.yml": (render_etcd(cluster, node, etcd_state(Path(node.etcd_data_dir))), 0o600),
+        config_dir / "patroni.yml": (render_patroni(cluster, node), 0o600),
+        Path(node.pgbackrest_conf): (render_pgbackrest(cluster, node), 0o600),
+        config_dir / "post-bootstrap.sh": (render_post_bootstrap(cluster, node), 0o700),
+    }
+    for path, (text, mode) in files.items():
+        writer.file(path, text, mode)
+
+    environment = patroni_environment(cluster.users, secrets)
+    if cluster.backup.key_type == "shared":  # an S3-compatible endpoint with static keys (the lab's moto)
+        environment["PGBACKREST_REPO1_S3_KEY"] = os.environ.get("AWS_ACCESS_KEY_ID", "")
+        environment["PGBACKREST_REPO1_S3_KEY_SECRET"] = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+    env_file = config_dir / ENV_FILE
+    # root only: systemd's EnvironmentFile= (EC2) and the lab's supervisor read it as root
+    writer.file(env_file, "".join(f"{k}={v}\n" for k, v in environment.items()), 0o600, owned=False)
+    written = [*files, env_file]
+    if config.patronictl_config:
+        ctl = Path(config.patronictl_config)
+        ctl.parent.mkdir(parents=True, exist_ok=True)
+        writer.file(ctl, patronictl_yaml(config, secrets.restapi), 0o600, owned=False)
+        written.append(ctl)
+    return written
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The KEY=VALUE lines of an environment file the bootstrap wrote."""
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {key: value for key, value in pairs}
+
+
+def hand_over(config: NodeConfig, run: Callable[..., object] = subprocess.run) -> None:
+    """Enable and start the node's units (systemd); nothing for an external supervisor (the lab)."""
+    if config.service_manager != "systemd":
+        return
+    try:
+        run(["systemctl", "daemon-reload"], check=True)
+        run(["systemctl", "enable", "--now", *SYSTEMD_UNITS], check=True)
+    except (OSError, subprocess.CalledProcessError) as err:
+        raise BootstrapError(f"systemd could not start the node's units: {err}") from None
+
+
+def bootstrap(config: NodeConfig, start: bool = True, report: Callable[[str], None] = print) -> list[Path]:
+    """Configure one node from its file and (``start``) hand it to its service manager."""
+    report(f"{config.node.name}: reading secrets ({config.aws.secret_arn}, {config.aws.tls_secret_arn})")
+    secrets, tls = fetch_credentials(config.aws)
+    written = write_node_files(config, secrets, tls)
+    report(f"{config.node.name}: wrote {len(written)} files under {config.node.config_dir}")
+    if start:
+        hand_over(config)
+        if config.service_manager == "systemd":
+            report(f"{config.node.name}: started {', '.join(SYSTEMD_UNITS)}")
+    return written

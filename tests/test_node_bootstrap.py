@@ -1,0 +1,114 @@
+"""`pgha node bootstrap`: secrets from Secrets Manager (moto's server on loopback), configs rendered, modes right."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+from moto.server import ThreadedMotoServer
+
+from pgha.lab.cluster import Lab
+from pgha.lab.tls import issue, new_ca
+from pgha.local import free_port
+from pgha.node.config import AwsAccess, NodeConfig, parse
+
+PASSWORDS = {"password": "su-Boot-1", "replication_password": "repl-Boot-2", "rewind_password": "rw-Boot-3",
+             "restapi_password": "api-Boot-4"}
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    port = free_port("127.0.0.1")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def node_file(tmp_path: Path, moto_url: str) -> Path:
+    client = boto3.client("secretsmanager", endpoint_url=moto_url, region_name="us-east-1", **{
+        "aws_access_key_id": "testing", "aws_secret_access_key": "testing"})
+    name = tmp_path.name
+    arn = client.create_secret(Name=f"{name}/credentials", SecretString=json.dumps(PASSWORDS))["ARN"]
+    ca = new_ca("test")
+    node_cert = issue(ca, "node1", ("127.0.3.1",))
+    tls_arn = client.create_secret(Name=f"{name}/node1/tls", SecretString=json.dumps(
+        {"ca": ca.cert, "cert": node_cert.cert, "key": node_cert.key}))["ARN"]
+    cluster = Lab(root=tmp_path / "lab", addresses=("127.0.3.1", "127.0.3.2", "127.0.3.3")).cluster()
+    config = NodeConfig(cluster=cluster, node=cluster.nodes[0], service_manager="external",
+                        patronictl_config=str(tmp_path / "root" / "patronictl.yaml"),
+                        aws=AwsAccess(region="us-east-1", secret_arn=arn, tls_secret_arn=tls_arn,
+                                      endpoint_url=moto_url))
+    path = tmp_path / "node.json"
+    path.write_text(config.to_json())
+    return path
+
+
+def bootstrap(path: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pgha", "node", "bootstrap", "--config", str(path), *extra],
+                          capture_output=True, text=True, check=False, timeout=120, env={**os.environ, **AWS_ENV})
+
+
+def test_bootstrap_writes_configs_keys_and_a_root_only_environment(node_file: Path) -> None:
+    result = bootstrap(node_file)
+    assert result.returncode == 0, result.stderr
+    config = parse(node_file.read_text())
+    node = config.node
+    base = Path(node.config_dir)
+    env_file = base / "patroni.env"
+    assert oct(env_file.stat().st_mode & 0o777) == "0o600" and env_file.stat().st_uid == os.geteuid()
+    assert f"PATRONI_SUPERUSER_PASSWORD={PASSWORDS['password']}" in env_file.read_text()
+    assert oct(Path(node.ssl_key_file).stat().st_mode & 0o777) == "0o600"
+    assert "BEGIN CERTIFICATE" in Path(node.ca_file).read_text()
+    rendered = {name: (base / name).read_text() for name in ("patroni.yml", "etcd.yml", "pgbackrest.conf",
+                                                             "post-bootstrap.sh")}
+    for text in [*rendered.values(), result.stdout, result.stderr, node_file.read_text()]:
+        assert not any(password in text for password in PASSWORDS.values())
+    assert yaml.safe_load(rendered["patroni.yml"])["etcd3"]["protocol"] == "https"
+    assert "repo1-s3-uri-style=path" in rendered["pgbackrest.conf"]
+    assert yaml.safe_load(rendered["etcd.yml"])["initial-cluster-state"] == "new"
+    ctl = Path(config.patronictl_config)
+    assert oct(ctl.stat().st_mode & 0o777) == "0o600"
+    assert yaml.safe_load(ctl.read_text())["ctl"]["authentication"]["password"] == PASSWORDS["restapi_password"]
+
+
+def test_a_node_whose_etcd_directory_holds_a_member_joins_as_existing(node_file: Path) -> None:
+    assert bootstrap(node_file).returncode == 0
+    node = parse(node_file.read_text()).node
+    (Path(node.etcd_data_dir) / "member").mkdir()
+    assert bootstrap(node_file).returncode == 0
+    assert yaml.safe_load((Path(node.config_dir) / "etcd.yml").read_text())["initial-cluster-state"] == "existing"
+
+
+def test_unreadable_secret_fails_naming_the_secret(node_file: Path) -> None:
+    data = json.loads(node_file.read_text())
+    data["aws"]["secret_arn"] = "arn:aws:secretsmanager:us-east-1:123456789012:secret:missing-AbCdEf"
+    node_file.write_text(json.dumps(data))
+    result = bootstrap(node_file)
+    assert result.returncode == 1
+    assert "cannot read secret arn:aws:secretsmanager:us-east-1:123456789012:secret:missing-AbCdEf" in result.stderr
+    assert not (Path(data["node"]["config_dir"]) / "patroni.yml").exists(), "nothing written"
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda d: d.pop("aws"), "missing 'aws'"),
+    (lambda d: d.update(service_manager="upstart"), "service_manager = 'upstart'"),
+    (lambda d: d["cluster"]["timing"].update(ttl=10), "ttl = 10: must be at least 20"),
+    (lambda d: d["node"].update(name="node9"), "node 'node9' is not among the peers"),
+])
+def test_bad_node_file_is_refused_with_one_line(node_file: Path, change, message: str) -> None:
+    data = json.loads(node_file.read_text())
+    change(data)
+    node_file.write_text(json.dumps(data))
+    result = bootstrap(node_file)
+    assert result.returncode == 2 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
