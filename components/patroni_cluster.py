@@ -163,9 +163,11 @@ class PatroniCluster(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         protect = pulumi.ResourceOptions(parent=self, protect=args.deletion_protection)
         settings = args.settings
-        self.key = create_cmk(name, "pgha Patroni cluster encryption (volumes, secret, backups)", args.region, self)
+        # protected with the data: losing the key or the credentials loses the volumes and backups they unlock
+        self.key = create_cmk(name, "pgha Patroni cluster encryption (volumes, secret, backups)", args.region, self,
+                              protect=args.deletion_protection)
 
-        self.secret_arn = self._credentials(name, child)
+        self.secret_arn = self._credentials(name, protect, child)
         self.backup_bucket = self._backup_bucket(name, settings, protect, child)
         bundle, bundle_key = node_bundle()
         # the code each node bootstraps with, fetched through the S3 gateway endpoint with the instance role
@@ -190,7 +192,7 @@ class PatroniCluster(pulumi.ComponentResource):
             interfaces.append(aws.ec2.NetworkInterface(
                 f"{node}-eni", subnet_id=subnets.apply(lambda ids, i=index: ids[i % len(ids)]),
                 security_groups=[node_sg.id], description=f"pgha {node}: stable address across replacements",
-                tags={"Name": node}, opts=child,
+                tags={"Name": node}, opts=protect,  # the node's identity: its address outlives instances
             ))
             volumes.append(aws.ebs.Volume(
                 f"{node}-data", availability_zone=azs.apply(lambda zones, i=index: zones[i % len(zones)]),
@@ -198,7 +200,7 @@ class PatroniCluster(pulumi.ComponentResource):
                 tags={"Name": f"{node}-data"}, opts=protect,
             ))
         addresses = pulumi.Output.all(*[eni.private_ip for eni in interfaces])
-        tls_secrets = [self._node_tls(f"{name}-{index + 1}", eni, ca_key, ca_cert, child)
+        tls_secrets = [self._node_tls(f"{name}-{index + 1}", eni, ca_key, ca_cert, protect, child)
                        for index, eni in enumerate(interfaces)]
         profile = self._instance_profile(name, [secret.arn for secret, _version in tls_secrets], child)
 
@@ -301,7 +303,7 @@ class PatroniCluster(pulumi.ComponentResource):
         return key, cert
 
     def _node_tls(self, node: str, eni: aws.ec2.NetworkInterface, ca_key: tls.PrivateKey,
-                  ca_cert: tls.SelfSignedCert, child: pulumi.ResourceOptions
+                  ca_cert: tls.SelfSignedCert, protect: pulumi.ResourceOptions, child: pulumi.ResourceOptions
                   ) -> tuple[aws.secretsmanager.Secret, aws.secretsmanager.SecretVersion]:
         """A node's key and certificate (server and client, for its fixed address), delivered through
         a CMK-encrypted Secrets Manager secret: never in user-data."""
@@ -315,7 +317,7 @@ class PatroniCluster(pulumi.ComponentResource):
             allowed_uses=["digital_signature", "key_encipherment", "server_auth", "client_auth"], opts=child,
         )
         secret = aws.secretsmanager.Secret(f"{node}-tls", description=f"pgha {node}: TLS key and certificate",
-                                           kms_key_id=self.key.arn, recovery_window_in_days=7, opts=child)
+                                           kms_key_id=self.key.arn, recovery_window_in_days=7, opts=protect)
         version = aws.secretsmanager.SecretVersion(
             f"{node}-tls-v", secret_id=secret.id,
             secret_string=pulumi.Output.secret(pulumi.Output.all(
@@ -324,7 +326,8 @@ class PatroniCluster(pulumi.ComponentResource):
         )
         return secret, version
 
-    def _credentials(self, name: str, child: pulumi.ResourceOptions) -> pulumi.Output[str]:
+    def _credentials(self, name: str, protect: pulumi.ResourceOptions, child: pulumi.ResourceOptions
+                     ) -> pulumi.Output[str]:
         """Random passwords, kept only in a CMK-encrypted Secrets Manager secret (and as secrets in state)."""
         passwords = {
             key: random.RandomPassword(f"{name}-{key.replace('_', '-')}", length=32, special=False, opts=child).result
@@ -332,7 +335,7 @@ class PatroniCluster(pulumi.ComponentResource):
         }
         secret = aws.secretsmanager.Secret(
             f"{name}-credentials", description="pgha Patroni cluster credentials (superuser in username/password)",
-            kms_key_id=self.key.arn, recovery_window_in_days=7, opts=child,
+            kms_key_id=self.key.arn, recovery_window_in_days=7, opts=protect,
         )
         self._credentials_version = aws.secretsmanager.SecretVersion(
             f"{name}-credentials-v", secret_id=secret.id,
@@ -369,16 +372,16 @@ class PatroniCluster(pulumi.ComponentResource):
                            "Resource": [arn, f"{arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}}],
         }))
         aws.s3.BucketPolicy(f"{name}-backups-tls-only", bucket=bucket.id, policy=deny_plain_http, opts=child)
-        self._access_logs(name, bucket, settings, child)
+        self._access_logs(name, bucket, settings, protect, child)
         return bucket
 
     def _access_logs(self, name: str, bucket: aws.s3.Bucket, settings: PatroniSettings,
-                     child: pulumi.ResourceOptions) -> None:
+                     protect: pulumi.ResourceOptions, child: pulumi.ResourceOptions) -> None:
         """Server access logs of the backup bucket, into a private log bucket of their own.
 
         S3 delivers access logs only to a target with SSE-S3 (not SSE-KMS) default encryption.
         """
-        logs = aws.s3.Bucket(f"{name}-backup-logs", force_destroy=False, opts=child)
+        logs = aws.s3.Bucket(f"{name}-backup-logs", force_destroy=False, opts=protect)
         aws.s3.BucketServerSideEncryptionConfiguration(
             f"{name}-backup-logs-sse", bucket=logs.id,
             rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}], opts=child)

@@ -229,3 +229,13 @@ def test_dev_protects_nothing(dev_plan: Plan) -> None:
 def test_protection_follows_deletion_protection(stack: str) -> None:
     plan = run_program(stack, {"deletionProtection": "false"})
     assert not [r.name for r in plan.resources if r.protect]
+
+
+def test_prod_patroni_protects_every_stateful_resource_but_the_instances() -> None:
+    """Volumes, their key, the credentials, node identities (ENIs) and buckets survive a forced `pulumi up`;
+    instances are meant to be replaced one at a time (their data lives on the protected volumes)."""
+    plan = run_program("prod", {"engine": "patroni"})
+    unprotected = {r.type for r in plan.resources if is_stateful(r.type) and not r.protect}
+    assert unprotected == {"aws:ec2/instance:Instance"}
+    key = next(r for r in plan.resources if r.type == "aws:kms/key:Key" and "patroni" in r.name)
+    assert key.protect
