@@ -18,8 +18,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -305,6 +306,7 @@ class Lab:
 
     def up(self, timeout: float = 120.0) -> dict[str, Any]:
         """Start whatever is not running, wait for a healthy cluster, apply the schema; return status."""
+        self._refuse_while_drilling()
         state = self.running()
         if all(pid for node in state.values() for pid in node.values()):
             self.report("lab already running")
@@ -526,6 +528,196 @@ class Lab:
             if str(self.root) in text and proc.pid != os.getpid():
                 found.append(proc.pid)
         return found
+
+    # --- drills: the drill lock, faults (freeze, etcd loss) and point-in-time restore ---------
+
+    @property
+    def drill_lock_file(self) -> Path:
+        """The file a running drill holds (its pid and start time) so `lab up` leaves the lab alone."""
+        return self.root / "drill.lock"
+
+    def drill_holder(self) -> int | None:
+        """Pid of a live process other than this one that holds the drill lock, else None."""
+        try:
+            pid_text, created_text = self.drill_lock_file.read_text().split()[:2]
+            pid, created = int(pid_text), float(created_text)
+        except (OSError, ValueError):
+            return None
+        if pid == os.getpid():
+            return None
+        try:
+            alive = abs(psutil.Process(pid).create_time() - created) < 1.0
+        except psutil.Error:
+            alive = False
+        return pid if alive else None
+
+    @contextlib.contextmanager
+    def drill_lock(self) -> Iterator[None]:
+        """Hold the drill lock for the duration; LabError when another live drill holds it."""
+        holder = self.drill_holder()
+        if holder:
+            raise LabError(f"another drill (pid {holder}) is using the lab ({self.drill_lock_file}): wait for it")
+        self.root.mkdir(parents=True, exist_ok=True)
+        me = psutil.Process()
+        self.drill_lock_file.write_text(f"{me.pid} {me.create_time()}\n")
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                if int(self.drill_lock_file.read_text().split()[0]) == me.pid:
+                    self.drill_lock_file.unlink()
+
+    def _refuse_while_drilling(self) -> None:
+        """`lab up` restarts nothing a drill is using: refuse while a live drill holds the lock."""
+        holder = self.drill_holder()
+        if holder:
+            raise LabError(
+                f"a drill (pid {holder}) is using the lab and restores it when it ends: `lab up` changes nothing "
+                f"while it runs; wait for it (or stop it: kill {holder}) and run `lab up` again"
+            )
+
+    def _postgres_pids(self, node: str) -> list[int]:
+        """The node's postmaster and every PostgreSQL process under it."""
+        postmaster = self.node_dir(node) / "pgdata" / "postmaster.pid"
+        try:
+            proc = psutil.Process(int(postmaster.read_text().splitlines()[0]))
+            return [proc.pid] + [child.pid for child in proc.children(recursive=True)]
+        except (OSError, ValueError, IndexError, psutil.Error):
+            return []
+
+    def freeze_node(self, node: str) -> list[int]:
+        """SIGSTOP a node's Patroni and all its PostgreSQL processes (a hung VM); returns the pids stopped."""
+        patroni = self._pid(node, "patroni")
+        pids = ([patroni] if patroni else []) + self._postgres_pids(node)
+        (self.node_dir(node) / "frozen.pids").write_text(" ".join(map(str, pids)))
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        return pids
+
+    def thaw_node(self, node: str) -> list[int]:
+        """SIGCONT what :meth:`freeze_node` stopped: PostgreSQL first, then Patroni (the worst order)."""
+        path = self.node_dir(node) / "frozen.pids"
+        if not path.exists():
+            return []
+        pids = [int(p) for p in path.read_text().split()]
+        for pid in pids[1:] + pids[:1]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        path.unlink()
+        return pids
+
+    def frozen_nodes(self) -> list[str]:
+        """Nodes left frozen by :meth:`freeze_node` (e.g. by a drill that was killed)."""
+        return sorted(p.parent.name for p in self.root.glob("node*/frozen.pids"))
+
+    def kill_etcd(self, node: str) -> int | None:
+        """kill -9 one node's etcd member; returns its pid (None when it was not running)."""
+        pid = self._pid(node, "etcd")
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).wait(10)
+        return pid
+
+    def restart_etcd(self, node: str, timeout: float = 60.0) -> None:
+        """Start a killed etcd member again from its data and wait until the etcd cluster is healthy."""
+        if not self._pid(node, "etcd"):
+            self._start(node, "etcd", [shutil.which("etcd") or "etcd", "--config-file",
+                                       str(self.node_dir(node) / "etcd.yml")])
+        self._wait("etcd cluster healthy", self._etcd_healthy, timeout, ())
+
+    def etcd_healthy(self) -> bool:
+        """True when every etcd member answers healthy."""
+        return self._etcd_healthy()
+
+    @property
+    def backup_dir(self) -> Path:
+        """Where the lab keeps its base backups (one directory each, named by end time)."""
+        return self.root / "base-backups"
+
+    def take_base_backup(self) -> datetime:
+        """A base backup of the leader (pg_basebackup, WAL streamed) into the lab's backups; returns its end time."""
+        leader = self.leader()
+        self.backup_dir.mkdir(exist_ok=True)
+        self.backup_dir.chmod(0o700)
+        if running_as_root():
+            os.chown(self.backup_dir, *service_user_ids())
+        work = self.backup_dir / f"partial-{os.getpid()}"
+        env = {**_BASE_ENV, "PGPASSWORD": self.secrets().replication, "PGSSLMODE": "require",
+               "PGAPPNAME": "pgha-base-backup"}
+        result = subprocess.run(
+            [str(postgres_bindir() / "pg_basebackup"), "-h", leader.host, "-p", str(leader.port),
+             "-U", self.users.replication, "-D", str(work), "-X", "stream", "-c", "fast", "--no-password"],
+            capture_output=True, text=True, check=False, env=env, **_as_service_user(),
+        )
+        if result.returncode != 0:
+            shutil.rmtree(work, ignore_errors=True)
+            raise LabError(f"pg_basebackup from {leader.name} failed: {result.stderr.strip()}")
+        ended = datetime.now(UTC)
+        work.rename(self.backup_dir / ended.strftime("%Y%m%dT%H%M%S.%fZ"))
+        return ended
+
+    def restore_point_in_time(self, target_time: datetime, data_dir: Path) -> None:
+        """Leave in data_dir a copy of the cluster as of target_time, ready to start: on start PostgreSQL
+        replays to target_time and promotes.
+
+        Uses the newest base backup that ended before ``target_time`` and the lab's WAL archive
+        (``restore_command`` copies from it). The copy archives nothing (it must not write into the
+        lab's archive); whoever starts it chooses its port and addresses.
+        """
+        if target_time.tzinfo is None:
+            raise LabError(f"target time {target_time} has no time zone")
+        target = target_time.astimezone(UTC)
+        if target > datetime.now(UTC):
+            raise LabError(f"target time {target.isoformat()} is in the future")
+        backups = sorted(p for p in self.backup_dir.glob("2*Z") if p.is_dir()) if self.backup_dir.exists() else []
+        usable = [p for p in backups
+                  if datetime.strptime(p.name, "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC) < target]
+        if not usable:
+            raise LabError(f"no base backup of the lab ended before {target.isoformat()}: take one first")
+        if data_dir.exists() and any(data_dir.iterdir()):
+            raise LabError(f"{data_dir} is not empty")
+        self._archive_current_wal()
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        if data_dir.exists():
+            data_dir.rmdir()
+        subprocess.run(["cp", "-a", str(usable[-1]), str(data_dir)], check=True, capture_output=True)
+        archive = self.root / "wal-archive"
+        recovery = (
+            "\n# pgha: point-in-time restore\n"
+            f"restore_command = 'cp {archive}/%f %p'\n"
+            f"recovery_target_time = '{target.isoformat(sep=' ')}'\n"
+            "recovery_target_action = 'promote'\n"
+            "recovery_target_timeline = 'latest'\n"
+            "archive_mode = 'off'\n"
+            "synchronous_standby_names = ''\n"
+        )
+        with open(data_dir / "postgresql.auto.conf", "a") as conf:
+            conf.write(recovery)
+        for name in ("standby.signal", "postmaster.pid"):
+            (data_dir / name).unlink(missing_ok=True)
+        (data_dir / "recovery.signal").touch()
+        if running_as_root():
+            uid, gid = service_user_ids()
+            for path in (data_dir, data_dir / "postgresql.auto.conf", data_dir / "recovery.signal"):
+                os.chown(path, uid, gid)
+        data_dir.chmod(0o700)
+
+    def _archive_current_wal(self, timeout: float = 60.0) -> None:
+        """Switch the leader to a new WAL file and wait until the finished one is in the archive."""
+        from pgha.connect import connect
+
+        conn = connect(self.settings("postgres"), writable=True)
+        try:
+            segment = conn.run("SELECT pg_walfile_name(pg_switch_wal())")[0][0]
+            deadline = time.monotonic() + timeout
+            while not (self.root / "wal-archive" / segment).exists():
+                if time.monotonic() > deadline:
+                    raise LabError(f"WAL file {segment} did not reach {self.root}/wal-archive in {timeout:.0f} s")
+                time.sleep(0.2)
+        finally:
+            conn.close()
 
 
 def _self_signed_certificate(address: str, cert: Path, key: Path) -> None:
