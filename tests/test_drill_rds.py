@@ -18,6 +18,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 from typer.testing import CliRunner
 
+from pgha.ci.harness import run_program
 from pgha.cli import app
 from pgha.drill.stack_config import set_stack_value
 from pgha.local import free_port
@@ -50,6 +51,8 @@ def project(tmp_path: Path) -> Path:
     directory.mkdir()
     for name in ("Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.prod.yaml"):
         shutil.copy(PROJECT / name, directory / name)
+    for name in ("__main__.py", "components", "schema", "patroni"):  # so the program runs from here too
+        (directory / name).symlink_to(PROJECT / name)
     return directory
 
 
@@ -196,6 +199,10 @@ def test_promote_dr_with_update_config_edits_only_that_key(aws: str, project: Pa
     assert data["settings"]["stack_config_change"].startswith("pgha:drPromoted: true")
     assert data["rounds"][0]["facts"]["region"] == "eu-central-1"
     assert instance("pgha-prod-dr-replica", "eu-central-1")["BackupRetentionPeriod"] == 14
+    # what `pgha plan --stack prod` now shows: the DR instance declared as the standalone primary it is
+    plan = run_program("prod", project_dir=project)
+    assert "replicateSourceDb" not in plan.get("pgha-prod-dr-replica").inputs
+    assert plan.outputs["drWriterEndpoint"].startswith("pgha-prod-dr-replica.")
 
 
 def test_restore_pitr_into_the_stacks_network_then_deletes_it(aws: str, project: Path, tmp_path: Path) -> None:

@@ -56,8 +56,6 @@ NODE_ADDRESSES = ("127.0.1.1", "127.0.1.2", "127.0.1.3")
 #: Short timing so failover is quick on one machine; still within Patroni's rules.
 LAB_TIMING = PatroniTiming(ttl=20, loop_wait=2, retry_timeout=5)
 DATABASE = "app"
-#: Base backups the lab keeps (the oldest go when a new one is taken).
-KEEP_BASE_BACKUPS = 3
 
 
 _BASE_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
@@ -533,6 +531,9 @@ class Lab:
 
     # --- drills: the drill lock, faults (freeze, etcd loss) and point-in-time restore ---------
 
+    #: Base backups the lab keeps (the oldest go when a new one is taken).
+    keep_base_backups = 3
+
     @property
     def drill_lock_file(self) -> Path:
         """The file a running drill holds (its pid and start time) so `lab up` leaves the lab alone."""
@@ -658,7 +659,7 @@ class Lab:
             raise LabError(f"pg_basebackup from {leader.name} failed: {result.stderr.strip()}")
         ended = datetime.now(UTC)
         work.rename(self.backup_dir / ended.strftime("%Y%m%dT%H%M%S.%fZ"))
-        for old in sorted(p for p in self.backup_dir.glob("2*Z") if p.is_dir())[:-KEEP_BASE_BACKUPS]:
+        for old in sorted(p for p in self.backup_dir.glob("2*Z") if p.is_dir())[:-self.keep_base_backups]:
             shutil.rmtree(old, ignore_errors=True)
         return ended
 
