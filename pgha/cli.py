@@ -459,9 +459,12 @@ def drill_lab(
     except (DrillRefused, LabError) as err:
         _fail(err, 2)
     status, say = _progress()
-    with status, lab.drill_lock():
-        result = run_drill(drill, rounds, Targets(max_rto, max_rpo, max_lost), say=say,
-                           settings={"lab": str(lab.root), "rounds": rounds})
+    try:
+        with status, lab.drill_lock():
+            result = run_drill(drill, rounds, Targets(max_rto, max_rpo, max_lost), say=say,
+                               settings={"lab": str(lab.root), "rounds": rounds})
+    except LabError as err:  # another drill took the lock first
+        _fail(err, 2)
     _finish_drill(result, report)
 
 

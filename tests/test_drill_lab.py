@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,18 +17,6 @@ from pgha.drill.report import write_report
 from pgha.lab.cluster import Lab, LabError
 
 pytestmark = pytest.mark.lab
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    root = Path(tempfile.mkdtemp(prefix="pgha-drill-test-"))
-    lab = Lab(root=root, report=lambda _line: None)
-    try:
-        lab.up()
-        yield lab
-    finally:
-        lab.down(purge=True)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def run(lab: Lab, scenario: str) -> DrillResult:
