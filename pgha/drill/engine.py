@@ -87,9 +87,11 @@ class Round:
         self.say(f"round {self.number}: {'ok' if ok else 'FAILED'} - {name}" + (f": {detail}" if detail else ""))
         return bool(ok)
 
-    def measure_probe(self, report: ProbeReport, lost: list[int], source: str = "write probe") -> None:
+    def measure_probe(self, report: ProbeReport, lost: list[int], source: str = "write probe",
+                      noise_s: float = 0.0) -> None:
         """RTO = the longest stretch between two acknowledged commits; RPO = the lost commits and the seconds
-        of writes they span. Adds the "writes stopped" / "writes back" events at their real times."""
+        of writes they span. Adds the "writes stopped" / "writes back" events at their real times when the
+        stretch is longer than ``noise_s`` (the probe's ordinary pace is no outage)."""
         self.commits = list(report.commits)
         self.lost = list(lost)
         gap = report.longest_gap()
@@ -97,6 +99,7 @@ class Round:
             self.rto_window = gap
             self.rto_s = round(gap[1] - gap[0], 3)
             self.rto_source = source
+        if gap is not None and self.rto_s > noise_s:
             self.events.append(Event(gap[0], "writes stopped", "last acknowledged commit before the longest gap"))
             self.events.append(Event(gap[1], "writes back", f"after {self.rto_s:.2f} s without a commit"))
         self.rpo_s = lost_seconds(self.commits, self.lost)

@@ -193,7 +193,8 @@ class LabDrill:
         finally:
             report = probe.stop()
             watcher.stop()
-        rnd.measure_probe(report, missing_acknowledged(self.lab.settings(), report.acknowledged))
+        rnd.measure_probe(report, missing_acknowledged(self.lab.settings(), report.acknowledged),
+                          noise_s=4 * probe.interval)
         rnd.check("no acknowledged commit lost", not rnd.lost, f"{len(rnd.lost)} lost" if rnd.lost else "")
         return probe, watcher
 

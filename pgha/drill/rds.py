@@ -320,7 +320,8 @@ class RdsDrill:
             report = probe.stop() if probe is not None else None
         if report is not None:
             rnd.measure_probe(report, missing_acknowledged(self.options.settings, report.acknowledged,
-                                                           HEARTBEAT_TABLE), source="heartbeat through --dsn")
+                                                           HEARTBEAT_TABLE), source="heartbeat through --dsn",
+                              noise_s=2 * probe.interval)
             # from the call until writes were acknowledged again (the end of the outage, if it came after the call)
             back_at = (rnd.rto_window[1] if rnd.rto_window and rnd.rto_window[1] >= called
                        else next((c.at for c in report.commits if c.at >= called), None))
