@@ -260,3 +260,27 @@ def test_set_stack_value_keeps_comments_and_other_keys(tmp_path: Path) -> None:
     assert set_stack_value(path, "pgha:drPromoted", "true") is None
     assert path.read_text().splitlines()[6] == "  pgha:drPromoted: true"
     assert path.read_text().replace("  pgha:drPromoted: true\n", "") == text.replace("2 # two", "1 # two")
+
+
+def test_promoted_endpoint_rpo_is_the_newest_heartbeat_there_vs_the_newest_acknowledged(postgres) -> None:
+    """The comparison after a promotion, against a real PostgreSQL standing in for the promoted instance: it
+    holds heartbeats 1-5 of the 7 the writer acknowledged (the replica was 2 s behind)."""
+    from pgha.connect import connect
+    from pgha.drill.engine import Round
+    from pgha.drill.probe import Commit, ProbeReport
+    from pgha.drill.rds import HEARTBEAT_TABLE, RdsDrill, RdsOptions, load_stack
+
+    conn = connect(postgres.settings())
+    conn.run(f"CREATE TABLE IF NOT EXISTS {HEARTBEAT_TABLE} (id bigint PRIMARY KEY, at timestamptz DEFAULT now())")
+    conn.run(f"TRUNCATE {HEARTBEAT_TABLE}")
+    conn.run(f"INSERT INTO {HEARTBEAT_TABLE} (id) SELECT generate_series(1, 5)")
+    conn.close()
+    start = 1_800_000_000.0
+    report = ProbeReport(commits=[Commit(i, start + i, "writer") for i in range(1, 8)])
+    drill = RdsDrill(load_stack("dev", PROJECT), "promote-replica", RdsOptions(settings=postgres.settings()))
+    rnd = Round(1)
+    promoted = {"Endpoint": {"Address": "127.0.0.1", "Port": postgres.port}}
+    assert drill._promoted_accepts_writes(rnd, promoted, start + 7.5, report)
+    assert rnd.lost == [6, 7] and rnd.rpo_s == 2.0
+    assert rnd.rto_source.startswith("from the API call until the promoted endpoint accepted")
+    assert "writes accepted by the promoted instance" in {e.name for e in rnd.events}

@@ -27,6 +27,8 @@ from pgha.drill.stack_config import ConfigChange
 SCENARIOS = ("failover", "promote-replica", "promote-dr", "restore-pitr")
 HEARTBEAT_TABLE = "pgha_drill_heartbeat"
 WAIT_TIMEOUT_S = 3600.0
+#: How long to try the promoted endpoint once RDS says it is available (then RTO falls back to the status).
+PROMOTED_CONNECT_S = 60.0
 
 
 class DryRun(Exception):
@@ -404,7 +406,7 @@ class RdsDrill:
             return False
         settings = replace(self.options.settings, hosts=((endpoint["Address"], int(endpoint.get("Port") or 5432)),),
                            connect_timeout=5)
-        deadline, last = time.monotonic() + 300, ""
+        deadline, last = time.monotonic() + PROMOTED_CONNECT_S, ""
         while time.monotonic() < deadline:
             try:
                 connect(settings, writable=True).close()  # a server out of recovery accepts writes
