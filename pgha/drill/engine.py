@@ -104,6 +104,8 @@ class Round:
             self.events.append(Event(gap[1], "writes back", f"after {self.rto_s:.2f} s without a commit"))
         self.rpo_s = lost_seconds(self.commits, self.lost)
         self.rpo_source = f"{source}: acknowledged commits missing afterwards"
+        if report.errors:  # why writes failed, in order (distinct messages, the first ten)
+            self.facts["write_errors"] = [f"{at - self.started:.2f} s: {message}" for at, message in report.errors[:10]]
 
     @property
     def passed_checks(self) -> bool:

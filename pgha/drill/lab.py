@@ -282,7 +282,7 @@ class LabDrill:
         old = self._pre_check(rnd)
         offset = self._log_offset(old.name)
         freeze_s = LAB_TIMING.ttl + 10
-        stale_conn = connect(replace(self._node_settings(old.host), connect_timeout=30,
+        stale_conn = connect(replace(self._node_settings(old.host), connect_timeout=30, read_timeout=30,
                                      application_name="pgha-drill-stale-client"))
         stale: dict[str, object] = {}
 

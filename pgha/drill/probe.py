@@ -45,6 +45,8 @@ class ProbeReport:
 
     commits: list[Commit] = field(default_factory=list)
     failures: int = 0
+    #: (epoch time, message) of each failure whose message differs from the one before: why writes failed.
+    errors: list[tuple[float, str]] = field(default_factory=list)
     #: (start, end) monotonic times of each stretch with no successful write.
     outages: list[tuple[float, float]] = field(default_factory=list)
 
@@ -72,7 +74,9 @@ class WriteProbe:
     def __init__(self, settings: ConnectionSettings, interval: float = 0.05, table: str = PROBE_TABLE,
                  timeout: int = 3):
         self.table = _checked(table)
-        self.settings = replace(settings, connect_timeout=timeout, application_name="pgha-write-probe")
+        # every statement bounded by ``timeout`` too: a write hung on a frozen server is an outage, not a wait
+        self.settings = replace(settings, connect_timeout=timeout, read_timeout=timeout,
+                                application_name="pgha-write-probe")
         self.interval = interval
         self.report = ProbeReport()
         self._stop = threading.Event()
@@ -130,8 +134,11 @@ class WriteProbe:
                 if down_since is not None:
                     self.report.outages.append((down_since, time.monotonic()))
                     down_since = None
-            except (ConnectError, pg8000.native.InterfaceError, pg8000.native.DatabaseError, OSError):
+            except (ConnectError, pg8000.native.InterfaceError, pg8000.native.DatabaseError, OSError) as err:
                 self.report.failures += 1
+                message = f"{type(err).__name__}: {err}"[:300]
+                if not self.report.errors or self.report.errors[-1][1] != message:
+                    self.report.errors.append((time.time(), message))
                 down_since = down_since if down_since is not None else time.monotonic()
                 if conn is not None:
                     with contextlib.suppress(Exception):  # the connection is already broken
