@@ -16,8 +16,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     import pg8000.native
+    from rich.status import Status
 
     from pgha.ci.harness import Plan
+    from pgha.drill.engine import DrillResult
     from pgha.lab.cluster import Lab
     from pgha.schema.migrate import Timeouts
 
@@ -443,6 +445,152 @@ def node_bootstrap(
         bootstrap(node, start=start, report=_say)
     except BootstrapError as err:
         _fail(err, 1)
+
+
+drill_app = typer.Typer(help="DR drills: fail over, promote and restore; measure RTO/RPO; write a report.",
+                        no_args_is_help=True)
+app.add_typer(drill_app, name="drill")
+
+ReportOption = Annotated[Path, typer.Option("--report", help="Directory for the JSON, Markdown and PNG reports.")]
+MaxRtoOption = Annotated[float, typer.Option("--max-rto", help="RTO target in seconds (seed KPI: 300).")]
+MaxRpoOption = Annotated[float, typer.Option("--max-rpo", help="RPO target in seconds (seed KPI: 60).")]
+MaxLostOption = Annotated[int, typer.Option("--max-lost", help="Acknowledged commits that may be lost (0).")]
+
+
+def _finish_drill(result: DrillResult, report_dir: Path) -> NoReturn:
+    """Write the reports, print the verdict, exit 0 only when the drill passed and everything was restored."""
+    from pgha.drill.report import write_report
+
+    paths = write_report(result, report_dir)
+    passed, reasons = result.verdict()
+    for rnd in result.rounds:
+        rto = "not measured" if rnd.rto_s is None else f"{rnd.rto_s:.2f} s"
+        rpo = "not measured" if rnd.rpo_s is None else f"{rnd.rpo_s:.2f} s"
+        _say(f"round {rnd.number}: RTO {rto}, RPO {rpo}, {len(rnd.lost)} acknowledged commits lost")
+    for kind, path in paths.items():
+        _say(f"report ({kind}): {path}")
+    if passed:
+        console.print("[green]drill passed[/green]")
+        raise typer.Exit(0)
+    for reason in reasons:
+        _say(f"  - {reason}")
+    err_console.print("[red]drill failed[/red]")
+    raise typer.Exit(1)
+
+
+def _progress() -> tuple[Status, Callable[[str], None]]:
+    """A rich status line that shows the latest step while each step is also printed."""
+    status = console.status("starting the drill", spinner="dots")
+
+    def say(line: str) -> None:
+        status.update(escape(line))
+        _say(line)
+
+    return status, say
+
+
+@drill_app.command("lab")
+def drill_lab(
+    scenario: Annotated[str, typer.Argument(help="switchover, kill-leader, freeze-leader, kill-replica, "
+                                                 "etcd-member-loss or restore-pitr.")],
+    rounds: Annotated[int, typer.Option(min=1, max=20, help="How many times to run it.")] = 1,
+    report: ReportOption = Path("reports/drills"),
+    max_rto: MaxRtoOption = 300.0,
+    max_rpo: MaxRpoOption = 60.0,
+    max_lost: MaxLostOption = 0,
+) -> None:
+    """Run a drill on the local lab under a write probe; report RTO, RPO, events; leave the lab as found."""
+    from pgha.drill.engine import DrillRefused, Targets, run_drill
+    from pgha.drill.lab import LabDrill
+    from pgha.lab.cluster import LabError
+
+    lab = _lab()
+    try:
+        drill = LabDrill(lab, scenario)
+        drill.prepare()
+    except (DrillRefused, LabError) as err:
+        _fail(err, 2)
+    status, say = _progress()
+    try:
+        with status, lab.drill_lock():
+            result = run_drill(drill, rounds, Targets(max_rto, max_rpo, max_lost), say=say,
+                               settings={"lab": str(lab.root), "rounds": rounds})
+    except LabError as err:  # another drill took the lock first
+        _fail(err, 2)
+    _finish_drill(result, report)
+
+
+@drill_app.command("rds")
+def drill_rds(
+    scenario: Annotated[str, typer.Argument(help="failover, promote-replica, promote-dr or restore-pitr.")],
+    stack: Annotated[str, typer.Option(help="Stack whose Pulumi.<stack>.yaml names the instances.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Really run on a stack with deletion protection.")] = False,
+    replica: Annotated[str | None, typer.Option(help="promote-replica: N or the replica's identifier.")] = None,
+    to: Annotated[str | None, typer.Option(help="restore-pitr: ISO 8601 time with zone, or 'latest'.")] = None,
+    keep: Annotated[bool, typer.Option("--keep", help="restore-pitr: keep the scratch instance.")] = False,
+    dsn: Annotated[str | None, typer.Option(
+        "--dsn", envvar="PGHA_DSN", help="The writer (as for `pgha migrate`): a heartbeat every second measures "
+        "RTO/RPO. Without it: RTO from status and events, RPO not measured.")] = None,
+    secret_arn: SecretOption = None,
+    max_lag: Annotated[float, typer.Option("--max-lag", help="Refuse to promote a replica lagging more (s).")] = 1.0,
+    allow_missing_lag: Annotated[bool, typer.Option(
+        "--allow-missing-lag", help="Promote even when CloudWatch has no ReplicaLag for the replica.")] = False,
+    update_config: Annotated[bool, typer.Option(
+        "--update-config", help="After promote-dr, write the config change into Pulumi.<stack>.yaml.")] = False,
+    report: ReportOption = Path("reports/drills"),
+    max_rto: MaxRtoOption = 300.0,
+    max_rpo: MaxRpoOption = 60.0,
+    max_lost: MaxLostOption = 0,
+    project_dir: Annotated[Path | None, typer.Option(help="Directory of Pulumi.yaml and the stack files "
+                                                          "(default: this project).")] = None,
+    poll_seconds: Annotated[float, typer.Option(hidden=True)] = 5.0,
+) -> None:
+    """Drill a deployed RDS stack with boto3 (AWS_ENDPOINT_URL is honoured); report RTO, RPO and events."""
+    from dataclasses import replace
+
+    from pgha.ci.harness import PROJECT_DIR
+    from pgha.connect import ConnectError, parse_dsn, resolve
+    from pgha.drill.engine import DrillRefused, Targets, run_drill
+    from pgha.drill.rds import DryRun, RdsDrill, RdsOptions, load_stack
+    from pgha.drill.stack_config import set_stack_value
+
+    project_dir = project_dir or PROJECT_DIR
+    status, say = _progress()
+    try:
+        settings = resolve(replace(parse_dsn(dsn), application_name="pgha-drill"), secret_arn) if dsn else None
+        drill = RdsDrill(load_stack(stack, project_dir), scenario, RdsOptions(
+            yes=yes, replica=replica, to=to, keep=keep, max_lag_s=max_lag, allow_missing_lag=allow_missing_lag,
+            settings=settings, poll_s=poll_seconds), say=say)
+        drill.prepare()
+    except (DrillRefused, ConnectError) as err:
+        _fail(err, 2)
+    except DryRun as plan_only:
+        for line in plan_only.lines:
+            _say(line)
+        raise typer.Exit(3) from None
+    with status:
+        result = run_drill(drill, 1, Targets(max_rto, max_rpo, max_lost), say=say,
+                           settings={"stack": stack, "instance": drill.subject_id, "region": drill.subject_region})
+    result.notes += drill.notes
+    change = drill.config_change
+    if change is not None:
+        stack_file = project_dir / f"Pulumi.{stack}.yaml"
+        result.settings["stack_config_change"] = f"{change.key}: {change.value} ({change.pulumi_command(stack)})"
+        _say(f"stack config: {change.key}: {change.value} - {change.reason}")
+        _say(f"  with the Pulumi CLI: {change.pulumi_command(stack)}")
+        if update_config:
+            old = set_stack_value(stack_file, change.key, change.value)
+            _say(f"  updated {stack_file}: {change.key}: {change.value} (was {old or 'unset'}); "
+                 f"see it with pgha plan --stack {stack}, then pulumi up")
+        else:
+            _say("  or run this drill with --update-config to write it into " + str(stack_file))
+    if drill.advice:
+        result.notes.append("\n".join(drill.advice))
+        for line in drill.advice:
+            _say(line)
+        if update_config:
+            _say("--update-config: no stack config change for promote-replica (see above)")
+    _finish_drill(result, report)
 
 
 @app.callback()

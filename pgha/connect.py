@@ -38,6 +38,9 @@ class ConnectionSettings:
     sslrootcert: str | None = None
     application_name: str = "pgha"
     connect_timeout: int = 10
+    #: Seconds any read may wait once connected; None = as long as a statement runs. A write probe sets it:
+    #: a frozen server answers nothing, and only a client-side bound notices that.
+    read_timeout: float | None = None
 
     def display(self) -> str:
         """The target without the password, for logs and errors."""
@@ -178,7 +181,7 @@ def connect_pinned(
 
     ``connect_timeout`` bounds connecting only (TCP, TLS, authentication): pg8000 applies its
     ``timeout`` to every socket read, so once connected the socket waits as long as a statement
-    runs (bounded by ``statement_timeout`` on the server, and TCP keepalives).
+    runs (bounded by ``statement_timeout`` on the server, and TCP keepalives) unless ``read_timeout`` is set.
     """
     problems = []
     for host, port in settings.hosts:
@@ -193,7 +196,7 @@ def connect_pinned(
                 timeout=settings.connect_timeout,
                 application_name=settings.application_name,
             )
-            conn._usock.settimeout(None)  # pg8000 1.31 keeps the (TLS) socket here; see the docstring
+            conn._usock.settimeout(settings.read_timeout)  # pg8000 1.31 keeps the (TLS) socket here; see above
         except (pg8000.native.InterfaceError, pg8000.native.DatabaseError, OSError) as err:
             problems.append(f"{host}:{port}: {_safe_error(err, settings)}")
             continue

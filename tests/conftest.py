@@ -1,14 +1,18 @@
-"""Shared fixtures: plans of the committed stacks, and a real PostgreSQL started by the suite."""
+"""Shared fixtures: plans of the committed stacks, a real PostgreSQL started by the suite, a lab per module."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from pgha.ci.harness import Plan, run_program
 from pgha.connect import ConnectionSettings, connect
+from pgha.lab.cluster import Lab
 from pgha.local import PostgresServer
 from pgha.schema.migrate import migrate
 
@@ -54,3 +58,16 @@ def schema_db(postgres: PostgresServer) -> ConnectionSettings:
     migrate(conn)
     conn.close()
     return postgres.settings()
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    """A real 3-node lab of the test module's own (on $PGHA_LAB_ADDRESSES), removed with its data afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="pgha-lab-test-"))
+    lab = Lab(root=root, report=lambda _line: None)
+    try:
+        lab.up()
+        yield lab
+    finally:
+        lab.down(purge=True)
+        shutil.rmtree(root, ignore_errors=True)

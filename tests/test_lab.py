@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -33,18 +30,6 @@ def wait_for(what: str, condition: Callable[[], bool], timeout: float = 90.0) ->
             pass
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.5)
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    root = Path(tempfile.mkdtemp(prefix="pgha-lab-test-"))
-    lab = Lab(root=root, report=lambda _line: None)
-    try:
-        lab.up()
-        yield lab
-    finally:
-        lab.down(purge=True)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def node_settings(lab: Lab, address: str) -> ConnectionSettings:

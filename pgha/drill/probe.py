@@ -1,12 +1,17 @@
 """A write probe: keeps committing numbered rows through the writer and records what was acknowledged.
 
-Used to measure what a failover costs: the longest time no write succeeded (RTO) and the
-acknowledged writes that are missing afterwards (RPO, counted in commits).
+Used to measure what a failover costs: the longest time no write succeeded (RTO), the
+acknowledged writes that are missing afterwards (RPO, in commits and in seconds of writes), and
+the commit timeline a drill report charts. Each acknowledged commit is kept with the wall-clock
+time the acknowledgement arrived and the server that gave it, so a drill can tell which node
+accepted which write (split brain shows up as an old leader acknowledging after the new one).
+The RDS drills use the same probe, once a second, as their heartbeat.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -15,47 +20,100 @@ import pg8000.native
 
 from pgha.connect import ConnectError, ConnectionSettings, connect
 
+PROBE_TABLE = "pgha_write_probe"
+
+
+def _checked(table: str) -> str:
+    """A probe table name, refused unless it is a plain lower-case identifier (it is put into SQL)."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", table):
+        raise ValueError(f"probe table {table!r} must be a plain lower-case identifier")
+    return table
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One acknowledged write: its id, when the acknowledgement arrived (epoch seconds), who gave it."""
+
+    id: int
+    at: float
+    server: str
+
 
 @dataclass
 class ProbeReport:
     """What the probe saw."""
 
-    acknowledged: list[int] = field(default_factory=list)
+    commits: list[Commit] = field(default_factory=list)
     failures: int = 0
+    #: (epoch time, message) of each failure whose message differs from the one before: why writes failed.
+    errors: list[tuple[float, str]] = field(default_factory=list)
     #: (start, end) monotonic times of each stretch with no successful write.
     outages: list[tuple[float, float]] = field(default_factory=list)
+
+    @property
+    def acknowledged(self) -> list[int]:
+        """Ids of every acknowledged write, in order."""
+        return [c.id for c in self.commits]
 
     @property
     def longest_outage(self) -> float:
         """Seconds of the longest stretch without a successful write: the measured RTO."""
         return max((end - start for start, end in self.outages), default=0.0)
 
+    def longest_gap(self) -> tuple[float, float] | None:
+        """(last commit before, first commit after) the longest stretch between two acknowledged commits."""
+        if len(self.commits) < 2:
+            return None
+        index = max(range(1, len(self.commits)), key=lambda i: self.commits[i].at - self.commits[i - 1].at)
+        return self.commits[index - 1].at, self.commits[index].at
+
 
 class WriteProbe:
     """Commit one row every ``interval`` seconds in a background thread, reconnecting to the writer."""
 
-    def __init__(self, settings: ConnectionSettings, interval: float = 0.05):
-        self.settings = replace(settings, connect_timeout=3, application_name="pgha-write-probe")
+    def __init__(self, settings: ConnectionSettings, interval: float = 0.05, table: str = PROBE_TABLE,
+                 timeout: int = 3):
+        self.table = _checked(table)
+        # every statement bounded by ``timeout`` too: a write hung on a frozen server is an outage, not a wait
+        self.settings = replace(settings, connect_timeout=timeout, read_timeout=timeout,
+                                application_name="pgha-write-probe")
         self.interval = interval
         self.report = ProbeReport()
         self._stop = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+        self._idle = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def prepare(self) -> None:
         """Create (or empty) the probe table on the writer."""
         conn = connect(self.settings, writable=True)
-        conn.run("CREATE TABLE IF NOT EXISTS pgha_write_probe (id bigint PRIMARY KEY, at timestamptz DEFAULT now())")
-        conn.run("TRUNCATE pgha_write_probe")
-        conn.close()
+        try:
+            conn.run(f"CREATE TABLE IF NOT EXISTS {self.table} (id bigint PRIMARY KEY, at timestamptz DEFAULT now())")
+            conn.run(f"TRUNCATE {self.table}")
+        finally:
+            conn.close()
 
     def start(self) -> WriteProbe:
         """Begin writing."""
         self._thread.start()
         return self
 
+    def pause(self, timeout: float = 30.0) -> float:
+        """Stop writing until :meth:`resume`; returns once no write is in flight (epoch time)."""
+        self._idle.clear()
+        self._running.clear()
+        self._idle.wait(timeout)
+        return time.time()
+
+    def resume(self) -> None:
+        """Carry on writing after :meth:`pause`."""
+        self._running.set()
+
     def stop(self) -> ProbeReport:
         """Stop writing and return what was seen."""
         self._stop.set()
+        self._running.set()
         self._thread.join(timeout=30)
         return self.report
 
@@ -63,16 +121,24 @@ class WriteProbe:
         conn: pg8000.native.Connection | None = None
         next_id, down_since = 1, None
         while not self._stop.is_set():
+            if not self._running.is_set():
+                self._idle.set()
+                self._running.wait()
+                continue
             try:
                 if conn is None:
                     conn = connect(self.settings, writable=True)
-                conn.run("INSERT INTO pgha_write_probe (id) VALUES (:id)", id=next_id)
-                self.report.acknowledged.append(next_id)
+                rows = conn.run(f"INSERT INTO {self.table} (id) VALUES (:id) "  # noqa: S608 - checked name
+                                "RETURNING host(inet_server_addr())", id=next_id)
+                self.report.commits.append(Commit(next_id, time.time(), rows[0][0] or "local"))
                 if down_since is not None:
                     self.report.outages.append((down_since, time.monotonic()))
                     down_since = None
-            except (ConnectError, pg8000.native.InterfaceError, pg8000.native.DatabaseError, OSError):
+            except (ConnectError, pg8000.native.InterfaceError, pg8000.native.DatabaseError, OSError) as err:
                 self.report.failures += 1
+                message = f"{type(err).__name__}: {err}"[:300]
+                if not self.report.errors or self.report.errors[-1][1] != message:
+                    self.report.errors.append((time.time(), message))
                 down_since = down_since if down_since is not None else time.monotonic()
                 if conn is not None:
                     with contextlib.suppress(Exception):  # the connection is already broken
@@ -82,14 +148,31 @@ class WriteProbe:
             next_id += 1
             time.sleep(self.interval)
         if conn is not None:
-            conn.close()
+            with contextlib.suppress(Exception):
+                conn.close()
 
 
-def missing_acknowledged(settings: ConnectionSettings, acknowledged: list[int]) -> list[int]:
-    """Acknowledged ids the current writer does not have: writes lost by a failover."""
-    conn = connect(settings, writable=True)
+def present_ids(settings: ConnectionSettings, table: str = PROBE_TABLE, writable: bool = True) -> set[int]:
+    """The probe ids a server holds (the writer by default)."""
+    conn = connect(settings, writable=writable)
     try:
-        present = {row[0] for row in conn.run("SELECT id FROM pgha_write_probe")}
+        return {row[0] for row in conn.run(f"SELECT id FROM {_checked(table)}")}  # noqa: S608 - checked name
     finally:
         conn.close()
-    return sorted(set(acknowledged) - present)
+
+
+def missing_acknowledged(settings: ConnectionSettings, acknowledged: list[int], table: str = PROBE_TABLE) -> list[int]:
+    """Acknowledged ids the current writer does not have: writes lost by a failover."""
+    return sorted(set(acknowledged) - present_ids(settings, table))
+
+
+def lost_seconds(commits: list[Commit], lost: list[int]) -> float:
+    """Seconds of acknowledged writes the lost commits span: from the newest surviving commit acknowledged
+    before the first lost one, to the newest lost one (0 when nothing was lost)."""
+    if not lost:
+        return 0.0
+    gone = set(lost)
+    first_lost = min(c.at for c in commits if c.id in gone)
+    last_lost = max(c.at for c in commits if c.id in gone)
+    before = [c.at for c in commits if c.id not in gone and c.at < first_lost]
+    return round(last_lost - (max(before) if before else first_lost), 3)

@@ -22,9 +22,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -465,6 +465,7 @@ class Lab:
 
     def up(self, timeout: float = 120.0) -> dict[str, Any]:
         """Start whatever is not running, wait for a healthy cluster, apply the schema; return status."""
+        self._refuse_while_drilling()
         state = self.running()
         moto = self._pid("aws", "moto")
         if moto and all(pid for node in state.values() for pid in node.values()):
@@ -740,6 +741,108 @@ class Lab:
                 found.append(proc.pid)
         return found
 
+    # --- drills: the drill lock and faults (freeze, etcd loss) ------------------------------
+
+    @property
+    def drill_lock_file(self) -> Path:
+        """The file a running drill holds (its pid and start time) so `lab up` leaves the lab alone."""
+        return self.root / "drill.lock"
+
+    def drill_holder(self) -> int | None:
+        """Pid of a live process other than this one that holds the drill lock, else None."""
+        try:
+            pid_text, created_text = self.drill_lock_file.read_text().split()[:2]
+            pid, created = int(pid_text), float(created_text)
+        except (OSError, ValueError):
+            return None
+        if pid == os.getpid():
+            return None
+        try:
+            alive = abs(psutil.Process(pid).create_time() - created) < 1.0
+        except psutil.Error:
+            alive = False
+        return pid if alive else None
+
+    @contextlib.contextmanager
+    def drill_lock(self) -> Iterator[None]:
+        """Hold the drill lock for the duration; LabError when another live drill holds it."""
+        holder = self.drill_holder()
+        if holder:
+            raise LabError(f"another drill (pid {holder}) is using the lab ({self.drill_lock_file}): wait for it")
+        self.root.mkdir(parents=True, exist_ok=True)
+        me = psutil.Process()
+        self.drill_lock_file.write_text(f"{me.pid} {me.create_time()}\n")
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                if int(self.drill_lock_file.read_text().split()[0]) == me.pid:
+                    self.drill_lock_file.unlink()
+
+    def _refuse_while_drilling(self) -> None:
+        """`lab up` restarts nothing a drill is using: refuse while a live drill holds the lock."""
+        holder = self.drill_holder()
+        if holder:
+            raise LabError(
+                f"a drill (pid {holder}) is using the lab and restores it when it ends: `lab up` changes nothing "
+                f"while it runs; wait for it (or stop it: kill {holder}) and run `lab up` again"
+            )
+
+    def _postgres_pids(self, node: str) -> list[int]:
+        """The node's postmaster and every PostgreSQL process under it."""
+        postmaster = self.node_dir(node) / "pgdata" / "postmaster.pid"
+        try:
+            proc = psutil.Process(int(postmaster.read_text().splitlines()[0]))
+            return [proc.pid] + [child.pid for child in proc.children(recursive=True)]
+        except (OSError, ValueError, IndexError, psutil.Error):
+            return []
+
+    def freeze_node(self, node: str) -> list[int]:
+        """SIGSTOP a node's Patroni and all its PostgreSQL processes (a hung VM); returns the pids stopped."""
+        patroni = self._pid(node, "patroni")
+        pids = ([patroni] if patroni else []) + self._postgres_pids(node)
+        (self.node_dir(node) / "frozen.pids").write_text(" ".join(map(str, pids)))
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        return pids
+
+    def thaw_node(self, node: str) -> list[int]:
+        """SIGCONT what :meth:`freeze_node` stopped: PostgreSQL first, then Patroni (the worst order)."""
+        path = self.node_dir(node) / "frozen.pids"
+        if not path.exists():
+            return []
+        pids = [int(p) for p in path.read_text().split()]
+        for pid in pids[1:] + pids[:1]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        path.unlink()
+        return pids
+
+    def frozen_nodes(self) -> list[str]:
+        """Nodes left frozen by :meth:`freeze_node` (e.g. by a drill that was killed)."""
+        return sorted(p.parent.name for p in self.root.glob("node*/frozen.pids"))
+
+    def kill_etcd(self, node: str) -> int | None:
+        """kill -9 one node's etcd member; returns its pid (None when it was not running)."""
+        pid = self._pid(node, "etcd")
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).wait(10)
+        return pid
+
+    def restart_etcd(self, node: str, timeout: float = 60.0) -> None:
+        """Start a killed etcd member again from its data and wait until the etcd cluster is healthy."""
+        if not self._pid(node, "etcd"):
+            self._start(node, "etcd", [shutil.which("etcd") or "etcd", "--config-file",
+                                       str(self.node_dir(node) / "etcd.yml")])
+        self._wait("etcd cluster healthy", self._etcd_healthy, timeout, ())
+
+    def etcd_healthy(self) -> bool:
+        """True when every etcd member answers healthy."""
+        return self._etcd_healthy()
+
     def restore_point_in_time(self, target_time: datetime, data_dir: Path) -> None:
         """Leave in data_dir a copy of the cluster as of target_time, ready to start: on start PostgreSQL
         replays to target_time and promotes.
@@ -752,13 +855,22 @@ class Lab:
         """
         if target_time.tzinfo is None:
             raise LabError(f"target_time {target_time.isoformat()} has no time zone: give one (e.g. UTC)")
+        if target_time > datetime.now(UTC):
+            raise LabError(f"target time {target_time.isoformat()} is in the future")
         if data_dir.exists() and any(data_dir.iterdir()):
             raise LabError(f"{data_dir} is not empty: pgBackRest restores only into an empty directory")
+        node = next((m.name for m in self.members() if m.role == "leader"), "node1")
+        info = json.loads(self._pgbackrest(node, "--output=json", "info"))
+        if not any(b["timestamp"]["stop"] < target_time.timestamp() for b in info[0].get("backup", [])):
+            raise LabError(f"no base backup of the lab ended before {target_time.isoformat()}: "
+                           "take one first (pgha lab backup)")
         data_dir.mkdir(parents=True, exist_ok=True)
         data_dir.chmod(0o700)
         if running_as_root():
             os.chown(data_dir, *service_user_ids())
-        node = next((m.name for m in self.members() if m.role == "leader"), "node1")
+        # the WAL up to now must be in the repository, or recovery ends before the target: `check` switches
+        # to a new WAL file and waits until the finished one is archived
+        self._pgbackrest(node, "check")
         # the copy fetches WAL with moto's (non-secret) test keys, which the lab's nodes get from their env
         keys = " ".join(f"{k}={v}" for k, v in self._node_environment(node).items() if k.startswith("PGBACKREST_"))
         restore_command = (f"env {keys} pgbackrest --config={self.node_dir(node) / 'pgbackrest.conf'} "

@@ -1,0 +1,195 @@
+"""The drill engine: run a scenario's rounds, keep their events and checks, measure RTO/RPO, judge vs targets.
+
+A scenario (lab or RDS) does the fault and the waiting; the engine owns what every drill shares:
+numbered rounds with timestamped events and named checks, RTO and RPO from the write probe's
+commits, the verdict against the targets, and restoring what the drill changed at the end
+(even when a round failed half-way).
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pgha.drill.probe import Commit, ProbeReport, lost_seconds
+
+Say = Callable[[str], None]
+
+#: The seed's KPIs: RTO < 5 min, RPO < 1 min, no acknowledged write lost with synchronous replication.
+DEFAULT_MAX_RTO_S = 300.0
+DEFAULT_MAX_RPO_S = 60.0
+DEFAULT_MAX_LOST = 0
+
+
+class DrillRefused(RuntimeError):
+    """The drill did not start: bad input, a guard said no, or the target is missing. Nothing was changed."""
+
+
+@dataclass(frozen=True)
+class Targets:
+    """What a drill must meet to pass (defaults: the seed's KPIs)."""
+
+    max_rto_s: float = DEFAULT_MAX_RTO_S
+    max_rpo_s: float = DEFAULT_MAX_RPO_S
+    max_lost: int = DEFAULT_MAX_LOST
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something that happened during a round, at an epoch time."""
+
+    at: float
+    name: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Check:
+    """A named post-condition and whether it held."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class Round:
+    """One round of a drill: what happened, what was checked, what it cost."""
+
+    number: int
+    say: Say = field(default=lambda _line: None, repr=False, compare=False)
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+    events: list[Event] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    commits: list[Commit] = field(default_factory=list)
+    lost: list[int] = field(default_factory=list)
+    rto_s: float | None = None
+    #: (start, end) epoch times of the stretch the RTO measures.
+    rto_window: tuple[float, float] | None = None
+    rto_source: str = "not measured"
+    rpo_s: float | None = None
+    rpo_source: str = "not measured"
+    error: str | None = None
+    facts: dict[str, object] = field(default_factory=dict)
+
+    def event(self, name: str, detail: str = "", at: float | None = None) -> None:
+        """Record (and show) an event; ``at`` defaults to now."""
+        self.events.append(Event(time.time() if at is None else at, name, detail))
+        self.say(f"round {self.number}: {name}" + (f" ({detail})" if detail else ""))
+
+    def check(self, name: str, ok: bool, detail: str = "") -> bool:
+        """Record (and show) whether a post-condition held; returns ``ok``."""
+        self.checks.append(Check(name, bool(ok), detail))
+        self.say(f"round {self.number}: {'ok' if ok else 'FAILED'} - {name}" + (f": {detail}" if detail else ""))
+        return bool(ok)
+
+    def measure_probe(self, report: ProbeReport, lost: list[int], source: str = "write probe",
+                      noise_s: float = 0.0) -> None:
+        """RTO = the longest stretch between two acknowledged commits; RPO = the lost commits and the seconds
+        of writes they span. Adds the "writes stopped" / "writes back" events at their real times when the
+        stretch is longer than ``noise_s`` (the probe's ordinary pace is no outage)."""
+        self.commits = list(report.commits)
+        self.lost = list(lost)
+        gap = report.longest_gap()
+        if gap is not None:
+            self.rto_window = gap
+            self.rto_s = round(gap[1] - gap[0], 3)
+            self.rto_source = source
+        if gap is not None and self.rto_s > noise_s:
+            self.events.append(Event(gap[0], "writes stopped", "last acknowledged commit before the longest gap"))
+            self.events.append(Event(gap[1], "writes back", f"after {self.rto_s:.2f} s without a commit"))
+        self.rpo_s = lost_seconds(self.commits, self.lost)
+        self.rpo_source = f"{source}: acknowledged commits missing afterwards"
+        if report.errors:  # why writes failed, in order (distinct messages, the first ten)
+            self.facts["write_errors"] = [f"{at - self.started:.2f} s: {message}" for at, message in report.errors[:10]]
+
+    @property
+    def passed_checks(self) -> bool:
+        """True when every check held and the round did not abort."""
+        return self.error is None and all(c.ok for c in self.checks)
+
+
+@dataclass
+class DrillResult:
+    """A whole drill: its rounds, targets, what it could not restore, and the verdict."""
+
+    target: str
+    scenario: str
+    targets: Targets
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+    rounds: list[Round] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    #: What the drill could not put back the way it found it (empty: all restored).
+    unrestored: list[str] = field(default_factory=list)
+    settings: dict[str, object] = field(default_factory=dict)
+
+    def verdict(self) -> tuple[bool, list[str]]:
+        """(passed, reasons): passed only when every round succeeded, met the targets, and all was restored."""
+        reasons = []
+        if not self.rounds:
+            reasons.append("no round ran")
+        for rnd in self.rounds:
+            prefix = f"round {rnd.number}: "
+            if rnd.error:
+                reasons.append(prefix + f"aborted: {rnd.error}")
+            reasons += [prefix + f"check failed: {c.name}" + (f" ({c.detail})" if c.detail else "")
+                        for c in rnd.checks if not c.ok]
+            if rnd.rto_s is not None and rnd.rto_s > self.targets.max_rto_s:
+                reasons.append(prefix + f"RTO {rnd.rto_s:.2f} s > target {self.targets.max_rto_s:g} s")
+            if rnd.rpo_s is not None and rnd.rpo_s > self.targets.max_rpo_s:
+                reasons.append(prefix + f"RPO {rnd.rpo_s:.2f} s > target {self.targets.max_rpo_s:g} s")
+            if len(rnd.lost) > self.targets.max_lost:
+                reasons.append(prefix + f"{len(rnd.lost)} acknowledged commits lost > target {self.targets.max_lost}")
+        reasons += [f"not restored: {problem}" for problem in self.unrestored]
+        return not reasons, reasons
+
+
+class Scenario(Protocol):
+    """What the engine needs from a lab or RDS scenario."""
+
+    target: str
+    name: str
+
+    def run_round(self, rnd: Round) -> None:
+        """Pre-checks, the fault, waiting for recovery, measurements and post-checks of one round."""
+
+    def restore(self) -> list[str]:
+        """Put back what the drill changed; return what could not be restored (empty when all was)."""
+
+
+def run_drill(scenario: Scenario, rounds: int, targets: Targets, say: Say = print,
+              settings: dict[str, object] | None = None) -> DrillResult:
+    """Run ``rounds`` rounds of ``scenario`` and always restore at the end, even after a failed round.
+
+    A round that raises is recorded as aborted (with the error) and ends the drill: what state the
+    target is in is then uncertain, so the remaining rounds are not run.
+    """
+    result = DrillResult(target=scenario.target, scenario=scenario.name, targets=targets,
+                         settings=dict(settings or {}))
+    try:
+        for number in range(1, rounds + 1):
+            rnd = Round(number, say=say)
+            result.rounds.append(rnd)
+            say(f"round {number} of {rounds}: {scenario.name} on {scenario.target}")
+            try:
+                scenario.run_round(rnd)
+            except Exception as err:  # any failure ends the round with its reason
+                rnd.error = f"{type(err).__name__}: {err}"
+                rnd.event("round aborted", rnd.error)
+                result.notes.append(f"round {number} aborted:\n" + traceback.format_exc(limit=4))
+                break
+            finally:
+                rnd.finished = time.time()
+    finally:
+        say("restoring what the drill changed")
+        try:
+            result.unrestored = scenario.restore()
+        except Exception as err:  # report, never hide, what could not be restored
+            result.unrestored = [f"restore failed: {type(err).__name__}: {err}"]
+        result.finished = time.time()
+    return result

@@ -1,0 +1,520 @@
+"""Drills on a deployed RDS stack with boto3: Multi-AZ failover, replica and DR promotion, PITR restore.
+
+Instances are found by the identifiers the program gives them (``<project>-<stack>-primary``,
+``-replica-N``, ``-dr-replica``), read from the stack's config through the same loader the
+program uses. Works against any endpoint boto3 is pointed at (``AWS_ENDPOINT_URL``).
+
+RTO: from the API call until the endpoint accepts writes when the database is reachable (a
+heartbeat written through ``--dsn`` every second); otherwise from the instance status and RDS
+events, and the report says which. RPO: the newest heartbeat on the promoted instance vs the
+newest acknowledged one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pgha.connect import ConnectionSettings, connect
+from pgha.drill.engine import DrillRefused, Round
+from pgha.drill.probe import WriteProbe, missing_acknowledged, present_ids
+from pgha.drill.stack_config import ConfigChange
+
+SCENARIOS = ("failover", "promote-replica", "promote-dr", "restore-pitr")
+HEARTBEAT_TABLE = "pgha_drill_heartbeat"
+WAIT_TIMEOUT_S = 3600.0
+#: How long to try the promoted endpoint once RDS says it is available (then RTO falls back to the status).
+PROMOTED_CONNECT_S = 60.0
+
+
+class DryRun(Exception):
+    """Deletion protection without --yes: ``lines`` say what the drill would do."""
+
+    def __init__(self, lines: list[str]):
+        self.lines = lines
+        super().__init__("\n".join(lines))
+
+
+def load_stack(stack: str, project_dir: Path) -> Any:
+    """The stack's validated StackConfig, read like the program reads it (harness conversion + config loader)."""
+    from components.config import ConfigError, parse_config
+    from pgha.ci.harness import project_name, stack_config
+
+    try:
+        config, _secret_keys = stack_config(stack, project_dir=project_dir)
+        project = project_name(project_dir)
+    except (FileNotFoundError, KeyError, OSError) as err:
+        raise DrillRefused(str(err).strip("'\"")) from None
+    raw = {key.split(":", 1)[1]: value for key, value in config.items() if key.startswith("pgha:")}
+    try:
+        cfg = parse_config(raw, project=project, stack=stack, region=config.get("aws:region"))
+    except ConfigError as err:
+        raise DrillRefused(f"stack {stack}: " + "; ".join(err.problems)) from None
+    if cfg.engine != "rds":
+        raise DrillRefused(f"stack {stack} uses pgha:engine {cfg.engine}: RDS drills need engine rds "
+                           "(drill Patroni with `pgha drill lab`)")
+    return cfg
+
+
+@dataclass(frozen=True)
+class RdsOptions:
+    """What the user asked for."""
+
+    yes: bool = False
+    replica: str | None = None
+    to: str | None = None
+    keep: bool = False
+    max_lag_s: float = 1.0
+    allow_missing_lag: bool = False
+    #: Where to reach the database (the writer); None = measure from status and events only.
+    settings: ConnectionSettings | None = None
+    poll_s: float = 5.0
+
+    @property
+    def grace_s(self) -> float:
+        """How long an instance may look unchanged after an API call before its status is believed."""
+        return max(3 * self.poll_s, 1.0)
+
+
+def _aws_errors() -> tuple[type[Exception], ...]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (BotoCoreError, ClientError)
+
+
+def _aws_message(err: Exception) -> str:
+    response = getattr(err, "response", None)
+    if response and "Error" in response:
+        return f"{response['Error'].get('Code')}: {response['Error'].get('Message')}"
+    return str(err)
+
+
+class RdsDrill:
+    """One RDS scenario on one stack, run by :func:`pgha.drill.engine.run_drill`."""
+
+    def __init__(self, cfg: Any, name: str, options: RdsOptions, say: Callable[[str], None] = print):
+        if name not in SCENARIOS:
+            raise DrillRefused(f"unknown RDS scenario {name!r}: choose one of {', '.join(SCENARIOS)}")
+        self.cfg, self.name, self.options, self.say = cfg, name, options, say
+        self.target = f"rds-{cfg.stack}"
+        self.primary_id = f"{cfg.name_prefix}-primary"
+        self.subject_id, self.subject_region = self.primary_id, cfg.region
+        self.scratch_id: str | None = None
+        self.restore_time: datetime | None = None
+        self.config_change: ConfigChange | None = None
+        self.advice: list[str] = []
+        self.notes: list[str] = []
+        self.replica_lag_s: float | None = None
+        self._events: list[dict[str, Any]] = []
+
+    # --- AWS -------------------------------------------------------------------------------
+
+    def client(self, service: str, region: str | None = None) -> Any:
+        """A boto3 client for the stack's region (or ``region``); honours AWS_ENDPOINT_URL."""
+        import boto3
+
+        return boto3.client(service, region_name=region or self.cfg.region)
+
+    def describe(self, identifier: str, region: str | None = None) -> dict[str, Any]:
+        """The instance as DescribeDBInstances returns it; DrillRefused naming it when it does not exist."""
+        rds = self.client("rds", region)
+        try:
+            return rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]
+        except rds.exceptions.DBInstanceNotFoundFault:
+            raise DrillRefused(f"no RDS instance {identifier} in {region or self.cfg.region}: is stack "
+                               f"{self.cfg.stack} deployed there (check the account, region and endpoint)?") from None
+
+    def _check_stack(self, instance: dict[str, Any]) -> None:
+        tags = {t["Key"]: t["Value"] for t in instance.get("TagList") or []}
+        for key, want in (("pgha:stack", self.cfg.stack), ("pgha:project", self.cfg.project)):
+            if key in tags and tags[key] != want:
+                raise DrillRefused(f"{instance['DBInstanceIdentifier']} is tagged {key}={tags[key]}, not {want}: "
+                                   "wrong stack")
+
+    def replica_lag(self, identifier: str, region: str) -> float | None:
+        """The newest ``ReplicaLag`` (CloudWatch, maximum over a minute, last 10 minutes); None when missing."""
+        now = datetime.now(UTC)
+        points = self.client("cloudwatch", region).get_metric_statistics(
+            Namespace="AWS/RDS", MetricName="ReplicaLag",
+            Dimensions=[{"Name": "DBInstanceIdentifier", "Value": identifier}],
+            StartTime=now - timedelta(minutes=10), EndTime=now + timedelta(minutes=1), Period=60,
+            Statistics=["Maximum"],
+        )["Datapoints"]
+        if not points:
+            return None
+        return float(max(points, key=lambda p: p["Timestamp"])["Maximum"])
+
+    # --- guards ----------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Every guard, before anything changes: DrillRefused (exit 2) or DryRun (print the plan only)."""
+        try:
+            self._prepare()
+        except _aws_errors() as err:
+            raise DrillRefused(f"AWS error: {_aws_message(err)}") from None
+
+    def _prepare(self) -> None:
+        if self.name in ("promote-replica", "promote-dr"):
+            self._resolve_replica()  # what the stack's config says first: no AWS call for a wrong --replica
+        primary = self.describe(self.primary_id)
+        self._check_stack(primary)
+        if self.name == "failover":
+            if not primary.get("MultiAZ"):
+                raise DrillRefused(f"{self.primary_id} is not Multi-AZ: a reboot with failover needs a standby "
+                                   "(pgha:multiAz true)")
+            self._require_available(primary)
+        elif self.name in ("promote-replica", "promote-dr"):
+            replica = self.describe(self.subject_id, self.subject_region)
+            self._check_stack(replica)
+            source = replica.get("ReadReplicaSourceDBInstanceIdentifier") or ""
+            if not source.split(":")[-1] == self.primary_id:
+                raise DrillRefused(f"{self.subject_id} is not a read replica of {self.primary_id} "
+                                   f"(source: {source or 'none'}): nothing to promote")
+            self._require_available(replica)
+            self._lag_guard()
+        else:
+            self._restore_guard(primary)
+        protected = bool(primary.get("DeletionProtection")) or self.cfg.deletion_protection
+        if protected and not self.options.yes:
+            raise DryRun([f"stack {self.cfg.stack} has deletion protection: not running without --yes. "
+                          "The drill would:"] + [f"  - {line}" for line in self.plan()])
+
+    def _resolve_replica(self) -> None:
+        if self.name == "promote-dr":
+            if not self.cfg.dr_region:
+                raise DrillRefused(f"stack {self.cfg.stack} has no DR replica (pgha:drRegion is not set)")
+            self.subject_id, self.subject_region = f"{self.cfg.name_prefix}-dr-replica", self.cfg.dr_region
+            return
+        wanted = self.options.replica
+        if not wanted:
+            raise DrillRefused("promote-replica needs --replica N (or the replica's identifier)")
+        identifier = f"{self.cfg.name_prefix}-replica-{wanted}" if wanted.isdigit() else wanted
+        prefix = f"{self.cfg.name_prefix}-replica-"
+        if not identifier.startswith(prefix) or not identifier[len(prefix):].isdigit():
+            raise DrillRefused(f"--replica {wanted}: not one of this stack's replicas ({prefix}N)")
+        if int(identifier[len(prefix):]) > self.cfg.replicas:
+            raise DrillRefused(f"--replica {wanted}: stack {self.cfg.stack} declares {self.cfg.replicas} replica(s)")
+        self.subject_id = identifier
+
+    def _require_available(self, instance: dict[str, Any]) -> None:
+        status = instance.get("DBInstanceStatus")
+        if status != "available":
+            raise DrillRefused(f"{instance['DBInstanceIdentifier']} is {status!r}, not available: refusing")
+
+    def _lag_guard(self) -> None:
+        lag = self.replica_lag(self.subject_id, self.subject_region)
+        if lag is None:
+            if not self.options.allow_missing_lag:
+                raise DrillRefused(f"no ReplicaLag metric for {self.subject_id} in the last 10 minutes: cannot tell "
+                                   "what promotion would lose; refusing (--allow-missing-lag to promote anyway)")
+            self.notes.append(f"ReplicaLag of {self.subject_id} was missing; promoted with --allow-missing-lag")
+        elif lag > self.options.max_lag_s:
+            raise DrillRefused(f"{self.subject_id} ReplicaLag is {lag:g} s > --max-lag {self.options.max_lag_s:g} s: "
+                               "refusing to promote a lagging replica")
+        self.replica_lag_s = lag
+
+    def _restore_guard(self, primary: dict[str, Any]) -> None:
+        latest = primary.get("LatestRestorableTime")
+        if not self.options.to:
+            raise DrillRefused("restore-pitr needs --to TIME (ISO 8601 with a time zone, e.g. "
+                               "2026-01-31T12:00:00Z, or 'latest')")
+        if self.options.to == "latest":
+            self.restore_time = None
+        else:
+            try:
+                when = datetime.fromisoformat(self.options.to.replace("Z", "+00:00"))
+            except ValueError:
+                raise DrillRefused(f"--to {self.options.to!r}: not an ISO 8601 time (e.g. 2026-01-31T12:00:00Z)")\
+                    from None
+            if when.tzinfo is None:
+                raise DrillRefused(f"--to {self.options.to!r}: give a time zone (e.g. Z for UTC)")
+            earliest = datetime.now(UTC) - timedelta(days=int(primary.get("BackupRetentionPeriod") or 0))
+            if latest and when > latest:
+                raise DrillRefused(f"--to {when.isoformat()} is after the latest restorable time {latest.isoformat()}")
+            if when < earliest:
+                raise DrillRefused(f"--to {when.isoformat()} is before the backup retention window "
+                                   f"(earliest {earliest.isoformat(timespec='seconds')})")
+            self.restore_time = when
+        stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+        self.scratch_id = f"{self.cfg.name_prefix}-pitr-{stamp}"[:63]
+        self.primary = primary
+
+    def plan(self) -> list[str]:
+        """What the drill does, in plain words (shown instead of running when it needs --yes)."""
+        if self.name == "failover":
+            return [f"reboot {self.primary_id} ({self.cfg.region}) with ForceFailover: the Multi-AZ standby takes "
+                    "over; writes stop for the failover (typically 60-120 s)"]
+        if self.name in ("promote-replica", "promote-dr"):
+            return [f"promote {self.subject_id} ({self.subject_region}) to a standalone primary - one-way: it "
+                    f"stops replicating from {self.primary_id} for good",
+                    "then print the stack config change that makes the program declare it"]
+        when = self.restore_time.isoformat() if self.restore_time else "the latest restorable time"
+        return [f"restore {self.primary_id} as of {when} into a new instance {self.scratch_id} in the primary's "
+                "subnet group and security groups, wait until it is available",
+                "keep it (--keep)" if self.options.keep else "then delete it (no final snapshot)"]
+
+    # --- rounds -----------------------------------------------------------------------------
+
+    def run_round(self, rnd: Round) -> None:
+        """Dispatch to the scenario."""
+        {"failover": self._failover, "promote-replica": self._promote, "promote-dr": self._promote,
+         "restore-pitr": self._restore_pitr}[self.name](rnd)
+
+    def restore(self) -> list[str]:
+        """Delete a scratch instance a failed restore round left behind; a promotion cannot be undone."""
+        if self.name == "restore-pitr" and self.scratch_id and not self.options.keep and self._exists(self.scratch_id):
+            try:
+                self._delete_scratch()
+            except _aws_errors() as err:
+                return [f"scratch instance {self.scratch_id} could not be deleted: {_aws_message(err)}"]
+        return []
+
+    def _heartbeat(self, rnd: Round) -> WriteProbe | None:
+        if self.options.settings is None:
+            rnd.event("heartbeat not written", "no --dsn: RTO from instance status and RDS events, RPO not measured")
+            return None
+        probe = WriteProbe(self.options.settings, interval=1.0, table=HEARTBEAT_TABLE, timeout=5)
+        probe.prepare()
+        probe.start()
+        rnd.event("heartbeat started", f"every second through {self.options.settings.display()}")
+        time.sleep(3)
+        return probe
+
+    def _wait_status(self, identifier: str, region: str, done: Callable[[dict[str, Any]], bool],
+                     timeout: float = WAIT_TIMEOUT_S) -> tuple[dict[str, Any], float]:
+        """Poll DescribeDBInstances until ``done``; returns the instance and when it was seen done."""
+        deadline = time.monotonic() + timeout
+        last_status = None
+        while True:
+            instance = self.describe(identifier, region)
+            if instance.get("DBInstanceStatus") != last_status:
+                last_status = instance.get("DBInstanceStatus")
+                self.say(f"{identifier}: {last_status}")
+            if done(instance):
+                return instance, time.time()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{identifier} still {last_status} after {timeout:.0f} s")
+            time.sleep(self.options.poll_s)
+
+    def _failover(self, rnd: Round) -> None:
+        probe = self._heartbeat(rnd)
+        rds = self.client("rds")
+        before = self.describe(self.primary_id)
+        rnd.facts["availability_zone_before"] = before.get("AvailabilityZone")
+        called = time.time()
+        try:
+            rds.reboot_db_instance(DBInstanceIdentifier=self.primary_id, ForceFailover=True)
+            rnd.event("fault injected", f"RebootDBInstance {self.primary_id} ForceFailover=true", at=called)
+            after, available_at = self._wait_status(self.primary_id, self.cfg.region, self._settled(called))
+            rnd.event("instance available", f"{self.primary_id} in {after.get('AvailabilityZone')}", at=available_at)
+            rnd.facts["availability_zone_after"] = after.get("AvailabilityZone")
+            self._rds_events(rnd, self.primary_id, self.cfg.region, called)
+            if probe is not None:
+                acked = len(probe.report.commits)
+                deadline = time.monotonic() + 300
+                while len(probe.report.commits) < acked + 3 and time.monotonic() < deadline:
+                    time.sleep(1)
+        finally:
+            report = probe.stop() if probe is not None else None
+        if report is not None:
+            rnd.measure_probe(report, missing_acknowledged(self.options.settings, report.acknowledged,
+                                                           HEARTBEAT_TABLE), source="heartbeat through --dsn",
+                              noise_s=2 * probe.interval)
+            # from the call until writes were acknowledged again (the end of the outage, if it came after the call)
+            back_at = (rnd.rto_window[1] if rnd.rto_window and rnd.rto_window[1] >= called
+                       else next((c.at for c in report.commits if c.at >= called), None))
+            if back_at is not None:
+                rnd.rto_window, rnd.rto_s = (called, back_at), round(back_at - called, 3)
+                rnd.rto_source = "heartbeat through --dsn: from the API call until a write was acknowledged again"
+            rnd.check("writes acknowledged again after the failover", any(c.at > available_at for c in report.commits))
+            rnd.check("no acknowledged heartbeat lost", not rnd.lost, f"{len(rnd.lost)} lost")
+        else:
+            self._status_rto(rnd, called, available_at)
+        rnd.check(f"{self.primary_id} available after the failover", after.get("DBInstanceStatus") == "available")
+
+    def _settled(self, called: float) -> Callable[[dict[str, Any]], bool]:
+        """True once the instance is available again after an API call: after it was seen busy, or stopped
+        listing a replication source, or still looks unchanged after the grace time (the call was a no-op)."""
+        seen = {"busy": False}
+
+        def done(instance: dict[str, Any]) -> bool:
+            status = instance.get("DBInstanceStatus")
+            seen["busy"] |= status != "available"
+            promoted = self.name.startswith("promote") and not instance.get("ReadReplicaSourceDBInstanceIdentifier")
+            return status == "available" and (seen["busy"] or promoted or time.time() - called > self.options.grace_s)
+
+        return done
+
+    def _rds_events(self, rnd: Round, identifier: str, region: str, since: float) -> list[dict[str, Any]]:
+        events = self.client("rds", region).describe_events(
+            SourceIdentifier=identifier, SourceType="db-instance",
+            StartTime=datetime.fromtimestamp(since - 1, UTC), EndTime=datetime.now(UTC) + timedelta(minutes=1),
+        )["Events"]
+        events = [e for e in events if e["Date"].timestamp() >= since - 1]  # some endpoints ignore StartTime
+        for event in events:
+            rnd.event("RDS event", event.get("Message", ""), at=event["Date"].timestamp())
+        self._events = events
+        return events
+
+    def _status_rto(self, rnd: Round, called: float, available_at: float) -> None:
+        done = [e for e in self._events if "complete" in e.get("Message", "").lower()
+                and ("failover" in e.get("Message", "").lower() or "promot" in e.get("Message", "").lower())]
+        if done:
+            end, source = done[-1]["Date"].timestamp(), f"RDS event {done[-1]['Message']!r}"
+        else:
+            end, source = available_at, "instance status (DescribeDBInstances polled every "\
+                                        f"{self.options.poll_s:g} s)"
+        end = max(end, called)
+        rnd.rto_window, rnd.rto_s = (called, end), round(end - called, 3)
+        rnd.rto_source = f"{source}: the database was not reachable from here (no --dsn)"
+        rnd.rpo_source = "not measured: no --dsn to write the heartbeat through"
+
+    def _promote(self, rnd: Round) -> None:
+        probe = self._heartbeat(rnd)
+        rnd.facts["replica_lag_s_before"] = getattr(self, "replica_lag_s", None)
+        retention = self.cfg.backup_retention_days
+        called = time.time()
+        report = probe.stop() if probe is not None else None  # the primary counts as lost from here
+        self.client("rds", self.subject_region).promote_read_replica(
+            DBInstanceIdentifier=self.subject_id, BackupRetentionPeriod=retention)
+        rnd.event("fault injected", f"PromoteReadReplica {self.subject_id} (backups {retention} days)", at=called)
+        after, available_at = self._wait_status(self.subject_id, self.subject_region, self._settled(called))
+        rnd.event("promoted instance available", self.subject_id, at=available_at)
+        source = after.get("ReadReplicaSourceDBInstanceIdentifier")
+        rnd.facts.update(promoted=self.subject_id, region=self.subject_region,
+                         endpoint=(after.get("Endpoint") or {}).get("Address"),
+                         still_lists_source=source)
+        if source:
+            self.notes.append(f"{self.subject_id} still lists {source} as its source after promotion; "
+                              "check it in the console")
+        self._rds_events(rnd, self.subject_id, self.subject_region, called)
+        reached = self._promoted_accepts_writes(rnd, after, called, report)
+        if not reached:
+            self._status_rto(rnd, called, available_at)
+        rnd.check(f"{self.subject_id} available as a standalone primary", after.get("DBInstanceStatus") == "available")
+        self._config_advice(rnd)
+
+    def _promoted_accepts_writes(self, rnd: Round, instance: dict[str, Any], called: float,
+                                 report: Any) -> bool:
+        """With --dsn: write to the promoted endpoint (RTO) and compare its newest heartbeat (RPO)."""
+        endpoint = instance.get("Endpoint") or {}
+        if self.options.settings is None or not endpoint.get("Address"):
+            return False
+        settings = replace(self.options.settings, hosts=((endpoint["Address"], int(endpoint.get("Port") or 5432)),),
+                           connect_timeout=5)
+        deadline, last = time.monotonic() + PROMOTED_CONNECT_S, ""
+        while time.monotonic() < deadline:
+            try:
+                connect(settings, writable=True).close()  # a server out of recovery accepts writes
+                break
+            except Exception as err:  # not reachable, or still read-only
+                last = str(err)
+                time.sleep(2)
+        else:
+            rnd.event("promoted endpoint not reachable", last[:200])
+            return False
+        writable_at = time.time()
+        rnd.event("writes accepted by the promoted instance", endpoint["Address"], at=writable_at)
+        rnd.rto_window, rnd.rto_s = (called, writable_at), round(writable_at - called, 3)
+        rnd.rto_source = "from the API call until the promoted endpoint accepted a write (--dsn credentials)"
+        present = present_ids(settings, HEARTBEAT_TABLE)
+        commits = report.commits if report is not None else []
+        rnd.commits = list(commits)
+        rnd.lost = sorted({c.id for c in commits} - present)
+        newest_acked = max((c.at for c in commits), default=None)
+        newest_there = max((c.at for c in commits if c.id in present), default=None)
+        rnd.rpo_s = round(newest_acked - newest_there, 3) if newest_acked and newest_there else (
+            0.0 if not commits else None)
+        rnd.rpo_source = "newest heartbeat on the promoted instance vs the newest acknowledged one"
+        return True
+
+    def _config_advice(self, rnd: Round) -> None:
+        if self.name == "promote-dr":
+            self.config_change = ConfigChange(
+                "pgha:drPromoted", "true",
+                f"{self.subject_id} is now a standalone primary: the program must declare it without "
+                "replicateSourceDb and with its own backups, and change nothing else in that update")
+            rnd.event("stack config change", f"{self.config_change.key}: {self.config_change.value}")
+            return
+        self.advice = [
+            f"{self.subject_id} is now a standalone database outside the stack's replication; keep "
+            f"pgha:replicas = {self.cfg.replicas} (the stack config does not change) and let the program "
+            "recreate the replica:",
+            f"  1. keep the promoted copy under another name: aws rds modify-db-instance --db-instance-identifier "
+            f"{self.subject_id} --new-db-instance-identifier {self.subject_id}-promoted --apply-immediately "
+            "(or delete it)",
+            f"  2. forget it in the state: pulumi state delete --stack {self.cfg.stack} '<urn of {self.subject_id}>' "
+            f"(the URN: pgha plan --stack {self.cfg.stack} --json)",
+            f"  3. pulumi up --stack {self.cfg.stack}: creates {self.subject_id} again as a replica of "
+            f"{self.primary_id}",
+        ]
+        rnd.event("stack config unchanged", "the program recreates the replica; see the report's advice")
+
+    def _restore_pitr(self, rnd: Round) -> None:
+        primary = self.primary
+        rds = self.client("rds")
+        args: dict[str, Any] = {
+            "SourceDBInstanceIdentifier": self.primary_id,
+            "TargetDBInstanceIdentifier": self.scratch_id,
+            "DBInstanceClass": primary.get("DBInstanceClass"),
+            "DBSubnetGroupName": (primary.get("DBSubnetGroup") or {}).get("DBSubnetGroupName"),
+            "VpcSecurityGroupIds": [g["VpcSecurityGroupId"] for g in primary.get("VpcSecurityGroups") or []],
+            "MultiAZ": False,
+            "PubliclyAccessible": False,
+            "DeletionProtection": False,
+            "CopyTagsToSnapshot": True,
+            "Tags": [{"Key": "pgha:stack", "Value": self.cfg.stack}, {"Key": "pgha:project", "Value": self.cfg.project},
+                     {"Key": "pgha:drill", "Value": "restore-pitr"}],
+        }
+        if self.restore_time is None:
+            args["UseLatestRestorableTime"] = True
+        else:
+            args["RestoreTime"] = self.restore_time
+        called = time.time()
+        rds.restore_db_instance_to_point_in_time(**args)
+        rnd.event("restore started", f"{self.primary_id} as of "
+                  f"{self.restore_time.isoformat() if self.restore_time else 'the latest restorable time'} "
+                  f"into {self.scratch_id}", at=called)
+        restored, available_at = self._wait_status(self.scratch_id, self.cfg.region,
+                                                   lambda i: i.get("DBInstanceStatus") == "available")
+        rnd.event("scratch instance available", (restored.get("Endpoint") or {}).get("Address", ""), at=available_at)
+        rnd.rto_window, rnd.rto_s = (called, available_at), round(available_at - called, 3)
+        rnd.rto_source = "restore: from the API call until the scratch instance was available"
+        rnd.rpo_source = "not applicable: a restore to a chosen time"
+        subnet_group = (restored.get("DBSubnetGroup") or {}).get("DBSubnetGroupName")
+        groups = sorted(g["VpcSecurityGroupId"] for g in restored.get("VpcSecurityGroups") or [])
+        rnd.facts.update(scratch=self.scratch_id, subnet_group=subnet_group, security_groups=groups,
+                         restore_time=self.restore_time.isoformat() if self.restore_time else "latest")
+        rnd.check("scratch instance available", restored.get("DBInstanceStatus") == "available")
+        rnd.check("in the primary's subnet group and security groups", subnet_group == args["DBSubnetGroupName"]
+                  and groups == sorted(args["VpcSecurityGroupIds"]), f"{subnet_group}, {', '.join(groups)}")
+        rnd.check("not publicly accessible", not restored.get("PubliclyAccessible"))
+        if self.options.keep:
+            rnd.event("scratch instance kept", f"delete it with: aws rds delete-db-instance --db-instance-identifier "
+                                               f"{self.scratch_id} --skip-final-snapshot")
+            return
+        self._delete_scratch()
+        rnd.event("scratch instance deleted", self.scratch_id)
+        rnd.check("scratch instance deleted", not self._exists(self.scratch_id))
+
+    def _exists(self, identifier: str) -> bool:
+        try:
+            self.describe(identifier)
+            return True
+        except DrillRefused:
+            return False
+
+    def _delete_scratch(self) -> None:
+        rds = self.client("rds")
+        if self.describe(self.scratch_id).get("DeletionProtection"):
+            rds.modify_db_instance(DBInstanceIdentifier=self.scratch_id, DeletionProtection=False,
+                                   ApplyImmediately=True)
+        rds.delete_db_instance(DBInstanceIdentifier=self.scratch_id, SkipFinalSnapshot=True,
+                               DeleteAutomatedBackups=True)
+        deadline = time.monotonic() + WAIT_TIMEOUT_S
+        while self._exists(self.scratch_id) and time.monotonic() < deadline:
+            time.sleep(self.options.poll_s)

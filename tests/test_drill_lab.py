@@ -1,0 +1,145 @@
+"""Every lab drill, for real, on one 3-node Patroni + etcd lab (rounds=1), plus the drill lock and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from pgha.drill.engine import DrillResult, Targets, run_drill
+from pgha.drill.lab import LabDrill, healthy
+from pgha.drill.report import write_report
+from pgha.lab.cluster import Lab, LabError
+
+pytestmark = pytest.mark.lab
+
+
+def run(lab: Lab, scenario: str) -> DrillResult:
+    drill = LabDrill(lab, scenario)
+    drill.prepare()
+    with lab.drill_lock():
+        return run_drill(drill, 1, Targets(), say=lambda _line: None)
+
+
+def checks(result: DrillResult) -> dict[str, bool]:
+    return {c.name: c.ok for c in result.rounds[0].checks}
+
+
+def assert_passed_and_restored(lab: Lab, result: DrillResult) -> None:
+    passed, reasons = result.verdict()
+    assert passed, reasons
+    assert result.unrestored == []
+    assert healthy(lab.members()) == [], "the drill leaves three members, one leader, streaming replicas"
+    assert not lab.drill_lock_file.exists()
+
+
+def test_switchover_loses_nothing_and_the_old_leader_follows(lab: Lab, tmp_path: Path) -> None:
+    old = lab.leader().name
+    result = run(lab, "switchover")
+    assert_passed_and_restored(lab, result)
+    rnd = result.rounds[0]
+    assert rnd.facts["leader_after"] != old and lab.leader().name != old
+    assert rnd.lost == [] and rnd.rpo_s == 0.0 and rnd.rto_s is not None
+    assert {"fault injected", "new leader", "writes stopped", "writes back", "old node rejoined"} <= {
+        e.name for e in rnd.events}
+    paths = write_report(result, tmp_path)
+    data = json.loads(paths["json"].read_text())
+    assert data["rounds"][0]["lost_commits"] == [] and data["verdict"]["passed"] is True
+    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_kill_leader_elects_a_new_leader_and_the_old_one_rejoins_rewound(lab: Lab) -> None:
+    old = lab.leader().name
+    result = run(lab, "kill-leader")
+    assert_passed_and_restored(lab, result)
+    rnd = result.rounds[0]
+    assert rnd.facts["leader_after"] != old
+    assert checks(result)[f"{old} rejoined as a streaming replica"]
+    assert rnd.facts["old_leader_rewound"] is True, "a killed leader comes back through pg_rewind"
+    assert rnd.lost == []
+
+
+def test_frozen_leader_never_acknowledges_after_the_new_leader(lab: Lab) -> None:
+    old = lab.leader()
+    result = run(lab, "freeze-leader")
+    assert_passed_and_restored(lab, result)
+    rnd = result.rounds[0]
+    assert checks(result)["the old leader acknowledged no write after the new leader's first"]
+    assert checks(result)["the stale client's write exists nowhere after the rejoin"]
+    assert rnd.facts["first_commit_on_new_leader"] is not None
+    assert {c.server for c in rnd.commits} >= {old.host}, "the probe wrote to the old leader before the freeze"
+    assert lab.frozen_nodes() == []
+
+
+def test_kill_replica_keeps_the_leader_and_writes(lab: Lab) -> None:
+    leader = lab.leader().name
+    result = run(lab, "kill-replica")
+    assert_passed_and_restored(lab, result)
+    assert checks(result)["the leader stayed"] and lab.leader().name == leader
+    assert result.rounds[0].lost == []
+
+
+def test_etcd_member_loss_keeps_the_leader(lab: Lab) -> None:
+    leader = lab.leader().name
+    result = run(lab, "etcd-member-loss")
+    assert_passed_and_restored(lab, result)
+    assert checks(result)["the leader stayed"] and lab.leader().name == leader
+    assert lab.etcd_healthy()
+
+
+def test_restore_pitr_brings_back_exactly_the_commits_before_the_target(lab: Lab) -> None:
+    result = run(lab, "restore-pitr")
+    assert_passed_and_restored(lab, result)
+    facts = result.rounds[0].facts
+    assert facts["restored_rows"] == facts["commits_before"] > 0 and facts["commits_after"] > 0
+    assert not list(lab.root.glob("drill-pitr-*")), "the scratch instance is removed"
+
+
+def test_restore_point_in_time_refuses_a_time_without_backup_or_in_the_future(lab: Lab, tmp_path: Path) -> None:
+    with pytest.raises(LabError, match="no base backup of the lab ended before"):
+        lab.restore_point_in_time(datetime.now(UTC) - timedelta(days=1), tmp_path / "data")
+    with pytest.raises(LabError, match="in the future"):
+        lab.restore_point_in_time(datetime.now(UTC) + timedelta(hours=1), tmp_path / "data")
+    assert not (tmp_path / "data").exists()
+
+
+def test_lab_up_and_drills_refuse_while_another_drill_holds_the_lock(lab: Lab) -> None:
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        import psutil
+
+        lab.drill_lock_file.write_text(f"{holder.pid} {psutil.Process(holder.pid).create_time()}\n")
+        with pytest.raises(LabError, match=f"a drill \\(pid {holder.pid}\\) is using the lab"):
+            lab.up()
+        env = {**os.environ, "PGHA_LAB_DIR": str(lab.root)}
+        cli = subprocess.run([sys.executable, "-m", "pgha", "drill", "lab", "switchover"], env=env,
+                             capture_output=True, text=True, timeout=120, check=False)
+        assert cli.returncode == 2 and f"another drill (pid {holder.pid})" in cli.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    assert lab.drill_holder() is None, "a dead holder does not count"
+    lab.up()
+    lab.drill_lock_file.unlink()
+
+
+def test_cli_reports_and_exits_1_when_a_target_is_missed(lab: Lab, tmp_path: Path) -> None:
+    env = {**os.environ, "PGHA_LAB_DIR": str(lab.root)}
+    result = subprocess.run([sys.executable, "-m", "pgha", "drill", "lab", "switchover", "--max-rto", "0.001",
+                             "--report", str(tmp_path)], env=env, capture_output=True, text=True, timeout=300,
+                            check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    [path] = tmp_path.glob("lab-switchover-*.json")
+    data = json.loads(path.read_text())
+    assert data["verdict"]["passed"] is False
+    assert any("RTO" in reason and "target 0.001 s" in reason for reason in data["verdict"]["reasons"])
+    assert data["targets"]["max_rto_s"] == 0.001 and data["restored"] is True
+    assert set(data["rounds"][0]) >= {"rto_s", "rpo_s", "lost_commits", "events", "checks"}
+    assert path.with_suffix(".md").read_text().startswith("# Drill `switchover` on lab: FAILED")
+    assert lab.secrets().superuser not in result.stdout + result.stderr
+

@@ -1,0 +1,286 @@
+"""RDS drills against moto's server mode on a free loopback port, with instances named the way the stack names them.
+
+Each test deploys its own fake stack (primary, replicas, DR replica) into a fresh moto server, runs
+the real CLI, and checks what changed in the (fake) AWS account and what the report says.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+from typer.testing import CliRunner
+
+from pgha.ci.harness import run_program
+from pgha.cli import app
+from pgha.drill.stack_config import set_stack_value
+from pgha.local import free_port
+
+PROJECT = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A moto server of our own, and boto3 pointed at it through AWS_ENDPOINT_URL."""
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    # moto keeps its accounts in the process: start every test from an empty one
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).close()
+    for key, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-1"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("PGHA_DSN", raising=False)
+    yield endpoint
+    server.stop()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of the project's Pulumi files: --update-config edits it, never the real stacks."""
+    directory = tmp_path / "project"
+    directory.mkdir()
+    for name in ("Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.prod.yaml"):
+        shutil.copy(PROJECT / name, directory / name)
+    for name in ("__main__.py", "components", "schema", "patroni"):  # so the program runs from here too
+        (directory / name).symlink_to(PROJECT / name)
+    return directory
+
+
+def deploy(stack: str, *, multi_az: bool, replicas: int, dr_region: str | None, protected: bool,
+           tag_stack: str | None = None) -> dict[str, str]:
+    """Create what `pulumi up` of the stack creates, as far as drills look: network, primary, replicas, DR."""
+    prefix = f"pgha-{stack}"
+    rds, ec2 = boto3.client("rds", region_name="eu-west-1"), boto3.client("ec2", region_name="eu-west-1")
+    vpc = ec2.create_vpc(CidrBlock="10.40.0.0/16")["Vpc"]["VpcId"]
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.40.{i}.0/24", AvailabilityZone=f"eu-west-1{zone}")
+               ["Subnet"]["SubnetId"] for i, zone in enumerate("abc")]
+    group = ec2.create_security_group(GroupName=f"{prefix}-db", Description="db", VpcId=vpc)["GroupId"]
+    rds.create_db_subnet_group(DBSubnetGroupName=f"{prefix}-net", DBSubnetGroupDescription="db", SubnetIds=subnets)
+    tags = [{"Key": "pgha:project", "Value": "pgha"}, {"Key": "pgha:stack", "Value": tag_stack or stack}]
+    primary = rds.create_db_instance(
+        DBInstanceIdentifier=f"{prefix}-primary", Engine="postgres", EngineVersion="17", DBInstanceClass="db.r7g.large",
+        AllocatedStorage=100, MasterUsername="pgha_admin", MasterUserPassword="not-used-here-1", MultiAZ=multi_az,
+        DBSubnetGroupName=f"{prefix}-net", VpcSecurityGroupIds=[group], BackupRetentionPeriod=7,
+        DeletionProtection=protected, Tags=tags,
+    )["DBInstance"]
+    for index in range(1, replicas + 1):
+        rds.create_db_instance_read_replica(DBInstanceIdentifier=f"{prefix}-replica-{index}",
+                                            SourceDBInstanceIdentifier=f"{prefix}-primary", Tags=tags)
+    if dr_region:
+        boto3.client("rds", region_name=dr_region).create_db_instance_read_replica(
+            DBInstanceIdentifier=f"{prefix}-dr-replica", SourceDBInstanceIdentifier=primary["DBInstanceArn"],
+            SourceRegion="eu-west-1", Tags=tags)
+    return {"subnet_group": f"{prefix}-net", "security_group": group}
+
+
+def replica_lag(identifier: str, seconds: float, region: str = "eu-west-1") -> None:
+    """What RDS publishes for a replica: its ReplicaLag in CloudWatch."""
+    boto3.client("cloudwatch", region_name=region).put_metric_data(Namespace="AWS/RDS", MetricData=[{
+        "MetricName": "ReplicaLag", "Value": seconds, "Unit": "Seconds",
+        "Dimensions": [{"Name": "DBInstanceIdentifier", "Value": identifier}]}])
+
+
+def drill(project: Path, tmp_path: Path, *args: str):
+    result = runner.invoke(app, ["drill", "rds", *args, "--project-dir", str(project),
+                                 "--report", str(tmp_path / "reports"), "--poll-seconds", "0.1"])
+    return result
+
+
+def report_of(tmp_path: Path) -> dict:
+    [path] = sorted((tmp_path / "reports").glob("*.json"))
+    data = json.loads(path.read_text())
+    assert path.with_suffix(".md").read_text().startswith(f"# Drill `{data['scenario']}`")
+    png = path.with_suffix(".png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    return data
+
+
+def instance(identifier: str, region: str = "eu-west-1") -> dict:
+    rds = boto3.client("rds", region_name=region)
+    return rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]
+
+
+def test_failover_without_yes_on_a_protected_stack_only_prints_the_plan(aws: str, project: Path,
+                                                                         tmp_path: Path) -> None:
+    deploy("prod", multi_az=True, replicas=2, dr_region="eu-central-1", protected=True)
+    result = drill(project, tmp_path, "failover", "--stack", "prod")
+    assert result.exit_code == 3, result.output
+    assert "deletion protection" in result.output and "reboot pgha-prod-primary" in result.output
+    assert not (tmp_path / "reports").exists()
+
+
+def test_failover_with_a_heartbeat_through_the_writer_measures_rto_and_rpo(aws: str, project: Path, tmp_path: Path,
+                                                                           postgres) -> None:
+    """The heartbeat goes to a real PostgreSQL standing in for the writer endpoint."""
+    deploy("prod", multi_az=True, replicas=2, dr_region="eu-central-1", protected=True)
+    result = drill(project, tmp_path, "failover", "--stack", "prod", "--yes", "--dsn", postgres.dsn())
+    assert result.exit_code == 0, result.output
+    data = report_of(tmp_path)
+    assert data["target"] == "rds-prod" and data["scenario"] == "failover"
+    assert data["verdict"] == {"passed": True, "reasons": []}
+    assert data["targets"] == {"max_rto_s": 300.0, "max_rpo_s": 60.0, "max_lost_commits": 0}
+    [rnd] = data["rounds"]
+    assert rnd["rto_source"].startswith("heartbeat") and rnd["rto_s"] is not None
+    assert rnd["lost_commits"] == [] and rnd["rpo_s"] == 0.0 and rnd["acknowledged_commits"] >= 3
+    assert {"fault injected", "instance available", "heartbeat started"} <= {e["name"] for e in rnd["events"]}
+    from pgha.connect import connect
+
+    conn = connect(postgres.settings())
+    assert conn.run("SELECT count(*) FROM pgha_drill_heartbeat")[0][0] == rnd["acknowledged_commits"]
+    conn.close()
+    assert postgres.password not in result.output
+
+
+def test_failover_without_dsn_takes_rto_from_status_and_says_so(aws: str, project: Path, tmp_path: Path) -> None:
+    deploy("prod", multi_az=True, replicas=2, dr_region="eu-central-1", protected=True)
+    result = drill(project, tmp_path, "failover", "--stack", "prod", "--yes")
+    assert result.exit_code == 0, result.output
+    [rnd] = report_of(tmp_path)["rounds"]
+    assert "not reachable" in rnd["rto_source"] and rnd["rpo_s"] is None and rnd["rpo_source"].startswith("not")
+
+
+def test_failover_refuses_a_primary_without_multi_az(aws: str, project: Path, tmp_path: Path) -> None:
+    deploy("dev", multi_az=False, replicas=1, dr_region=None, protected=False)
+    result = drill(project, tmp_path, "failover", "--stack", "dev")
+    assert result.exit_code == 2
+    assert "pgha-dev-primary is not Multi-AZ" in result.output
+
+
+def test_promote_replica_refuses_a_lagging_replica_and_a_missing_metric(aws: str, project: Path,
+                                                                        tmp_path: Path) -> None:
+    deploy("dev", multi_az=False, replicas=1, dr_region=None, protected=False)
+    missing = drill(project, tmp_path, "promote-replica", "--stack", "dev", "--replica", "1")
+    assert missing.exit_code == 2 and "no ReplicaLag metric for pgha-dev-replica-1" in missing.output
+    replica_lag("pgha-dev-replica-1", 5.0)
+    lagging = drill(project, tmp_path, "promote-replica", "--stack", "dev", "--replica", "1")
+    assert lagging.exit_code == 2
+    assert "ReplicaLag is 5 s > --max-lag 1 s" in lagging.output
+    assert not (tmp_path / "reports").exists()
+    unknown = drill(project, tmp_path, "promote-replica", "--stack", "dev", "--replica", "4")
+    assert unknown.exit_code == 2 and "declares 1 replica" in unknown.output
+
+
+def test_promote_replica_within_max_lag_promotes_and_keeps_the_config(aws: str, project: Path,
+                                                                       tmp_path: Path) -> None:
+    deploy("dev", multi_az=False, replicas=1, dr_region=None, protected=False)
+    replica_lag("pgha-dev-replica-1", 5.0)
+    before = (project / "Pulumi.dev.yaml").read_text()
+    result = drill(project, tmp_path, "promote-replica", "--stack", "dev", "--replica", "1", "--max-lag", "10",
+                   "--update-config")
+    assert result.exit_code == 0, result.output
+    assert "keep pgha:replicas = 1" in result.output and "pulumi state delete --stack dev" in result.output
+    assert (project / "Pulumi.dev.yaml").read_text() == before
+    data = report_of(tmp_path)
+    assert data["rounds"][0]["facts"]["promoted"] == "pgha-dev-replica-1"
+    assert instance("pgha-dev-replica-1")["BackupRetentionPeriod"] == 1  # the stack's backupRetentionDays
+
+
+def test_promote_dr_with_update_config_edits_only_that_key(aws: str, project: Path, tmp_path: Path) -> None:
+    deploy("prod", multi_az=True, replicas=2, dr_region="eu-central-1", protected=True)
+    replica_lag("pgha-prod-dr-replica", 0.3, region="eu-central-1")
+    before = (project / "Pulumi.prod.yaml").read_text()
+    result = drill(project, tmp_path, "promote-dr", "--stack", "prod", "--yes", "--update-config")
+    assert result.exit_code == 0, result.output
+    assert "pulumi config set --stack prod pgha:drPromoted true" in result.output
+    after = (project / "Pulumi.prod.yaml").read_text()
+    assert after.splitlines()[: len(before.splitlines())] == before.splitlines(), "comments and keys kept"
+    assert after.splitlines()[len(before.splitlines()):] == ["  pgha:drPromoted: true"]
+    data = report_of(tmp_path)
+    assert data["settings"]["stack_config_change"].startswith("pgha:drPromoted: true")
+    assert data["rounds"][0]["facts"]["region"] == "eu-central-1"
+    assert instance("pgha-prod-dr-replica", "eu-central-1")["BackupRetentionPeriod"] == 14
+    # what `pgha plan --stack prod` now shows: the DR instance declared as the standalone primary it is
+    plan = run_program("prod", project_dir=project)
+    assert "replicateSourceDb" not in plan.get("pgha-prod-dr-replica").inputs
+    assert plan.outputs["drWriterEndpoint"].startswith("pgha-prod-dr-replica.")
+
+
+def test_restore_pitr_into_the_stacks_network_then_deletes_it(aws: str, project: Path, tmp_path: Path) -> None:
+    network = deploy("dev", multi_az=False, replicas=1, dr_region=None, protected=False)
+    when = (datetime.now(UTC) - timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    result = drill(project, tmp_path, "restore-pitr", "--stack", "dev", "--to", when)
+    assert result.exit_code == 0, result.output
+    [rnd] = report_of(tmp_path)["rounds"]
+    assert rnd["facts"]["subnet_group"] == network["subnet_group"]
+    assert rnd["facts"]["security_groups"] == [network["security_group"]]
+    assert {c["name"]: c["ok"] for c in rnd["checks"]}["scratch instance deleted"] is True
+    names = [i["DBInstanceIdentifier"] for i in boto3.client("rds", region_name="eu-west-1")
+             .describe_db_instances()["DBInstances"]]
+    assert not [n for n in names if "-pitr-" in n]
+
+
+def test_restore_pitr_keep_leaves_the_scratch_instance(aws: str, project: Path, tmp_path: Path) -> None:
+    deploy("dev", multi_az=False, replicas=0, dr_region=None, protected=False)
+    result = drill(project, tmp_path, "restore-pitr", "--stack", "dev", "--to", "latest", "--keep")
+    assert result.exit_code == 0, result.output
+    scratch = report_of(tmp_path)["rounds"][0]["facts"]["scratch"]
+    assert instance(scratch)["DBInstanceStatus"] == "available"
+
+
+@pytest.mark.parametrize(("to", "message"), [("yesterday", "not an ISO 8601 time"),
+                                             ("2020-01-01T00:00:00", "give a time zone"),
+                                             ("2020-01-01T00:00:00Z", "before the backup retention window")])
+def test_restore_pitr_refuses_a_bad_time(aws: str, project: Path, tmp_path: Path, to: str, message: str) -> None:
+    deploy("dev", multi_az=False, replicas=0, dr_region=None, protected=False)
+    result = drill(project, tmp_path, "restore-pitr", "--stack", "dev", "--to", to)
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_missing_instance_wrong_stack_and_unknown_scenario_are_one_line_exit_2(aws: str, project: Path,
+                                                                               tmp_path: Path) -> None:
+    missing = drill(project, tmp_path, "failover", "--stack", "dev")
+    assert missing.exit_code == 2 and "no RDS instance pgha-dev-primary in eu-west-1" in missing.output
+    assert len(missing.output.strip().splitlines()) == 1
+    deploy("dev", multi_az=True, replicas=0, dr_region=None, protected=False, tag_stack="staging")
+    wrong = drill(project, tmp_path, "failover", "--stack", "dev")
+    assert wrong.exit_code == 2 and "tagged pgha:stack=staging, not dev: wrong stack" in wrong.output
+    unknown = drill(project, tmp_path, "explode", "--stack", "dev")
+    assert unknown.exit_code == 2 and "unknown RDS scenario 'explode'" in unknown.output
+    no_dr = drill(project, tmp_path, "promote-dr", "--stack", "dev")
+    assert no_dr.exit_code == 2 and "pgha:drRegion is not set" in no_dr.output
+
+
+def test_set_stack_value_keeps_comments_and_other_keys(tmp_path: Path) -> None:
+    path = tmp_path / "Pulumi.x.yaml"
+    text = ("# header comment\nconfig:\n  aws:region: eu-west-1  # where\n  pgha:replicas: 2 # two\n"
+            "  pgha:allowedCidrs:\n    - 10.40.0.0/16\n  # trailing comment\nother: 1\n")
+    path.write_text(text)
+    assert set_stack_value(path, "pgha:replicas", "1") == "2"
+    assert path.read_text() == text.replace("pgha:replicas: 2 # two", "pgha:replicas: 1 # two")
+    assert set_stack_value(path, "pgha:drPromoted", "true") is None
+    assert path.read_text().splitlines()[6] == "  pgha:drPromoted: true"
+    assert path.read_text().replace("  pgha:drPromoted: true\n", "") == text.replace("2 # two", "1 # two")
+
+
+def test_promoted_endpoint_rpo_is_the_newest_heartbeat_there_vs_the_newest_acknowledged(postgres) -> None:
+    """The comparison after a promotion, against a real PostgreSQL standing in for the promoted instance: it
+    holds heartbeats 1-5 of the 7 the writer acknowledged (the replica was 2 s behind)."""
+    from pgha.connect import connect
+    from pgha.drill.engine import Round
+    from pgha.drill.probe import Commit, ProbeReport
+    from pgha.drill.rds import HEARTBEAT_TABLE, RdsDrill, RdsOptions, load_stack
+
+    conn = connect(postgres.settings())
+    conn.run(f"CREATE TABLE IF NOT EXISTS {HEARTBEAT_TABLE} (id bigint PRIMARY KEY, at timestamptz DEFAULT now())")
+    conn.run(f"TRUNCATE {HEARTBEAT_TABLE}")
+    conn.run(f"INSERT INTO {HEARTBEAT_TABLE} (id) SELECT generate_series(1, 5)")
+    conn.close()
+    start = 1_800_000_000.0
+    report = ProbeReport(commits=[Commit(i, start + i, "writer") for i in range(1, 8)])
+    drill = RdsDrill(load_stack("dev", PROJECT), "promote-replica", RdsOptions(settings=postgres.settings()))
+    rnd = Round(1)
+    promoted = {"Endpoint": {"Address": "127.0.0.1", "Port": postgres.port}}
+    assert drill._promoted_accepts_writes(rnd, promoted, start + 7.5, report)
+    assert rnd.lost == [6, 7] and rnd.rpo_s == 2.0
+    assert rnd.rto_source.startswith("from the API call until the promoted endpoint accepted")
+    assert "writes accepted by the promoted instance" in {e.name for e in rnd.events}
