@@ -179,6 +179,8 @@ def test_user_data_installs_pinned_packages_and_hashed_python_then_bootstraps(pl
     install = written_file(cloud, "/usr/local/sbin/pgha-install")
     assert "etcd-server=3.4.23-4+b4" in install and "pgbackrest=2.45-1" in install
     assert "for attempt in" in install, "apt is retried"
+    pgdg = written_file(cloud, "/etc/apt/preferences.d/pgha-pgdg")
+    assert "Package: postgresql-17 postgresql-17-cron" in pgdg and "Pin: origin apt.postgresql.org" in pgdg
     node_install = written_file(cloud, "/usr/local/sbin/pgha-node-install")
     assert "--require-hashes" in node_install and "node-requirements.txt" in node_install
     assert cloud["runcmd"][-1] == ["/usr/local/sbin/pgha-node-bootstrap"]
