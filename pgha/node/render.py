@@ -220,7 +220,8 @@ SECRET_JSON_KEYS = ClusterSecrets(
 UNITS = ("pgha-etcd.service", "patroni.service", "pgha-backup-full.service", "pgha-backup-full.timer",
          "pgha-backup-diff.service", "pgha-backup-diff.timer")
 #: Session Manager's agent (the Debian AMI has none), from AWS's regional bucket, pinned to a release.
-SSM_AGENT_VERSION = "3.3.1142.0"
+#: 3.3.4851.0: the release AWS's own AMIs moved to in August 2026 (github.com/aws/amazon-ssm-agent tag 3.3.4851.0).
+SSM_AGENT_VERSION = "3.3.4851.0"
 
 
 def apt_pins() -> list[str]:
