@@ -328,7 +328,13 @@ class PatroniCluster(pulumi.ComponentResource):
 
     def _credentials(self, name: str, protect: pulumi.ResourceOptions, child: pulumi.ResourceOptions
                      ) -> pulumi.Output[str]:
-        """Random passwords, kept only in a CMK-encrypted Secrets Manager secret (and as secrets in state)."""
+        """Random passwords, kept only in a CMK-encrypted Secrets Manager secret (and as secrets in state).
+
+        Not rotated by Secrets Manager (FSBP SecretsManager.1 stays open for this secret, on purpose): each
+        password lives in PostgreSQL and in every node's Patroni environment at once, and a rotation Lambda
+        cannot restart Patroni on the nodes. Rotating is an operator step (docs/patroni.md): ALTER ROLE on
+        the leader, a new secret version, then `systemctl restart patroni` node by node.
+        """
         passwords = {
             key: random.RandomPassword(f"{name}-{key.replace('_', '-')}", length=32, special=False, opts=child).result
             for key in (*vars(SECRET_JSON_KEYS).values(), "app_password")
