@@ -324,9 +324,13 @@ def _parse_patroni(raw: str) -> PatroniSettings:
     return settings
 
 
-#: Keys only the RDS engine reads; with engine patroni they are reported as ignored.
-RDS_ONLY = ("instanceClass", "allocatedStorage", "maxAllocatedStorage", "multiAz", "replicas", "drRegion",
+#: Keys only the RDS engine reads; with engine patroni they are reported as ignored. ``drRegion`` is
+#: read by both: with patroni it replicates the backup bucket (there is no DR replica instance, so
+#: ``drVpcCidr`` and ``drPromoted`` stay RDS-only).
+RDS_ONLY = ("instanceClass", "allocatedStorage", "maxAllocatedStorage", "multiAz", "replicas",
             "drPromoted", "drVpcCidr", "backupRetentionDays", "backupWindow", "maintenanceWindow", "proxy")
+#: RDS-only keys about the DR replica instance, which engine patroni does not build.
+DR_REPLICA_ONLY = ("drPromoted", "drVpcCidr")
 
 # key -> (dataclass field, parser). Order is the order errors are reported in.
 KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
@@ -394,8 +398,10 @@ def parse_config(raw: Mapping[str, str], *, project: str, stack: str, region: st
         values["vpc_cidr"] = None
     ignored = [key for key in RDS_ONLY if KEYS[key][0] in values] if values.get("engine") == "patroni" else []
     if ignored:
+        dr_note = ("; with patroni there is no DR replica instance: drRegion replicates the backup bucket only"
+                   if set(ignored) & set(DR_REPLICA_ONLY) else "")
         values["warnings"] = (
-            f"engine patroni ignores the RDS-only {', '.join(f'{NAMESPACE}:{k}' for k in ignored)}",
+            f"engine patroni ignores the RDS-only {', '.join(f'{NAMESPACE}:{k}' for k in ignored)}{dr_note}",
         )
     return StackConfig(project=project, stack=stack, region=str(region), **values)
 

@@ -1,4 +1,4 @@
-"""Cross-region disaster recovery: a read replica and automated-backup replication in another region."""
+"""Cross-region disaster recovery: the DR region's provider, a read replica and automated-backup replication."""
 
 from __future__ import annotations
 
@@ -12,6 +12,17 @@ from components.kms import create_cmk
 from components.network import Network, NetworkArgs
 from components.parameters import create_parameter_group
 from components.rds import RdsPostgresArgs, create_log_groups, instance_settings
+
+
+def dr_provider(
+    name: str, region: str, tags: dict[str, str] | None = None, opts: pulumi.ResourceOptions | None = None
+) -> aws.Provider:
+    """The explicit AWS provider of the DR region (``<name>-provider``), with the stack's default tags.
+
+    Everything pgha puts in the DR region goes through one of these: the RDS DR replica and, with
+    engine patroni, the replica of the backup bucket. The primary region's provider never reaches it.
+    """
+    return aws.Provider(f"{name}-provider", region=region, default_tags={"tags": tags or {}}, opts=opts)
 
 
 @dataclass(frozen=True)
@@ -41,9 +52,7 @@ class DrReplica(pulumi.ComponentResource):
     key: aws.kms.Key
 
     def __init__(self, name: str, args: DrReplicaArgs, opts: pulumi.ResourceOptions | None = None):
-        self.provider = aws.Provider(
-            f"{name}-provider", region=args.region, default_tags={"tags": args.tags or {}}, opts=opts
-        )
+        self.provider = dr_provider(name, args.region, args.tags, opts)
         super().__init__(
             "pgha:dr:DrReplica",
             name,

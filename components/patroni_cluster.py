@@ -74,6 +74,9 @@ class PatroniClusterArgs:
     # and fail with a clear error naming what is missing; until then a BYO VPC without egress boots nodes
     # that retry apt, S3 and Secrets Manager forever.
     egress: Sequence[pulumi.Resource] = ()
+    #: Replicate the backup bucket to this region (``pgha:drRegion``), through ``dr_provider`` (its provider).
+    dr_region: str | None = None
+    dr_provider: aws.Provider | None = None
 
 
 def ec2_node(name: str, address: str, postgres_version: int) -> NodeSpec:
@@ -148,6 +151,59 @@ def _architecture(instance_type: str) -> str:
     return "arm64" if "g" in family[1:] else "x86_64"
 
 
+def private_bucket(name: str, key_arn: pulumi.Input[str], retention_days: int, parent: pulumi.Resource,
+                   protect: bool) -> tuple[aws.s3.Bucket, aws.s3.BucketVersioning]:
+    """A versioned, SSE-KMS, private, TLS-only bucket that expires old versions after ``retention_days``.
+
+    The backup bucket and its DR-region replica share these controls (FSBP S3.5, S3.8, S3.14,
+    S3.17); children are named ``<name>-versioning``, ``-sse``, ``-private``, ``-lifecycle``,
+    ``-tls-only``. Returns the bucket and its versioning (replication must wait for it).
+    """
+    child = pulumi.ResourceOptions(parent=parent)
+    bucket = aws.s3.Bucket(name, force_destroy=False, opts=pulumi.ResourceOptions(parent=parent, protect=protect))
+    versioning = aws.s3.BucketVersioning(f"{name}-versioning", bucket=bucket.id,
+                                         versioning_configuration={"status": "Enabled"}, opts=child)
+    aws.s3.BucketServerSideEncryptionConfiguration(
+        f"{name}-sse", bucket=bucket.id,
+        rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "aws:kms",
+                                                            "kms_master_key_id": key_arn},
+                "bucket_key_enabled": True}], opts=child,
+    )
+    aws.s3.BucketPublicAccessBlock(f"{name}-private", bucket=bucket.id, block_public_acls=True,
+                                   block_public_policy=True, ignore_public_acls=True,
+                                   restrict_public_buckets=True, opts=child)
+    aws.s3.BucketLifecycleConfiguration(
+        f"{name}-lifecycle", bucket=bucket.id,
+        rules=[{"id": "expire-old-versions", "status": "Enabled", "filter": {},
+                "noncurrent_version_expiration": {"noncurrent_days": retention_days},
+                "abort_incomplete_multipart_upload": {"days_after_initiation": 7}}], opts=child,
+    )
+    deny_plain_http = bucket.arn.apply(lambda arn: json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Sid": "DenyPlainHttp", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+                       "Resource": [arn, f"{arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}}],
+    }))
+    aws.s3.BucketPolicy(f"{name}-tls-only", bucket=bucket.id, policy=deny_plain_http, opts=child)
+    return bucket, versioning
+
+
+class BackupReplica(pulumi.ComponentResource):
+    """The backup bucket's copy in the DR region: its own KMS key (keys are regional) and a bucket with
+    the source's controls, all through the DR region's provider (``opts.providers``)."""
+
+    key: aws.kms.Key
+    bucket: aws.s3.Bucket
+    versioning: aws.s3.BucketVersioning
+
+    def __init__(self, name: str, region: str, retention_days: int, protect: bool, opts: pulumi.ResourceOptions):
+        super().__init__("pgha:patroni:BackupReplica", name, None, opts)
+        # protected like the source's: losing the key loses every replicated backup
+        self.key = create_cmk(f"{name}-backups", "pgha Patroni backup replica encryption (DR region)", region, self,
+                              protect=protect)
+        self.bucket, self.versioning = private_bucket(f"{name}-backups", self.key.arn, retention_days, self, protect)
+        self.register_outputs({"bucket": self.bucket.bucket, "kmsKeyArn": self.key.arn})
+
+
 class PatroniCluster(pulumi.ComponentResource):
     """N nodes (ENI + data volume + launch template + instance), NLB, security groups, secret, backups."""
 
@@ -169,6 +225,9 @@ class PatroniCluster(pulumi.ComponentResource):
 
         self.secret_arn = self._credentials(name, protect, child)
         self.backup_bucket = self._backup_bucket(name, settings, protect, child)
+        self.dr_backup_bucket: aws.s3.Bucket | None = None
+        if args.dr_region and args.dr_provider is not None:
+            self.dr_backup_bucket = self._replicate_backups(name, args, args.dr_region, args.dr_provider).bucket
         bundle, bundle_key = node_bundle()
         # the code each node bootstraps with, fetched through the S3 gateway endpoint with the instance role
         bundle_object = aws.s3.BucketObjectv2(f"{name}-node-bundle", bucket=self.backup_bucket.id, key=bundle_key,
@@ -277,6 +336,7 @@ class PatroniCluster(pulumi.ComponentResource):
         self._nlb_suffix = nlb.arn_suffix
         self.register_outputs({
             "writerEndpoint": nlb.dns_name, "secretArn": self.secret_arn, "backupBucket": self.backup_bucket.bucket,
+            "drBackupBucket": self.dr_backup_bucket.bucket if self.dr_backup_bucket is not None else None,
         })
 
     def _user_data(self, name: str, args: PatroniClusterArgs, values: list, index: int, bundle_key: str,
@@ -354,32 +414,60 @@ class PatroniCluster(pulumi.ComponentResource):
     def _backup_bucket(self, name: str, settings: PatroniSettings, protect: pulumi.ResourceOptions,
                        child: pulumi.ResourceOptions) -> aws.s3.Bucket:
         """Versioned, CMK-encrypted, private bucket for pgBackRest (WAL archive + base backups)."""
-        bucket = aws.s3.Bucket(f"{name}-backups", force_destroy=False, opts=protect)
-        aws.s3.BucketVersioning(f"{name}-backups-versioning", bucket=bucket.id,
-                                versioning_configuration={"status": "Enabled"}, opts=child)
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-backups-sse", bucket=bucket.id,
-            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "aws:kms",
-                                                                "kms_master_key_id": self.key.arn},
-                    "bucket_key_enabled": True}], opts=child,
-        )
-        aws.s3.BucketPublicAccessBlock(f"{name}-backups-private", bucket=bucket.id, block_public_acls=True,
-                                       block_public_policy=True, ignore_public_acls=True,
-                                       restrict_public_buckets=True, opts=child)
-        aws.s3.BucketLifecycleConfiguration(
-            f"{name}-backups-lifecycle", bucket=bucket.id,
-            rules=[{"id": "expire-old-versions", "status": "Enabled", "filter": {},
-                    "noncurrent_version_expiration": {"noncurrent_days": settings.backup_retention},
-                    "abort_incomplete_multipart_upload": {"days_after_initiation": 7}}], opts=child,
-        )
-        deny_plain_http = bucket.arn.apply(lambda arn: json.dumps({
-            "Version": "2012-10-17",
-            "Statement": [{"Sid": "DenyPlainHttp", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
-                           "Resource": [arn, f"{arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}}],
-        }))
-        aws.s3.BucketPolicy(f"{name}-backups-tls-only", bucket=bucket.id, policy=deny_plain_http, opts=child)
+        bucket, self._backups_versioning = private_bucket(f"{name}-backups", self.key.arn, settings.backup_retention,
+                                                          self, bool(protect.protect))
         self._access_logs(name, bucket, settings, protect, child)
         return bucket
+
+    def _replicate_backups(self, name: str, args: PatroniClusterArgs, dr_region: str,
+                           dr_provider: aws.Provider) -> BackupReplica:
+        """Cross-region replication of the backup bucket to a bucket of the DR region (FSBP S3.7).
+
+        Delete markers are replicated: pgBackRest's own expiry (a delete, hence a delete marker in a
+        versioned bucket) then reaches the replica, whose lifecycle expires the hidden versions after
+        ``backupRetention`` days like the source's, so the replica keeps the same window instead of
+        growing forever. Deletes of a specific version (what an attacker with the node role would need
+        to destroy data) are never replicated by S3, so the replica still holds them.
+        """
+        replica_name = f"{name}-dr"
+        replica = BackupReplica(replica_name, dr_region, args.settings.backup_retention, args.deletion_protection,
+                                pulumi.ResourceOptions(parent=self, providers={"aws": dr_provider}))
+        # its access logs go to a log bucket of the DR region too (S3 logs only within a region)
+        self._access_logs(replica_name, replica.bucket, args.settings,
+                          pulumi.ResourceOptions(parent=replica, protect=args.deletion_protection),
+                          pulumi.ResourceOptions(parent=replica))
+        role = service_role(f"{name}-backups-replication-role", "s3.amazonaws.com", self)
+        source, destination = self.backup_bucket.arn, replica.bucket.arn
+
+        def via_s3(region: str, bucket_arn: pulumi.Output[str]) -> pulumi.Output[dict]:
+            # S3 asks KMS on the role's behalf; with S3 Bucket Keys the encryption context is the bucket ARN
+            return bucket_arn.apply(lambda arn: {
+                "StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"},
+                "StringLike": {"kms:EncryptionContext:aws:s3:arn": [arn, f"{arn}/*"]}})
+
+        inline_policy(f"{name}-backups-replication-access", role, [
+            {"Action": ["s3:GetReplicationConfiguration", "s3:ListBucket"], "Resource": source},
+            {"Action": ["s3:GetObjectVersionForReplication", "s3:GetObjectVersionAcl", "s3:GetObjectVersionTagging"],
+             "Resource": source.apply(lambda arn: f"{arn}/*")},
+            {"Action": ["s3:ReplicateObject", "s3:ReplicateDelete", "s3:ReplicateTags"],
+             "Resource": destination.apply(lambda arn: f"{arn}/*")},
+            {"Action": "kms:Decrypt", "Resource": self.key.arn, "Condition": via_s3(args.region, source)},
+            {"Action": "kms:Encrypt", "Resource": replica.key.arn, "Condition": via_s3(dr_region, destination)},
+        ], self)
+        aws.s3.BucketReplicationConfig(
+            f"{name}-backups-replication", bucket=self.backup_bucket.id, role=role.arn,
+            rules=[{
+                "id": "backups-to-dr-region", "status": "Enabled", "priority": 1, "filter": {},
+                "delete_marker_replication": {"status": "Enabled"},
+                # objects written with SSE-KMS are skipped unless asked for, and every backup object is
+                "source_selection_criteria": {"sse_kms_encrypted_objects": {"status": "Enabled"}},
+                "destination": {"bucket": destination, "storage_class": "STANDARD",
+                                "encryption_configuration": {"replica_kms_key_id": replica.key.arn}},
+            }],
+            # S3 refuses a replication configuration until both buckets are versioned
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self._backups_versioning, replica.versioning]),
+        )
+        return replica
 
     def _access_logs(self, name: str, bucket: aws.s3.Bucket, settings: PatroniSettings,
                      protect: pulumi.ResourceOptions, child: pulumi.ResourceOptions) -> None:

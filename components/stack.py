@@ -12,7 +12,7 @@ import pulumi_aws as aws
 
 from components.alarms import DatabaseAlarms, DatabaseAlarmsArgs, MonitoredInstance, rds_alarm_specs
 from components.config import StackConfig
-from components.dr import DrReplica, DrReplicaArgs
+from components.dr import DrReplica, DrReplicaArgs, dr_provider
 from components.logins import AppLogins, AppLoginsArgs, LoginSecret
 from components.network import POSTGRES_PORT, Network, NetworkArgs
 from components.patroni_cluster import READER_PORT, PatroniCluster, PatroniClusterArgs
@@ -207,6 +207,9 @@ def _patroni(cfg: StackConfig, name: str, network: Network, opts: pulumi.Resourc
             deletion_protection=cfg.deletion_protection,
             max_connections=cfg.max_connections,
             egress=network.egress,
+            # the backup bucket replicates to the DR region (Patroni has no DR replica instance)
+            dr_region=cfg.dr_region,
+            dr_provider=dr_provider(f"{name}-dr", cfg.dr_region, cfg.all_tags) if cfg.dr_region else None,
         ),
         opts,
     )
@@ -225,6 +228,8 @@ def _patroni(cfg: StackConfig, name: str, network: Network, opts: pulumi.Resourc
         securityGroupId=cluster.front_security_group_id,
         backupBucket=cluster.backup_bucket.bucket,
     )
+    if cluster.dr_backup_bucket is not None:
+        outputs.update(drBackupBucket=cluster.dr_backup_bucket.bucket, drRegion=cfg.dr_region)
     return Database(writer_host=cluster.writer_endpoint, secret_arn=cluster.secret_arn, key_arn=cluster.key.arn,
                     database="app", ready=tuple(cluster.instances), admit=cluster.admit)
 

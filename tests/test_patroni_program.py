@@ -290,7 +290,99 @@ def test_rds_only_settings_are_reported_as_ignored_with_patroni() -> None:
     assert not result.of_type("aws:rds/instance:Instance")
     (warning,) = result.warnings
     assert "engine patroni ignores the RDS-only" in warning
-    assert "pgha:drRegion" in warning and "pgha:proxy" in warning and "pgha:instanceClass" in warning
+    assert "pgha:drVpcCidr" in warning and "pgha:proxy" in warning and "pgha:instanceClass" in warning
+    # drRegion is read by both engines: with patroni it replicates the backup bucket
+    assert "pgha:drRegion" not in warning and "drRegion replicates the backup bucket only" in warning
+    assert result.of_type("pgha:patroni:BackupReplica")
+
+
+@pytest.fixture(scope="module")
+def dr_plan() -> Plan:
+    return run_program("prod", {**PATRONI, "drRegion": "eu-central-1"})
+
+
+def _policy(resource: RegisteredResource) -> dict:
+    return json.loads(resource.inputs["policy"])
+
+
+def test_backup_replica_lives_in_the_dr_region_with_the_sources_controls(dr_plan: Plan) -> None:
+    provider = dr_plan.get("pgha-prod-dr-provider")
+    assert provider.inputs["region"] == "eu-central-1"
+    assert json.loads(provider.inputs["defaultTags"])["tags"]["environment"] == "prod"  # provider inputs are JSON
+    in_dr = [r for r in dr_plan.resources if r.name.startswith("pgha-prod-patroni-dr-")]
+    assert {r.name for r in in_dr} >= {"pgha-prod-patroni-dr-backups", "pgha-prod-patroni-dr-backups-key",
+                                       "pgha-prod-patroni-dr-backup-logs"}
+    assert all(r.provider.startswith(provider.urn + "::") for r in in_dr if r.custom)
+    source = part(dr_plan, "backups")
+    assert not source.provider.startswith(provider.urn)  # the source stays in the stack's region
+
+    replica, key = part(dr_plan, "dr-backups"), part(dr_plan, "dr-backups-key")
+    assert replica.protect and key.protect and source.protect  # Pulumi.prod.yaml: deletionProtection true
+    assert key.inputs["enableKeyRotation"] is True
+    dr_key_arn = f"arn:aws:kms:eu-west-1:123456789012:key/{_fake_id(key.name)}"  # the mocks' ARN
+    sse = part(dr_plan, "dr-backups-sse").inputs["rules"][0]
+    assert sse["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "aws:kms", "kmsMasterKeyId": dr_key_arn}
+    assert part(dr_plan, "dr-backups-versioning").inputs["versioningConfiguration"]["status"] == "Enabled"
+    block = part(dr_plan, "dr-backups-private").inputs
+    assert all(block[k] for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
+    (deny,) = _policy(part(dr_plan, "dr-backups-tls-only"))["Statement"]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert part(dr_plan, "dr-backups-lifecycle").inputs["rules"] == part(dr_plan, "backups-lifecycle").inputs["rules"]
+    for config in ("dr-backups-sse", "dr-backups-versioning", "dr-backups-private", "dr-backups-tls-only"):
+        assert part(dr_plan, config).property_dependencies["bucket"] == [replica.urn]
+    assert dr_plan.outputs["drBackupBucket"].startswith("pgha-prod-patroni-dr-backups-")
+    assert dr_plan.outputs["drBackupBucket"] != dr_plan.outputs["backupBucket"]
+
+
+def test_backup_bucket_replicates_kms_objects_with_a_least_privilege_role(dr_plan: Plan) -> None:
+    config = part(dr_plan, "backups-replication")
+    role = part(dr_plan, "backups-replication-role")
+    source, replica = part(dr_plan, "backups"), part(dr_plan, "dr-backups")
+    assert config.property_dependencies["bucket"] == [source.urn]
+    assert config.property_dependencies["role"] == [role.urn]
+    # AWS refuses replication before both buckets are versioned
+    assert {part(dr_plan, "backups-versioning").urn, part(dr_plan, "dr-backups-versioning").urn} <= set(
+        config.dependencies)
+    (rule,) = config.inputs["rules"]
+    assert rule["status"] == "Enabled"
+    assert rule["sourceSelectionCriteria"] == {"sseKmsEncryptedObjects": {"status": "Enabled"}}
+    assert rule["deleteMarkerReplication"] == {"status": "Enabled"}
+    source_key = dr_plan.outputs["kmsKeyArn"]
+    dr_key = f"arn:aws:kms:eu-west-1:123456789012:key/{_fake_id('pgha-prod-patroni-dr-backups-key')}"
+    replica_arn = f"arn:aws:s3:eu-west-1:123456789012:{replica.name}"  # the mocks' ARN
+    assert rule["destination"]["bucket"] == replica_arn
+    assert rule["destination"]["encryptionConfiguration"] == {"replicaKmsKeyId": dr_key}
+
+    trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+    assert [s["Principal"] for s in trust] == [{"Service": "s3.amazonaws.com"}]
+    statements = _policy(part(dr_plan, "backups-replication-access"))["Statement"]
+    grants = {action: s for s in statements
+              for action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert all("*" not in action for action in grants) and all(s["Effect"] == "Allow" for s in statements)
+    source_arn = f"arn:aws:s3:eu-west-1:123456789012:{source.name}"
+    assert grants["s3:GetObjectVersionForReplication"]["Resource"] == f"{source_arn}/*"
+    assert grants["s3:ListBucket"]["Resource"] == source_arn
+    assert grants["s3:ReplicateObject"]["Resource"] == f"{replica_arn}/*"
+    assert not any(action.startswith(("s3:Put", "s3:Delete")) for action in grants)
+    decrypt, encrypt = grants["kms:Decrypt"], grants["kms:Encrypt"]
+    assert decrypt["Resource"] == source_key and encrypt["Resource"] == dr_key
+    assert decrypt["Condition"]["StringEquals"] == {"kms:ViaService": "s3.eu-west-1.amazonaws.com"}
+    assert encrypt["Condition"]["StringEquals"] == {"kms:ViaService": "s3.eu-central-1.amazonaws.com"}
+    assert encrypt["Condition"]["StringLike"] == {"kms:EncryptionContext:aws:s3:arn": [replica_arn,
+                                                                                          f"{replica_arn}/*"]}
+    assert set(grants) == {"s3:GetReplicationConfiguration", "s3:ListBucket", "s3:GetObjectVersionForReplication",
+                           "s3:GetObjectVersionAcl", "s3:GetObjectVersionTagging", "s3:ReplicateObject",
+                           "s3:ReplicateDelete", "s3:ReplicateTags", "kms:Decrypt", "kms:Encrypt"}
+
+
+def test_without_a_dr_region_nothing_is_replicated() -> None:
+    plan = run_program("prod", {**PATRONI, "drRegion": None, "drVpcCidr": None})
+    assert plan.error is None and plan.warnings and "drRegion" not in plan.warnings[0]
+    assert not plan.of_type("aws:s3/bucketReplicationConfig:BucketReplicationConfig")
+    assert not plan.of_type("pgha:patroni:BackupReplica")
+    assert [r.name for r in plan.of_type("pulumi:providers:aws")] == ["aws"]
+    assert not [r for r in plan.resources if r.name.startswith("pgha-prod-patroni-dr-")]
+    assert "drBackupBucket" not in plan.outputs and "drRegion" not in plan.outputs
 
 
 def test_rto_budget_is_ttl_plus_loop_plus_nlb_detection() -> None:

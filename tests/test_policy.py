@@ -102,6 +102,9 @@ BREAKERS: dict[str, tuple[str, str, str, Callable[[dict[str, Any]], None] | tupl
                       ("versioningConfiguration.status", "Suspended")),
     "s3-kms-encryption": ("patroni", "pgha-prod-patroni-backups-sse", "pgha-prod-patroni-backups",
                           ("rules.0.applyServerSideEncryptionByDefault.sseAlgorithm", "AES256")),
+    # Pulumi.prod.yaml has a drRegion, which engine patroni now uses for the backup bucket
+    "s3-cross-region-replication": ("patroni", "pgha-prod-patroni-backups-replication", "pgha-prod-patroni-backups",
+                                    ("rules.0.status", "Disabled")),
 }
 
 
@@ -191,3 +194,12 @@ def test_an_access_log_target_passes_with_sse_s3_and_only_with_it(plans: dict[st
     broken = _broken(plans["patroni"], "pgha-prod-patroni-backup-logs-sse",
                      ("rules.0.applyServerSideEncryptionByDefault.sseAlgorithm", "none"))
     assert [v.resource for v in evaluate(broken, rule)] == ["pgha-prod-patroni-backup-logs"]
+
+
+def test_without_a_dr_region_only_the_backup_bucket_is_told_to_replicate() -> None:
+    """S3.7 is advisory (a DR region is the stack's choice) and skips the access-log bucket: S3
+    delivers server access logs only within a region, so that bucket is the region's audit trail."""
+    plan = run_program("dev", {"engine": "patroni"})
+    fired = [(v.resource, v.level) for v in evaluate_plan(plan) if v.policy == "s3-cross-region-replication"]
+    assert fired == [("pgha-dev-patroni-backups", "advisory")]
+    assert any(r.name == "pgha-dev-patroni-backup-logs" for r in plan.of_type("aws:s3/bucket:Bucket"))

@@ -1,4 +1,5 @@
-"""S3 rules, all mandatory (the bucket holds pgBackRest's WAL archive and base backups).
+"""S3 rules, mandatory but for cross-region replication (the bucket holds pgBackRest's WAL archive
+and base backups; a DR region is a stack's choice, ``pgha:drRegion``).
 
 With pulumi-aws 7 a bucket's settings are separate resources (``BucketPolicy``,
 ``BucketPublicAccessBlock``, ``BucketVersioning``, ``BucketServerSideEncryptionConfiguration``),
@@ -14,7 +15,7 @@ from typing import Any
 
 from pulumi_policy import PolicyResource
 
-from pgha.ci.policy.common import MANDATORY, as_dict, stack_rule, truthy
+from pgha.ci.policy.common import ADVISORY, MANDATORY, as_dict, stack_rule, truthy
 
 BUCKET = "aws:s3/bucket:Bucket"
 POLICY = "aws:s3/bucketPolicy:BucketPolicy"
@@ -22,6 +23,7 @@ ACCESS_BLOCK = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
 VERSIONING = "aws:s3/bucketVersioning:BucketVersioning"
 ENCRYPTION = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
 LOGGING = "aws:s3/bucketLogging:BucketLogging"
+REPLICATION = "aws:s3/bucketReplicationConfig:BucketReplicationConfig"
 BLOCK_FLAGS = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
 
 
@@ -106,10 +108,39 @@ def kms_encryption(resources: Sequence[PolicyResource]) -> Iterable[tuple[str, s
             yield urn, complaint
 
 
+def _replicates(props: Any) -> bool:
+    return any(as_dict(rule).get("status") == "Enabled" and as_dict(as_dict(rule).get("destination")).get("bucket")
+               for rule in props.get("rules") or [])
+
+
+def _replica_of_another(bucket: PolicyResource, resources: Sequence[PolicyResource]) -> bool:
+    """Whether ``bucket`` is the destination of a replication configuration (its ``rules`` depend on it)."""
+    return any(r.resource_type == REPLICATION and any(d.urn == bucket.urn for d in r.property_dependencies.get(
+        "rules", [])) for r in resources)
+
+
+def cross_region_replication(resources: Sequence[PolicyResource]) -> Iterable[tuple[str, str]]:
+    """S3.7: a bucket replicates (an Enabled replication rule with a destination; pgha's destination
+    is always the DR region's bucket, under the DR provider).
+
+    Exempt: buckets that receive S3 server access logs — they hold the audit trail of a bucket in
+    their own region (S3 delivers access logs only within a region), and the replicated bucket's
+    replica has its own log bucket in the DR region — and the replica itself (it is the copy).
+    """
+    exempt = {b.urn for b in resources if b.resource_type == BUCKET
+              and (_receives_access_logs(b, resources) or _replica_of_another(b, resources))}
+    for urn, complaint in _per_bucket(resources, REPLICATION, "no cross-region replication (set pgha:drRegion)",
+                                      _replicates):
+        if urn not in exempt:
+            yield urn, complaint
+
+
 POLICIES = [
     stack_rule("s3-tls-only", "S3.5", "S3 buckets accept only TLS requests", MANDATORY, tls_only),
     stack_rule("s3-public-access-block", "S3.8", "S3 buckets block all public access", MANDATORY,
                public_access_block),
     stack_rule("s3-versioning", "S3.14", "S3 buckets keep versions", MANDATORY, versioning),
     stack_rule("s3-kms-encryption", "S3.17", "S3 buckets encrypt by default with KMS", MANDATORY, kms_encryption),
+    stack_rule("s3-cross-region-replication", "S3.7", "S3 backup buckets replicate to another region", ADVISORY,
+               cross_region_replication),
 ]
