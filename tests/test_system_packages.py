@@ -32,8 +32,8 @@ def fake_dpkg(tmp_path: Path, missing: str) -> dict[str, str]:
     query = bin_dir / "dpkg-query"
     query.write_text(f'#!/bin/sh\nfor last; do :; done\n[ "$last" = "{missing}" ] && exit 1\n'
                      'printf "install ok installed"\n')
-    query.chmod(0o755)
-    tmp_path.chmod(0o755)
+    for path in (query, bin_dir, tmp_path):  # whatever the umask, the unprivileged user can run it
+        path.chmod(0o755)
     return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
 
 
