@@ -163,3 +163,37 @@ def write_report(result: DrillResult, directory: Path) -> dict[str, Path]:
     render_png(result, paths["png"])
     paths["markdown"].write_text(report_markdown(result, paths["png"].name))
     return paths
+
+
+def render_comparison_png(panels: list[tuple[str, dict[str, list[float]]]], path: Path,
+                          unit: str = "seconds") -> None:
+    """Side-by-side comparison: one panel per figure (title, side -> values), every round as a dot, the p50
+    as a bar and the p95 as a tick, so the spread between rounds shows next to the central value."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pgha.drill.compare import percentile
+
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.2 * max(len(panels), 1), 4.2), squeeze=False)
+    colors = ["#2b7bba", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
+    for ax, (title, sides) in zip(axes[0], panels or [("nothing measured", {})], strict=False):
+        for index, values in enumerate(sides.values()):
+            color = colors[index % len(colors)]
+            p50, p95 = percentile(values, 50), percentile(values, 95)
+            if p50 is not None:
+                ax.bar(index, p50, width=0.6, color=color, alpha=0.35)
+                ax.text(index, p50, f"p50 {p50:.1f}", ha="center", va="bottom", fontsize=8)
+            if p95 is not None:
+                ax.hlines(p95, index - 0.3, index + 0.3, colors=color, linewidth=2)
+                ax.text(index + 0.32, p95, f"p95 {p95:.1f}", va="center", fontsize=7)
+            spread = [index + 0.12 * ((n % 5) - 2) / 2 for n in range(len(values))]
+            ax.scatter(spread, values, color=color, s=14, zorder=3)
+        ax.set_xticks(range(len(sides)), [f"{side}\n(n={len(v)})" for side, v in sides.items()], fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel(unit)
+        ax.set_ylim(bottom=0)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
