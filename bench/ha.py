@@ -224,7 +224,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=int(os.environ.get("ROUNDS") or 5),
                         help="rounds per side for (a) and rounds of (b) (default $ROUNDS or 5)")
-    parser.add_argument("--rejoin-rounds", type=int, default=2, help="rounds per way for (c)")
+    parser.add_argument("--rejoin-rounds", type=int, default=3, help="rounds per way for (c)")
     parser.add_argument("--data-mb", type=int, default=1024, help="data before the rejoin rounds")
     parser.add_argument("--after-mb", type=int, default=100, help="written on the new leader after the failover")
     parser.add_argument("--quick", action="store_true", help="2 rounds, 128 MB + 16 MB, 1 rejoin round per way")

@@ -9,6 +9,7 @@ as it found it (three members, one leader, streaming replicas) or says what it c
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import subprocess
 import threading
@@ -31,6 +32,10 @@ SETTLE_TIMEOUT_S = 120.0
 REPLICA_ROLES = ("replica", "sync_standby")
 #: How kill-leader's old leader comes back: rewound by pg_rewind (Patroni's way), or re-cloned from scratch.
 REJOIN_WAYS = ("rewind", "reclone")
+#: Patroni log lines that mark a step of a rejoin (timestamp, message).
+REJOIN_STEP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+: .*?(Trying to archive|running pg_rewind"
+                         r"|pg_rewind exit code|crash recovery|single.user|trying to bootstrap|replica has been created"
+                         r"|starting as a secondary|establishing a new patroni|Local timeline)")
 
 
 def healthy(members: list[Member], size: int = 3) -> list[str]:
@@ -283,14 +288,28 @@ class LabDrill:
 
         _probe, watcher = self._under_load(rnd, old.name, old.name, fault, recover)
         self._rejoin_checks(rnd, watcher, old.name, offset)
-        self._rejoin_time(rnd, watcher, old.name)
+        self._rejoin_time(rnd, watcher, old.name, offset)
 
-    def _rejoin_time(self, rnd: Round, watcher: MemberWatcher, node: str) -> None:
-        """Seconds from the old node's Patroni start (its pid file) until it streamed from the new leader."""
+    def _rejoin_time(self, rnd: Round, watcher: MemberWatcher, node: str, log_offset: int) -> None:
+        """Seconds from the old node's Patroni start (its pid file) until it streamed from the new leader, and
+        where they went: the first time each step appears in its Patroni log, relative to that start."""
         pidfile = self.lab.node_dir(node) / "patroni.pid"
-        if watcher.rejoined_at is not None and pidfile.exists():
-            started = pidfile.stat().st_mtime
-            rnd.facts.update(rejoin=self.rejoin, rejoin_s=round(watcher.rejoined_at - started, 3))
+        if watcher.rejoined_at is None or not pidfile.exists():
+            return
+        started = pidfile.stat().st_mtime
+        rnd.facts.update(rejoin=self.rejoin, rejoin_s=round(watcher.rejoined_at - started, 3))
+        steps: dict[str, float] = {}
+        archived = 0
+        for line in self._log_since(node, log_offset).splitlines():
+            stamp = REJOIN_STEP.match(line)
+            if not stamp:
+                continue
+            at = datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S,%f").replace(tzinfo=UTC).timestamp()
+            steps.setdefault(stamp.group(2), round(at - started, 2))
+            if stamp.group(2) == "Trying to archive":
+                archived += 1
+                steps["last WAL archived"] = round(at - started, 2)
+        rnd.facts.update(rejoin_steps=steps, rejoin_wal_archived_first=archived)
 
     def _freeze_leader(self, rnd: Round) -> None:
         """SIGSTOP the leader for ttl + 10 s, then SIGCONT: it must come back a replica and never have
