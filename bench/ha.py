@@ -214,7 +214,8 @@ def write_reports(out: Path, data: dict[str, Any]) -> bool:
         ("planned switchover: write gap", {"tuned": values(data["switchover"])}),
         ("old leader rejoin", {way: values([r for r in data["rejoin"] if r["side"] == way], "rejoin_s", True)
                                for way in REJOIN_WAYS}),
-    ], out / "bench.png")
+    ], out / "bench.png", targets={"kill -9 leader: RTO": TARGETS["kill_tuned_p95_s"],
+                                   "planned switchover: write gap": TARGETS["switchover_p95_s"]})
     (out / "bench.md").write_text(markdown(data, figures, verdicts))
     return all(v.met for v in verdicts)
 
@@ -231,7 +232,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("reports"))
     parser.add_argument("--drill-reports", type=Path, help="also write every round's drill report here")
     parser.add_argument("--keep", action="store_true", help="leave the lab running (and its directory)")
+    parser.add_argument("--from-json", type=Path, help="only rewrite the reports from an earlier bench.json")
     args = parser.parse_args()
+    if args.from_json:
+        data = json.loads(args.from_json.read_text())
+        return 0 if write_reports(args.out, data) and not data["notes"] else 1
     if args.quick:
         args.rounds, args.rejoin_rounds, args.data_mb, args.after_mb = 2, 1, 128, 16
     root = Path(tempfile.mkdtemp(prefix="pgha-bench-"))

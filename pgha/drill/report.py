@@ -166,9 +166,10 @@ def write_report(result: DrillResult, directory: Path) -> dict[str, Path]:
 
 
 def render_comparison_png(panels: list[tuple[str, dict[str, list[float]]]], path: Path,
-                          unit: str = "seconds") -> None:
+                          unit: str = "seconds", targets: dict[str, float] | None = None) -> None:
     """Side-by-side comparison: one panel per figure (title, side -> values), every round as a dot, the p50
-    as a bar and the p95 as a tick, so the spread between rounds shows next to the central value."""
+    as a bar and the p95 as a tick, so the spread between rounds shows next to the central value;
+    ``targets`` (panel title -> limit) draws a dashed target line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -176,7 +177,9 @@ def render_comparison_png(panels: list[tuple[str, dict[str, list[float]]]], path
 
     from pgha.drill.compare import percentile
 
-    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.2 * max(len(panels), 1), 4.2), squeeze=False)
+    widths = [max(4.2, 1.4 * len(sides)) for _title, sides in panels] or [4.2]
+    fig, axes = plt.subplots(1, len(widths), figsize=(sum(widths), 4.2), squeeze=False,
+                             gridspec_kw={"width_ratios": widths})
     colors = ["#2b7bba", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
     for ax, (title, sides) in zip(axes[0], panels or [("nothing measured", {})], strict=False):
         for index, values in enumerate(sides.values()):
@@ -191,6 +194,10 @@ def render_comparison_png(panels: list[tuple[str, dict[str, list[float]]]], path
             spread = [index + 0.12 * ((n % 5) - 2) / 2 for n in range(len(values))]
             ax.scatter(spread, values, color=color, s=14, zorder=3)
         ax.set_xticks(range(len(sides)), [f"{side}\n(n={len(v)})" for side, v in sides.items()], fontsize=8)
+        if targets and title in targets:
+            ax.axhline(targets[title], color="#444444", linestyle="--", linewidth=1)
+            ax.text(len(sides) - 0.5, targets[title], f"target {targets[title]:g}", fontsize=7, ha="right",
+                    va="bottom")
         ax.set_title(title, fontsize=10)
         ax.set_ylabel(unit)
         ax.set_ylim(bottom=0)
