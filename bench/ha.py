@@ -126,7 +126,7 @@ def archived(lab: Lab, timeout: float = 180.0) -> float:
     A kill -9 right after a bulk load leaves a backlog that Patroni archives before it rewinds the old
     leader: the rejoin rounds start from a steady state instead, as a production failover mostly does.
     """
-    conn = connect(lab.settings())
+    conn = connect(lab.settings(), writable=True)
     started = time.monotonic()
     try:
         conn.run("SELECT pg_switch_wal()")
