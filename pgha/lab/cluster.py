@@ -260,6 +260,7 @@ class Lab:
         self._remember_timing(timing)
         return changed
 
+    # --- secrets --------------------------------------------------------------------------
 
     @property
     def secrets_file(self) -> Path:
