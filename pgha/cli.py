@@ -317,18 +317,41 @@ def _print_status(status: dict) -> None:
     lines = [f"writer DSN: {dsns['writer']}", f"reader DSN: {dsns['reader']}"]
     lines += [f"{node} DSN:  {dsn}" for node, dsn in dsns["nodes"].items()]
     lines.append("password:   export PGPASSWORD=$(python -m pgha lab password)")
+    if "timing" in status:
+        lines.append("timing:     " + ", ".join(f"{k} {v}" for k, v in status["timing"].items()))
     for line in lines:  # unwrapped, so they copy and paste
         _say(line)
 
 
 @lab_app.command("up")
-def lab_up() -> None:
-    """Start the lab (or whatever part of it is not running) and apply the schema."""
+def lab_up(
+    ttl: Annotated[int | None, typer.Option("--ttl", help="Leader key TTL (s); default: the lab's (20).")] = None,
+    loop_wait: Annotated[int | None, typer.Option("--loop-wait", help="Seconds between HA loops (lab: 2).")] = None,
+    retry_timeout: Annotated[int | None, typer.Option(
+        "--retry-timeout", help="Seconds to retry etcd and PostgreSQL before demoting (lab: 5).")] = None,
+) -> None:
+    """Start the lab (or whatever part of it is not running) and apply the schema.
+
+    --ttl/--loop-wait/--retry-timeout choose Patroni's timing (checked by the rules the EC2 settings
+    obey; what is not given keeps the lab's current value). The lab remembers it; on a running lab a
+    new timing is applied through Patroni's dynamic config (PATCH /config), no restart.
+    """
+    from dataclasses import replace
+
     from pgha.lab.cluster import LabError
     from pgha.local import PrerequisiteError
 
+    lab = _lab()
+    timing = None
+    if (ttl, loop_wait, retry_timeout) != (None, None, None):
+        current = lab.timing
+        timing = replace(current, **{k: v for k, v in (("ttl", ttl), ("loop_wait", loop_wait),
+                                                        ("retry_timeout", retry_timeout)) if v is not None})
+        problems = timing.problems(names=("--ttl", "--loop-wait", "--retry-timeout"))
+        if problems:
+            _fail("timing refused, nothing started: " + "; ".join(problems), 2)
     try:
-        status = _lab().up()
+        status = lab.up(timing=timing)
     except (LabError, PrerequisiteError) as err:
         _fail(err, 1)
     _print_status(status)

@@ -8,12 +8,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 
 import pytest
 
 from pgha.connect import ConnectionSettings, connect
 from pgha.drill.probe import WriteProbe, missing_acknowledged
-from pgha.lab.cluster import Lab, LabError
+from pgha.lab.cluster import LAB_TIMING, Lab, LabError
 from pgha.local import as_service_user, free_port, give_to_service_user, port_in_use, postgres_bindir
 
 pytestmark = pytest.mark.lab
@@ -128,6 +129,27 @@ def test_cli_status_and_switchover_drive_the_same_lab(lab: Lab) -> None:
                               text=True, timeout=120, check=False)
     assert switched.returncode == 0, switched.stderr
     assert f"switchover: {old} -> " in switched.stdout and lab.leader().name != old
+
+
+def test_timing_chosen_on_a_running_lab_reaches_patronis_dynamic_config(lab: Lab) -> None:
+    env = {**os.environ, "PGHA_LAB_DIR": str(lab.root)}
+    assert {k: lab.dynamic_config()[k] for k in ("ttl", "loop_wait", "retry_timeout")} == asdict(LAB_TIMING)
+    try:
+        up = subprocess.run([sys.executable, "-m", "pgha", "lab", "up", "--ttl", "26", "--loop-wait", "3"], env=env,
+                            capture_output=True, text=True, timeout=180, check=False)
+        assert up.returncode == 0, up.stderr
+        wanted = {"ttl": 26, "loop_wait": 3, "retry_timeout": LAB_TIMING.retry_timeout}
+        # GET /config: what every member's HA loop reads from etcd
+        assert {k: lab.dynamic_config()[k] for k in wanted} == wanted
+        # remembered in the lab directory: a new Lab object (as a drill or a restart makes) uses it
+        assert asdict(Lab(root=lab.root, report=lambda _line: None).timing) == wanted
+        status = subprocess.run([sys.executable, "-m", "pgha", "lab", "status", "--json"], env=env,
+                                capture_output=True, text=True, timeout=60, check=False)
+        shown = json.loads(status.stdout)
+        assert shown["timing"] == wanted and shown["timing_in_dcs"] == wanted
+    finally:
+        lab.set_timing(LAB_TIMING)
+    assert {k: lab.dynamic_config()[k] for k in ("ttl", "loop_wait", "retry_timeout")} == asdict(LAB_TIMING)
 
 
 def test_lab_nodes_booted_through_the_node_bootstrap_with_tls_everywhere(lab: Lab) -> None:

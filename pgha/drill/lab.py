@@ -9,6 +9,7 @@ as it found it (three members, one leader, streaming replicas) or says what it c
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import subprocess
 import threading
@@ -21,7 +22,7 @@ from pathlib import Path
 from pgha.connect import ConnectionSettings, connect
 from pgha.drill.engine import DrillRefused, Round
 from pgha.drill.probe import WriteProbe, missing_acknowledged, present_ids
-from pgha.lab.cluster import LAB_TIMING, Lab, LabError, Member
+from pgha.lab.cluster import Lab, LabError, Member
 from pgha.local import as_service_user, free_port, give_to_service_user, postgres_bindir
 
 SCENARIOS = ("switchover", "kill-leader", "freeze-leader", "kill-replica", "etcd-member-loss", "restore-pitr")
@@ -29,6 +30,12 @@ SCENARIOS = ("switchover", "kill-leader", "freeze-leader", "kill-replica", "etcd
 BASELINE_S = 2.0
 SETTLE_TIMEOUT_S = 120.0
 REPLICA_ROLES = ("replica", "sync_standby")
+#: How kill-leader's old leader comes back: rewound by pg_rewind (Patroni's way), or re-cloned from scratch.
+REJOIN_WAYS = ("rewind", "reclone")
+#: Patroni log lines that mark a step of a rejoin (timestamp, message).
+REJOIN_STEP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+: .*?(Trying to archive|running pg_rewind"
+                         r"|pg_rewind exit code|crash recovery|single.user|trying to bootstrap|replica has been created"
+                         r"|starting as a secondary|establishing a new patroni|Local timeline)")
 
 
 def healthy(members: list[Member], size: int = 3) -> list[str]:
@@ -114,10 +121,17 @@ class LabDrill:
 
     target = "lab"
 
-    def __init__(self, lab: Lab, name: str):
+    def __init__(self, lab: Lab, name: str, rejoin: str = "rewind",
+                 after_failover: Callable[[Round], None] | None = None):
+        """``rejoin`` and ``after_failover`` shape kill-leader: ``after_failover(rnd)`` runs once the new leader
+        leads and before the old node restarts (e.g. to write data it lacks); ``rejoin="reclone"`` deletes the
+        old node's data directory first, so Patroni re-clones it (pg_basebackup) instead of rewinding it."""
         if name not in SCENARIOS:
             raise DrillRefused(f"unknown lab scenario {name!r}: choose one of {', '.join(SCENARIOS)}")
+        if rejoin not in REJOIN_WAYS:
+            raise DrillRefused(f"unknown rejoin {rejoin!r}: choose one of {', '.join(REJOIN_WAYS)}")
         self.lab, self.name = lab, name
+        self.rejoin, self.after_failover = rejoin, after_failover
         self.scratch: Path | None = None
 
     # --- before and after ------------------------------------------------------------------
@@ -264,11 +278,38 @@ class LabDrill:
 
         def recover(watcher: MemberWatcher) -> None:
             self._new_leader_check(rnd, watcher, old.name)
+            if self.after_failover is not None:
+                self.after_failover(rnd)
+            if self.rejoin == "reclone":
+                shutil.rmtree(self.lab.node_dir(old.name) / "pgdata")
+                rnd.event("old data directory deleted", f"{old.name} must be re-cloned (pg_basebackup)")
             rnd.event("old node restarting", f"lab up starts {old.name}'s Patroni again")
             self.lab.up()
 
         _probe, watcher = self._under_load(rnd, old.name, old.name, fault, recover)
         self._rejoin_checks(rnd, watcher, old.name, offset)
+        self._rejoin_time(rnd, watcher, old.name, offset)
+
+    def _rejoin_time(self, rnd: Round, watcher: MemberWatcher, node: str, log_offset: int) -> None:
+        """Seconds from the old node's Patroni start (its pid file) until it streamed from the new leader, and
+        where they went: the first time each step appears in its Patroni log, relative to that start."""
+        pidfile = self.lab.node_dir(node) / "patroni.pid"
+        if watcher.rejoined_at is None or not pidfile.exists():
+            return
+        started = pidfile.stat().st_mtime
+        rnd.facts.update(rejoin=self.rejoin, rejoin_s=round(watcher.rejoined_at - started, 3))
+        steps: dict[str, float] = {}
+        archived = 0
+        for line in self._log_since(node, log_offset).splitlines():
+            stamp = REJOIN_STEP.match(line)
+            if not stamp:
+                continue
+            at = datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S,%f").replace(tzinfo=UTC).timestamp()
+            steps.setdefault(stamp.group(2), round(at - started, 2))
+            if stamp.group(2) == "Trying to archive":
+                archived += 1
+                steps["last WAL archived"] = round(at - started, 2)
+        rnd.facts.update(rejoin_steps=steps, rejoin_wal_archived_first=archived)
 
     def _freeze_leader(self, rnd: Round) -> None:
         """SIGSTOP the leader for ttl + 10 s, then SIGCONT: it must come back a replica and never have
@@ -281,7 +322,7 @@ class LabDrill:
         """
         old = self._pre_check(rnd)
         offset = self._log_offset(old.name)
-        freeze_s = LAB_TIMING.ttl + 10
+        freeze_s = self.lab.timing.ttl + 10
         stale_conn = connect(replace(self._node_settings(old.host), connect_timeout=30, read_timeout=30,
                                      application_name="pgha-drill-stale-client"))
         stale: dict[str, object] = {}
@@ -360,7 +401,7 @@ class LabDrill:
             rnd.event("fault injected", f"kill -9 of the etcd member on {node} (pid {pid})")
 
         def recover(watcher: MemberWatcher) -> None:
-            time.sleep(LAB_TIMING.ttl)  # a whole ttl: the leader key must be renewed through the other members
+            time.sleep(self.lab.timing.ttl)  # a whole ttl: the leader key must be renewed through the other members
             self.lab.restart_etcd(node)
             rnd.event("etcd member restarted", node)
 

@@ -163,3 +163,44 @@ def write_report(result: DrillResult, directory: Path) -> dict[str, Path]:
     render_png(result, paths["png"])
     paths["markdown"].write_text(report_markdown(result, paths["png"].name))
     return paths
+
+
+def render_comparison_png(panels: list[tuple[str, dict[str, list[float]]]], path: Path,
+                          unit: str = "seconds", targets: dict[str, float] | None = None) -> None:
+    """Side-by-side comparison: one panel per figure (title, side -> values), every round as a dot, the p50
+    as a bar and the p95 as a tick, so the spread between rounds shows next to the central value;
+    ``targets`` (panel title -> limit) draws a dashed target line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pgha.drill.compare import percentile
+
+    widths = [max(4.2, 1.4 * len(sides)) for _title, sides in panels] or [4.2]
+    fig, axes = plt.subplots(1, len(widths), figsize=(sum(widths), 4.2), squeeze=False,
+                             gridspec_kw={"width_ratios": widths})
+    colors = ["#2b7bba", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
+    for ax, (title, sides) in zip(axes[0], panels or [("nothing measured", {})], strict=False):
+        for index, values in enumerate(sides.values()):
+            color = colors[index % len(colors)]
+            p50, p95 = percentile(values, 50), percentile(values, 95)
+            if p50 is not None:
+                ax.bar(index, p50, width=0.6, color=color, alpha=0.35)
+                ax.text(index, p50, f"p50 {p50:.1f}", ha="center", va="bottom", fontsize=8)
+            if p95 is not None:
+                ax.hlines(p95, index - 0.3, index + 0.3, colors=color, linewidth=2)
+                ax.text(index + 0.32, p95, f"p95 {p95:.1f}", va="center", fontsize=7)
+            spread = [index + 0.12 * ((n % 5) - 2) / 2 for n in range(len(values))]
+            ax.scatter(spread, values, color=color, s=14, zorder=3)
+        ax.set_xticks(range(len(sides)), [f"{side}\n(n={len(v)})" for side, v in sides.items()], fontsize=8)
+        if targets and title in targets:
+            ax.axhline(targets[title], color="#444444", linestyle="--", linewidth=1)
+            ax.text(len(sides) - 0.5, targets[title], f"target {targets[title]:g}", fontsize=7, ha="right",
+                    va="bottom")
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel(unit)
+        ax.set_ylim(bottom=0)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -150,6 +150,7 @@ class Lab:
     def __init__(self, root: Path | None = None, report: Callable[[str], None] = print,
                  addresses: tuple[str, ...] | None = None):
         self.root = root or default_lab_dir()
+        self._timing: PatroniTiming | None = None
         self.addresses = addresses or lab_addresses()
         self.report = report
         self.ports = Ports()
@@ -187,7 +188,7 @@ class Lab:
             # loopback connections leave from 127.0.0.1 whatever address they go to
             member_cidrs=["127.0.0.0/8"],
             client_cidrs=["127.0.0.0/8"],
-            timing=LAB_TIMING,
+            timing=self.timing,
             preload_libraries=tuple(preload),
             database=DATABASE,
             # WAL and backups go to an S3 bucket on the lab's moto server, as on EC2 to the real one
@@ -197,6 +198,67 @@ class Lab:
                 retention_full_days=2, archive_async=False,
             ),
         )
+
+    # --- timing (ttl, loop_wait, retry_timeout) ----------------------------------------------
+
+    @property
+    def timing_file(self) -> Path:
+        """Where the lab remembers its Patroni timing, so restarts and drills use the one it was started with."""
+        return self.root / "timing.json"
+
+    @property
+    def timing(self) -> PatroniTiming:
+        """The lab's Patroni timing: the one remembered in the lab directory, else LAB_TIMING."""
+        if self._timing is None:
+            try:
+                self._timing = PatroniTiming(**json.loads(self.timing_file.read_text())).validate()
+            except (OSError, ValueError, TypeError):
+                self._timing = LAB_TIMING
+        return self._timing
+
+    def _remember_timing(self, timing: PatroniTiming) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.timing_file.write_text(json.dumps(asdict(timing)) + "\n")
+        self._timing = timing
+
+    def rest(self, path: str, address: str | None = None) -> Any:
+        """GET ``path`` from Patroni's REST API on ``address``, else on the first member that answers."""
+        context = self.tls_context()
+        for host in [address] if address else self.addresses:
+            try:
+                return _http_json(f"https://{host}:{self.ports.restapi}{path}", context=context)
+            except (OSError, ValueError):
+                continue
+        raise LabError(f"no member answers GET {path}: is the lab running? (`pgha lab up`)")
+
+    def dynamic_config(self) -> dict[str, Any]:
+        """Patroni's dynamic configuration as stored in etcd (GET /config)."""
+        return self.rest("/config")
+
+    def set_timing(self, timing: PatroniTiming, settle: bool = True) -> bool:
+        """Make ``timing`` the lab's; on a running lab apply it through Patroni's dynamic config (PATCH /config).
+
+        ttl, loop_wait and retry_timeout are dynamic settings kept in etcd: every member picks them up on
+        its next HA loop, no restart needed. With ``settle``, wait two loops (old and new loop_wait) so the
+        leader has renewed its key under the new ttl before returning. Returns True when the running
+        cluster's dynamic config was changed. Raises TimingError for timing Patroni would adjust.
+        """
+        timing.validate()
+        old = self.timing
+        running = bool(self.members())
+        changed = False
+        if running:
+            current = self.dynamic_config()
+            wanted = asdict(timing)
+            if any(current.get(key) != value for key, value in wanted.items()):
+                _http_json(f"https://{self.addresses[0]}:{self.ports.restapi}/config", method="PATCH", body=wanted,
+                           auth=(self.users.restapi, self.secrets().restapi), timeout=10,
+                           context=self.tls_context())
+                changed = True
+                if settle:
+                    time.sleep(old.loop_wait + timing.loop_wait + 1)
+        self._remember_timing(timing)
+        return changed
 
     # --- secrets --------------------------------------------------------------------------
 
@@ -463,13 +525,23 @@ class Lab:
             for i in range(1, len(self.addresses) + 1)
         }
 
-    def up(self, timeout: float = 120.0) -> dict[str, Any]:
-        """Start whatever is not running, wait for a healthy cluster, apply the schema; return status."""
+    def up(self, timeout: float = 120.0, timing: PatroniTiming | None = None) -> dict[str, Any]:
+        """Start whatever is not running, wait for a healthy cluster, apply the schema; return status.
+
+        ``timing`` (validated first: nothing starts on timing Patroni would adjust) becomes the lab's and is
+        remembered in the lab directory; without it the remembered timing (else LAB_TIMING) is used. On a
+        lab that already runs, a new timing is applied through Patroni's dynamic config (:meth:`set_timing`).
+        """
+        if timing is not None:
+            timing.validate()
         self._refuse_while_drilling()
         state = self.running()
         moto = self._pid("aws", "moto")
+        if timing is not None:
+            self._remember_timing(timing)
         if moto and all(pid for node in state.values() for pid in node.values()):
             self.report("lab already running")
+            self._apply_timing()
             return self.status()
         started_any = any(pid for node in state.values() for pid in node.values())
         bindir = postgres_bindir() if started_any else self.check_prerequisites()
@@ -499,7 +571,16 @@ class Lab:
         # post_bootstrap creates the stanza on a new cluster; a restarted moto starts with an empty bucket
         self._pgbackrest(self.leader().name, "stanza-create")
         self._apply_schema()
+        self._apply_timing()
         return self.status()
+
+    def _apply_timing(self) -> None:
+        """Bring the running cluster's dynamic config to the lab's timing (bootstrap.dcs only counts at the
+        cluster's first start, so a changed timing goes through PATCH /config)."""
+        timing = self.timing
+        if self.set_timing(timing, settle=False):
+            self.report(f"applied ttl {timing.ttl}, loop_wait {timing.loop_wait}, retry_timeout "
+                        f"{timing.retry_timeout} through Patroni's dynamic config (PATCH /config)")
 
     def _validate(self, cluster: ClusterSpec, python: str) -> None:
         """Check every rendered patroni.yml with ``patroni --validate-config`` (needs etcd up)."""
@@ -624,7 +705,14 @@ class Lab:
 
     def status(self) -> dict[str, Any]:
         """Members and DSNs, as `pgha lab status --json` prints them."""
-        return {"members": [asdict(m) for m in self.members()], "dsns": self.dsns(), "processes": self.running()}
+        members = self.members()
+        status: dict[str, Any] = {"members": [asdict(m) for m in members], "dsns": self.dsns(),
+                                  "processes": self.running(), "timing": asdict(self.timing)}
+        if members:
+            with contextlib.suppress(LabError, OSError, ValueError):
+                config = self.dynamic_config()
+                status["timing_in_dcs"] = {key: config.get(key) for key in asdict(self.timing)}
+        return status
 
     # --- control --------------------------------------------------------------------------
 

@@ -34,19 +34,21 @@ class PatroniTiming:
     loop_wait: int = 10
     retry_timeout: int = 10
 
-    def problems(self) -> list[str]:
-        """Every rule these values break (empty when valid)."""
+    def problems(self, names: tuple[str, str, str] = ("ttl", "loopWait", "retryTimeout")) -> list[str]:
+        """Every rule these values break (empty when valid), naming the values as ``names`` spells them
+        (the stack config keys by default; the CLI passes its option names)."""
+        ttl, loop_wait, retry_timeout = names
         found = []
         if self.ttl < 20:
-            found.append(f"ttl = {self.ttl}: must be at least 20")
+            found.append(f"{ttl} = {self.ttl}: must be at least 20")
         if self.loop_wait < 1:
-            found.append(f"loopWait = {self.loop_wait}: must be at least 1")
+            found.append(f"{loop_wait} = {self.loop_wait}: must be at least 1")
         if self.retry_timeout < 3:
-            found.append(f"retryTimeout = {self.retry_timeout}: must be at least 3")
+            found.append(f"{retry_timeout} = {self.retry_timeout}: must be at least 3")
         if self.loop_wait + 2 * self.retry_timeout > self.ttl:
             found.append(
-                f"loopWait + 2 * retryTimeout = {self.loop_wait + 2 * self.retry_timeout} exceeds ttl = {self.ttl}: "
-                "Patroni would shorten them silently"
+                f"{loop_wait} + 2 * {retry_timeout} = {self.loop_wait + 2 * self.retry_timeout} exceeds "
+                f"{ttl} = {self.ttl}: Patroni would shorten them silently"
             )
         return found
 
