@@ -20,6 +20,7 @@ import yaml
 
 from pgha.node.config import AwsAccess, NodeConfig
 from pgha.node.render import (
+    ENABLED_UNITS,
     SECRET_JSON_KEYS,
     ClusterSecrets,
     patroni_environment,
@@ -29,8 +30,6 @@ from pgha.node.render import (
     render_post_bootstrap,
 )
 
-#: systemd units the EC2 node enables once its files are in place (patroni/cloud-init.yml.j2 writes them).
-SYSTEMD_UNITS = ("pgha-etcd.service", "patroni.service", "pgha-backup-full.timer", "pgha-backup-diff.timer")
 ENV_FILE = "patroni.env"
 
 
@@ -193,7 +192,7 @@ def hand_over(config: NodeConfig, run: Callable[..., object] = subprocess.run) -
         return
     try:
         run(["systemctl", "daemon-reload"], check=True)
-        run(["systemctl", "enable", "--now", *SYSTEMD_UNITS], check=True)
+        run(["systemctl", "enable", "--now", *ENABLED_UNITS], check=True)
     except (OSError, subprocess.CalledProcessError) as err:
         raise BootstrapError(f"systemd could not start the node's units: {err}") from None
 
@@ -207,5 +206,5 @@ def bootstrap(config: NodeConfig, start: bool = True, report: Callable[[str], No
     if start:
         hand_over(config)
         if config.service_manager == "systemd":
-            report(f"{config.node.name}: started {', '.join(SYSTEMD_UNITS)}")
+            report(f"{config.node.name}: started {', '.join(ENABLED_UNITS)}")
     return written

@@ -221,6 +221,8 @@ SECRET_JSON_KEYS = ClusterSecrets(
 #: systemd units an EC2 node runs, rendered from patroni/systemd/<unit>.j2.
 UNITS = ("pgha-etcd.service", "patroni.service", "pgha-backup-full.service", "pgha-backup-full.timer",
          "pgha-backup-diff.service", "pgha-backup-diff.timer")
+#: The units a node enables: every unit but the services its timers start.
+ENABLED_UNITS = tuple(u for u in UNITS if not (u.endswith(".service") and u.replace(".service", ".timer") in UNITS))
 #: Session Manager's agent (the Debian AMI has none), from AWS's regional bucket, pinned to a release.
 #: 3.3.4851.0: the release AWS's own AMIs moved to in August 2026 (github.com/aws/amazon-ssm-agent tag 3.3.4851.0).
 SSM_AGENT_VERSION = "3.3.4851.0"
