@@ -514,8 +514,8 @@ def _progress() -> tuple[Status, Callable[[str], None]]:
 
 @drill_app.command("lab")
 def drill_lab(
-    scenario: Annotated[str, typer.Argument(help="switchover, kill-leader, freeze-leader, kill-replica, "
-                                                 "etcd-member-loss or restore-pitr.")],
+    scenario: Annotated[str, typer.Argument(help="switchover, kill-leader, crash-leader, freeze-leader, "
+                                                 "kill-replica, etcd-member-loss or restore-pitr.")],
     rounds: Annotated[int, typer.Option(min=1, max=20, help="How many times to run it.")] = 1,
     report: ReportOption = Path("reports/drills"),
     max_rto: MaxRtoOption = 300.0,

@@ -64,6 +64,27 @@ def test_kill_leader_elects_a_new_leader_and_the_old_one_rejoins_rewound(lab: La
     assert rnd.lost == []
 
 
+def test_crash_leader_restarts_postgres_or_fails_over_and_loses_nothing(lab: Lab) -> None:
+    old = lab.leader()
+    result = run(lab, "crash-leader")
+    assert_passed_and_restored(lab, result)
+    rnd = result.rounds[0]
+    facts = rnd.facts
+    assert rnd.lost == [] and rnd.rpo_s == 0.0 and rnd.rto_s is not None
+    assert isinstance(facts["restarted_in_place"], bool)
+    assert facts["restarted_in_place"] == (facts["leader_after"] == old.name)
+    assert facts["postmaster_pid_before"] != facts["postmaster_pid_after"]
+    assert facts["postmaster_pid_after"] == lab.postmaster_pid(old.name), "the old node runs PostgreSQL again"
+    assert isinstance(facts["patroni_noticed_s"], float) and facts["patroni_noticed_s"] >= 0
+    events = {e.name for e in rnd.events}
+    assert "fault injected" in events and "Patroni noticed the crash" in events
+    if facts["restarted_in_place"]:
+        assert "PostgreSQL restarted in place" in events
+        assert lab.leader().timeline == old.timeline, "a crash restart keeps the timeline"
+    else:
+        assert "new leader" in events and checks(result)[f"{old.name} rejoined as a streaming replica"]
+
+
 def test_frozen_leader_never_acknowledges_after_the_new_leader(lab: Lab) -> None:
     old = lab.leader()
     result = run(lab, "freeze-leader")
