@@ -140,6 +140,9 @@ class LabDrill:
             raise DrillRefused(f"unknown lab scenario {name!r}: choose one of {', '.join(SCENARIOS)}")
         if rejoin not in REJOIN_WAYS:
             raise DrillRefused(f"unknown rejoin {rejoin!r}: choose one of {', '.join(REJOIN_WAYS)}")
+        if rejoin != REJOIN_WAYS[0] and name != "kill-leader":
+            raise DrillRefused(f"--rejoin {rejoin} is for kill-leader only (how the killed leader comes back); "
+                               f"{name} does not use it")
         self.lab, self.name = lab, name
         self.rejoin, self.after_failover = rejoin, after_failover
         self.scratch: Path | None = None
