@@ -1,7 +1,7 @@
 """Drill soak: many lab drills back to back under continuous writes; nothing acknowledged may be lost.
 
 Runs ``--drills`` (default $DRILLS or 20) drills of the drill engine on one lab, cycling through
-switchover, kill-leader, freeze-leader, kill-replica and etcd-member-loss. Two write probes:
+switchover, kill-leader, crash-leader, freeze-leader, kill-replica and etcd-member-loss. Two write probes:
 each drill's own (its RTO and lost commits), and a soak-long one on its own table that never
 stops between drills (commits lost at any moment of the soak, between drills too). After every
 drill: the cluster's state (3 members, 1 leader, replicas streaming) and the soak probe's
@@ -36,7 +36,7 @@ from pgha.drill.probe import WriteProbe, missing_acknowledged
 from pgha.drill.report import render_comparison_png, write_report
 from pgha.lab.cluster import Lab, LabError
 
-MIX = ("switchover", "kill-leader", "freeze-leader", "kill-replica", "etcd-member-loss")
+MIX = ("switchover", "kill-leader", "crash-leader", "freeze-leader", "kill-replica", "etcd-member-loss")
 SOAK_TABLE = "pgha_soak_probe"
 
 

@@ -514,9 +514,12 @@ def _progress() -> tuple[Status, Callable[[str], None]]:
 
 @drill_app.command("lab")
 def drill_lab(
-    scenario: Annotated[str, typer.Argument(help="switchover, kill-leader, freeze-leader, kill-replica, "
-                                                 "etcd-member-loss or restore-pitr.")],
+    scenario: Annotated[str, typer.Argument(help="switchover, kill-leader, crash-leader, freeze-leader, "
+                                                 "kill-replica, etcd-member-loss or restore-pitr.")],
     rounds: Annotated[int, typer.Option(min=1, max=20, help="How many times to run it.")] = 1,
+    rejoin: Annotated[str, typer.Option(help="kill-leader only: how the old leader comes back: rewind (pg_rewind) "
+                                             "or reclone (its data directory deleted, Patroni re-clones it).")
+                      ] = "rewind",
     report: ReportOption = Path("reports/drills"),
     max_rto: MaxRtoOption = 300.0,
     max_rpo: MaxRpoOption = 60.0,
@@ -529,7 +532,7 @@ def drill_lab(
 
     lab = _lab()
     try:
-        drill = LabDrill(lab, scenario)
+        drill = LabDrill(lab, scenario, rejoin=rejoin)
         drill.prepare()
     except (DrillRefused, LabError) as err:
         _fail(err, 2)

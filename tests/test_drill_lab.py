@@ -19,8 +19,8 @@ from pgha.lab.cluster import Lab, LabError
 pytestmark = pytest.mark.lab
 
 
-def run(lab: Lab, scenario: str) -> DrillResult:
-    drill = LabDrill(lab, scenario)
+def run(lab: Lab, scenario: str, **options: str) -> DrillResult:
+    drill = LabDrill(lab, scenario, **options)
     drill.prepare()
     with lab.drill_lock():
         return run_drill(drill, 1, Targets(), say=lambda _line: None)
@@ -62,6 +62,49 @@ def test_kill_leader_elects_a_new_leader_and_the_old_one_rejoins_rewound(lab: La
     assert checks(result)[f"{old} rejoined as a streaming replica"]
     assert rnd.facts["old_leader_rewound"] is True, "a killed leader comes back through pg_rewind"
     assert rnd.lost == []
+
+
+def test_kill_leader_with_reclone_brings_the_old_leader_back_without_pg_rewind(lab: Lab) -> None:
+    old = lab.leader().name
+    result = run(lab, "kill-leader", rejoin="reclone")
+    assert_passed_and_restored(lab, result)
+    rnd = result.rounds[0]
+    assert rnd.facts["leader_after"] != old
+    assert checks(result)[f"{old} rejoined as a streaming replica"]
+    assert rnd.facts["old_leader_rewound"] is False, "its data directory was deleted: re-cloned, not rewound"
+    assert "old data directory deleted" in {e.name for e in rnd.events}
+    assert rnd.lost == []
+
+
+def test_crash_leader_restarts_postgres_or_fails_over_and_loses_nothing(lab: Lab) -> None:
+    old = lab.leader()
+    result = run(lab, "crash-leader")
+    assert_passed_and_restored(lab, result)
+    rnd = result.rounds[0]
+    facts = rnd.facts
+    assert rnd.lost == [] and rnd.rpo_s == 0.0 and rnd.rto_s is not None
+    assert isinstance(facts["restarted_in_place"], bool)
+    assert facts["restarted_in_place"] == (facts["leader_after"] == old.name)
+    assert facts["postmaster_pid_before"] != facts["postmaster_pid_after"]
+    assert facts["postmaster_pid_after"] == lab.postmaster_pid(old.name), "the old node runs PostgreSQL again"
+    assert isinstance(facts["patroni_noticed_s"], float) and facts["patroni_noticed_s"] >= 0
+    events = {e.name for e in rnd.events}
+    assert "fault injected" in events and "Patroni noticed the crash" in events
+    if facts["restarted_in_place"]:
+        assert "PostgreSQL restarted in place" in events
+        assert lab.leader().timeline == old.timeline, "a crash restart keeps the timeline"
+    else:
+        assert "new leader" in events and checks(result)[f"{old.name} rejoined as a streaming replica"]
+
+
+def test_cli_refuses_rejoin_for_a_scenario_other_than_kill_leader(lab: Lab) -> None:
+    leader = lab.leader().name
+    env = {**os.environ, "PGHA_LAB_DIR": str(lab.root)}
+    cli = subprocess.run([sys.executable, "-m", "pgha", "drill", "lab", "switchover", "--rejoin", "reclone"],
+                         env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert cli.returncode == 2, cli.stdout + cli.stderr
+    assert "--rejoin" in cli.stderr and "kill-leader" in cli.stderr
+    assert lab.leader().name == leader and not lab.drill_lock_file.exists(), "refused before changing anything"
 
 
 def test_frozen_leader_never_acknowledges_after_the_new_leader(lab: Lab) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pgha.connect import ConnectionSettings, connect
 from pgha.drill.engine import DrillRefused, Round
@@ -25,7 +26,8 @@ from pgha.drill.probe import WriteProbe, missing_acknowledged, present_ids
 from pgha.lab.cluster import Lab, LabError, Member
 from pgha.local import as_service_user, free_port, give_to_service_user, postgres_bindir
 
-SCENARIOS = ("switchover", "kill-leader", "freeze-leader", "kill-replica", "etcd-member-loss", "restore-pitr")
+SCENARIOS = ("switchover", "kill-leader", "crash-leader", "freeze-leader", "kill-replica", "etcd-member-loss",
+             "restore-pitr")
 #: Seconds of steady writes before the fault, so the chart shows a baseline.
 BASELINE_S = 2.0
 SETTLE_TIMEOUT_S = 120.0
@@ -36,6 +38,13 @@ REJOIN_WAYS = ("rewind", "reclone")
 REJOIN_STEP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+: .*?(Trying to archive|running pg_rewind"
                          r"|pg_rewind exit code|crash recovery|single.user|trying to bootstrap|replica has been created"
                          r"|starting as a secondary|establishing a new patroni|Local timeline)")
+#: Patroni 4.1 log lines reacting to its PostgreSQL's crash, in the order they come: the HA loop's queries fail,
+#: then it finds the postmaster gone and, holding the leader key, starts it again (or, with
+#: primary_start_timeout 0, fails over).
+CRASH_STEP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+: .*?(Retry got exception"
+                        r"|Error communicating with PostgreSQL|Postgresql is not running|starting primary after failure"
+                        r"|Primary crashed)")
+RESTART_IN_PLACE = "starting primary after failure"
 
 
 def healthy(members: list[Member], size: int = 3) -> list[str]:
@@ -103,7 +112,8 @@ class MemberWatcher:
             self.leader_lost = True
             self.rnd.event("leader lost", f"no running leader (was {self.leader})")
         elif leader is not None and leader != self.leader:
-            self.rnd.event("new leader", leader)
+            back = leader == self.old_leader and self.new_leader is None
+            self.rnd.event("leader running again" if back else "new leader", leader)
             if leader != self.old_leader and self.new_leader is None:
                 self.new_leader, self.new_leader_at = leader, time.time()
         self.leader = leader
@@ -130,6 +140,9 @@ class LabDrill:
             raise DrillRefused(f"unknown lab scenario {name!r}: choose one of {', '.join(SCENARIOS)}")
         if rejoin not in REJOIN_WAYS:
             raise DrillRefused(f"unknown rejoin {rejoin!r}: choose one of {', '.join(REJOIN_WAYS)}")
+        if rejoin != REJOIN_WAYS[0] and name != "kill-leader":
+            raise DrillRefused(f"--rejoin {rejoin} is for kill-leader only (how the killed leader comes back); "
+                               f"{name} does not use it")
         self.lab, self.name = lab, name
         self.rejoin, self.after_failover = rejoin, after_failover
         self.scratch: Path | None = None
@@ -184,6 +197,7 @@ class LabDrill:
         {
             "switchover": self._switchover,
             "kill-leader": self._kill_leader,
+            "crash-leader": self._crash_leader,
             "freeze-leader": self._freeze_leader,
             "kill-replica": self._kill_replica,
             "etcd-member-loss": self._etcd_member_loss,
@@ -251,6 +265,16 @@ class LabDrill:
             log.seek(offset)
             return log.read().decode(errors="replace")
 
+    def _log_steps(self, node: str, offset: int, pattern: re.Pattern[str]) -> list[tuple[float, str]]:
+        """(epoch time, step) of each line of the node's Patroni log since ``offset`` that ``pattern`` matches
+        (group 1: the timestamp, in the machine's time zone, UTC here; group 2: the step)."""
+        steps = []
+        for line in self._log_since(node, offset).splitlines():
+            if match := pattern.match(line):
+                at = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").replace(tzinfo=UTC).timestamp()
+                steps.append((at, match.group(2)))
+        return steps
+
     def _new_leader_check(self, rnd: Round, watcher: MemberWatcher, old: str) -> None:
         ok = _wait("a new leader", lambda: watcher.new_leader is not None or self.lab.leader().name != old)
         rnd.check("a new leader took over", ok, watcher.new_leader or "")
@@ -300,16 +324,75 @@ class LabDrill:
         rnd.facts.update(rejoin=self.rejoin, rejoin_s=round(watcher.rejoined_at - started, 3))
         steps: dict[str, float] = {}
         archived = 0
-        for line in self._log_since(node, log_offset).splitlines():
-            stamp = REJOIN_STEP.match(line)
-            if not stamp:
-                continue
-            at = datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S,%f").replace(tzinfo=UTC).timestamp()
-            steps.setdefault(stamp.group(2), round(at - started, 2))
-            if stamp.group(2) == "Trying to archive":
+        for at, step in self._log_steps(node, log_offset, REJOIN_STEP):
+            steps.setdefault(step, round(at - started, 2))
+            if step == "Trying to archive":
                 archived += 1
                 steps["last WAL archived"] = round(at - started, 2)
         rnd.facts.update(rejoin_steps=steps, rejoin_wal_archived_first=archived)
+
+    def _crash_leader(self, rnd: Round) -> None:
+        """kill -9 of the leader's postmaster only (an OOM kill, a segfault); its Patroni runs on.
+
+        Still holding the leader key, Patroni starts PostgreSQL again in place on its next HA loop
+        ("starting primary after failure"), so loop_wait bounds the detection where a lost node waits
+        for the key's ttl. It may also fail over: both are accepted, and the facts say which happened
+        (``restarted_in_place``, ``leader_after``) and when Patroni reacted (``patroni_noticed_s``, and
+        ``patroni_restart_s`` until it started PostgreSQL again in place), from its log.
+        """
+        old = self._pre_check(rnd)
+        crash: dict[str, Any] = {}
+
+        def fault() -> None:
+            crash.update(offset=self._log_offset(old.name), at=time.time())
+            crash["pid"] = self.lab.kill_postgres(old.name)
+            if crash["pid"] is None:
+                raise LabError(f"no postmaster of {old.name} to kill")
+            rnd.event("fault injected", f"kill -9 of {old.name}'s postmaster (pid {crash['pid']}); Patroni runs on")
+
+        def leads_again() -> bool:
+            leader = self.lab.leader()
+            if leader.state == "running" and (leader.name != old.name or
+                                              self.lab.postmaster_pid(old.name) not in (None, crash["pid"])):
+                crash["leader"] = leader
+            return "leader" in crash
+
+        def recover(watcher: MemberWatcher) -> None:
+            ok = _wait("a running leader", leads_again)
+            if not rnd.check("a running leader again", ok, f"{crash['leader'].name}, timeline "
+                             f"{crash['leader'].timeline}" if ok else "; ".join(healthy(self.lab.members()))):
+                return
+            steps = self._log_steps(old.name, crash["offset"], CRASH_STEP)
+            if steps:
+                crash["noticed"] = steps[0][0]
+                rnd.event("Patroni noticed the crash", steps[0][1], at=steps[0][0])
+            crash["restart"] = next((at for at, step in steps if step == RESTART_IN_PLACE), None)
+            leader = crash["leader"]
+            if leader.name != old.name:
+                self._new_leader_check(rnd, watcher, old.name)
+                return
+            rnd.event("PostgreSQL restarted in place", f"{old.name}: postmaster pid {crash['pid']} -> "
+                      f"{self.lab.postmaster_pid(old.name)}", at=crash["restart"])
+            rnd.check(f"{old.name} leads again on the same timeline", leader.timeline == old.timeline,
+                      f"timeline {old.timeline} -> {leader.timeline}")
+
+        _probe, watcher = self._under_load(rnd, old.name, old.name, fault, recover)
+        leader = crash.get("leader")
+        in_place = leader is not None and leader.name == old.name
+        if in_place:
+            rnd.check("the replicas stream from it again", _wait("a healthy lab", lambda: not healthy(
+                self.lab.members()), 60), "; ".join(healthy(self.lab.members())))
+        elif leader is not None:
+            self._rejoin_checks(rnd, watcher, old.name, crash["offset"])
+        pid_after = self.lab.postmaster_pid(old.name)
+        noticed, restart = crash.get("noticed"), crash.get("restart")
+        rnd.facts.update(
+            leader_after=leader.name if leader else None,
+            restarted_in_place=in_place and pid_after not in (None, crash["pid"]),
+            postmaster_pid_before=crash["pid"], postmaster_pid_after=pid_after,
+            patroni_noticed_s=round(noticed - crash["at"], 3) if noticed else None,
+            patroni_restart_s=round(restart - crash["at"], 3) if restart else None,
+        )
 
     def _freeze_leader(self, rnd: Round) -> None:
         """SIGSTOP the leader for ttl + 10 s, then SIGCONT: it must come back a replica and never have

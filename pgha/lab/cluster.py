@@ -736,13 +736,21 @@ class Lab:
     def kill_node(self, node: str) -> None:
         """kill -9 a node's Patroni and its PostgreSQL postmaster (an unplanned crash)."""
         patroni_pid = self._pid(node, "patroni")
-        postmaster = self.node_dir(node) / "pgdata" / "postmaster.pid"
-        pids = [patroni_pid] if patroni_pid else []
-        if postmaster.exists():
-            pids.append(int(postmaster.read_text().splitlines()[0]))
-        for pid in pids:
+        if patroni_pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(patroni_pid, signal.SIGKILL)
+        self.kill_postgres(node)
+
+    def kill_postgres(self, node: str) -> int | None:
+        """kill -9 the node's PostgreSQL postmaster only, Patroni runs on: what the kernel's OOM killer or a
+        segfault does to PostgreSQL, as opposed to losing the node. Its backends exit when they notice the
+        postmaster is gone; Patroni notices on its next HA loop and starts PostgreSQL again (a leader still
+        holding its key: in place). Returns the pid killed (None when no postmaster of this node runs)."""
+        pid = self.postmaster_pid(node)
+        if pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        return pid
 
     def down(self, purge: bool = False, timeout: float = 60.0) -> list[int]:
         """Stop everything the lab started (Patroni first, then etcd), by pid; with ``purge`` delete its data.
@@ -876,13 +884,26 @@ class Lab:
                 f"while it runs; wait for it (or stop it: kill {holder}) and run `lab up` again"
             )
 
+    def postmaster_pid(self, node: str) -> int | None:
+        """The pid of the node's running postmaster, else None.
+
+        From its postmaster.pid, but only when that process is alive and runs on this node's data
+        directory: a stale pid file may name a pid reused since, e.g. by another lab's PostgreSQL.
+        """
+        data_dir = self.node_dir(node) / "pgdata"
+        try:
+            proc = psutil.Process(int((data_dir / "postmaster.pid").read_text().splitlines()[0]))
+            ours = proc.status() != psutil.STATUS_ZOMBIE and str(data_dir) in proc.cmdline()
+        except (OSError, ValueError, IndexError, psutil.Error):
+            return None
+        return proc.pid if ours else None
+
     def _postgres_pids(self, node: str) -> list[int]:
         """The node's postmaster and every PostgreSQL process under it."""
-        postmaster = self.node_dir(node) / "pgdata" / "postmaster.pid"
+        pid = self.postmaster_pid(node)
         try:
-            proc = psutil.Process(int(postmaster.read_text().splitlines()[0]))
-            return [proc.pid] + [child.pid for child in proc.children(recursive=True)]
-        except (OSError, ValueError, IndexError, psutil.Error):
+            return [pid] + [child.pid for child in psutil.Process(pid).children(recursive=True)] if pid else []
+        except psutil.Error:
             return []
 
     def freeze_node(self, node: str) -> list[int]:
