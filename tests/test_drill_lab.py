@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from pgha.connect import connect
 from pgha.drill.engine import DrillResult, Targets, run_drill
 from pgha.drill.lab import LabDrill, healthy
 from pgha.drill.report import write_report
@@ -186,3 +187,35 @@ def test_cli_reports_and_exits_1_when_a_target_is_missed(lab: Lab, tmp_path: Pat
     assert path.with_suffix(".md").read_text().startswith("# Drill `switchover` on lab: FAILED")
     assert lab.secrets().superuser not in result.stdout + result.stderr
 
+
+
+def write_wal(lab: Lab, table: str, megabytes: int) -> None:
+    """About ``megabytes`` of WAL on the leader, in rows that do not compress."""
+    conn = connect(lab.settings(), writable=True)
+    try:
+        conn.run(f"CREATE TABLE IF NOT EXISTS {table} (pad text)")
+        conn.run(f"INSERT INTO {table} SELECT repeat(md5(g::text), 31) "  # noqa: S608 - the test's own names
+                 "FROM generate_series(1, :n) g", n=megabytes * 900)
+    finally:
+        conn.close()
+
+
+def test_a_rewound_old_leader_replays_from_the_s3_archive(lab: Lab) -> None:
+    """A rewound node replays from the last checkpoint both timelines share. The members keep only a small
+    wal_keep_size, so that WAL comes from the archive: restore_command (pgBackRest archive-get from S3)
+    must work on a node that has just been rewound, with the credentials Patroni's environment gives it."""
+    conn = connect(lab.settings(), writable=True)
+    try:
+        conn.run("CHECKPOINT")
+        shared = conn.run("SELECT pg_walfile_name(redo_lsn) FROM pg_control_checkpoint()")[0][0]
+    finally:
+        conn.close()
+    write_wal(lab, "wal_before_the_kill", 50)
+    old = lab.leader().name
+    log = lab.node_dir(old) / "patroni.log"
+    offset = log.stat().st_size
+    result = run(lab, "kill-leader")
+    assert_passed_and_restored(lab, result)
+    assert result.rounds[0].facts["old_leader_rewound"] is True
+    recovery = log.read_bytes()[offset:].decode(errors="replace")
+    assert f'restored log file "{shared}" from archive' in recovery

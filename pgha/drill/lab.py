@@ -134,7 +134,7 @@ class LabDrill:
     def __init__(self, lab: Lab, name: str, rejoin: str = "rewind",
                  after_failover: Callable[[Round], None] | None = None):
         """``rejoin`` and ``after_failover`` shape kill-leader: ``after_failover(rnd)`` runs once the new leader
-        leads and before the old node restarts (e.g. to write data it lacks); ``rejoin="reclone"`` deletes the
+        takes writes and before the old node restarts (e.g. to write data it lacks); ``rejoin="reclone"`` deletes the
         old node's data directory first, so Patroni re-clones it (pg_basebackup) instead of rewinding it."""
         if name not in SCENARIOS:
             raise DrillRefused(f"unknown lab scenario {name!r}: choose one of {', '.join(SCENARIOS)}")
@@ -230,7 +230,8 @@ class LabDrill:
         rejoined = _wait(f"{node} to rejoin", lambda: watcher.rejoined_at is not None
                          or (self._member(node).role in REPLICA_ROLES and self._member(node).state == "streaming"))
         rnd.check(f"{node} rejoined as a streaming replica", rejoined, self._describe(node))
-        if rejoined and watcher.rejoined_at is None:
+        if rejoined and watcher.rejoined_at is None:  # the watcher had stopped: this poll saw it, as precisely
+            watcher.rejoined_at = time.time()
             rnd.event("old node rejoined", self._describe(node))
         rewound = "pg_rewind" in self._log_since(node, log_offset)
         rnd.facts["old_leader_rewound"] = rewound
@@ -303,6 +304,8 @@ class LabDrill:
         def recover(watcher: MemberWatcher) -> None:
             self._new_leader_check(rnd, watcher, old.name)
             if self.after_failover is not None:
+                # the new leader holds the key a moment before PostgreSQL has promoted and takes writes
+                _wait("a writable leader", lambda: _writable(self.lab.settings()), 60)
                 self.after_failover(rnd)
             if self.rejoin == "reclone":
                 shutil.rmtree(self.lab.node_dir(old.name) / "pgdata")
