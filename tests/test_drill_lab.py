@@ -188,7 +188,6 @@ def test_cli_reports_and_exits_1_when_a_target_is_missed(lab: Lab, tmp_path: Pat
     assert lab.secrets().superuser not in result.stdout + result.stderr
 
 
-
 def write_wal(lab: Lab, table: str, megabytes: int) -> None:
     """About ``megabytes`` of WAL on the leader, in rows that do not compress."""
     conn = connect(lab.settings(), writable=True)
