@@ -258,7 +258,7 @@ def test_lab_and_ec2_render_the_same_template_differing_only_in_addresses_paths_
              *(f"etcd.{side}-transport-security.{key}" for side in ("client", "peer")
                for key in ("cert-file", "key-file", "trusted-ca-file")),
              # the node's own pgbackrest.conf (the S3 repository: AWS's or the lab's moto)
-             "patroni.postgresql.parameters.archive_command"}
+             "patroni.postgresql.parameters.archive_command", "patroni.postgresql.recovery_conf.restore_command"}
     assert differences <= addresses | paths, differences - addresses - paths
     assert "patroni.bootstrap.dcs.ttl" not in differences
 
