@@ -44,7 +44,7 @@ bench-quick: system $(VENV)/.installed
 
 # DRILLS mixed lab drills back to back under continuous writes: reports/soak.{json,md,png}
 soak: system $(VENV)/.installed
-	$(PY) bench/soak.py --drills $(or $(DRILLS),20) --out reports
+	$(PY) bench/soak.py --drills $(or $(DRILLS),24) --out reports
 
 # `pgha diff` for dev and prod against BASE (default HEAD), timed in fresh processes
 bench-diff: $(VENV)/.installed

@@ -1,18 +1,18 @@
 """Drill soak: many lab drills back to back under continuous writes; nothing acknowledged may be lost.
 
-Runs ``--drills`` (default $DRILLS or 20) drills of the drill engine on one lab, cycling through
-switchover, kill-leader, crash-leader, freeze-leader, kill-replica and etcd-member-loss. Two write probes:
-each drill's own (its RTO and lost commits), and a soak-long one on its own table that never
-stops between drills (commits lost at any moment of the soak, between drills too). After every
-drill: the cluster's state (3 members, 1 leader, replicas streaming) and the soak probe's
-acknowledged commits all present. Stops at the first drill that loses a commit, with the evidence:
-each member's WAL positions and timeline (Patroni's GET /patroni) and the timeline history
-(GET /history).
+Runs ``--drills`` (default $DRILLS or 24: four of each scenario) drills of the drill engine on one
+lab, cycling through switchover, kill-leader, crash-leader, freeze-leader, kill-replica and
+etcd-member-loss. Two write probes: each drill's own (its RTO and lost commits), and a soak-long
+one on its own table that never stops between drills (commits lost at any moment of the soak,
+between drills too). After every drill: the cluster's state (3 members, 1 leader, replicas
+streaming) and the soak probe's acknowledged commits all present. Stops at the first drill that
+loses a commit, with the evidence: each member's WAL positions and timeline (Patroni's GET
+/patroni) and the timeline history (GET /history).
 
 Writes ``OUT/soak.json``, ``OUT/soak.md`` and ``OUT/soak.png``; exits 1 when a commit was lost,
 a drill failed or the cluster was unhealthy after a drill.
 
-    .venv/bin/python bench/soak.py --drills 20         # make soak DRILLS=20
+    .venv/bin/python bench/soak.py --drills 24         # make soak DRILLS=24
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def summarize_soak(drills: list[dict[str, Any]]) -> dict[str, Any]:
 def main() -> int:
     """Run the soak, write the reports, return the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--drills", type=int, default=int(os.environ.get("DRILLS") or 20))
+    parser.add_argument("--drills", type=int, default=int(os.environ.get("DRILLS") or 24))
     parser.add_argument("--out", type=Path, default=Path("reports"))
     parser.add_argument("--drill-reports", type=Path, help="also write every drill's report here")
     args = parser.parse_args()
