@@ -261,12 +261,12 @@ class PatroniCluster(pulumi.ComponentResource):
         addresses = pulumi.Output.all(*[eni.private_ip for eni in interfaces])
         tls_secrets = [self._node_tls(f"{name}-{index + 1}", eni, ca_key, ca_cert, protect, child)
                        for index, eni in enumerate(interfaces)]
-        profile = self._instance_profile(name, [secret.arn for secret, _version in tls_secrets], child)
 
         self.instances = []
         for index, (eni, volume) in enumerate(zip(interfaces, volumes, strict=True)):
             node = f"{name}-{index + 1}"
             tls_secret, tls_version = tls_secrets[index]
+            profile = self._instance_profile(node, tls_secret.arn, child)
             user_data = pulumi.Output.all(
                 addresses, args.vpc_cidr, self.secret_arn, self.backup_bucket.bucket, self.key.arn, volume.id,
                 tls_secret.arn,
@@ -291,6 +291,9 @@ class PatroniCluster(pulumi.ComponentResource):
             instance = aws.ec2.Instance(
                 node,
                 launch_template={"id": template.id, "version": template.latest_version.apply(str)},
+                # also here, not only in the template (ignored after launch): a running node moves to a new
+                # profile in place (ReplaceIamInstanceProfileAssociation), before the old one is deleted
+                iam_instance_profile=profile.name,
                 tags={"Name": node},
                 # A new template version (AMI, user-data) must not replace every node at once:
                 # roll nodes one at a time with `pulumi up --replace <urn>` (docs/patroni.md).
@@ -530,22 +533,22 @@ class PatroniCluster(pulumi.ComponentResource):
                           args.allowed_security_group_ids, self)
         return node_sg, nlb_sg
 
-    def _instance_profile(self, name: str, tls_secret_arns: list[pulumi.Output[str]],
+    def _instance_profile(self, node: str, tls_secret_arn: pulumi.Output[str],
                           child: pulumi.ResourceOptions) -> aws.iam.InstanceProfile:
-        """SSM instead of SSH; read the cluster and TLS secrets; use the CMK; read and write the backup bucket."""
-        role = service_role(f"{name}-node-role", "ec2.amazonaws.com", self,
+        """One node's role: SSM instead of SSH; read the cluster secret and this node's own TLS secret (its private
+        key: a node that can read a peer's key could impersonate it to etcd and Patroni); use the CMK; read
+        and write the backup bucket."""
+        role = service_role(f"{node}-role", "ec2.amazonaws.com", self,
                             ("arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",))
         bucket = self.backup_bucket.arn
-        inline_policy(f"{name}-node-access", role, [
-            # one role for every node: a node can read its peers' TLS secrets too (they share a CA and a
-            # superuser password anyway); per-node roles would narrow this
-            {"Action": "secretsmanager:GetSecretValue", "Resource": [self.secret_arn, *tls_secret_arns]},
+        inline_policy(f"{node}-access", role, [
+            {"Action": "secretsmanager:GetSecretValue", "Resource": [self.secret_arn, tls_secret_arn]},
             {"Action": ["kms:Decrypt", "kms:GenerateDataKey*", "kms:DescribeKey"], "Resource": self.key.arn},
             {"Action": ["s3:ListBucket", "s3:GetBucketLocation"], "Resource": bucket},
             {"Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
              "Resource": bucket.apply(lambda arn: f"{arn}/*")},
         ], self)
-        return aws.iam.InstanceProfile(f"{name}-node-profile", role=role.name, opts=child)
+        return aws.iam.InstanceProfile(f"{node}-profile", role=role.name, opts=child)
 
     def alarm_specs(self) -> list[AlarmSpec]:
         """No primary behind the writer listener, too few healthy replicas, a failing or overloaded node."""

@@ -172,6 +172,21 @@ def test_instances_wait_for_egress_code_and_secrets(plan: Plan) -> None:
         assert any(d.endswith(f"{instance.name}-tls-v") for d in deps)
 
 
+def test_each_node_has_its_own_role_that_reads_only_its_own_tls_secret(plan: Plan) -> None:
+    prefix = f"pgha-{plan.stack}-patroni"
+    profiles = {p.name: p for p in plan.of_type("aws:iam/instanceProfile:InstanceProfile")}
+    assert set(profiles) == {f"{prefix}-{node}-profile" for node in (1, 2, 3)}
+    for node in (1, 2, 3):
+        statements = json.loads(part(plan, f"{node}-access").inputs["policy"])["Statement"]
+        readable = {arn.rsplit(":", 1)[-1] for s in statements if s["Action"] == "secretsmanager:GetSecretValue"
+                    for arn in s["Resource"]}
+        assert readable == {f"{prefix}-credentials", f"{prefix}-{node}-tls"}, "a peer's private key is off limits"
+        assert profiles[f"{prefix}-{node}-profile"].inputs["role"] == f"{prefix}-{node}-role"
+        # on the running instance too, so a changed profile is re-associated in place, not at the next launch
+        assert part(plan, str(node)).inputs["iamInstanceProfile"] == f"{prefix}-{node}-profile"
+        assert part(plan, f"{node}-lt").inputs["iamInstanceProfile"]["arn"].endswith(f":{prefix}-{node}-profile")
+
+
 def test_user_data_installs_pinned_packages_and_hashed_python_then_bootstraps(plan: Plan) -> None:
     cloud = user_data(plan)
     raw = base64.b64decode(plan.get(f"pgha-{plan.stack}-patroni-1-lt").inputs["userData"])
