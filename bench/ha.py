@@ -292,11 +292,11 @@ def markdown(data: dict[str, Any], figures: dict[str, Any], verdicts: list) -> s
               "|---|---|---|---|---|---|---|---|---|"]
     for part in PARTS:
         for r in data[part]:
-            steps = r["facts"].get("rejoin_steps") or {}
+            facts = r["facts"]
+            steps = facts.get("rejoin_steps") or {}
             rewind = (round(steps["pg_rewind exit code"] - steps["running pg_rewind"], 2)
                       if {"pg_rewind exit code", "running pg_rewind"} <= steps.keys() else None)
             label = f"{part} {r['size_mb']} MB" if part == "rejoin" else part
-            facts = r["facts"]
             lines.append(f"| {label} | {r['side']} | {r['round']} | {fmt(r['rto_s'])} | {fmt(facts.get('rejoin_s'))} | "
                          f"{fmt(rewind)} | {fmt(facts.get('leader_wal_mb'))} | {r['lost_commits']} | "
                          f"{'ok' if r['verdict']['passed'] else 'problem'} |")
