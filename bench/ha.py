@@ -53,13 +53,12 @@ from pgha.drill.compare import (
     verdicts_json,
 )
 from pgha.drill.engine import DrillResult, Round, Targets, run_drill
-from pgha.drill.lab import LabDrill
+from pgha.drill.lab import REJOIN_WAYS, LabDrill
 from pgha.drill.report import render_comparison_png, write_report
 from pgha.lab.cluster import LAB_TIMING, Lab
 from pgha.node.render import PatroniTiming
 
 TIMINGS = {"tuned": LAB_TIMING, "defaults": PatroniTiming(ttl=30, loop_wait=10, retry_timeout=10)}
-REJOIN_WAYS = ("rewind", "reclone")
 PARTS = ("kill", "crash", "switchover", "rejoin")
 #: The unplanned leader losses of (a): bench part -> lab drill scenario.
 LOSSES = {"kill": "kill-leader", "crash": "crash-leader"}
