@@ -195,7 +195,7 @@ class Lab:
             backup=BackupRepo(
                 bucket=BACKUP_BUCKET, region=AWS_REGION, endpoint="127.0.0.1", port=self._moto_port() or 443,
                 ca_file=str(self.aws_dir / "ca.crt"), uri_style="path", key_type="shared", path=f"/{CLUSTER_NAME}",
-                retention_full_days=2, archive_async=False,
+                retention_full_days=2,
             ),
         )
 

@@ -147,8 +147,6 @@ class BackupRepo:
     kms_key_arn: str = ""
     path: str = "/pgbackrest"
     retention_full_days: int = 14
-    #: Hand WAL to a local spool and push it in the background (EC2); synchronous in the lab.
-    archive_async: bool = True
 
     @property
     def s3_endpoint(self) -> str:
