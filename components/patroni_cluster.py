@@ -35,6 +35,7 @@ from pgha.node.render import (
     PatroniTiming,
     Ports,
     Users,
+    dynamic_config,
     render_user_data,
 )
 
@@ -213,6 +214,11 @@ class PatroniCluster(pulumi.ComponentResource):
     backup_bucket: aws.s3.Bucket
     front_security_group_id: pulumi.Output[str]
     instances: list[aws.ec2.Instance]
+    #: The members' REST APIs (``https://<address>:8008``), their CA, and the cluster-wide settings the stack
+    #: declares (``bootstrap.dcs``): what the post-deploy hook keeps Patroni's dynamic config at.
+    restapi_urls: pulumi.Output[list[str]]
+    ca_cert_pem: pulumi.Output[str]
+    dynamic_config: pulumi.Output[dict]
 
     def __init__(self, name: str, args: PatroniClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("pgha:patroni:PatroniCluster", name, None, opts)
@@ -261,6 +267,11 @@ class PatroniCluster(pulumi.ComponentResource):
         addresses = pulumi.Output.all(*[eni.private_ip for eni in interfaces])
         tls_secrets = [self._node_tls(f"{name}-{index + 1}", eni, ca_key, ca_cert, protect, child)
                        for index, eni in enumerate(interfaces)]
+        self.restapi_urls = addresses.apply(lambda ips: [f"https://{ip}:{Ports().restapi}" for ip in ips])
+        self.ca_cert_pem = ca_cert.cert_pem
+        self.dynamic_config = pulumi.Output.all(addresses, args.vpc_cidr).apply(lambda v: dynamic_config(
+            ec2_cluster_spec(name, v[0], v[1], settings, args.postgres_version, args.max_connections, args.database)))
+        self._node_sg = node_sg
 
         self.instances = []
         for index, (eni, volume) in enumerate(zip(interfaces, volumes, strict=True)):
@@ -578,3 +589,9 @@ class PatroniCluster(pulumi.ComponentResource):
         """Let members of another security group (the schema hook) reach the writer listener."""
         allow_tcp(name, self._nlb_sg.id, POSTGRES_PORT, description, self,
                   source_security_group_id=source_security_group_id)
+
+    def admit_restapi(self, name: str, source_security_group_id: pulumi.Input[str], description: str
+                      ) -> pulumi.Resource:
+        """Let members of another security group (the post-deploy hook) reach the nodes' Patroni REST API."""
+        return allow_tcp(name, self._node_sg.id, Ports().restapi, description, self,
+                         source_security_group_id=source_security_group_id)

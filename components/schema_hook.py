@@ -1,12 +1,15 @@
-"""The post-deploy schema hook: a Lambda in the database's VPC that runs ``pgha migrate``.
+"""The post-deploy hook: a Lambda in the database's VPC that runs ``pgha migrate``.
 
 ``aws.lambda_.Invocation`` runs it once the database exists and again whenever the
 migrations' content hash (or the writer endpoint) changes; a failing migration fails the
-invocation and with it ``pulumi up``.
+invocation and with it ``pulumi up``. On the Patroni engine it also brings Patroni's dynamic
+config (ttl, synchronous mode, PostgreSQL parameters: kept in etcd once the cluster exists) to
+what the stack declares, and runs again when that changes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
 import re
@@ -21,16 +24,35 @@ from components.access import allow_tcp, may_read_secret, service_role
 from components.egress import HttpsEgress, allow_https_egress
 from components.logins import LoginSecret
 from components.network import POSTGRES_PORT
+from pgha.node.render import SECRET_JSON_KEYS, Ports, Users
 from pgha.schema.migrations import MIGRATIONS_DIR, migrations_hash
 
 PGHA_DIR = Path(__file__).resolve().parent.parent / "pgha"
 #: The runner's modules: everything the handler imports, nothing that needs the CLI's packages.
 RUNNER_MODULES = (
     "__init__.py", "connect.py", "schema/__init__.py", "schema/migrate.py", "schema/migrations.py",
-    "schema/logins.py", "schema/lambda_handler.py",
+    "schema/logins.py", "schema/lambda_handler.py", "node/__init__.py", "node/dynamic_config.py",
 )
 #: Pure-Python distributions the runner needs (boto3 is part of the Lambda runtime).
 RUNNER_DISTRIBUTIONS = ("pg8000", "sqlparse", "scramp")
+
+
+@dataclass(frozen=True)
+class PatroniTarget:
+    """A Patroni cluster whose dynamic config the hook keeps at what the stack declares."""
+
+    #: The members' REST APIs (``https://<address>:8008``) and the CA their certificates chain to.
+    urls: pulumi.Input[list[str]]
+    ca_cert_pem: pulumi.Input[str]
+    #: ``bootstrap.dcs`` as the nodes render it (ttl, synchronous_mode, postgresql.parameters, ...).
+    dynamic_config: pulumi.Input[dict]
+    #: Opens the nodes' REST API to the hook's security group; returns the rule (the invocation waits for it).
+    admit: Callable[[pulumi.Output[str]], pulumi.Resource]
+
+
+def config_hash(config: dict) -> str:
+    """A short content hash of a dynamic config: a changed setting re-runs the hook."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -55,6 +77,8 @@ class SchemaHookArgs:
     logins_ready: tuple[pulumi.Resource, ...] = ()
     #: Opens the database to the hook's security group; returns the rule (the invocation waits for it).
     admit: Callable[[pulumi.Output[str]], pulumi.Resource | None] | None = None
+    #: The Patroni engine's cluster: its dynamic config follows the stack (None for RDS).
+    patroni: PatroniTarget | None = None
     database: str = "app"
     port: int = POSTGRES_PORT
     migrations_dir: Path = MIGRATIONS_DIR
@@ -116,6 +140,12 @@ class SchemaHook(pulumi.ComponentResource):
         ]
         if args.admit is not None:
             rules += [rule for rule in [args.admit(sg.id)] if rule is not None]
+        if args.patroni is not None:
+            rules += [
+                allow_tcp(f"{name}-to-{Ports().restapi}", sg.id, Ports().restapi, "Patroni REST API inside the VPC",
+                          self, cidr=args.vpc_cidr, egress=True),
+                args.patroni.admit(sg.id),
+            ]
 
         role = service_role(f"{name}-role", "lambda.amazonaws.com", self,
                             ("arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole",
@@ -130,7 +160,7 @@ class SchemaHook(pulumi.ComponentResource):
         function = aws.lambda_.Function(
             f"{name}-fn",
             name=name,
-            description="pgha: apply schema/migrations to the database (pgha migrate)",
+            description="pgha: apply schema/migrations (pgha migrate) and, on Patroni, its dynamic config",
             runtime="python3.12",
             architectures=["arm64"],
             handler="pgha.schema.lambda_handler.handler",
@@ -149,18 +179,26 @@ class SchemaHook(pulumi.ComponentResource):
             login.secret_arn.apply(lambda arn, group=login.login.member_of: {"secretArn": arn, "memberOf": group})
             for login in args.logins
         ]
+        patroni = args.patroni
+        patroni_event = (pulumi.Output.all(patroni.urls, patroni.ca_cert_pem, patroni.dynamic_config).apply(
+            lambda v: {"urls": v[0], "caCert": v[1], "dynamicConfig": v[2], "user": Users().restapi,
+                       "passwordKey": SECRET_JSON_KEYS.restapi})
+            if patroni is not None else None)
         invocation = aws.lambda_.Invocation(
             f"{name}-apply",
             function_name=function.name,
-            input=pulumi.Output.all(args.writer_host, args.master_secret_arn, *logins).apply(
+            input=pulumi.Output.all(args.writer_host, args.master_secret_arn, patroni_event, *logins).apply(
                 lambda values: json.dumps({
                     "host": values[0], "port": args.port, "database": args.database,
                     "secretArn": values[1], "sslmode": "require", "migrationsHash": schema_hash,
-                    "logins": list(values[2:]),
+                    "logins": list(values[3:]),
+                    **({"patroni": values[2]} if values[2] is not None else {}),
                 })
             ),
             # the secret values' version ids: a new password re-runs the hook, which sets it in the database
             triggers={"migrationsHash": schema_hash, "writerEndpoint": args.writer_host,
+                      **({"patroniConfig": pulumi.Output.from_input(patroni.dynamic_config).apply(config_hash)}
+                         if patroni is not None else {}),
                       **{f"login-{login.login.username}": version.version_id
                          for login, version in zip(args.logins, args.logins_ready, strict=False)}},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[

@@ -18,7 +18,7 @@ from components.network import POSTGRES_PORT, Network, NetworkArgs
 from components.patroni_cluster import READER_PORT, PatroniCluster, PatroniClusterArgs
 from components.proxy import RdsProxy, RdsProxyArgs
 from components.rds import RdsPostgres, RdsPostgresArgs
-from components.schema_hook import SchemaHook, SchemaHookArgs
+from components.schema_hook import PatroniTarget, SchemaHook, SchemaHookArgs
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,8 @@ class Database:
     #: Application logins the schema hook creates, and their secret values.
     logins: tuple[LoginSecret, ...] = ()
     logins_ready: tuple[pulumi.Resource, ...] = ()
+    #: The Patroni engine's cluster, whose dynamic config the hook keeps at the stack's (None for RDS).
+    patroni: PatroniTarget | None = None
 
 
 def build_stack(cfg: StackConfig, project_dir: Path) -> dict[str, Any]:
@@ -91,6 +93,7 @@ def build_stack(cfg: StackConfig, project_dir: Path) -> dict[str, Any]:
                 egress_ready=tuple(network.egress),
                 logins=db.logins,
                 logins_ready=db.logins_ready,
+                patroni=db.patroni,
                 admit=lambda sg_id: db.admit(f"{name}-db-from-schema-hook", sg_id, "PostgreSQL from the schema hook"),
                 database=db.database,
                 migrations_dir=project_dir / "schema" / "migrations",
@@ -230,8 +233,13 @@ def _patroni(cfg: StackConfig, name: str, network: Network, opts: pulumi.Resourc
     )
     if cluster.dr_backup_bucket is not None:
         outputs.update(drBackupBucket=cluster.dr_backup_bucket.bucket, drRegion=cfg.dr_region)
+    patroni = PatroniTarget(
+        urls=cluster.restapi_urls, ca_cert_pem=cluster.ca_cert_pem, dynamic_config=cluster.dynamic_config,
+        admit=lambda sg_id: cluster.admit_restapi(f"{name}-restapi-from-schema-hook", sg_id,
+                                                  "Patroni REST API from the post-deploy hook"),
+    )
     return Database(writer_host=cluster.writer_endpoint, secret_arn=cluster.secret_arn, key_arn=cluster.key.arn,
-                    database="app", ready=tuple(cluster.instances), admit=cluster.admit)
+                    database="app", ready=tuple(cluster.instances), admit=cluster.admit, patroni=patroni)
 
 
 def _rds_alarms(cfg: StackConfig, key_id: pulumi.Input[str], watched: list[MonitoredInstance]) -> DatabaseAlarmsArgs:

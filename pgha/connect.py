@@ -124,8 +124,8 @@ def _connect_timeout(raw: str | None) -> int:
     return value
 
 
-def secret_credentials(secret_arn: str, region: str | None = None) -> tuple[str, str]:
-    """(username, password) from a Secrets Manager secret such as the RDS-managed master secret."""
+def secret_json(secret_arn: str, region: str | None = None) -> dict[str, str]:
+    """The JSON object a Secrets Manager secret holds (e.g. the Patroni cluster's passwords)."""
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -137,8 +137,19 @@ def secret_credentials(secret_arn: str, region: str | None = None) -> tuple[str,
         raise ConnectError(f"cannot read secret {secret_arn}: {err}") from None
     try:
         secret = json.loads(value["SecretString"])
-        return secret["username"], secret["password"]
     except (KeyError, ValueError):
+        secret = None
+    if not isinstance(secret, dict):
+        raise ConnectError(f"secret {secret_arn} is not a JSON object")
+    return secret
+
+
+def secret_credentials(secret_arn: str, region: str | None = None) -> tuple[str, str]:
+    """(username, password) from a Secrets Manager secret such as the RDS-managed master secret."""
+    secret = secret_json(secret_arn, region)
+    try:
+        return secret["username"], secret["password"]
+    except KeyError:
         raise ConnectError("the secret is not JSON with username and password") from None
 
 

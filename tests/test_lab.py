@@ -10,12 +10,17 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 
+import boto3
 import pytest
+from moto import mock_aws
 
 from pgha.connect import ConnectionSettings, connect
 from pgha.drill.probe import WriteProbe, missing_acknowledged
-from pgha.lab.cluster import LAB_TIMING, Lab, LabError
+from pgha.lab.cluster import DATABASE, LAB_TIMING, Lab, LabError
 from pgha.local import as_service_user, free_port, give_to_service_user, port_in_use, postgres_bindir
+from pgha.node.dynamic_config import DynamicConfigError, config_patch
+from pgha.node.render import SECRET_JSON_KEYS, dynamic_config
+from pgha.schema.lambda_handler import handler, patroni_dynamic_config
 
 pytestmark = pytest.mark.lab
 
@@ -150,6 +155,61 @@ def test_timing_chosen_on_a_running_lab_reaches_patronis_dynamic_config(lab: Lab
     finally:
         lab.set_timing(LAB_TIMING)
     assert {k: lab.dynamic_config()[k] for k in ("ttl", "loop_wait", "retry_timeout")} == asdict(LAB_TIMING)
+
+
+def test_lab_up_puts_back_every_setting_the_template_declares_and_keeps_the_others(lab: Lab) -> None:
+    env = {**os.environ, "PGHA_LAB_DIR": str(lab.root)}
+    declared = dynamic_config(lab.cluster())
+    # an operator's edits: two declared settings changed, one the template does not declare added
+    lab.reconcile_dynamic_config({"maximum_lag_on_failover": 1234567, "check_timeline": True,
+                                  "postgresql": {"parameters": {"wal_keep_size": "256MB"}}})
+    wait_for("the edits in etcd", lambda: lab.dynamic_config()["maximum_lag_on_failover"] == 1234567)
+    try:
+        up = subprocess.run([sys.executable, "-m", "pgha", "lab", "up"], env=env, capture_output=True, text=True,
+                            timeout=180, check=False)
+        assert up.returncode == 0, up.stderr
+        assert ("applied to Patroni's dynamic config (PATCH /config): maximum_lag_on_failover, "
+                "postgresql.parameters.wal_keep_size") in up.stdout
+        wait_for("the declared values back in etcd", lambda: config_patch(lab.dynamic_config(), declared) == {})
+        assert lab.dynamic_config()["check_timeline"] is True, "a setting the template does not declare is kept"
+    finally:
+        lab.reconcile_dynamic_config({"check_timeline": None})  # Patroni deletes a key PATCHed to null
+
+
+@mock_aws
+def test_post_deploy_hook_brings_patronis_settings_to_the_stacks_through_the_rest_api(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The Lambda handler as `pulumi up` invokes it on the Patroni engine, against the lab's real members:
+    migrations (already applied by `lab up`), then the dynamic config through a member that answers."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    secrets = lab.secrets()
+    client = boto3.client("secretsmanager", region_name="eu-west-1")
+    stored = {"username": lab.users.superuser, "password": secrets.superuser,
+              SECRET_JSON_KEYS.restapi: secrets.restapi}
+    arn = client.create_secret(Name="pgha-lab-credentials", SecretString=json.dumps(stored))["ARN"]
+    wanted = {**dynamic_config(lab.cluster()), "maximum_lag_on_failover": 2097152}
+    target = {"urls": ["https://127.0.0.1:1", *(f"https://{a}:{lab.ports.restapi}" for a in lab.addresses)],
+              "caCert": (lab.admin_dir / "ca.crt").read_text(), "dynamicConfig": wanted,
+              "user": lab.users.restapi, "passwordKey": SECRET_JSON_KEYS.restapi}
+    event = {"host": lab.leader().host, "port": lab.ports.postgres, "database": DATABASE, "secretArn": arn,
+             "sslmode": "require", "patroni": target}
+    try:
+        result = handler(event)
+        assert result["applied"] == [] and result["alreadyApplied"], "lab up applied the schema"
+        assert result["patroniConfigChanged"] == ["maximum_lag_on_failover"]
+        wait_for("the stack's value in etcd", lambda: lab.dynamic_config()["maximum_lag_on_failover"] == 2097152)
+        # a wrong REST API password changes nothing and says which member refused it
+        wrong = client.create_secret(Name="pgha-lab-wrong", SecretString=json.dumps(
+            {**stored, SECRET_JSON_KEYS.restapi: "not-it"}))["ARN"]
+        with pytest.raises(DynamicConfigError, match=rf"https://{lab.addresses[0]}:8008: HTTP 401"):
+            patroni_dynamic_config({**target, "dynamicConfig": {**wanted, "maximum_lag_on_failover": 1}}, wrong)
+        assert lab.dynamic_config()["maximum_lag_on_failover"] == 2097152
+        assert secrets.restapi not in capsys.readouterr().out
+    finally:
+        lab.reconcile_dynamic_config()
+    wait_for("the template's value back", lambda: lab.dynamic_config()["maximum_lag_on_failover"]
+             == dynamic_config(lab.cluster())["maximum_lag_on_failover"])
 
 
 def test_lab_nodes_booted_through_the_node_bootstrap_with_tls_everywhere(lab: Lab) -> None:

@@ -100,16 +100,18 @@ def test_nlb_health_checks_patronis_rest_api(plan: Plan) -> None:
 def test_security_groups_open_only_what_is_needed(plan: Plan) -> None:
     nodes, nlb = part(plan, "nodes-sg"), part(plan, "nlb-sg")
     node_id, nlb_id = f"sg-{_id(nodes)}", f"sg-{_id(nlb)}"
+    hook_id = f"sg-{_id(plan.get(f'pgha-{plan.stack}-schema-sg'))}"
     ingress = [r.inputs for r in plan.of_type(INGRESS)]
     on_nodes = [r for r in ingress if r["securityGroupId"] == node_id]
     assert {(r["fromPort"], r.get("referencedSecurityGroupId")) for r in on_nodes} == {
         (5432, nlb_id), (8008, nlb_id), (5432, node_id), (8008, node_id), (2379, node_id), (2380, node_id),
+        (8008, hook_id),  # the post-deploy hook sets Patroni's dynamic config through the REST API
     }
-    assert not any("cidrIpv4" in r for r in on_nodes), "nodes are reached only through the NLB or by members"
+    assert not any("cidrIpv4" in r for r in on_nodes), "nodes are reached only through the NLB, members or the hook"
     on_nlb = [r for r in ingress if r["securityGroupId"] == nlb_id]
     assert {r["fromPort"] for r in on_nlb} == {5432, 5433}
     assert {r.get("cidrIpv4") for r in on_nlb if "cidrIpv4" in r} == {"10.40.0.0/16"}
-    assert any(r.get("referencedSecurityGroupId") == f"sg-{_id(plan.get(f'pgha-{plan.stack}-schema-sg'))}"
+    assert any(r.get("referencedSecurityGroupId") == hook_id
                for r in on_nlb if r["fromPort"] == 5432), "the schema hook reaches the writer listener"
     for rule in ingress:
         assert rule.get("cidrIpv4") != "0.0.0.0/0" and rule["fromPort"] != 22
@@ -470,3 +472,42 @@ def test_nlb_is_deletion_protected_with_protection_and_backup_access_is_logged(p
     assert sse["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
     policy = json.loads(plan.get(f"pgha-{plan.stack}-patroni-backup-logs-policy").inputs["policy"])
     assert {s["Sid"] for s in policy["Statement"]} == {"S3ServerAccessLogs", "DenyPlainHttp"}
+
+
+def test_post_deploy_hook_keeps_patronis_dynamic_config_at_what_the_nodes_render(plan: Plan) -> None:
+    """bootstrap.dcs counts only when a cluster is created: the hook carries it to the running one."""
+    invocation = plan.get(f"pgha-{plan.stack}-schema-apply")
+    target = json.loads(invocation.inputs["input"])["patroni"]
+    assert target["urls"] == [f"https://{node.address}:8008" for node in node_file(plan).cluster.nodes]
+    assert target["dynamicConfig"] == rendered_patroni(plan)["bootstrap"]["dcs"]
+    # the CA the nodes' certificates chain to (from their TLS secrets); the password by its key in the secret
+    tls = json.loads(plan.get(f"pgha-{plan.stack}-patroni-1-tls-v").inputs["secretString"].value)
+    assert target["caCert"] == tls["ca"] and "BEGIN CERTIFICATE" in tls["ca"]
+    credentials = json.loads(plan.get(f"pgha-{plan.stack}-patroni-credentials-v").inputs["secretString"].value)
+    assert target["passwordKey"] in credentials and target["user"] == rendered_patroni(plan)["restapi"][
+        "authentication"]["username"]
+    # the hook reaches the REST API (out of its group, into the nodes' group) before it is invoked
+    hook_sg, node_sg = plan.get(f"pgha-{plan.stack}-schema-sg"), part(plan, "nodes-sg")
+    into_nodes = plan.get(f"pgha-{plan.stack}-restapi-from-schema-hook")
+    assert (into_nodes.inputs["securityGroupId"], into_nodes.inputs["referencedSecurityGroupId"],
+            into_nodes.inputs["fromPort"]) == (f"sg-{_id(node_sg)}", f"sg-{_id(hook_sg)}", 8008)
+    out_of_hook = plan.get(f"pgha-{plan.stack}-schema-to-8008")
+    assert out_of_hook.type == EGRESS and out_of_hook.inputs["securityGroupId"] == f"sg-{_id(hook_sg)}"
+    assert out_of_hook.inputs["cidrIpv4"] == node_file(plan).cluster.client_cidrs[0], "inside the VPC only"
+    assert {into_nodes.urn, out_of_hook.urn} <= set(invocation.dependencies)
+
+
+def test_a_changed_patroni_setting_re_runs_the_hook_with_the_new_value() -> None:
+    before = run_program("dev", PATRONI).get("pgha-dev-schema-apply")
+    after = run_program("dev", {**PATRONI, "patroni": '{"ttl": 26, "loopWait": 3}'}).get("pgha-dev-schema-apply")
+    assert after.inputs["triggers"]["patroniConfig"] != before.inputs["triggers"]["patroniConfig"]
+    assert after.inputs["triggers"]["migrationsHash"] == before.inputs["triggers"]["migrationsHash"]
+    sent = json.loads(after.inputs["input"])["patroni"]["dynamicConfig"]
+    assert (sent["ttl"], sent["loop_wait"]) == (26, 3)
+
+
+def test_rds_hook_has_no_patroni_target(dev_plan: Plan) -> None:
+    invocation = dev_plan.get("pgha-dev-schema-apply")
+    assert "patroni" not in json.loads(invocation.inputs["input"])
+    assert "patroniConfig" not in invocation.inputs["triggers"]
+    assert not [r for r in dev_plan.resources if "restapi" in r.name]

@@ -252,6 +252,8 @@ def _computed_state(args: Any) -> dict[str, Any]:
         state.update(id=f"lt-{_fake_id(args.name)}", latestVersion=1)
     elif args.typ == "aws:lambda/invocation:Invocation":
         state.update(result=json.dumps({"applied": [], "alreadyApplied": []}))
+    elif args.typ in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
+        state.update(certPem=f"-----BEGIN CERTIFICATE-----\nmock {args.name}\n-----END CERTIFICATE-----\n")
     elif args.typ == "random:index/randomPassword:RandomPassword":
         # at least as long as asked for, like the real provider
         padding = hashlib.sha256(args.name.encode()).hexdigest() * 4

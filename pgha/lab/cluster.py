@@ -43,6 +43,7 @@ from pgha.local import (
 )
 from pgha.node.bootstrap import ENV_FILE, read_env_file
 from pgha.node.config import AwsAccess, NodeConfig
+from pgha.node.dynamic_config import apply_dynamic_config, changed_keys
 from pgha.node.render import (
     SECRET_JSON_KEYS,
     BackupRepo,
@@ -52,6 +53,7 @@ from pgha.node.render import (
     PatroniTiming,
     Ports,
     Users,
+    dynamic_config,
 )
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -245,20 +247,21 @@ class Lab:
         """
         timing.validate()
         old = self.timing
-        running = bool(self.members())
-        changed = False
-        if running:
-            current = self.dynamic_config()
-            wanted = asdict(timing)
-            if any(current.get(key) != value for key, value in wanted.items()):
-                _http_json(f"https://{self.addresses[0]}:{self.ports.restapi}/config", method="PATCH", body=wanted,
-                           auth=(self.users.restapi, self.secrets().restapi), timeout=10,
-                           context=self.tls_context())
-                changed = True
-                if settle:
-                    time.sleep(old.loop_wait + timing.loop_wait + 1)
+        changed = bool(self.members()) and bool(self.reconcile_dynamic_config(asdict(timing)))
+        if changed and settle:
+            time.sleep(old.loop_wait + timing.loop_wait + 1)
         self._remember_timing(timing)
         return changed
+
+    def reconcile_dynamic_config(self, wanted: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Bring the running cluster's dynamic config (in etcd) to ``wanted``, by default to everything the
+        template declares under ``bootstrap.dcs`` (which Patroni reads only when it creates a cluster).
+        Returns what was changed."""
+        return apply_dynamic_config(
+            [f"https://{address}:{self.ports.restapi}" for address in self.addresses],
+            dynamic_config(self.cluster()) if wanted is None else wanted,
+            auth=(self.users.restapi, self.secrets().restapi), context=self.tls_context(),
+        )
 
     # --- secrets --------------------------------------------------------------------------
 
@@ -530,7 +533,8 @@ class Lab:
 
         ``timing`` (validated first: nothing starts on timing Patroni would adjust) becomes the lab's and is
         remembered in the lab directory; without it the remembered timing (else LAB_TIMING) is used. On a
-        lab that already runs, a new timing is applied through Patroni's dynamic config (:meth:`set_timing`).
+        lab that already runs, a new timing, like every other ``bootstrap.dcs`` setting of the template, is applied
+        through Patroni's dynamic config (:meth:`reconcile_dynamic_config`).
         """
         if timing is not None:
             timing.validate()
@@ -541,7 +545,7 @@ class Lab:
             self._remember_timing(timing)
         if moto and all(pid for node in state.values() for pid in node.values()):
             self.report("lab already running")
-            self._apply_timing()
+            self._reconcile()
             return self.status()
         started_any = any(pid for node in state.values() for pid in node.values())
         bindir = postgres_bindir() if started_any else self.check_prerequisites()
@@ -571,16 +575,14 @@ class Lab:
         # post_bootstrap creates the stanza on a new cluster; a restarted moto starts with an empty bucket
         self._pgbackrest(self.leader().name, "stanza-create")
         self._apply_schema()
-        self._apply_timing()
+        self._reconcile()
         return self.status()
 
-    def _apply_timing(self) -> None:
-        """Bring the running cluster's dynamic config to the lab's timing (bootstrap.dcs only counts at the
-        cluster's first start, so a changed timing goes through PATCH /config)."""
-        timing = self.timing
-        if self.set_timing(timing, settle=False):
-            self.report(f"applied ttl {timing.ttl}, loop_wait {timing.loop_wait}, retry_timeout "
-                        f"{timing.retry_timeout} through Patroni's dynamic config (PATCH /config)")
+    def _reconcile(self) -> None:
+        """Apply what the template declares (timing included) to the running cluster's dynamic config."""
+        changed = self.reconcile_dynamic_config()
+        if changed:
+            self.report("applied to Patroni's dynamic config (PATCH /config): " + ", ".join(changed_keys(changed)))
 
     def _validate(self, cluster: ClusterSpec, python: str) -> None:
         """Check every rendered patroni.yml with ``patroni --validate-config`` (needs etcd up)."""

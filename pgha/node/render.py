@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import jinja2
+import yaml
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "patroni"
 
@@ -167,6 +169,12 @@ def render_patroni(cluster: ClusterSpec, node: NodeSpec) -> str:
     """The node's ``patroni.yml``. Raises TimingError for timing Patroni would adjust."""
     cluster.timing.validate()
     return _environment().get_template("patroni.yml.j2").render(cluster=cluster, node=node)
+
+
+def dynamic_config(cluster: ClusterSpec) -> dict[str, Any]:
+    """The cluster-wide settings the template declares under ``bootstrap.dcs`` (ttl, synchronous_mode,
+    PostgreSQL parameters, ...): what :mod:`pgha.node.dynamic_config` keeps a running cluster at."""
+    return yaml.safe_load(render_patroni(cluster, cluster.nodes[0]))["bootstrap"]["dcs"]
 
 
 def render_etcd(cluster: ClusterSpec, node: NodeSpec, state: str = "new") -> str:

@@ -5,14 +5,21 @@ RDS-managed Secrets Manager secret named in the event; it is never logged or ret
 application login roles listed in ``logins`` (``[{"secretArn", "memberOf"}]``) are created or
 updated with the passwords of their secrets (see :mod:`pgha.schema.logins`). A failed migration
 raises, which fails the invocation and so fails ``pulumi up``.
+
+On the Patroni engine the event also carries ``patroni`` (``urls``, ``caCert``, ``dynamicConfig``,
+``user``, ``passwordKey``): the cluster's dynamic config is then brought to what the stack declares
+through a member's REST API (see :mod:`pgha.node.dynamic_config`), with the REST API password read
+from the same secret.
 """
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import replace
 from typing import Any
 
-from pgha.connect import ConnectionSettings, connect, resolve, secret_credentials, wait_for_writer
+from pgha.connect import ConnectionSettings, connect, resolve, secret_credentials, secret_json, wait_for_writer
+from pgha.node.dynamic_config import DynamicConfigError, apply_dynamic_config, changed_keys
 from pgha.schema.logins import LoginSpec, ensure_logins
 from pgha.schema.migrate import Timeouts, migrate
 
@@ -50,10 +57,25 @@ def handler(event: dict[str, Any], _context: Any = None) -> dict[str, Any]:
         ensured = ensure_logins(conn, logins, report=print)
     finally:
         conn.close()
-    return {
+    outcome = {
         "applied": result.applied,
         "alreadyApplied": result.already_applied,
         "migrationsHash": result.hash,
         "notices": result.notices,
         "logins": ensured,
     }
+    if "patroni" in event:
+        outcome["patroniConfigChanged"] = patroni_dynamic_config(event["patroni"], event["secretArn"])
+    return outcome
+
+
+def patroni_dynamic_config(target: dict[str, Any], secret_arn: str) -> list[str]:
+    """Bring the Patroni cluster's dynamic config to ``target["dynamicConfig"]``; the settings it changed."""
+    password = secret_json(secret_arn).get(target["passwordKey"])
+    if not password:
+        raise DynamicConfigError(f"secret {secret_arn} has no {target['passwordKey']!r} for the REST API")
+    context = ssl.create_default_context(cadata=target["caCert"])
+    changed = changed_keys(apply_dynamic_config(target["urls"], target["dynamicConfig"],
+                                                auth=(target["user"], password), context=context))
+    print(f"Patroni dynamic config: {', '.join(changed) if changed else 'already as declared'}")
+    return changed
