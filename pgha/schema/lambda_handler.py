@@ -25,7 +25,8 @@ from pgha.schema.migrate import Timeouts, migrate
 
 
 def handler(event: dict[str, Any], _context: Any = None) -> dict[str, Any]:
-    """Apply pending migrations to the writer named in ``event``; return what was applied.
+    """Apply pending migrations to the writer named in ``event`` (and on Patroni, its dynamic config);
+    return what was applied.
 
     Optional ``lockTimeout`` / ``statementTimeout`` (seconds; 0 = no limit) override the
     runner's defaults (5 s / none).
