@@ -13,7 +13,7 @@ import pytest
 
 from pgha.connect import connect
 from pgha.drill.engine import DrillResult, Targets, run_drill
-from pgha.drill.lab import LabDrill, healthy
+from pgha.drill.lab import BASELINE_S, LabDrill, healthy
 from pgha.drill.report import write_report
 from pgha.lab.cluster import Lab, LabError
 
@@ -63,6 +63,11 @@ def test_kill_leader_elects_a_new_leader_and_the_old_one_rejoins_rewound(lab: La
     assert checks(result)[f"{old} rejoined as a streaming replica"]
     assert rnd.facts["old_leader_rewound"] is True, "a killed leader comes back through pg_rewind"
     assert rnd.lost == []
+    # the kill waited a random part of a loop_wait after the baseline, so rounds hit any phase of Patroni's loop
+    delay = rnd.facts["fault_phase_delay_s"]
+    assert 0 <= delay <= lab.timing.loop_wait
+    killed_at = next(e.at for e in rnd.events if e.name == "fault injected")
+    assert killed_at - rnd.commits[0].at >= BASELINE_S + delay - 0.5
 
 
 def test_kill_leader_with_reclone_brings_the_old_leader_back_without_pg_rewind(lab: Lab) -> None:

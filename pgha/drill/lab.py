@@ -9,6 +9,7 @@ as it found it (three members, one leader, streaming replicas) or says what it c
 from __future__ import annotations
 
 import contextlib
+import random
 import re
 import shutil
 import subprocess
@@ -212,7 +213,12 @@ class LabDrill:
         probe.start()
         watcher = MemberWatcher(self.lab, rnd, old_leader, watched=victim).start()
         try:
-            time.sleep(BASELINE_S)
+            # The fault lands at a random point of Patroni's HA loop. Drills repeated at a steady pace would
+            # otherwise hit the same phase every round and bias the RTO one way: a node loss costs ttl minus
+            # the time since the leader key's last renewal, a crash the time to the next loop.
+            delay = random.uniform(0, self.lab.timing.loop_wait)
+            rnd.facts["fault_phase_delay_s"] = round(delay, 3)
+            time.sleep(BASELINE_S + delay)
             fault()
             recover(watcher)
             writes_seen = len(probe.report.commits)
