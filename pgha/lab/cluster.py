@@ -55,6 +55,7 @@ from pgha.node.render import (
     Users,
     dynamic_config,
 )
+from pgha.node.rest import call_json
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 #: Where the lab lives when the project directory is out of the service user's reach (e.g. under /root).
@@ -126,24 +127,6 @@ class Member:
     state: str
     timeline: int | None
     lag: int | str | None
-
-
-def _http_json(url: str, timeout: float = 2.0, method: str = "GET", body: dict | None = None,
-               auth: tuple[str, str] | None = None, context: ssl.SSLContext | None = None) -> Any:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    if auth:
-        import base64
-
-        request.add_header("Authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
-    with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
-        text = response.read().decode()
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 class Lab:
@@ -228,7 +211,7 @@ class Lab:
         context = self.tls_context()
         for host in [address] if address else self.addresses:
             try:
-                return _http_json(f"https://{host}:{self.ports.restapi}{path}", context=context)
+                return call_json(f"https://{host}:{self.ports.restapi}{path}", context=context)
             except (OSError, ValueError):
                 continue
         raise LabError(f"no member answers GET {path}: is the lab running? (`pgha lab up`)")
@@ -620,7 +603,7 @@ class Lab:
         try:
             context = self.tls_context()
             return all(
-                str(_http_json(f"https://{a}:{self.ports.etcd_client}/health", context=context).get("health"))
+                str(call_json(f"https://{a}:{self.ports.etcd_client}/health", context=context).get("health"))
                 == "true"
                 for a in self.addresses
             )
@@ -635,7 +618,7 @@ class Lab:
             return []
         for address in self.addresses:
             try:
-                data = _http_json(f"https://{address}:{self.ports.restapi}/cluster", context=context)
+                data = call_json(f"https://{address}:{self.ports.restapi}/cluster", context=context)
             except (OSError, ValueError):
                 continue
             return [
@@ -723,7 +706,7 @@ class Lab:
         leader = self.leader()
         body = {"leader": leader.name, **({"candidate": candidate} if candidate else {})}
         secret = self.secrets().restapi
-        _http_json(f"https://{leader.host}:{self.ports.restapi}/switchover", method="POST", body=body,
+        call_json(f"https://{leader.host}:{self.ports.restapi}/switchover", method="POST", body=body,
                    auth=(self.users.restapi, secret), timeout=30, context=self.tls_context())
         self._wait(f"a leader other than {leader.name}", lambda: self._leads_instead_of(leader.name), timeout,
                    ("etcd", "patroni"))

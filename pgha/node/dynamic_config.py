@@ -11,13 +11,12 @@ Standard library only: the post-deploy hook runs it inside the VPC, in AWS Lambd
 
 from __future__ import annotations
 
-import base64
-import json
 import ssl
 import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from typing import Any
+
+from pgha.node.rest import call_json
 
 
 class DynamicConfigError(RuntimeError):
@@ -52,17 +51,6 @@ def changed_keys(patch: dict[str, Any], prefix: str = "") -> list[str]:
     return names
 
 
-def _request(url: str, context: ssl.SSLContext, auth: tuple[str, str] | None = None,
-             body: dict[str, Any] | None = None, timeout: float = 10.0) -> Any:
-    request = urllib.request.Request(url, method="GET" if body is None else "PATCH",
-                                     data=None if body is None else json.dumps(body).encode())
-    request.add_header("Content-Type", "application/json")
-    if auth:
-        request.add_header("Authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
-    with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
-        return json.loads(response.read().decode() or "{}")
-
-
 def apply_dynamic_config(urls: Sequence[str], wanted: dict[str, Any], auth: tuple[str, str],
                          context: ssl.SSLContext, timeout: float = 10.0) -> dict[str, Any]:
     """Make the cluster's dynamic config hold ``wanted``; return what was changed ({} when nothing was).
@@ -75,9 +63,12 @@ def apply_dynamic_config(urls: Sequence[str], wanted: dict[str, Any], auth: tupl
     for url in urls:
         base = url.rstrip("/")
         try:
-            patch = config_patch(_request(f"{base}/config", context, timeout=timeout), wanted)
+            current = call_json(f"{base}/config", timeout=timeout, context=context)
+            if not isinstance(current, dict):
+                raise ValueError(f"GET /config answered {str(current)[:80]!r}, not a JSON object")
+            patch = config_patch(current, wanted)
             if patch:
-                _request(f"{base}/config", context, auth=auth, body=patch, timeout=timeout)
+                call_json(f"{base}/config", timeout=timeout, method="PATCH", body=patch, auth=auth, context=context)
             return patch
         except urllib.error.HTTPError as err:
             problems.append(f"{base}: HTTP {err.code} {err.reason}")
