@@ -55,7 +55,7 @@ from pgha.drill.compare import (
 from pgha.drill.engine import DrillResult, Round, Targets, run_drill
 from pgha.drill.lab import REJOIN_WAYS, LabDrill
 from pgha.drill.report import render_comparison_png, write_report
-from pgha.lab.cluster import LAB_TIMING, Lab
+from pgha.lab.cluster import LAB_TIMING, Lab, removed_on_exit
 from pgha.node.render import PatroniTiming
 
 TIMINGS = {"tuned": LAB_TIMING, "defaults": PatroniTiming(ttl=30, loop_wait=10, retry_timeout=10)}
@@ -380,31 +380,30 @@ def main() -> int:
                             "timings": {k: asdict(v) for k, v in TIMINGS.items()},
                             "fill_s": [], "filled_mb": [], "steady_s": [],
                             "database_mb_before_rejoin": {}, "notes": [], **{part: [] for part in PARTS}}
-    try:
-        say(f"lab up in {root} on {', '.join(lab.addresses)}")
-        lab.up(timing=TIMINGS["tuned"])
-        with lab.drill_lock():
-            losses = [part for part in LOSSES if part in parts]
-            if losses:
-                for number, side in interleave(tuple(TIMINGS), args.rounds):
-                    if lab.set_timing(TIMINGS[side]):
-                        say(f"dynamic config now {asdict(TIMINGS[side])} ({side})")
-                    for part in losses:
-                        data[part].append(one_round(lab, LOSSES[part], side, number, args.drill_reports))
-                lab.set_timing(TIMINGS["tuned"])
-            if "switchover" in parts:
-                for number in range(1, args.rounds + 1):
-                    data["switchover"].append(one_round(lab, "switchover", "tuned", number, args.drill_reports))
-            if "rejoin" in parts:
-                for size in [args.data_mb] + ([args.large_mb] if args.large_mb else []):
-                    rejoin_rounds(lab, data, size, args)
-    except Exception as err:  # the reports still say what was measured, and why it stopped
-        data["notes"].append(f"stopped early: {type(err).__name__}: {err}")
-        say(data["notes"][-1])
-    finally:
-        data["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-        if not args.keep:
-            lab.down(purge=True)
+    with removed_on_exit(lab, keep=args.keep):
+        try:
+            say(f"lab up in {root} on {', '.join(lab.addresses)}")
+            lab.up(timing=TIMINGS["tuned"])
+            with lab.drill_lock():
+                losses = [part for part in LOSSES if part in parts]
+                if losses:
+                    for number, side in interleave(tuple(TIMINGS), args.rounds):
+                        if lab.set_timing(TIMINGS[side]):
+                            say(f"dynamic config now {asdict(TIMINGS[side])} ({side})")
+                        for part in losses:
+                            data[part].append(one_round(lab, LOSSES[part], side, number, args.drill_reports))
+                    lab.set_timing(TIMINGS["tuned"])
+                if "switchover" in parts:
+                    for number in range(1, args.rounds + 1):
+                        data["switchover"].append(one_round(lab, "switchover", "tuned", number, args.drill_reports))
+                if "rejoin" in parts:
+                    for size in [args.data_mb] + ([args.large_mb] if args.large_mb else []):
+                        rejoin_rounds(lab, data, size, args)
+        except Exception as err:  # the reports still say what was measured, and why it stopped
+            data["notes"].append(f"stopped early: {type(err).__name__}: {err}")
+            say(data["notes"][-1])
+        finally:
+            data["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     met = write_reports(args.out, data)
     print((args.out / "bench.md").read_text())
     return 0 if met and not data["notes"] else 1

@@ -34,7 +34,7 @@ from pgha.drill.engine import Targets, run_drill
 from pgha.drill.lab import LabDrill, _wait, healthy
 from pgha.drill.probe import WriteProbe, missing_acknowledged
 from pgha.drill.report import render_comparison_png, write_report
-from pgha.lab.cluster import Lab, LabError
+from pgha.lab.cluster import Lab, LabError, removed_on_exit
 
 MIX = ("switchover", "kill-leader", "crash-leader", "freeze-leader", "kill-replica", "etcd-member-loss")
 SOAK_TABLE = "pgha_soak_probe"
@@ -119,54 +119,54 @@ def main() -> int:
     data: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat(timespec="seconds"), "planned": args.drills,
                             "lab_addresses": list(lab.addresses), "drills": [], "stopped": None}
     soak: WriteProbe | None = None
-    try:
-        say(f"lab up in {root} on {', '.join(lab.addresses)}")
-        lab.up()
-        data["timing"] = asdict(lab.timing)
-        soak = WriteProbe(lab.settings(), interval=0.1, table=SOAK_TABLE)
-        soak.prepare()
-        soak.start()
-        with lab.drill_lock():
-            for n in range(1, args.drills + 1):
-                scenario = MIX[(n - 1) % len(MIX)]
-                result = run_drill(LabDrill(lab, scenario), 1, Targets(), say=say,
-                                   settings={"soak": n, "timing": data["timing"]})
-                if args.drill_reports:
-                    write_report(result, args.drill_reports)
-                rnd = result.rounds[0] if result.rounds else None
-                passed, reasons = result.verdict()
-                state = cluster_state(lab)
-                soak_lost = missing_acknowledged(lab.settings(), soak.report.acknowledged, SOAK_TABLE)
-                row = {"n": n, "scenario": scenario, "rto_s": rnd.rto_s if rnd else None,
-                       "lost_commits": len(rnd.lost) if rnd else 0, "lost_ids": rnd.lost[:50] if rnd else [],
-                       "soak_probe_lost": len(soak_lost), "passed": passed, "reasons": reasons,
-                       "cluster_after": state, "leader_after": (rnd.facts.get("leader_after") if rnd else None)}
-                data["drills"].append(row)
-                say(f"drill {n}/{args.drills} {scenario}: RTO {fmt(row['rto_s'], ' s')}, lost {row['lost_commits']}"
-                    f" (soak probe {len(soak_lost)}), {'passed' if passed else 'FAILED'}, "
-                    f"{'healthy' if state['healthy'] else 'UNHEALTHY: ' + '; '.join(state['problems'])}")
-                if row["lost_commits"] or soak_lost:
-                    ids = (row["lost_ids"] or soak_lost)[:20]
-                    data["stopped"] = (f"drill {n} ({scenario}) lost {row['lost_commits']} commits of its probe and "
-                                       f"{len(soak_lost)} of the soak probe (ids {ids})")
-                    data["evidence"] = evidence(lab)
-                    break
-    except Exception as err:  # the report still says what was measured, and why it stopped
-        data["stopped"] = f"stopped early: {type(err).__name__}: {err}"
-        say(data["stopped"])
-    finally:
-        if soak is not None:
-            report = soak.stop()
-            try:
-                lost = missing_acknowledged(lab.settings(), report.acknowledged, SOAK_TABLE)
-            except Exception as err:  # the lab may be gone; say so instead of guessing
-                lost, data["soak_probe_error"] = [], str(err)
-            data["soak_probe"] = {"acknowledged": len(report.acknowledged), "lost": lost[:100],
-                                  "longest_gap_s": round(report.longest_outage, 3)}
-        else:
-            data["soak_probe"] = {"acknowledged": 0, "lost": [], "longest_gap_s": None}
-        data["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-        lab.down(purge=True)
+    with removed_on_exit(lab):
+        try:
+            say(f"lab up in {root} on {', '.join(lab.addresses)}")
+            lab.up()
+            data["timing"] = asdict(lab.timing)
+            soak = WriteProbe(lab.settings(), interval=0.1, table=SOAK_TABLE)
+            soak.prepare()
+            soak.start()
+            with lab.drill_lock():
+                for n in range(1, args.drills + 1):
+                    scenario = MIX[(n - 1) % len(MIX)]
+                    result = run_drill(LabDrill(lab, scenario), 1, Targets(), say=say,
+                                       settings={"soak": n, "timing": data["timing"]})
+                    if args.drill_reports:
+                        write_report(result, args.drill_reports)
+                    rnd = result.rounds[0] if result.rounds else None
+                    passed, reasons = result.verdict()
+                    state = cluster_state(lab)
+                    soak_lost = missing_acknowledged(lab.settings(), soak.report.acknowledged, SOAK_TABLE)
+                    row = {"n": n, "scenario": scenario, "rto_s": rnd.rto_s if rnd else None,
+                           "lost_commits": len(rnd.lost) if rnd else 0, "lost_ids": rnd.lost[:50] if rnd else [],
+                           "soak_probe_lost": len(soak_lost), "passed": passed, "reasons": reasons,
+                           "cluster_after": state, "leader_after": (rnd.facts.get("leader_after") if rnd else None)}
+                    data["drills"].append(row)
+                    say(f"drill {n}/{args.drills} {scenario}: RTO {fmt(row['rto_s'], ' s')}, lost {row['lost_commits']}"
+                        f" (soak probe {len(soak_lost)}), {'passed' if passed else 'FAILED'}, "
+                        f"{'healthy' if state['healthy'] else 'UNHEALTHY: ' + '; '.join(state['problems'])}")
+                    if row["lost_commits"] or soak_lost:
+                        ids = (row["lost_ids"] or soak_lost)[:20]
+                        data["stopped"] = (f"drill {n} ({scenario}) lost {row['lost_commits']} commits of its probe "
+                                           f"and {len(soak_lost)} of the soak probe (ids {ids})")
+                        data["evidence"] = evidence(lab)
+                        break
+        except Exception as err:  # the report still says what was measured, and why it stopped
+            data["stopped"] = f"stopped early: {type(err).__name__}: {err}"
+            say(data["stopped"])
+        finally:
+            if soak is not None:
+                report = soak.stop()
+                try:
+                    lost = missing_acknowledged(lab.settings(), report.acknowledged, SOAK_TABLE)
+                except Exception as err:  # the lab may be gone; say so instead of guessing
+                    lost, data["soak_probe_error"] = [], str(err)
+                data["soak_probe"] = {"acknowledged": len(report.acknowledged), "lost": lost[:100],
+                                      "longest_gap_s": round(report.longest_outage, 3)}
+            else:
+                data["soak_probe"] = {"acknowledged": 0, "lost": [], "longest_gap_s": None}
+            data["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     data.setdefault("timing", None)
     data["per_scenario"] = summarize_soak(data["drills"])
     data["passed"] = (not data["stopped"] and len(data["drills"]) == args.drills and not data["soak_probe"]["lost"]

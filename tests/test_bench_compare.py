@@ -4,6 +4,7 @@ and `pgha lab up` refusing timing Patroni would adjust (no lab needed)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -81,3 +82,22 @@ def test_the_lab_remembers_its_timing_and_defaults_to_the_tuned_one(tmp_path: Pa
     assert again.timing == chosen and again.cluster().timing == chosen  # restarts render it into bootstrap.dcs
     (tmp_path / "timing.json").write_text('{"ttl": 10, "loop_wait": 2, "retry_timeout": 5}')
     assert Lab(root=tmp_path, report=lambda _line: None).timing == LAB_TIMING, "a broken file is not used"
+
+
+def test_a_killed_benchmark_still_removes_its_lab(tmp_path: Path) -> None:
+    """SIGTERM (a CI timeout, `kill`) must reach the lab's removal, not leave the lab running; a second
+    SIGTERM during the removal must not cut it short."""
+    removed = tmp_path / "lab removed"
+    script = ("import os, signal, time\n"
+              "from pgha.lab.cluster import removed_on_exit\n"
+              "class FakeLab:\n"
+              "    def down(self, purge):\n"
+              "        os.kill(os.getpid(), signal.SIGTERM); time.sleep(0.5)\n"
+              f"        open({str(removed)!r}, 'w').write(str(purge))\n"
+              "with removed_on_exit(FakeLab()):\n"
+              "    print('ready', flush=True); time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=PROJECT_DIR, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    assert removed.read_text() == "True", "the lab's removal ran to its end, with its data"

@@ -112,6 +112,24 @@ def _as_service_user() -> dict[str, Any]:
     return {"user": uid, "group": gid, "extra_groups": []}
 
 
+@contextlib.contextmanager
+def removed_on_exit(lab: Lab, keep: bool = False) -> Iterator[Lab]:
+    """Run a throwaway lab's work, then stop and remove the lab (unless ``keep``): on success, on an error and
+    on SIGTERM (a CI timeout, ``kill``), which raises SystemExit meanwhile. Killed without this, a benchmark
+    left its lab on the addresses the next run needs ("ports in use"). SIGTERM is ignored while the lab is
+    being removed, so a second one cannot cut the removal short."""
+    previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(128 + signal.SIGTERM))
+    try:
+        yield lab
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            if not keep:
+                lab.down(purge=True)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
 class LabError(RuntimeError):
     """The lab could not do what was asked; the message says why and what to do."""
 
