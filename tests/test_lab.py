@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -16,8 +18,16 @@ from moto import mock_aws
 
 from pgha.connect import ConnectionSettings, connect
 from pgha.drill.probe import WriteProbe, missing_acknowledged
-from pgha.lab.cluster import DATABASE, LAB_TIMING, Lab, LabError
-from pgha.local import as_service_user, free_port, give_to_service_user, port_in_use, postgres_bindir
+from pgha.lab.cluster import CLUSTER_NAME, DATABASE, LAB_TIMING, Lab, LabError
+from pgha.local import (
+    as_service_user,
+    free_port,
+    give_to_service_user,
+    port_in_use,
+    postgres_bindir,
+    running_as_root,
+    service_user_ids,
+)
 from pgha.node.dynamic_config import DynamicConfigError, config_patch
 from pgha.node.render import SECRET_JSON_KEYS, dynamic_config
 from pgha.schema.lambda_handler import handler, patroni_dynamic_config
@@ -285,6 +295,29 @@ def test_backup_to_s3_on_moto_and_point_in_time_restore(lab: Lab) -> None:
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+def test_backup_waits_while_the_asynchronous_archiver_holds_the_stanza_lock(lab: Lab) -> None:
+    """stanza-create needs the archive lock that pgBackRest's async archiver takes whenever it pushes WAL
+    (`make up` after a moto restart collided with it): the lab's backup waits the lock out."""
+    leader = lab.leader().name
+    pgbackrest_dir = lab.node_dir(leader) / "pgbackrest"
+    lock = pgbackrest_dir / "lock" / f"{CLUSTER_NAME}-archive.lock"
+    log = pgbackrest_dir / "log" / f"{CLUSTER_NAME}-stanza-create.log"
+    refusals_before = log.read_text().count("[050]") if log.exists() else 0
+    descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o640)
+    if running_as_root():
+        os.chown(lock, *service_user_ids())
+    fcntl.flock(descriptor, fcntl.LOCK_EX)  # as pgBackRest's own lock does
+    releaser = threading.Timer(3.0, lambda: fcntl.flock(descriptor, fcntl.LOCK_UN))
+    releaser.start()
+    try:
+        label = lab.backup("incr")
+    finally:
+        releaser.join()
+        os.close(descriptor)
+    assert label.endswith(("I", "F"))
+    assert log.read_text().count("[050]") > refusals_before
 
 
 def _archived_past(lab: Lab, target: object) -> bool:

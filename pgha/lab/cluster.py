@@ -574,7 +574,7 @@ class Lab:
                             self._node_environment(node.name))
         self._wait("a leader, a synchronous standby and a replica", self._cluster_formed, timeout, ("etcd", "patroni"))
         # post_bootstrap creates the stanza on a new cluster; a restarted moto starts with an empty bucket
-        self._pgbackrest(self.leader().name, "stanza-create")
+        self._stanza_create(self.leader().name)
         self._apply_schema()
         self._reconcile()
         return self.status()
@@ -810,20 +810,27 @@ class Lab:
 
     def _pgbackrest(self, node: str, *args: str) -> str:
         """Run pgBackRest with a node's configuration as the service user; its stdout, or LabError."""
-        command = ["pgbackrest", f"--config={self.node_dir(node) / 'pgbackrest.conf'}", f"--stanza={CLUSTER_NAME}",
-                   *args]
+        return self._backup_tool(node, ["pgbackrest", f"--config={self.node_dir(node) / 'pgbackrest.conf'}",
+                                        f"--stanza={CLUSTER_NAME}", *args], f"pgbackrest {' '.join(args)}")
+
+    def _stanza_create(self, node: str) -> None:
+        """Create (or check) the backup stanza with the node's own stanza-create.sh, as EC2's units do."""
+        self._backup_tool(node, [str(self.node_dir(node) / "stanza-create.sh")], "stanza-create.sh")
+
+    def _backup_tool(self, node: str, command: list[str], what: str) -> str:
+        """Run a pgBackRest command line as the service user with the node's repository keys."""
         env = {**_BASE_ENV, "HOME": str(self.node_dir(node)),
                **{k: v for k, v in self._node_environment(node).items() if k.startswith("PGBACKREST_")}}
         result = subprocess.run(command, capture_output=True, text=True, check=False, env=env, timeout=600,
                                 cwd=self.node_dir(node), **_as_service_user())
         if result.returncode != 0:
-            raise LabError(f"pgbackrest {' '.join(args)} failed: {(result.stderr or result.stdout).strip()}")
+            raise LabError(f"{what} failed: {(result.stderr or result.stdout).strip()}")
         return result.stdout
 
     def backup(self, kind: str = "full") -> str:
         """Take a pgBackRest backup on the leader into the lab's S3 bucket; return its label."""
         leader = self.leader().name
-        self._pgbackrest(leader, "stanza-create")
+        self._stanza_create(leader)
         self._pgbackrest(leader, f"--type={kind}", "backup")
         info = json.loads(self._pgbackrest(leader, "--output=json", "info"))
         return info[0]["backup"][-1]["label"]

@@ -28,6 +28,7 @@ from pgha.node.render import (
     render_patroni,
     render_pgbackrest,
     render_post_bootstrap,
+    render_stanza_create,
 )
 
 ENV_FILE = "patroni.env"
@@ -160,6 +161,7 @@ def write_node_files(config: NodeConfig, secrets: ClusterSecrets, tls: NodeTls) 
         config_dir / "patroni.yml": (render_patroni(cluster, node), 0o600),
         Path(node.pgbackrest_conf): (render_pgbackrest(cluster, node), 0o600),
         config_dir / "post-bootstrap.sh": (render_post_bootstrap(cluster, node), 0o700),
+        config_dir / "stanza-create.sh": (render_stanza_create(cluster, node), 0o700),
     }
     for path, (text, mode) in files.items():
         writer.file(path, text, mode)

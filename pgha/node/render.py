@@ -194,6 +194,16 @@ def render_post_bootstrap(cluster: ClusterSpec, node: NodeSpec) -> str:
     return _environment().get_template("post-bootstrap.sh.j2").render(cluster=cluster, node=node)
 
 
+#: How many times stanza-create.sh tries while pgBackRest's asynchronous archiver holds the archive lock.
+STANZA_CREATE_ATTEMPTS = 30
+
+
+def render_stanza_create(cluster: ClusterSpec, node: NodeSpec, attempts: int = STANZA_CREATE_ATTEMPTS) -> str:
+    """The script that creates (or checks) the backup stanza, waiting out the archiver's lock: the one way
+    post-bootstrap, the backup units and the lab create it."""
+    return _environment().get_template("stanza-create.sh.j2").render(cluster=cluster, node=node, attempts=attempts)
+
+
 @dataclass(frozen=True)
 class ClusterSecrets:
     """The passwords a cluster needs; kept out of every rendered file."""
