@@ -142,11 +142,6 @@ def node_bundle() -> tuple[pulumi.AssetArchive, str]:
     return archive, f"bootstrap/pgha-node-{digest.hexdigest()[:16]}.zip"
 
 
-def rto_budget_seconds(settings: PatroniSettings) -> int:
-    """Worst-case unplanned failover: leader lock expiry + one Patroni loop + NLB detection."""
-    return settings.ttl + settings.loop_wait + HEALTH_CHECK_INTERVAL * HEALTH_CHECK_THRESHOLD
-
-
 def _architecture(instance_type: str) -> str:
     family = instance_type.split(".")[0]
     return "arm64" if "g" in family[1:] else "x86_64"
@@ -548,7 +543,8 @@ class PatroniCluster(pulumi.ComponentResource):
                           child: pulumi.ResourceOptions) -> aws.iam.InstanceProfile:
         """One node's role: SSM instead of SSH; read the cluster secret and this node's own TLS secret (its private
         key: a node that can read a peer's key could impersonate it to etcd and Patroni); use the CMK; read
-        and write the backup bucket."""
+        the backup bucket, and write only pgBackRest's repository in it: the node bundle under ``bootstrap/``
+        runs as root on every node launched later, so no node may replace it."""
         role = service_role(f"{node}-role", "ec2.amazonaws.com", self,
                             ("arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",))
         bucket = self.backup_bucket.arn
@@ -556,8 +552,9 @@ class PatroniCluster(pulumi.ComponentResource):
             {"Action": "secretsmanager:GetSecretValue", "Resource": [self.secret_arn, tls_secret_arn]},
             {"Action": ["kms:Decrypt", "kms:GenerateDataKey*", "kms:DescribeKey"], "Resource": self.key.arn},
             {"Action": ["s3:ListBucket", "s3:GetBucketLocation"], "Resource": bucket},
-            {"Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-             "Resource": bucket.apply(lambda arn: f"{arn}/*")},
+            {"Action": "s3:GetObject", "Resource": bucket.apply(lambda arn: f"{arn}/*")},
+            {"Action": ["s3:PutObject", "s3:DeleteObject"],
+             "Resource": bucket.apply(lambda arn: f"{arn}/{BackupRepo.path.strip('/')}/*")},
         ], self)
         return aws.iam.InstanceProfile(f"{node}-profile", role=role.name, opts=child)
 

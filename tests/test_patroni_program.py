@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from components.config import ConfigError, PatroniSettings
-from components.patroni_cluster import ec2_cluster_spec, rto_budget_seconds
+from components.patroni_cluster import ec2_cluster_spec
 from pgha.ci.harness import Plan, RegisteredResource, Secret, _fake_id, plain_strings, run_program
 from pgha.lab.cluster import LAB_TIMING, Lab
 from pgha.local import postgres_bindir
@@ -183,6 +183,13 @@ def test_each_node_has_its_own_role_that_reads_only_its_own_tls_secret(plan: Pla
         readable = {arn.rsplit(":", 1)[-1] for s in statements if s["Action"] == "secretsmanager:GetSecretValue"
                     for arn in s["Resource"]}
         assert readable == {f"{prefix}-credentials", f"{prefix}-{node}-tls"}, "a peer's private key is off limits"
+        # writes only where pgBackRest keeps its repository: the node bundle (bootstrap/) runs as root on every
+        # later node, so no node may replace it
+        config = node_file(plan, node)
+        repo_path = re.search(r"^repo1-path=/(.+)$", render_pgbackrest(config.cluster, config.node), re.M)[1]
+        [objects] = [s["Resource"] for s in statements if s["Action"] == "s3:GetObject"]
+        writable = [s["Resource"] for s in statements if "s3:PutObject" in s["Action"]]
+        assert objects.endswith("/*") and writable == [objects.replace("/*", f"/{repo_path}/*")]
         assert profiles[f"{prefix}-{node}-profile"].inputs["role"] == f"{prefix}-{node}-role"
         # on the running instance too, so a changed profile is re-associated in place, not at the next launch
         assert part(plan, str(node)).inputs["iamInstanceProfile"] == f"{prefix}-{node}-profile"
@@ -400,10 +407,6 @@ def test_without_a_dr_region_nothing_is_replicated() -> None:
     assert [r.name for r in plan.of_type("pulumi:providers:aws")] == ["aws"]
     assert not [r for r in plan.resources if r.name.startswith("pgha-prod-patroni-dr-")]
     assert "drBackupBucket" not in plan.outputs and "drRegion" not in plan.outputs
-
-
-def test_rto_budget_is_ttl_plus_loop_plus_nlb_detection() -> None:
-    assert rto_budget_seconds(PatroniSettings()) == 30 + 10 + 5 * 2
 
 
 def test_five_nodes_spread_over_three_azs() -> None:
