@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import fields, replace
 from pathlib import Path
 
 import boto3
@@ -14,9 +15,10 @@ import pytest
 import yaml
 from moto.server import ThreadedMotoServer
 
+from components.patroni_cluster import ec2_node
 from pgha.lab.cluster import Lab
 from pgha.lab.tls import issue, new_ca
-from pgha.local import free_port
+from pgha.local import as_service_user, free_port, running_as_root, service_user_ids
 from pgha.node.config import AwsAccess, NodeConfig, parse
 
 PASSWORDS = {"password": "su-Boot-1", "replication_password": "repl-Boot-2", "rewind_password": "rw-Boot-3",
@@ -35,6 +37,17 @@ def moto_url() -> Iterator[str]:
 
 @pytest.fixture
 def node_file(tmp_path: Path, moto_url: str) -> Path:
+    """A lab-layout node file (the node's directories under one directory, as `pgha lab up` lays them out)."""
+    return write_node_file(tmp_path, moto_url)
+
+
+@pytest.fixture
+def ec2_node_file(tmp_path: Path, moto_url: str) -> Path:
+    """A node file with the EC2 layout (/etc/pgha, /var/lib/pgha, ...) moved under the test's directory."""
+    return write_node_file(tmp_path, moto_url, ec2_layout=True)
+
+
+def write_node_file(tmp_path: Path, moto_url: str, ec2_layout: bool = False) -> Path:
     client = boto3.client("secretsmanager", endpoint_url=moto_url, region_name="us-east-1", **{
         "aws_access_key_id": "testing", "aws_secret_access_key": "testing"})
     name = tmp_path.name
@@ -44,6 +57,12 @@ def node_file(tmp_path: Path, moto_url: str) -> Path:
     tls_arn = client.create_secret(Name=f"{name}/node1/tls", SecretString=json.dumps(
         {"ca": ca.cert, "cert": node_cert.cert, "key": node_cert.key}))["ARN"]
     cluster = Lab(root=tmp_path / "lab", addresses=("127.0.3.1", "127.0.3.2", "127.0.3.3")).cluster()
+    if ec2_layout:
+        on_ec2 = ec2_node("node1", "127.0.3.1", 17)
+        node = replace(on_ec2, bin_dir=cluster.nodes[0].bin_dir, **{
+            f.name: f"{tmp_path}{getattr(on_ec2, f.name)}" for f in fields(on_ec2)
+            if f.name.endswith(("_dir", "_file", "pgpass")) and f.name != "bin_dir"})
+        cluster = replace(cluster, nodes=[node, *cluster.nodes[1:]])
     config = NodeConfig(cluster=cluster, node=cluster.nodes[0], service_manager="external",
                         patronictl_config=str(tmp_path / "root" / "patronictl.yaml"),
                         aws=AwsAccess(region="us-east-1", secret_arn=arn, tls_secret_arn=tls_arn,
@@ -87,6 +106,38 @@ def test_a_node_whose_etcd_directory_holds_a_member_joins_as_existing(node_file:
     (Path(node.etcd_data_dir) / "member").mkdir()
     assert bootstrap(node_file).returncode == 0
     assert yaml.safe_load((Path(node.config_dir) / "etcd.yml").read_text())["initial-cluster-state"] == "existing"
+
+
+@pytest.mark.skipif(not running_as_root(), reason="ownership is set only when the bootstrap runs as root")
+def test_the_service_user_owns_its_files_but_cannot_replace_the_node_file_root_rereads(ec2_node_file: Path) -> None:
+    assert bootstrap(ec2_node_file).returncode == 0
+    node = parse(ec2_node_file.read_text()).node
+    config_dir = Path(node.config_dir)
+    # cloud-init writes the node file into /etc/pgha; the bootstrap (as root) re-reads it before every start
+    (config_dir / "node.json").write_text(ec2_node_file.read_text())
+    assert (config_dir.stat().st_uid, oct(config_dir.stat().st_mode & 0o777)) == (0, "0o755")
+    service_uid = service_user_ids()[0]
+    assert {(config_dir / f).stat().st_uid for f in ("patroni.yml", "etcd.yml", "stanza-create.sh")} == {service_uid}
+    assert Path(node.etcd_data_dir).stat().st_uid == service_uid
+    replaced = subprocess.run(as_service_user(["sh", "-c", f"echo '{{}}' > {config_dir}/evil.json && "
+                                                           f"mv {config_dir}/evil.json {config_dir}/node.json"]),
+                              capture_output=True, text=True, check=False)
+    assert replaced.returncode != 0 and "Permission denied" in replaced.stderr
+    assert json.loads((config_dir / "node.json").read_text())["node"]["name"] == "node1"
+
+
+def test_a_symbolic_link_planted_in_a_node_directory_is_refused_not_followed(ec2_node_file: Path,
+                                                                             tmp_path: Path) -> None:
+    assert bootstrap(ec2_node_file).returncode == 0
+    spool = Path(parse(ec2_node_file.read_text()).node.pgbackrest_dir) / "spool"
+    victim = tmp_path / "victim"
+    victim.mkdir(mode=0o755)
+    victim.chmod(0o755)
+    spool.rmdir()
+    spool.symlink_to(victim)
+    result = bootstrap(ec2_node_file)
+    assert result.returncode == 1 and f"{spool} is not a directory (a symbolic link?)" in result.stderr
+    assert (victim.stat().st_uid, oct(victim.stat().st_mode & 0o777)) == (os.geteuid(), "0o755")
 
 
 def test_unreadable_secret_fails_naming_the_secret(node_file: Path) -> None:

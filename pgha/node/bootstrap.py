@@ -92,7 +92,12 @@ def fetch_credentials(aws: AwsAccess) -> tuple[ClusterSecrets, NodeTls]:
 
 
 class _Writer:
-    """Writes files and directories with an owner and mode (owner changes only when running as root)."""
+    """Writes files and directories with an owner and mode (owner changes only when running as root).
+
+    The bootstrap runs as root at every Patroni start (EC2's ``ExecStartPre=+``) inside directories the service
+    user owns, so it never follows a symbolic link there: a link planted by that user would otherwise hand
+    it whatever root chmods or chowns next.
+    """
 
     def __init__(self, service_user: str):
         self.ids: tuple[int, int] | None = None
@@ -103,20 +108,28 @@ class _Writer:
             self.ids = (entry.pw_uid, entry.pw_gid)
 
     def directory(self, path: Path, mode: int = 0o700, owned: bool = True) -> None:
+        """Create if missing; set the mode and the owner (the service user's, or root's when not ``owned``)."""
         path.mkdir(parents=True, exist_ok=True)
-        path.chmod(mode)
-        if owned and self.ids:
-            os.chown(path, *self.ids)
+        try:
+            descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError as err:
+            raise BootstrapError(f"{path} is not a directory (a symbolic link?): {err.strerror}") from None
+        try:
+            os.fchmod(descriptor, mode)
+            if self.ids:
+                os.fchown(descriptor, *(self.ids if owned else (0, 0)))
+        finally:
+            os.close(descriptor)
 
     def file(self, path: Path, text: str, mode: int = 0o600, owned: bool = True) -> None:
-        """Create with the final mode before writing, so a secret is never readable by others."""
+        """Create with the final mode and owner before writing, so a secret is never readable by others."""
         temporary = path.with_name(f".{path.name}.tmp")
         temporary.unlink(missing_ok=True)
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
         with os.fdopen(descriptor, "w") as handle:
+            if owned and self.ids:
+                os.fchown(descriptor, *self.ids)
             handle.write(text)
-        if owned and self.ids:
-            os.chown(temporary, *self.ids)
         temporary.replace(path)
 
 
@@ -143,7 +156,9 @@ def write_node_files(config: NodeConfig, secrets: ClusterSecrets, tls: NodeTls) 
     cluster, node = config.cluster, config.node
     writer = _Writer(config.service_user)
     config_dir = Path(node.config_dir)
-    writer.directory(config_dir, 0o700)
+    # root's: it holds the node file root re-reads before every start; its files stay the service user's
+    # (in the lab, where it is also the data directory's parent, the next line gives it to the service user)
+    writer.directory(config_dir, 0o755, owned=False)
     for path in (Path(node.ca_file).parent, Path(node.ssl_key_file).parent):
         writer.directory(path, 0o700)
     # data directories: Patroni's initdb wants data_dir absent or empty, under a directory it owns
