@@ -214,6 +214,9 @@ class PatroniCluster(pulumi.ComponentResource):
     restapi_urls: pulumi.Output[list[str]]
     ca_cert_pem: pulumi.Output[str]
     dynamic_config: pulumi.Output[dict]
+    #: The superuser's client certificate (secret JSON: ca, cert, key) for connections from outside the members.
+    superuser_tls_secret_arn: pulumi.Output[str]
+    superuser_tls_version: aws.secretsmanager.SecretVersion
 
     def __init__(self, name: str, args: PatroniClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("pgha:patroni:PatroniCluster", name, None, opts)
@@ -262,6 +265,12 @@ class PatroniCluster(pulumi.ComponentResource):
         addresses = pulumi.Output.all(*[eni.private_ip for eni in interfaces])
         tls_secrets = [self._node_tls(f"{name}-{index + 1}", eni, ca_key, ca_cert, protect, child)
                        for index, eni in enumerate(interfaces)]
+        # the superuser's client certificate: the nodes admit it from outside the members (the post-deploy hook,
+        # through the NLB) only with this certificate as well as its password
+        superuser_tls, self.superuser_tls_version = self._tls_secret(
+            f"{name}-superuser-client", Users().superuser, ca_key, ca_cert, protect, child,
+            uses=["digital_signature", "client_auth"])
+        self.superuser_tls_secret_arn = superuser_tls.arn
         self.restapi_urls = addresses.apply(lambda ips: [f"https://{ip}:{Ports().restapi}" for ip in ips])
         self.ca_cert_pem = ca_cert.cert_pem
         self.dynamic_config = pulumi.Output.all(addresses, args.vpc_cidr).apply(lambda v: dynamic_config(
@@ -376,19 +385,27 @@ class PatroniCluster(pulumi.ComponentResource):
                   ) -> tuple[aws.secretsmanager.Secret, aws.secretsmanager.SecretVersion]:
         """A node's key and certificate (server and client, for its fixed address), delivered through
         a CMK-encrypted Secrets Manager secret: never in user-data."""
-        key = tls.PrivateKey(f"{node}-tls-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
-        request = tls.CertRequest(f"{node}-csr", private_key_pem=key.private_key_pem,
-                                  subject={"common_name": node, "organization": "pgha"},
-                                  ip_addresses=[eni.private_ip], opts=child)
+        return self._tls_secret(node, node, ca_key, ca_cert, protect, child, ip_addresses=[eni.private_ip],
+                                uses=["digital_signature", "key_encipherment", "server_auth", "client_auth"])
+
+    def _tls_secret(self, name: str, common_name: str, ca_key: tls.PrivateKey, ca_cert: tls.SelfSignedCert,
+                    protect: pulumi.ResourceOptions, child: pulumi.ResourceOptions, uses: list[str],
+                    ip_addresses: list[pulumi.Input[str]] | None = None,
+                    ) -> tuple[aws.secretsmanager.Secret, aws.secretsmanager.SecretVersion]:
+        """A key and a certificate for ``common_name`` signed by the cluster CA, with the CA, in a CMK-encrypted
+        secret (JSON: ca, cert, key) named ``<name>-tls``; the key is a secret in state too."""
+        key = tls.PrivateKey(f"{name}-tls-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+        request = tls.CertRequest(f"{name}-csr", private_key_pem=key.private_key_pem,
+                                  subject={"common_name": common_name, "organization": "pgha"},
+                                  ip_addresses=ip_addresses, opts=child)
         cert = tls.LocallySignedCert(
-            f"{node}-cert", cert_request_pem=request.cert_request_pem, ca_private_key_pem=ca_key.private_key_pem,
-            ca_cert_pem=ca_cert.cert_pem, validity_period_hours=CERT_VALIDITY_HOURS,
-            allowed_uses=["digital_signature", "key_encipherment", "server_auth", "client_auth"], opts=child,
+            f"{name}-cert", cert_request_pem=request.cert_request_pem, ca_private_key_pem=ca_key.private_key_pem,
+            ca_cert_pem=ca_cert.cert_pem, validity_period_hours=CERT_VALIDITY_HOURS, allowed_uses=uses, opts=child,
         )
-        secret = aws.secretsmanager.Secret(f"{node}-tls", description=f"pgha {node}: TLS key and certificate",
+        secret = aws.secretsmanager.Secret(f"{name}-tls", description=f"pgha {name}: TLS key and certificate",
                                            kms_key_id=self.key.arn, recovery_window_in_days=7, opts=protect)
         version = aws.secretsmanager.SecretVersion(
-            f"{node}-tls-v", secret_id=secret.id,
+            f"{name}-tls-v", secret_id=secret.id,
             secret_string=pulumi.Output.secret(pulumi.Output.all(
                 ca=ca_cert.cert_pem, cert=cert.cert_pem, key=key.private_key_pem).apply(json.dumps)),
             opts=child,

@@ -49,6 +49,10 @@ class PatroniTarget:
     dynamic_config: pulumi.Input[dict]
     #: Opens the nodes' REST API to the hook's security group; returns the rule (the invocation waits for it).
     admit: Callable[[pulumi.Output[str]], pulumi.Resource]
+    #: The superuser's client certificate (secret JSON: ca, cert, key), without which the nodes refuse the
+    #: superuser from outside the members, and its version (the invocation waits for it).
+    client_tls_secret_arn: pulumi.Input[str]
+    client_tls_ready: pulumi.Resource
 
 
 def config_hash(config: dict) -> str:
@@ -152,7 +156,8 @@ class SchemaHook(pulumi.ComponentResource):
                             ("arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole",
                              "arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess"))
         may_read_secret(f"{name}-read-secrets", role,
-                        [args.master_secret_arn, *[login.secret_arn for login in args.logins]],
+                        [args.master_secret_arn, *[login.secret_arn for login in args.logins],
+                         *([args.patroni.client_tls_secret_arn] if args.patroni is not None else [])],
                         args.kms_key_arn, self)
         logs = aws.cloudwatch.LogGroup(
             f"{name}-logs", name=f"/aws/lambda/{name}", retention_in_days=args.log_retention_days,
@@ -181,10 +186,12 @@ class SchemaHook(pulumi.ComponentResource):
             for login in args.logins
         ]
         patroni = args.patroni
-        patroni_event = (pulumi.Output.all(patroni.urls, patroni.ca_cert_pem, patroni.dynamic_config).apply(
-            lambda v: {"urls": v[0], "caCert": v[1], "dynamicConfig": v[2], "user": Users().restapi,
-                       "passwordKey": SECRET_JSON_KEYS.restapi})
-            if patroni is not None else None)
+        patroni_event = (pulumi.Output.all(patroni.urls, patroni.ca_cert_pem, patroni.dynamic_config,
+                                           patroni.client_tls_secret_arn).apply(
+            lambda v: {"clientTlsSecretArn": v[3],
+                       "patroni": {"urls": v[0], "caCert": v[1], "dynamicConfig": v[2], "user": Users().restapi,
+                                   "passwordKey": SECRET_JSON_KEYS.restapi}})
+            if patroni is not None else {})
         invocation = aws.lambda_.Invocation(
             f"{name}-apply",
             function_name=function.name,
@@ -193,7 +200,7 @@ class SchemaHook(pulumi.ComponentResource):
                     "host": values[0], "port": args.port, "database": args.database,
                     "secretArn": values[1], "sslmode": "require", "migrationsHash": schema_hash,
                     "logins": list(values[3:]),
-                    **({"patroni": values[2]} if values[2] is not None else {}),
+                    **values[2],
                 })
             ),
             # the secret values' version ids: a new password re-runs the hook, which sets it in the database
@@ -204,6 +211,7 @@ class SchemaHook(pulumi.ComponentResource):
                          for login, version in zip(args.logins, args.logins_ready, strict=False)}},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[
                 *args.depends_on, *args.egress_ready, *args.logins_ready, *rules, function,
+                *([patroni.client_tls_ready] if patroni is not None else []),
             ]),
         )
         self.migrations_hash = invocation.result.apply(lambda _result: schema_hash)

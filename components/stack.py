@@ -237,6 +237,7 @@ def _patroni(cfg: StackConfig, name: str, network: Network, opts: pulumi.Resourc
         urls=cluster.restapi_urls, ca_cert_pem=cluster.ca_cert_pem, dynamic_config=cluster.dynamic_config,
         admit=lambda sg_id: cluster.admit_restapi(f"{name}-restapi-from-schema-hook", sg_id,
                                                   "Patroni REST API from the post-deploy hook"),
+        client_tls_secret_arn=cluster.superuser_tls_secret_arn, client_tls_ready=cluster.superuser_tls_version,
     )
     return Database(writer_host=cluster.writer_endpoint, secret_arn=cluster.secret_arn, key_arn=cluster.key.arn,
                     database="app", ready=tuple(cluster.instances), admit=cluster.admit, patroni=patroni)

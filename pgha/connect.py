@@ -10,8 +10,10 @@ import json
 import os
 import re
 import ssl
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -36,6 +38,9 @@ class ConnectionSettings:
     password: str | None = None
     sslmode: str = "prefer"
     sslrootcert: str | None = None
+    #: A client certificate and its key (PEM files), for a server that asks for one (libpq's names).
+    sslcert: str | None = None
+    sslkey: str | None = None
     application_name: str = "pgha"
     connect_timeout: int = 10
     #: Seconds any read may wait once connected; None = as long as a statement runs. A write probe sets it:
@@ -109,6 +114,8 @@ def _settings(fields: dict[str, str | None]) -> ConnectionSettings:
         password=fields.get("password"),
         sslmode=sslmode,
         sslrootcert=fields.get("sslrootcert"),
+        sslcert=fields.get("sslcert"),
+        sslkey=fields.get("sslkey"),
         connect_timeout=_connect_timeout(fields.get("connect_timeout")),
     )
 
@@ -174,7 +181,35 @@ def _ssl_context(settings: ConnectionSettings) -> ssl.SSLContext | bool | None:
         context.verify_mode = ssl.CERT_NONE
     elif settings.sslmode == "verify-ca":
         context.check_hostname = False
+    if settings.sslcert:
+        context.load_cert_chain(settings.sslcert, settings.sslkey)
     return context
+
+
+@contextmanager
+def client_certificate(settings: ConnectionSettings, secret_arn: str | None) -> Iterator[ConnectionSettings]:
+    """``settings`` presenting the client certificate a Secrets Manager secret holds (JSON: ca, cert, key) and
+    verifying the server against its CA, while the block runs; ``settings`` unchanged without a secret.
+
+    A Patroni node admits its superuser from outside the members only with such a certificate. Python's ssl
+    loads keys from files only, so the PEMs live in a private temporary directory that the block removes.
+    """
+    if not secret_arn:
+        yield settings
+        return
+    material = secret_json(secret_arn)
+    missing = [k for k in ("ca", "cert", "key") if not material.get(k)]
+    if missing:
+        raise ConnectError(f"secret {secret_arn} lacks {', '.join(missing)}")
+    with tempfile.TemporaryDirectory(prefix="pgha-client-tls-") as directory:
+        paths = {}
+        for name in ("ca", "cert", "key"):
+            paths[name] = os.path.join(directory, f"{name}.pem")
+            descriptor = os.open(paths[name], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(material[name])
+        yield replace(settings, sslmode="verify-ca", sslrootcert=paths["ca"], sslcert=paths["cert"],
+                      sslkey=paths["key"])
 
 
 def connect(settings: ConnectionSettings, *, writable: bool = False) -> pg8000.native.Connection:
@@ -237,7 +272,9 @@ def wait_for_writer(
         try:
             return connect_pinned(settings, writable=True)
         except ConnectError as err:
-            if "authentication failed" in str(err):  # waiting does not fix a wrong password
+            # waiting fixes neither a wrong password or certificate nor a pg_hba.conf that refuses this client
+            if any(permanent in str(err) for permanent in ("authentication failed", "pg_hba.conf",
+                                                             "requires a valid client certificate")):
                 raise
             if clock() + interval > deadline:
                 raise ConnectError(f"no writable server at {settings.display()} after {attempts} attempts over "

@@ -155,12 +155,35 @@ def test_no_password_in_any_plaintext_input_or_user_data(plan: Plan) -> None:
 def test_one_ca_signs_every_node_certificate_for_its_fixed_address(plan: Plan) -> None:
     (ca,) = plan.of_type("tls:index/selfSignedCert:SelfSignedCert")
     assert ca.inputs["isCaCertificate"] is True
-    certs = plan.of_type("tls:index/locallySignedCert:LocallySignedCert")
-    assert len(certs) == 3 and all({"server_auth", "client_auth"} <= set(c.inputs["allowedUses"]) for c in certs)
-    requests = plan.of_type("tls:index/certRequest:CertRequest")
-    enis = plan.of_type("aws:ec2/networkInterface:NetworkInterface")
-    assert len(requests) == 3 and all(len(r.inputs["ipAddresses"]) == 1 for r in requests)
-    assert len(enis) == 3
+    nodes = [f"pgha-{plan.stack}-patroni-{node}" for node in (1, 2, 3)]
+    certs = [plan.get(f"{node}-cert") for node in nodes]
+    assert all({"server_auth", "client_auth"} <= set(c.inputs["allowedUses"]) for c in certs)
+    requests = [plan.get(f"{node}-csr") for node in nodes]
+    assert all(len(r.inputs["ipAddresses"]) == 1 for r in requests)
+    assert len(plan.of_type("aws:ec2/networkInterface:NetworkInterface")) == 3
+    # one more: the superuser's client certificate (the post-deploy hook's), for no address and no server
+    assert len(plan.of_type("tls:index/locallySignedCert:LocallySignedCert")) == 4
+
+
+def test_post_deploy_hook_connects_as_the_superuser_with_its_own_client_certificate(plan: Plan) -> None:
+    """The nodes admit the superuser from outside the members (the hook comes through the NLB) only with the
+    cluster CA's client certificate for its name: the hook may read that certificate's secret, no node may."""
+    prefix = f"pgha-{plan.stack}-patroni"
+    invocation = plan.get(f"pgha-{plan.stack}-schema-apply")
+    arn = json.loads(invocation.inputs["input"])["clientTlsSecretArn"]
+    assert arn.rsplit(":", 1)[-1] == f"{prefix}-superuser-client-tls"
+    superuser = rendered_patroni(plan)["postgresql"]["authentication"]["superuser"]["username"]
+    assert part(plan, "superuser-client-csr").inputs["subject"]["commonName"] == superuser
+    assert not part(plan, "superuser-client-csr").inputs.get("ipAddresses")
+    assert set(part(plan, "superuser-client-cert").inputs["allowedUses"]) == {"digital_signature", "client_auth"}
+    assert isinstance(part(plan, "superuser-client-tls-v").inputs["secretString"], Secret)
+    hook_reads = json.loads(plan.get(f"pgha-{plan.stack}-schema-read-secrets").inputs["policy"])["Statement"]
+    assert any(arn in statement["Resource"] for statement in hook_reads)
+    assert part(plan, "superuser-client-tls-v").urn in set(invocation.dependencies)
+    hba = rendered_patroni(plan)["postgresql"]["pg_hba"]
+    vpc = node_file(plan).cluster.client_cidrs[0]
+    certified = f"hostssl all {superuser} {vpc} scram-sha-256 clientcert=verify-full"
+    assert hba.index(certified) < hba.index(f"host all {superuser} all reject")
 
 
 def test_instances_wait_for_egress_code_and_secrets(plan: Plan) -> None:

@@ -6,7 +6,9 @@ application login roles listed in ``logins`` (``[{"secretArn", "memberOf"}]``) a
 updated with the passwords of their secrets (see :mod:`pgha.schema.logins`). A failed migration
 raises, which fails the invocation and so fails ``pulumi up``.
 
-On the Patroni engine the event also carries ``patroni`` (``urls``, ``caCert``, ``dynamicConfig``,
+On the Patroni engine the event also carries ``clientTlsSecretArn``: the nodes admit the superuser from
+outside the cluster's members only with the client certificate that secret holds (see
+:func:`pgha.connect.client_certificate`), and ``patroni`` (``urls``, ``caCert``, ``dynamicConfig``,
 ``user``, ``passwordKey``): the cluster's dynamic config is then brought to what the stack declares
 through a member's REST API (see :mod:`pgha.node.dynamic_config`), with the REST API password read
 from the same secret.
@@ -18,7 +20,15 @@ import ssl
 from dataclasses import replace
 from typing import Any
 
-from pgha.connect import ConnectionSettings, connect, resolve, secret_credentials, secret_json, wait_for_writer
+from pgha.connect import (
+    ConnectionSettings,
+    client_certificate,
+    connect,
+    resolve,
+    secret_credentials,
+    secret_json,
+    wait_for_writer,
+)
 from pgha.node.dynamic_config import DynamicConfigError, apply_dynamic_config, changed_keys
 from pgha.schema.logins import LoginSpec, ensure_logins
 from pgha.schema.migrate import Timeouts, migrate
@@ -49,15 +59,16 @@ def handler(event: dict[str, Any], _context: Any = None) -> dict[str, Any]:
         statement=float(event.get("statementTimeout") or 0) or None,
         lock=float(event.get("lockTimeout", 5)) or None,
     )
-    # bounded wait: a new cluster's writer answers minutes after its instances are "running"
-    conn, pinned = wait_for_writer(settings, timeout=float(event.get("waitSeconds", 600)))
-    try:
-        result = migrate(conn, report=print, timeouts=timeouts,
-                         observer=lambda: connect(replace(pinned, application_name="pgha-schema-hook-watch")))
-        # after the migrations: they create the group roles the logins join
-        ensured = ensure_logins(conn, logins, report=print)
-    finally:
-        conn.close()
+    with client_certificate(settings, event.get("clientTlsSecretArn")) as settings:
+        # bounded wait: a new cluster's writer answers minutes after its instances are "running"
+        conn, pinned = wait_for_writer(settings, timeout=float(event.get("waitSeconds", 600)))
+        try:
+            result = migrate(conn, report=print, timeouts=timeouts,
+                             observer=lambda: connect(replace(pinned, application_name="pgha-schema-hook-watch")))
+            # after the migrations: they create the group roles the logins join
+            ensured = ensure_logins(conn, logins, report=print)
+        finally:
+            conn.close()
     outcome = {
         "applied": result.applied,
         "alreadyApplied": result.already_applied,
