@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -328,6 +329,23 @@ def _archived_past(lab: Lab, target: object) -> bool:
         return last is not None and last > target
     finally:
         conn.close()
+
+
+def test_a_node_that_lost_its_etcd_data_is_removed_and_added_again(lab: Lab) -> None:
+    """A lost data volume (EC2) or a wiped directory: etcd refuses an empty member into the running cluster
+    ("member ... has already been bootstrapped") and the node would stay out of the DCS for good; the node
+    bootstrap replaces the member before etcd starts, and the node rejoins with a new member ID."""
+    node = lab.nodes()[2]
+    before = {m["name"]: m["ID"] for m in lab.etcd_members()}
+    lab.kill_etcd(node.name)
+    shutil.rmtree(node.etcd_data_dir)
+    lab.up()
+    after = {m["name"]: m["ID"] for m in lab.etcd_members()}
+    assert set(after) == set(before) == {n.name for n in lab.nodes()}
+    assert after[node.name] != before[node.name], "removed and added, not restarted empty"
+    assert all(after[name] == before[name] for name in before if name != node.name)
+    assert lab.etcd_healthy()
+    assert sorted(roles(lab).values()) == ["leader", "replica", "sync_standby"]
 
 
 def test_down_leaves_no_process_behind(lab: Lab) -> None:

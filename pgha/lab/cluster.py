@@ -463,6 +463,9 @@ class Lab:
             if result.returncode != 0:
                 raise LabError(f"bootstrap of {node.name} failed: {(result.stderr or result.stdout).strip()}")
             self.report(f"bootstrapped {node.name} (secrets from Secrets Manager on moto, configs from patroni/)")
+            for line in result.stdout.splitlines():
+                if "etcd membership" in line:  # a node that lost its etcd data joined again
+                    self.report(line)
 
     def _node_environment(self, node: str) -> dict[str, str]:
         """The environment the bootstrap wrote for a node's services (passwords; root-only file)."""
@@ -961,6 +964,15 @@ class Lab:
     def etcd_healthy(self) -> bool:
         """True when every etcd member answers healthy."""
         return self._etcd_healthy()
+
+    def etcd_members(self) -> list[dict[str, Any]]:
+        """The etcd cluster's members (ID, name, peerURLs, clientURLs) as the first member that answers lists them."""
+        for address in self.addresses:
+            with contextlib.suppress(OSError, ValueError):
+                answer = call_json(f"https://{address}:{self.ports.etcd_client}/v3/cluster/member/list",
+                                   method="POST", body={}, context=self.tls_context())
+                return list(answer.get("members", []))
+        raise LabError("no etcd member answers")
 
     def restore_point_in_time(self, target_time: datetime, data_dir: Path) -> None:
         """Leave in data_dir a copy of the cluster as of target_time, ready to start: on start PostgreSQL

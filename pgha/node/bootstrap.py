@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from pgha.node.config import AwsAccess, NodeConfig
+from pgha.node.etcd_join import EtcdJoinError, EtcdStart, plan_start
 from pgha.node.render import (
     ENABLED_UNITS,
     SECRET_JSON_KEYS,
@@ -133,9 +135,16 @@ class _Writer:
         temporary.replace(path)
 
 
-def etcd_state(etcd_data_dir: Path) -> str:
-    """"existing" when the data directory already holds a member (a restart or a replaced instance)."""
-    return "existing" if (etcd_data_dir / "member").is_dir() else "new"
+def etcd_start(config: NodeConfig) -> EtcdStart:
+    """How the node's etcd member starts: from its data, forming the cluster, or joining the running one
+    (:mod:`pgha.node.etcd_join`, which may change the cluster's membership). Needs the node's TLS files."""
+    node = config.node
+    context = ssl.create_default_context(cafile=node.ca_file)
+    context.load_cert_chain(node.ssl_cert_file, node.ssl_key_file)
+    try:
+        return plan_start(config.cluster, node, (Path(node.etcd_data_dir) / "member").is_dir(), context)
+    except EtcdJoinError as err:
+        raise BootstrapError(str(err)) from None
 
 
 def patronictl_yaml(config: NodeConfig, restapi_password: str) -> str:
@@ -151,7 +160,8 @@ def patronictl_yaml(config: NodeConfig, restapi_password: str) -> str:
     }, sort_keys=False)
 
 
-def write_node_files(config: NodeConfig, secrets: ClusterSecrets, tls: NodeTls) -> list[Path]:
+def write_node_files(config: NodeConfig, secrets: ClusterSecrets, tls: NodeTls,
+                     report: Callable[[str], None] = print) -> list[Path]:
     """Render and write every file the node's services read; return the paths written."""
     cluster, node = config.cluster, config.node
     writer = _Writer(config.service_user)
@@ -172,7 +182,14 @@ def write_node_files(config: NodeConfig, secrets: ClusterSecrets, tls: NodeTls) 
         Path(node.ca_file): (tls.ca, 0o644),
         Path(node.ssl_cert_file): (tls.cert, 0o644),
         Path(node.ssl_key_file): (tls.key, 0o600),
-        config_dir / "etcd.yml": (render_etcd(cluster, node, etcd_state(Path(node.etcd_data_dir))), 0o600),
+    }
+    for path, (text, mode) in files.items():  # first: joining a running etcd cluster needs them
+        writer.file(path, text, mode)
+    start = etcd_start(config)
+    if start.changed:
+        report(f"{node.name}: etcd membership: {start.changed}")
+    files = {
+        config_dir / "etcd.yml": (render_etcd(cluster, node, start.state, start.initial_cluster), 0o600),
         config_dir / "patroni.yml": (render_patroni(cluster, node), 0o600),
         Path(node.pgbackrest_conf): (render_pgbackrest(cluster, node), 0o600),
         config_dir / "post-bootstrap.sh": (render_post_bootstrap(cluster, node), 0o700),
@@ -180,6 +197,7 @@ def write_node_files(config: NodeConfig, secrets: ClusterSecrets, tls: NodeTls) 
     }
     for path, (text, mode) in files.items():
         writer.file(path, text, mode)
+    written = [Path(node.ca_file), Path(node.ssl_cert_file), Path(node.ssl_key_file), *files]
 
     environment = patroni_environment(cluster.users, secrets)
     if cluster.backup.key_type == "shared":  # an S3-compatible endpoint with static keys (the lab's moto)
@@ -188,7 +206,7 @@ def write_node_files(config: NodeConfig, secrets: ClusterSecrets, tls: NodeTls) 
     env_file = config_dir / ENV_FILE
     # root only: systemd's EnvironmentFile= (EC2) and the lab's supervisor read it as root
     writer.file(env_file, "".join(f"{k}={v}\n" for k, v in environment.items()), 0o600, owned=False)
-    written = [*files, env_file]
+    written.append(env_file)
     if config.patronictl_config:
         ctl = Path(config.patronictl_config)
         ctl.parent.mkdir(parents=True, exist_ok=True)
@@ -218,7 +236,7 @@ def bootstrap(config: NodeConfig, start: bool = True, report: Callable[[str], No
     """Configure one node from its file and (``start``) hand it to its service manager."""
     report(f"{config.node.name}: reading secrets ({config.aws.secret_arn}, {config.aws.tls_secret_arn})")
     secrets, tls = fetch_credentials(config.aws)
-    written = write_node_files(config, secrets, tls)
+    written = write_node_files(config, secrets, tls, report)
     report(f"{config.node.name}: wrote {len(written)} files under {config.node.config_dir}")
     if start:
         hand_over(config)

@@ -177,11 +177,20 @@ def dynamic_config(cluster: ClusterSpec) -> dict[str, Any]:
     return yaml.safe_load(render_patroni(cluster, cluster.nodes[0]))["bootstrap"]["dcs"]
 
 
-def render_etcd(cluster: ClusterSpec, node: NodeSpec, state: str = "new") -> str:
-    """The node's etcd configuration file; ``state`` is "existing" when its data directory holds a member."""
+def etcd_peer_url(cluster: ClusterSpec, node: NodeSpec) -> str:
+    """The URL a member's etcd peers reach it on."""
+    return f"https://{node.address}:{cluster.ports.etcd_peer}"
+
+
+def render_etcd(cluster: ClusterSpec, node: NodeSpec, state: str = "new",
+                initial_cluster: Sequence[tuple[str, str]] | None = None) -> str:
+    """The node's etcd configuration file. ``state`` and ``initial_cluster`` (name, peer URL) come from
+    :mod:`pgha.node.etcd_join`; without ``initial_cluster`` the members are the cluster's nodes."""
     if state not in ("new", "existing"):
         raise ValueError(f"etcd initial cluster state {state!r}: must be new or existing")
-    return _environment().get_template("etcd.yml.j2").render(cluster=cluster, node=node, state=state)
+    members = initial_cluster or [(n.name, etcd_peer_url(cluster, n)) for n in cluster.nodes]
+    return _environment().get_template("etcd.yml.j2").render(
+        cluster=cluster, node=node, state=state, initial_cluster=",".join(f"{name}={url}" for name, url in members))
 
 
 def render_pgbackrest(cluster: ClusterSpec, node: NodeSpec) -> str:
