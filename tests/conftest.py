@@ -12,7 +12,7 @@ import pytest
 
 from pgha.ci.harness import Plan, run_program
 from pgha.connect import ConnectionSettings, connect
-from pgha.lab.cluster import Lab
+from pgha.lab.cluster import Lab, removed_on_exit
 from pgha.local import PostgresServer
 from pgha.schema.migrate import migrate
 
@@ -64,10 +64,9 @@ def schema_db(postgres: PostgresServer) -> ConnectionSettings:
 def lab() -> Iterator[Lab]:
     """A real 3-node lab of the test module's own (on $PGHA_LAB_ADDRESSES), removed with its data afterwards."""
     root = Path(tempfile.mkdtemp(prefix="pgha-lab-test-"))
-    lab = Lab(root=root, report=lambda _line: None)
     try:
-        lab.up()
-        yield lab
+        with removed_on_exit(Lab(root=root, report=lambda _line: None)) as lab:  # also when CI kills the run
+            lab.up()
+            yield lab
     finally:
-        lab.down(purge=True)
         shutil.rmtree(root, ignore_errors=True)
