@@ -170,23 +170,38 @@ def _parse_cidr(raw: str) -> str:
     return str(net)
 
 
+#: Where a VPC's IPv4 block may come from: RFC 1918 and the shared address space (RFC 6598), which AWS
+#: VPCs accept. ``is_private`` would also take loopback, link-local and reserved blocks.
+VPC_RANGES = tuple(ipaddress.IPv4Network(block) for block in
+                   ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"))
+
+
 def _parse_vpc_cidr(raw: str) -> str:
+    """A /16 to /24 IPv4 block inside one of :data:`VPC_RANGES`."""
     cidr = _parse_cidr(raw)
     net = ipaddress.ip_network(cidr)
-    if net.version != 4 or not 16 <= net.prefixlen <= 24 or not net.is_private:
-        raise ValueError("must be a private IPv4 CIDR from /16 to /24 (e.g. 10.40.0.0/16)")
+    inside = net.version == 4 and any(net.subnet_of(block) for block in VPC_RANGES)
+    if not inside or not 16 <= net.prefixlen <= 24:
+        ranges = ", ".join(map(str, VPC_RANGES[:-1])) + f" or {VPC_RANGES[-1]}"
+        raise ValueError(f"must be a /16 to /24 IPv4 block inside {ranges} (e.g. 10.40.0.0/16)")
     return cidr
 
 
 def _parse_allowed_cidrs(raw: str) -> tuple[str, ...]:
+    """IPv4 blocks (the VPC and its security group rules are IPv4-only), none the whole internet, none twice."""
     items = _parse_json(raw, list, 'a list of CIDR blocks, e.g. ["10.0.0.0/16"]')
-    cidrs = []
+    cidrs: list[str] = []
     for item in items:
         if not isinstance(item, str):
             raise ValueError(f"{item!r} is not a CIDR string")
-        cidr = _parse_cidr(item)
-        if ipaddress.ip_network(cidr).prefixlen == 0:
+        cidr = _parse_cidr(item)  # normalised: 10.0.0.5 is 10.0.0.5/32
+        net = ipaddress.ip_network(cidr)
+        if net.prefixlen == 0:
             raise ValueError(f"{cidr} would open the database to the whole internet; list your networks")
+        if net.version != 4:
+            raise ValueError(f"{cidr} is an IPv6 block: the VPC pgha builds is IPv4-only; list IPv4 blocks")
+        if cidr in cidrs:
+            raise ValueError(f"{cidr} is listed twice (AWS refuses a duplicate rule); list each block once")
         cidrs.append(cidr)
     return tuple(cidrs)
 
@@ -396,18 +411,33 @@ def parse_config(raw: Mapping[str, str], *, project: str, stack: str, region: st
         raise ConfigError(problems)
     if "vpc_id" in values:
         values["vpc_cidr"] = None
-    ignored = [key for key in RDS_ONLY if KEYS[key][0] in values] if values.get("engine") == "patroni" else []
-    if ignored:
-        dr_note = ("; with patroni there is no DR replica instance: drRegion replicates the backup bucket only"
-                   if set(ignored) & set(DR_REPLICA_ONLY) else "")
-        values["warnings"] = (
-            f"engine patroni ignores the RDS-only {', '.join(f'{NAMESPACE}:{k}' for k in ignored)}{dr_note}",
-        )
+    values["warnings"] = _ignored_warning(values)
     return StackConfig(project=project, stack=stack, region=str(region), **values)
 
 
+def _reads_rds_keys(values: Mapping[str, Any]) -> bool:
+    """False for engine patroni, which ignores the :data:`RDS_ONLY` keys: they are neither used nor cross-checked."""
+    return values.get("engine") != "patroni"
+
+
+def _ignored_warning(values: Mapping[str, Any]) -> tuple[str, ...]:
+    """The one warning naming the RDS-only keys set for an engine that ignores them, or none."""
+    ignored = [] if _reads_rds_keys(values) else [key for key in RDS_ONLY if KEYS[key][0] in values]
+    if not ignored:
+        return ()
+    dr_note = ("; with patroni there is no DR replica instance: drRegion replicates the backup bucket only"
+               if set(ignored) & set(DR_REPLICA_ONLY) else "")
+    return (f"engine patroni ignores the RDS-only {', '.join(f'{NAMESPACE}:{k}' for k in ignored)}{dr_note}",)
+
+
 def _cross_checks(values: dict[str, Any], region: str | None) -> list[str]:
-    """Rules that involve more than one key."""
+    """Rules that involve more than one key; those about RDS-only keys only for an engine that reads them."""
+    rds = _rds_cross_checks(values) if _reads_rds_keys(values) else []
+    return rds + _shared_cross_checks(values, region)
+
+
+def _rds_cross_checks(values: dict[str, Any]) -> list[str]:
+    """Rules about RDS-only keys: storage autoscaling, the promoted DR replica, backup vs maintenance window."""
     problems = []
     defaults = StackConfig(project="", stack="", region="")
     get = lambda attr: values.get(attr, getattr(defaults, attr))
@@ -418,8 +448,6 @@ def _cross_checks(values: dict[str, Any], region: str | None) -> list[str]:
             f"{NAMESPACE}:maxAllocatedStorage = {max_storage}: must be 0 (autoscaling off) "
             f"or at least allocatedStorage ({storage})"
         )
-    if values.get("dr_region") and values["dr_region"] == region:
-        problems.append(f"{NAMESPACE}:drRegion = {region!r}: must differ from aws:region")
     if values.get("dr_promoted") and not values.get("dr_region"):
         problems.append(f"{NAMESPACE}:drPromoted = true: needs {NAMESPACE}:drRegion (the region of the promoted "
                         "DR replica); without a DR region there is nothing to promote")
@@ -428,6 +456,14 @@ def _cross_checks(values: dict[str, Any], region: str | None) -> list[str]:
             f"{NAMESPACE}:maintenanceWindow = {get('maintenance_window')!r}: overlaps the daily "
             f"backupWindow {get('backup_window')!r}; move one of them"
         )
+    return problems
+
+
+def _shared_cross_checks(values: dict[str, Any], region: str | None) -> list[str]:
+    """Rules about keys both engines read: the DR region and the network."""
+    problems = []
+    if values.get("dr_region") and values["dr_region"] == region:
+        problems.append(f"{NAMESPACE}:drRegion = {region!r}: must differ from aws:region")
     has_vpc, has_subnets = "vpc_id" in values, "subnet_ids" in values
     if has_vpc != has_subnets:
         problems.append(f"{NAMESPACE}:vpcId and {NAMESPACE}:subnetIds go together: set both to bring your own VPC")

@@ -32,7 +32,14 @@ INVALID = [
     ({"maintenanceWindow": "mon:03:30-mon:04:30"}, "pgha:maintenanceWindow", "overlaps"),
     ({"deletionProtection": "True"}, "pgha:deletionProtection", "true or false"),
     ({"vpcCidr": "10.0.0.0/33"}, "pgha:vpcCidr", "not a valid CIDR"),
-    ({"vpcCidr": "8.8.0.0/16"}, "pgha:vpcCidr", "private IPv4"),
+    ({"vpcCidr": "8.8.0.0/16"}, "pgha:vpcCidr = '8.8.0.0/16'", "inside 10.0.0.0/8, 172.16.0.0/12"),
+    # is_private would take loopback, link-local and reserved blocks: none of them is a VPC range
+    ({"vpcCidr": "127.0.0.0/16"}, "pgha:vpcCidr = '127.0.0.0/16'", "192.168.0.0/16 or 100.64.0.0/10"),
+    ({"vpcCidr": "169.254.0.0/16"}, "pgha:vpcCidr = '169.254.0.0/16'", "192.168.0.0/16 or 100.64.0.0/10"),
+    ({"vpcCidr": "240.0.0.0/16"}, "pgha:vpcCidr = '240.0.0.0/16'", "192.168.0.0/16 or 100.64.0.0/10"),
+    ({"vpcCidr": "100.128.0.0/16"}, "pgha:vpcCidr = '100.128.0.0/16'", "192.168.0.0/16 or 100.64.0.0/10"),
+    ({"vpcCidr": "10.0.0.0/8"}, "pgha:vpcCidr = '10.0.0.0/8'", "a /16 to /24 IPv4 block"),
+    ({"drVpcCidr": "127.0.0.0/16"}, "pgha:drVpcCidr = '127.0.0.0/16'", "192.168.0.0/16 or 100.64.0.0/10"),
     ({"vpcId": "vpc-0123456789abcdef0"}, "pgha:vpcId and pgha:subnetIds go together", "set both"),
     ({"vpcCidr": None, "vpcId": "vpc-0123456789abcdef0", "subnetIds": '["subnet-0123456789abcdef0"]'},
      "pgha:subnetIds", "at least 2 subnets"),
@@ -42,6 +49,11 @@ INVALID = [
     ({"allowedCidrs": '["0.0.0.0/0"]'}, "pgha:allowedCidrs", "whole internet"),
     ({"allowedCidrs": '["::/0"]'}, "pgha:allowedCidrs", "whole internet"),
     ({"allowedCidrs": '["10.1.2.3/16"]'}, "pgha:allowedCidrs", "not a valid CIDR"),
+    # the security group rules are IPv4 (cidr_ipv4) in an IPv4-only VPC: AWS would refuse the rule at `pulumi up`
+    ({"allowedCidrs": '["10.0.0.0/16", "2001:db8::/32"]'}, "pgha:allowedCidrs", "2001:db8::/32 is an IPv6 block"),
+    # AWS refuses two identical rules (InvalidPermission.Duplicate); 10.0.0.5 is 10.0.0.5/32
+    ({"allowedCidrs": '["10.0.0.5/32", "10.1.0.0/16", "10.0.0.5"]'}, "pgha:allowedCidrs",
+     "10.0.0.5/32 is listed twice"),
     ({"allowedCidrs": "10.0.0.0/16"}, "pgha:allowedCidrs", "a list of CIDR blocks"),
     ({"alarmEmail": "oncall"}, "pgha:alarmEmail", "an email address"),
     ({"proxy": "on"}, "pgha:proxy", "true or false"),
@@ -114,3 +126,28 @@ def test_bring_your_own_vpc_clears_the_default_cidr() -> None:
 )
 def test_window_overlap(backup: str, maintenance: str, overlap: bool) -> None:
     assert windows_overlap(parse_backup_window(backup), parse_maintenance_window(maintenance)) is overlap
+
+
+@pytest.mark.parametrize("cidr", ["10.255.0.0/16", "172.31.0.0/16", "192.168.10.0/24", "100.64.0.0/16",
+                                  "100.127.255.0/24"])
+def test_vpc_cidr_takes_rfc1918_and_the_shared_address_space(cidr: str) -> None:
+    cfg = parse_config({"vpcCidr": cidr, "drVpcCidr": cidr}, project="pgha", stack="t", region="eu-west-1")
+    assert (cfg.vpc_cidr, cfg.dr_vpc_cidr) == (cidr, cidr)
+
+
+def test_patroni_does_not_cross_check_the_rds_only_keys_it_ignores() -> None:
+    cfg = parse_config({"engine": "patroni", "maintenanceWindow": "mon:03:00-mon:04:00", "maxAllocatedStorage": "10",
+                        "drPromoted": "true"}, project="pgha", stack="t", region="eu-west-1")
+    (warning,) = cfg.warnings
+    for key in ("pgha:maxAllocatedStorage", "pgha:drPromoted", "pgha:maintenanceWindow"):
+        assert key in warning
+
+
+@pytest.mark.parametrize(("overrides", "problem"), [
+    ({"drRegion": "eu-west-1"}, "pgha:drRegion = 'eu-west-1': must differ from aws:region"),
+    ({"vpcId": "vpc-0123456789abcdef0"}, "pgha:vpcId and pgha:subnetIds go together"),
+])
+def test_patroni_still_cross_checks_the_keys_it_reads(overrides: dict, problem: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config({"engine": "patroni", **overrides}, project="pgha", stack="t", region="eu-west-1")
+    assert any(problem in p for p in raised.value.problems), raised.value.problems
