@@ -24,19 +24,20 @@ if TYPE_CHECKING:
     from pgha.schema.migrate import Timeouts
 
 app = typer.Typer(help="pgha: highly-available PostgreSQL on AWS, and the operations around it.", no_args_is_help=True)
-console = Console()
-err_console = Console(stderr=True)
+# The CLI prints user data (ARNs, names, server messages): no emoji codes (an ARN's ":secret:" would
+# become one) and no highlighting, on every path (print, Tree labels, table cells, the status line).
+console = Console(emoji=False, highlight=False)
+err_console = Console(stderr=True, emoji=False, highlight=False)
 
 
 def _say(line: str) -> None:
     """Print a progress or result line as plain text (server messages may contain brackets)."""
-    console.print(line, markup=False, highlight=False, soft_wrap=True, emoji=False)
+    console.print(line, markup=False, soft_wrap=True)
 
 
 def _fail(message: object, code: int, prefix: str = "error: ") -> NoReturn:
     """Print a message (never read as markup, never wrapped) to stderr and exit with ``code``."""
-    # emoji=False: ARNs hold ":secret:", which rich would turn into an emoji
-    err_console.print(f"[red]{prefix}[/red]{escape(str(message))}", highlight=False, soft_wrap=True, emoji=False)
+    err_console.print(f"[red]{prefix}[/red]{escape(str(message))}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -64,12 +65,12 @@ def plan(
 
     result = _run_stack(stack, set_)
     for warning in result.warnings:
-        err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
     if as_json:
         print(json.dumps(plan_json(result), indent=2))
     else:
-        console.print(plan_tree(result), highlight=False)
-        console.print(outputs_tree(result), highlight=False)
+        console.print(plan_tree(result))
+        console.print(outputs_tree(result))
 
 
 # --- CI: diff, preview-check, policy (exit 3: a dangerous change; 1: a mandatory violation) ---

@@ -27,6 +27,14 @@ def test_plan_prints_the_resource_tree(stack: str) -> None:
     assert "writerEndpoint" in result.stdout
 
 
+def test_plan_prints_arns_verbatim() -> None:
+    # rich reads ":secret:" in a secret's ARN as an emoji code unless told not to
+    result = pgha("plan", "--stack", "dev")
+    assert result.returncode == 0, result.stderr
+    assert ":123456789012:secret:rds!db-" in result.stdout
+    assert "\N{CIRCLED IDEOGRAPH SECRET}" not in result.stdout
+
+
 def test_plan_json_lists_every_resource() -> None:
     result = pgha("plan", "--stack", "prod", "--json")
     assert result.returncode == 0, result.stderr
