@@ -150,6 +150,48 @@ def test_changed_applied_migration_is_refused(fresh_db: ConnectionSettings, tmp_
     assert recorded(fresh_db) == ALL[:2]
 
 
+def test_renamed_applied_migration_is_refused_as_a_rename(fresh_db: ConnectionSettings, tmp_path: Path) -> None:
+    directory = copy_migrations(tmp_path, ALL[:3])
+    conn = connect(fresh_db)
+    migrate(conn, directory)
+    assert ALL[2] == "0003_activity_logs.sql"
+    (directory / ALL[2]).rename(directory / "0003_activity_log.sql")
+    (directory / "0004_new.sql").write_text("CREATE TABLE brand_new (id int);\n")
+    rename = r"(?s)0003_activity_logs\.sql.*looks like a rename of it to 0003_activity_log\.sql"
+    with pytest.raises(MigrationError, match=rename):
+        migrate(conn, directory)
+    with pytest.raises(MigrationError, match=rename):
+        migrate(conn, directory, dry_run=True)
+    assert conn.run("SELECT to_regclass('brand_new') IS NULL")[0][0], "nothing may be applied"
+    conn.close()
+    assert recorded(fresh_db) == ALL[:3]
+    dry = pgha("migrate", "--dsn", dsn(fresh_db), "--migrations", str(directory), "--dry-run")
+    assert dry.returncode == 1, dry.stdout + dry.stderr
+    assert "0003_activity_logs.sql" in dry.stderr and "rename" in dry.stderr
+    assert "Traceback" not in dry.stderr
+
+
+def test_deleted_applied_migration_is_refused_until_its_removal_is_recorded(
+    fresh_db: ConnectionSettings, tmp_path: Path
+) -> None:
+    directory = copy_migrations(tmp_path, ALL[:3])
+    conn = connect(fresh_db)
+    migrate(conn, directory)
+    (directory / ALL[1]).unlink()
+    (directory / ALL[2]).unlink()
+    (directory / "0004_new.sql").write_text("CREATE TABLE brand_new (id int);\n")
+    with pytest.raises(MigrationError, match=f"no file any more: {ALL[1]}, {ALL[2]}") as caught:
+        migrate(conn, directory, dry_run=True)
+    assert "looks like a rename" not in str(caught.value)
+    with pytest.raises(MigrationError, match=ALL[1]):
+        migrate(conn, directory)
+    assert conn.run("SELECT to_regclass('brand_new') IS NULL")[0][0], "nothing may be applied"
+    # the deliberate removal docs/schema.md describes: delete the tracking rows by hand
+    conn.run("DELETE FROM pgha_schema_migrations WHERE name IN (:a, :b)", a=ALL[1], b=ALL[2])
+    assert migrate(conn, directory).applied == ["0004_new.sql"]
+    conn.close()
+
+
 def test_non_transactional_migration_runs_statement_by_statement(
     fresh_db: ConnectionSettings, tmp_path: Path
 ) -> None:

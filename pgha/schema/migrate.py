@@ -1,7 +1,8 @@
 """Apply the schema migrations to a live database: exactly once, in order, serialized, all or nothing.
 
 - ``pgha_schema_migrations`` records name, checksum, applied_at and duration of each applied file;
-  an applied file that has changed is refused before anything runs.
+  an applied file that has changed, or that has no file any more (deleted or renamed: a renamed
+  one would run again under its new name), is refused before anything runs, dry run included.
 - A session advisory lock serializes concurrent runs; each re-reads what is applied under the lock.
 - Each migration runs in its own transaction together with its tracking row; a file marked
   ``-- pgha:no-transaction`` runs statement by statement and is recorded only when all completed.
@@ -160,6 +161,31 @@ def check_unchanged(migrations: list[Migration], applied: dict[str, str]) -> Non
             + ", ".join(changed)
             + ". Never edit an applied migration: revert the file and add a new one."
         )
+
+
+def check_none_missing(migrations: list[Migration], applied: dict[str, str]) -> None:
+    """Refuse to go on if an applied migration has no file any more, naming a likely rename.
+
+    A pending file with the checksum of a missing applied one is that file renamed: run, it would
+    apply the same SQL a second time.
+    """
+    names = {m.name for m in migrations}
+    missing = [name for name in applied if name not in names]
+    if not missing:
+        return
+    renamed_to = {m.checksum: m.name for m in migrations if m.name not in applied}
+    raise MigrationError(
+        "applied migrations have no file any more: "
+        + ", ".join(_missing_text(name, renamed_to.get(applied[name])) for name in missing)
+        + ". Restore each file under its applied name: an applied migration is history, and a renamed one "
+        "would run again. To record a deliberate removal, delete its row from pgha_schema_migrations "
+        "(docs/schema.md)."
+    )
+
+
+def _missing_text(name: str, renamed_to: str | None) -> str:
+    """A missing applied migration, with the pending file it looks renamed to (same checksum), if any."""
+    return f"{name} (looks like a rename of it to {renamed_to}: same checksum)" if renamed_to else name
 
 
 def _create_tracking(conn: pg8000.native.Connection) -> None:
@@ -373,6 +399,7 @@ def migrate(
     try:
         applied = applied_checksums(conn)
         check_unchanged(migrations, applied)
+        check_none_missing(migrations, applied)
         pending = [m for m in migrations if m.name not in applied]
         result.already_applied = [m.name for m in migrations if m.name in applied]
         result.pending = [m.name for m in pending]
