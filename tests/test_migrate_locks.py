@@ -150,6 +150,42 @@ def test_cli_lock_timeout_fails_with_exit_1_and_the_lock_named(fresh_db: Connect
     assert recorded(fresh_db) == ["0001_base.sql"]
 
 
+NOWAIT_CASES = {
+    # a transactional migration: LOCK TABLE ... NOWAIT against the test's AccessShareLock
+    "transactional": ("CREATE TABLE ledger (id int);\nLOCK TABLE accounts IN ACCESS EXCLUSIVE MODE NOWAIT;\n",
+                      "SELECT count(*) FROM accounts", "0002_nowait.sql failed and was rolled back"),
+    # a non-transactional one (LOCK TABLE needs a transaction block): a row lock taken NOWAIT
+    "non-transactional": ("-- pgha:no-transaction\nSELECT id FROM accounts WHERE id = 1 FOR UPDATE NOWAIT;\n",
+                          "UPDATE accounts SET balance = 1 WHERE id = 1", "failed at statement 1 of 1"),
+}
+
+
+@pytest.mark.parametrize("case", NOWAIT_CASES)
+def test_nowait_lock_with_the_lock_timeout_off_fails_cleanly_and_changes_nothing(
+    fresh_db: ConnectionSettings, tmp_path: Path, case: str
+) -> None:
+    sql, held, failed = NOWAIT_CASES[case]
+    conn, directory = base_applied(fresh_db, tmp_path, "0002_nowait", sql)
+    blocker = open_transaction(fresh_db, held)
+    lines: list[str] = []
+    try:
+        with pytest.raises(MigrationError) as caught:
+            migrate(conn, directory, report=lines.append, timeouts=Timeouts(lock=None, lock_retries=1, backoff=0.1),
+                    observer=lambda: connect(fresh_db))
+    finally:
+        blocker.run("ROLLBACK")
+        blocker.close()
+    message = str(caught.value)
+    assert failed in message and "SQLSTATE 55P03" in message and "could not obtain lock" in message
+    assert "gave up after 2 attempts with --lock-timeout off" in message and "None" not in message
+    retries = [line for line in lines if "retrying" in line]
+    assert len(retries) == 1 and "lock not available with the lock timeout off, retrying" in retries[0], lines
+    assert conn.run("SELECT to_regclass('ledger') IS NULL")[0][0]
+    assert conn.run("SELECT balance FROM accounts WHERE id = 1") == [[0]]
+    conn.close()
+    assert recorded(fresh_db) == ["0001_base.sql"]
+
+
 @pytest.mark.parametrize("option", ["--lock-timeout", "--statement-timeout"])
 def test_bad_timeouts_are_one_line_errors_that_change_nothing(fresh_db: ConnectionSettings, option: str) -> None:
     for command in ("migrate", "maintain"):

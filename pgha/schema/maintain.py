@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import pg8000.native
 
-from pgha.schema.migrate import DEFAULT_TIMEOUTS, LOCK_NOT_AVAILABLE, Timeouts, sqlstate
+from pgha.schema.migrate import DEFAULT_TIMEOUTS, LOCK_NOT_AVAILABLE, Timeouts, lock_wait_text, sqlstate
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,6 @@ def run_maintenance(
         except pg8000.native.DatabaseError as err:
             if sqlstate(err) != LOCK_NOT_AVAILABLE:
                 raise
-            report(f"skipped {action.table}: its lock was not granted within {timeouts.lock:g} s")
+            report(f"skipped {action.table}: its lock was not granted {lock_wait_text(timeouts.lock)}")
             result.skipped.append(action)
     return result

@@ -76,6 +76,19 @@ def _ms(seconds: float | None) -> str:
     return f"{round(seconds * 1000)}ms" if seconds else "0"
 
 
+def timeout_text(seconds: float | None) -> str:
+    """A timeout as messages print it: ``5 s``, or ``off`` for no limit (None or 0)."""
+    return f"{seconds:g} s" if seconds else "off"
+
+
+def lock_wait_text(seconds: float | None) -> str:
+    """How long a statement that got SQLSTATE 55P03 waited, for messages: ``within 5 s``.
+
+    With the lock timeout off, 55P03 comes from a NOWAIT (or a lock_timeout the SQL sets itself).
+    """
+    return f"within {timeout_text(seconds)}" if seconds else "with the lock timeout off"
+
+
 def sqlstate(err: Exception) -> str | None:
     """The SQLSTATE of a pg8000 server error, if it is one."""
     return err.args[0].get("C") if err.args and isinstance(err.args[0], dict) else None
@@ -239,7 +252,7 @@ def _run_statement(
         conn.run("SET lock_timeout = 0")
     try:
         _with_lock_retries(conn, lambda: conn.run(statement), timeouts, watch, lambda: report(
-            f"lock not available within {timeouts.lock:g} s, retrying: {_code(statement).strip()[:80]}"))
+            f"lock not available {lock_wait_text(timeouts.lock)}, retrying: {_code(statement).strip()[:80]}"))
     finally:
         if concurrent and timeouts.lock:
             conn.run("SELECT set_config('lock_timeout', :v, false)", v=_ms(timeouts.lock))
@@ -300,11 +313,17 @@ def _with_lock_retries(
 
 
 def _lock_failure(err: Exception, timeouts: Timeouts) -> str:
+    """What a migration that failed on SQLSTATE 55P03 tried and which lock it waited for ('' for other errors)."""
     if sqlstate(err) != LOCK_NOT_AVAILABLE:
         return ""
-    what = getattr(err, "waited_for", None) or "a lock (not seen: set a longer --lock-timeout to see which)"
-    return (f"; gave up after {timeouts.lock_retries + 1} attempts of --lock-timeout {timeouts.lock:g} s "
-            f"waiting for {what}")
+    if getattr(err, "waited_for", None):
+        lock = f"waiting for {err.waited_for}"
+    elif timeouts.lock:
+        lock = "waiting for a lock (not seen: set a longer --lock-timeout to see which)"
+    else:
+        lock = "on a lock it did not wait for (a NOWAIT, or a lock_timeout the migration sets itself)"
+    attempts = timeouts.lock_retries + 1
+    return f"; gave up after {attempts} attempts with --lock-timeout {timeout_text(timeouts.lock)}, {lock}"
 
 
 def _apply_one(
@@ -324,7 +343,7 @@ def _apply_one(
                 raise
 
         def retrying() -> None:
-            report(f"{migration.name}: lock not available within {timeouts.lock:g} s, retrying")
+            report(f"{migration.name}: lock not available {lock_wait_text(timeouts.lock)}, retrying")
 
         try:
             _with_lock_retries(conn, attempt, timeouts, watch, retrying)
