@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import import_module
 from typing import Any
 
@@ -14,10 +14,10 @@ import grpc
 import pytest
 from google.protobuf import empty_pb2, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
-from pulumi_policy import ResourceValidationArgs
+from pulumi_policy import ResourceValidationArgs, ResourceValidationPolicy
 
 from pgha.ci.harness import PROJECT_DIR, Plan, RegisteredResource, run_program
-from pgha.ci.policy import ALL_POLICIES, POLICY_MODULES, evaluate, evaluate_plan
+from pgha.ci.policy import ALL_POLICIES, POLICY_MODULES, evaluate, evaluate_plan, plain_inputs
 
 
 @pytest.fixture(scope="module")
@@ -163,6 +163,59 @@ def test_cli_exits_1_on_a_mandatory_violation_and_0_on_advisory_ones() -> None:
     assert dev.returncode == 0, dev.stderr
     assert "ADVISORY  rds-backup-retention-nonprod  pgha-dev-primary" in dev.stdout
     assert policy("--stack", "staging").returncode == 2
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[analyzer_pb2_grpc.AnalyzerStub]:
+    """The policy pack as `pulumi preview --policy-pack policy` runs it: its analyzer, over gRPC on loopback."""
+    pack = subprocess.Popen([sys.executable, str(PROJECT_DIR / "policy" / "__main__.py")], stdout=subprocess.PIPE,
+                            text=True, cwd="/")
+    try:
+        yield analyzer_pb2_grpc.AnalyzerStub(grpc.insecure_channel(f"127.0.0.1:{pack.stdout.readline().strip()}"))
+    finally:
+        pack.terminate()
+        pack.wait(10)
+
+
+def _struct(inputs: dict[str, Any]) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    struct.update(plain_inputs(inputs))
+    return struct
+
+
+def _engine_verdicts(engine: analyzer_pb2_grpc.AnalyzerStub, resources: list[RegisteredResource],
+                     names: set[str]) -> set[tuple[str, str]]:
+    """(rule, resource) for every resource rule the engine's analyzer reports on ``names``."""
+    providers = {r.urn: r for r in resources if r.type.startswith("pulumi:providers:")}
+    found = set()
+    for r in resources:
+        if r.name not in names:
+            continue
+        provider = providers.get(r.provider.rsplit("::", 1)[0]) if r.provider else None
+        request = analyzer_pb2.AnalyzeRequest(type=r.type, properties=_struct(r.inputs), urn=r.urn, name=r.name)
+        if provider is not None:
+            request.provider.CopyFrom(analyzer_pb2.AnalyzerProviderResource(
+                type=provider.type, properties=_struct(provider.inputs), urn=provider.urn, name=provider.name))
+        found |= {(d.policyName, r.name) for d in engine.Analyze(request, timeout=30).diagnostics}
+    return found
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod", "patroni"])
+def test_the_engine_judges_every_committed_resource_as_the_offline_run(
+        engine: analyzer_pb2_grpc.AnalyzerStub, plans: dict[str, Plan], stack: str) -> None:
+    """The engine sends numbers as floats and objects as pulumi-policy proxies: the rules must judge what a
+    preview sends as they judge the offline run (they once failed every compliant prod primary in a preview)."""
+    resources = plans[stack].resources
+    resource_rules = {p.name for p in ALL_POLICIES if isinstance(p, ResourceValidationPolicy)}
+    offline = {(v.policy, v.resource) for v in evaluate(resources) if v.policy in resource_rules}
+    assert _engine_verdicts(engine, resources, {r.name for r in resources}) == offline
+
+
+@pytest.mark.parametrize("rule", sorted(r for r in BREAKERS if not r.startswith("s3-")))  # s3-*: stack rules
+def test_the_engine_fires_every_resource_rule_on_the_resource_made_to_break_it(
+        engine: analyzer_pb2_grpc.AnalyzerStub, plans: dict[str, Plan], rule: str) -> None:
+    stack, name, reported_on, how = BREAKERS[rule]
+    assert (rule, reported_on) in _engine_verdicts(engine, _broken(plans[stack], name, how), {name})
 
 
 def test_the_policy_pack_serves_the_same_rules_to_the_engine() -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from google.protobuf import json_format, struct_pb2
 from pulumi_policy import (
     Policy,
     PolicyCustomTimeouts,
@@ -32,6 +33,8 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
+from pulumi_policy.deserialize import deserialize_properties
+from pulumi_policy.proxy import unknown_checking_proxy
 
 if TYPE_CHECKING:
     from pgha.ci.harness import Plan, RegisteredResource
@@ -77,15 +80,24 @@ class Violation:
                 "message": self.message}
 
 
-def _plain(value: Any) -> Any:
-    """Inputs as the analyzer hands them to rules: secrets unwrapped (rules never print values)."""
+def plain_inputs(value: Any) -> Any:
+    """Inputs as JSON values: secrets unwrapped (rules never print values), anything else (an asset) as text."""
     if type(value).__name__ == "Secret" and hasattr(value, "value"):
-        return _plain(value.value)
+        return plain_inputs(value.value)
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain_inputs(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
+        return [plain_inputs(v) for v in value]
+    return value if value is None or isinstance(value, str | int | float | bool) else str(value)
+
+
+def as_the_engine_sends(inputs: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Inputs the way the engine's analyzer hands them to a rule, so that offline runs judge what a preview
+    judges: through a protobuf Struct (every number becomes a float), then pulumi-policy's own
+    deserialization and its unknown-checking proxies (a ``Mapping`` and ``Sequence``, not ``dict``/``list``)."""
+    struct = struct_pb2.Struct()
+    struct.update(plain_inputs(inputs))
+    return unknown_checking_proxy(deserialize_properties(json_format.MessageToDict(struct)))
 
 
 def _options(resource: RegisteredResource) -> PolicyResourceOptions:
@@ -110,7 +122,7 @@ def evaluate(resources: Sequence[RegisteredResource], policies: Sequence[Policy]
     policies = ALL_POLICIES if policies is None else policies
     by_urn = {r.urn: r for r in resources}
     providers = {
-        r.urn: PolicyProviderResource(r.type, _plain(r.inputs), r.urn, r.name)
+        r.urn: PolicyProviderResource(r.type, as_the_engine_sends(r.inputs), r.urn, r.name)
         for r in resources if r.type.startswith("pulumi:providers:")
     }
 
@@ -118,7 +130,8 @@ def evaluate(resources: Sequence[RegisteredResource], policies: Sequence[Policy]
         return providers.get(resource.provider.rsplit("::", 1)[0]) if resource.provider else None
 
     stack: dict[str, PolicyResource] = {
-        r.urn: PolicyResource(r.type, _plain(r.inputs), r.urn, r.name, _options(r), provider_of(r), None, [], {})
+        r.urn: PolicyResource(r.type, as_the_engine_sends(r.inputs), r.urn, r.name, _options(r), provider_of(r),
+                              None, [], {})
         for r in resources
     }
     for r in resources:

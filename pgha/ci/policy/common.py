@@ -39,14 +39,33 @@ Check = Callable[[ResourceValidationArgs], Iterable[str]]
 StackCheck = Callable[[Sequence[PolicyResource]], Iterable[tuple[str, str]]]
 
 
-def as_dict(value: Any) -> dict[str, Any]:
+# The engine hands a rule pulumi-policy's proxies (a Mapping, a Sequence: not dict, list) and every number as a
+# float (protobuf's Struct): the readers below take both forms, and offline runs send the engine's
+# (pgha.ci.policy.as_the_engine_sends).
+
+
+def as_dict(value: Any) -> Mapping[str, Any]:
     """An object input, also when it arrives JSON-encoded (provider inputs are strings)."""
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except ValueError:
             return {}
-    return value if isinstance(value, dict) else {}
+    return value if isinstance(value, Mapping) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    """A list input; one value (a policy's single Statement, a lone Service) as a list of one; None as []."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+
+
+def whole_number(value: Any) -> int | None:
+    """A whole-number input (14 or 14.0, as the engine sends it); None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        return None
+    return int(value)
 
 
 def truthy(value: Any) -> bool:

@@ -12,11 +12,10 @@ takes a ``ResourceValidationArgs``); ``STACK_POLICIES`` the rules that need the 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from pulumi_policy import PolicyResource, ResourceValidationArgs, ResourceValidationPolicy, StackValidationPolicy
 
-from pgha.ci.policy.common import ADVISORY, MANDATORY, as_dict, resource_rule, stack_rule
+from pgha.ci.policy.common import ADVISORY, MANDATORY, as_dict, as_list, resource_rule, stack_rule
 
 VPC = "aws:ec2/vpc:Vpc"
 FLOW_LOG = "aws:ec2/flowLog:FlowLog"
@@ -112,14 +111,13 @@ def _logs_use_is_scoped(args: ResourceValidationArgs) -> Iterable[str]:
     if not isinstance(policy, str):  # unknown during a preview of a new key
         return
     statements = as_dict(policy).get("Statement", [])
-    for statement in statements if isinstance(statements, list) else [statements]:
-        services = (statement.get("Principal") or {}).get("Service", [])
-        services = [services] if isinstance(services, str) else services
+    for statement in as_list(statements):
+        services = as_list(as_dict(statement.get("Principal")).get("Service"))
         if statement.get("Effect") != "Allow" or not any(s.startswith("logs.") for s in services):
             continue
         condition = statement.get("Condition") or {}
         patterns = [p for op in ("ArnLike", "ArnEquals", "StringLike", "StringEquals")
-                    for p in _as_list((condition.get(op) or {}).get("kms:EncryptionContext:aws:logs:arn"))]
+                    for p in as_list(as_dict(condition.get(op)).get("kms:EncryptionContext:aws:logs:arn"))]
         if not patterns:
             yield (f"statement {statement.get('Sid', '?')}: CloudWatch Logs may use the key for any log group; "
                    "add a kms:EncryptionContext:aws:logs:arn condition naming the stack's log groups")
@@ -128,12 +126,6 @@ def _logs_use_is_scoped(args: ResourceValidationArgs) -> Iterable[str]:
             if group.strip("*") == "":
                 yield (f"statement {statement.get('Sid', '?')}: {pattern!r} lets CloudWatch Logs use the key "
                        "for every log group")
-
-
-def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    return [value] if isinstance(value, str) else list(value)
 
 
 kms_logs_scoped = resource_rule(

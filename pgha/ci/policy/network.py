@@ -4,12 +4,12 @@ mandatory: PostgreSQL ports (5432, and the Patroni NLB's reader port 5433) are n
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pulumi_policy import ResourceValidationArgs
 
-from pgha.ci.policy.common import MANDATORY, as_dict, resource_rule
+from pgha.ci.policy.common import MANDATORY, as_dict, as_list, resource_rule, whole_number
 
 INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 GROUP_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
@@ -18,15 +18,15 @@ POSTGRES_PORTS = (5432, 5433)
 EVERYWHERE = {"0.0.0.0/0", "::/0"}
 
 
-def _opens(rule: dict[str, Any], cidrs: list[str]) -> list[int]:
+def _opens(rule: Mapping[str, Any], cidrs: list[str]) -> list[int]:
     """The PostgreSQL ports a rule opens to the whole internet."""
     if not EVERYWHERE & set(cidrs):
         return []
     protocol = str(rule.get("ipProtocol", rule.get("protocol", "tcp")))
     if protocol in ("-1", "all"):
         return list(POSTGRES_PORTS)
-    low, high = rule.get("fromPort"), rule.get("toPort")
-    if not isinstance(low, int) or not isinstance(high, int):
+    low, high = whole_number(rule.get("fromPort")), whole_number(rule.get("toPort"))
+    if low is None or high is None:
         return []
     return [port for port in POSTGRES_PORTS if low <= port <= high]
 
@@ -39,10 +39,10 @@ def no_public_postgres(args: ResourceValidationArgs) -> Iterable[str]:
     elif args.resource_type == GROUP_RULE:
         if props.get("type") != "ingress":
             return
-        candidates = [(props, [*(props.get("cidrBlocks") or []), *(props.get("ipv6CidrBlocks") or [])])]
+        candidates = [(props, [*as_list(props.get("cidrBlocks")), *as_list(props.get("ipv6CidrBlocks"))])]
     else:
-        candidates = [(as_dict(r), [*(as_dict(r).get("cidrBlocks") or []), *(as_dict(r).get("ipv6CidrBlocks") or [])])
-                      for r in props.get("ingress") or []]
+        candidates = [(as_dict(r), [*as_list(as_dict(r).get("cidrBlocks")), *as_list(as_dict(r).get("ipv6CidrBlocks"))])
+                      for r in as_list(props.get("ingress"))]
     for rule, cidrs in candidates:
         ports = _opens(rule, [c for c in cidrs if c])
         if ports:

@@ -15,7 +15,17 @@ from collections.abc import Iterable
 
 from pulumi_policy import ResourceValidationArgs
 
-from pgha.ci.policy.common import ADVISORY, MANDATORY, is_production, per_environment, resource_rule, truthy
+from pgha.ci.policy.common import (
+    ADVISORY,
+    MANDATORY,
+    as_dict,
+    as_list,
+    is_production,
+    per_environment,
+    resource_rule,
+    truthy,
+    whole_number,
+)
 
 INSTANCE = "aws:rds/instance:Instance"
 PARAMETER_GROUP = "aws:rds/parameterGroup:ParameterGroup"
@@ -53,8 +63,8 @@ def backup_retention(args: ResourceValidationArgs) -> Iterable[str]:
     """RDS.11: automated backups kept at least a week (replicas exempt, see the module docstring)."""
     if _replica(args):
         return
-    days = args.props.get("backupRetentionPeriod")
-    if not isinstance(days, int) or days < MIN_BACKUP_DAYS:
+    days = whole_number(args.props.get("backupRetentionPeriod"))
+    if days is None or days < MIN_BACKUP_DAYS:
         yield f"backupRetentionPeriod is {days if days is not None else 'unset'}: keep at least {MIN_BACKUP_DAYS} days"
 
 
@@ -80,8 +90,8 @@ def log_exports(args: ResourceValidationArgs) -> Iterable[str]:
 
 def enhanced_monitoring(args: ResourceValidationArgs) -> Iterable[str]:
     """RDS.6: enhanced monitoring (OS metrics) on."""
-    interval = args.props.get("monitoringInterval")
-    if not isinstance(interval, int) or interval <= 0 or not args.props.get("monitoringRoleArn"):
+    interval = whole_number(args.props.get("monitoringInterval"))
+    if interval is None or interval <= 0 or not args.props.get("monitoringRoleArn"):
         yield f"monitoringInterval is {interval if interval is not None else 'unset'} (or no monitoringRoleArn)"
 
 
@@ -101,7 +111,7 @@ def force_ssl(args: ResourceValidationArgs) -> Iterable[str]:
     """Every PostgreSQL parameter group sets rds.force_ssl=1, so no client connects in plain text."""
     if not str(args.props.get("family", "")).startswith("postgres"):
         return
-    values = {p.get("name"): str(p.get("value")) for p in args.props.get("parameters") or [] if isinstance(p, dict)}
+    values = {as_dict(p).get("name"): str(as_dict(p).get("value")) for p in as_list(args.props.get("parameters"))}
     if values.get("rds.force_ssl") != "1":
         yield f"rds.force_ssl is {values.get('rds.force_ssl', 'unset')!s}: clients may connect without TLS"
 

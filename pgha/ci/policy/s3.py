@@ -15,7 +15,7 @@ from typing import Any
 
 from pulumi_policy import PolicyResource
 
-from pgha.ci.policy.common import ADVISORY, MANDATORY, as_dict, stack_rule, truthy
+from pgha.ci.policy.common import ADVISORY, MANDATORY, as_dict, as_list, stack_rule, truthy
 
 BUCKET = "aws:s3/bucket:Bucket"
 POLICY = "aws:s3/bucketPolicy:BucketPolicy"
@@ -51,7 +51,7 @@ def _denies_plain_http(props: Any) -> bool:
     except ValueError:
         return False
     statements = as_dict(document).get("Statement") or []
-    for statement in statements if isinstance(statements, list) else [statements]:
+    for statement in as_list(statements):
         condition = as_dict(as_dict(statement).get("Condition")).get("Bool") or {}
         if statement.get("Effect") == "Deny" and str(as_dict(condition).get("aws:SecureTransport")).lower() == "false":
             return True
