@@ -73,7 +73,7 @@ def plan(
         console.print(outputs_tree(result))
 
 
-# --- CI: diff, preview-check, policy (exit 3: a dangerous change; 1: a mandatory violation) ---
+# --- CI: diff, preview-check, policy (exit 3: a dangerous change; 1: a failed program, preview or policy) ---
 
 
 def _run_stack(stack: str, set_: list[str] | None) -> Plan:
@@ -126,10 +126,14 @@ def diff(
 def preview_check(
     file: Annotated[Path, typer.Argument(help="The output of `pulumi preview --json` ('-' for stdin).")],
 ) -> None:
-    """Stop a real preview that would replace or delete a stateful resource (exit 3); 2 if FILE is not a preview."""
+    """Stop a real preview that would replace or delete a stateful resource (exit 3).
+
+    Exit 1 when the preview itself failed (an error diagnostic: its steps are partial, so the check is
+    incomplete) and shows no dangerous change; 2 if FILE is not a preview.
+    """
     import sys
 
-    from pgha.ci.preview_check import PreviewFormatError, check_preview, render_findings
+    from pgha.ci.preview_check import PreviewFormatError, check_preview, incomplete_note, render_findings
 
     try:
         text = sys.stdin.read() if str(file) == "-" else file.read_text()
@@ -137,8 +141,13 @@ def preview_check(
     except (OSError, UnicodeDecodeError, PreviewFormatError) as err:
         _fail(f"{file}: {err}", 2)
     _say(render_findings(findings))
+    note = incomplete_note(findings)
+    if note is not None:
+        err_console.print(f"[red]error:[/red] {escape(note)}", soft_wrap=True)
     if findings.dangerous:
         raise typer.Exit(3)
+    if note is not None:
+        raise typer.Exit(1)
 
 
 @app.command()

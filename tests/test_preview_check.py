@@ -78,6 +78,34 @@ def test_a_protected_resource_is_marked() -> None:
     assert "pgha-dev-replica-2 (ops: delete; because: removed from the program) [protected" in result.stdout
 
 
+
+def failed_preview(base: str, steps: int) -> dict[str, object]:
+    """A preview the engine stopped part-way: the first ``steps`` steps of ``base`` and an error diagnostic."""
+    document = json.loads((PREVIEWS / base).read_text())
+    document["steps"] = document["steps"][:steps]
+    document.setdefault("diagnostics", []).append({
+        "urn": "urn:pulumi:prod::pgha::pulumi:pulumi:Stack::pgha-prod",
+        "message": "error: an unhandled error occurred: Program exited with non-zero exit code: 1\n",
+        "severity": "error"})
+    return document
+
+
+def test_a_failed_preview_exits_1_saying_the_check_is_incomplete() -> None:
+    # the steps before the failure hold no replacement: "0 dangerous" must not pass it
+    result = preview_check("-", stdin=json.dumps(failed_preview("prod-storage-update.json", steps=2)))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "preview failed: error: an unhandled error occurred" in result.stdout
+    assert "the preview failed" in result.stderr and "incomplete" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_failed_preview_that_already_shows_a_dangerous_change_exits_3_and_says_it_is_incomplete() -> None:
+    result = preview_check("-", stdin=json.dumps(failed_preview("prod-replace-key-and-primary.json", steps=4)))
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert [line.split(":", 1)[0] for line in result.stdout.splitlines() if line.startswith("DANGEROUS")] == [
+        "DANGEROUS replace of KMS key"]
+    assert "incomplete" in result.stderr
+
 @pytest.mark.parametrize(
     ("text", "why"),
     [

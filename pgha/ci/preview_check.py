@@ -57,6 +57,19 @@ class PreviewFindings:
         """Replacements and deletions of stateful resources."""
         return [f for f in self.findings if f.dangerous]
 
+    @property
+    def failed(self) -> bool:
+        """The engine reported an error: the steps are partial, so what they omit was never checked."""
+        return bool(self.errors)
+
+
+def incomplete_note(result: PreviewFindings) -> str | None:
+    """Why a failed preview proves nothing safe (None when the preview succeeded)."""
+    if not result.failed:
+        return None
+    return (f"the preview failed ({len(result.errors)} error diagnostic(s)): its steps are partial, so this check "
+            "is incomplete and a replacement or deletion may be missing; fix the error and preview again")
+
 
 def urn_type(urn: str) -> str:
     """The resource type of a URN ``urn:pulumi:<stack>::<project>::<parent$...$type>::<name>``."""
@@ -146,5 +159,6 @@ def render_findings(result: PreviewFindings) -> str:
             why = ", ".join(f.reasons) or ("removed from the program" if f.action == "delete" else "no reasons given")
             lines.append(f"  {f.action} {f.urn} ({why})")
     summary = ", ".join(f"{op} {n}" for op, n in sorted(result.change_summary.items()))
-    lines.append(f"{result.steps} steps ({summary or 'no summary'}); {len(result.dangerous)} dangerous")
+    incomplete = " (incomplete: the preview failed)" if result.failed else ""
+    lines.append(f"{result.steps} steps ({summary or 'no summary'}); {len(result.dangerous)} dangerous{incomplete}")
     return "\n".join(lines)
