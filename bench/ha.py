@@ -56,6 +56,7 @@ from pgha.drill.engine import DrillResult, Round, Targets, run_drill
 from pgha.drill.lab import REJOIN_WAYS, LabDrill
 from pgha.drill.report import render_comparison_png, write_report
 from pgha.lab.cluster import LAB_TIMING, Lab, removed_on_exit
+from pgha.local import postgres_bindir
 from pgha.node.render import PatroniTiming
 
 TIMINGS = {"tuned": LAB_TIMING, "defaults": PatroniTiming(ttl=30, loop_wait=10, retry_timeout=10)}
@@ -73,12 +74,12 @@ def say(line: str) -> None:
 
 
 def machine() -> dict[str, Any]:
-    """What the figures were measured on."""
+    """What the figures were measured on (the PostgreSQL is the one the lab runs: pgha.local.postgres_bindir)."""
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
                   if line.startswith("MemTotal"))
-    postgres = subprocess.run(["/usr/lib/postgresql/15/bin/postgres", "--version"], capture_output=True,
+    postgres = subprocess.run([str(postgres_bindir() / "postgres"), "--version"], capture_output=True,
                               text=True, check=False).stdout.strip()
     from importlib.metadata import version
 
