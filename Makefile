@@ -46,7 +46,8 @@ bench-quick: system $(VENV)/.installed
 soak: system $(VENV)/.installed
 	$(PY) bench/soak.py --drills $(or $(DRILLS),24) --out reports
 
-# `pgha diff` for dev and prod against BASE (default HEAD), timed in fresh processes
+# `pgha diff` for dev and prod against BASE (default HEAD), timed in fresh processes: reports/diff.json;
+# exits 1 when dev + prod take over the 10 s target
 bench-diff: $(VENV)/.installed
 	$(PY) bench/diff.py --base $(or $(BASE),HEAD) --rounds $(or $(ROUNDS),3) --json reports/diff.json
 

@@ -1,9 +1,11 @@
-"""The bench/*.py entry points, without a lab or a database: the machine they report. The measurements
-are stubbed; timings live in the benchmarks, not here."""
+"""The bench/*.py entry points, without a lab or a database: exit codes on a missed target and the
+machine they report. The measurements are stubbed; timings live in the benchmarks, not here."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -19,6 +21,28 @@ def bench_module(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def run_diff_bench(monkeypatch: pytest.MonkeyPatch, seconds: dict[str, float], *args: str) -> int:
+    """bench/diff.py's main() with each `pgha diff` run taking ``seconds[stack]``."""
+    diff = bench_module("diff")
+    monkeypatch.setattr(diff, "time_diff", lambda stack, _base: (seconds[stack], 0))
+    monkeypatch.setattr(sys, "argv", ["bench/diff.py", "--rounds", "2", *args])
+    return diff.main()
+
+
+def test_diff_bench_exits_1_when_both_stacks_take_longer_than_the_target(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    report = tmp_path / "diff.json"
+    assert run_diff_bench(monkeypatch, {"dev": 4.0, "prod": 6.5}, "--json", str(report)) == 1
+    assert "10.50 s at worst, OVER the 10 s target" in capsys.readouterr().out
+    assert json.loads(report.read_text())["met"] is False, "the report is written before the exit"
+
+
+def test_diff_bench_exits_0_within_the_target(monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_diff_bench(monkeypatch, {"dev": 2.2, "prod": 2.4}) == 0
+    assert "4.60 s at worst, within the 10 s target" in capsys.readouterr().out
 
 
 def test_ha_bench_reports_the_postgres_the_lab_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
