@@ -35,6 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pgha.connect import connect
+from pgha.drill.compare import summarize
 from pgha.local import PostgresServer
 from pgha.schema.migrate import migrate
 
@@ -95,15 +96,6 @@ GENERATE = [
 ]
 
 
-def percentile(values: list[float], q: float) -> float:
-    """The q-quantile (0..1) of ``values``, linearly interpolated."""
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
 def load(server: PostgresServer, shape: Shape, rows: int, report) -> str:
     """A database of its own with the schema and the generated data; returns its name."""
     database = "bench_" + shape.name.replace(" ", "_")
@@ -146,10 +138,11 @@ def measure(server: PostgresServer, database: str, role: tuple[str, str], iterat
                 timings.append(elapsed)
                 returned.append(len(rows))
         plan = "\n".join(r[0] for r in conn.run("EXPLAIN " + sql, **({"org": orgs[0]} if ":org" in sql else {})))
+        figures = summarize(timings)  # iterations >= 10: never empty
         results[name] = {
-            "as": who, "p50_ms": round(percentile(timings, 0.5), 3), "p95_ms": round(percentile(timings, 0.95), 3),
-            "max_ms": round(max(timings), 3), "target_p95_ms": target,
-            "met": percentile(timings, 0.95) <= target, "rows_returned_median": statistics.median(returned),
+            "as": who, "p50_ms": figures["p50"], "p95_ms": figures["p95"], "max_ms": figures["max"],
+            "target_p95_ms": target, "met": figures["p95"] <= target,
+            "rows_returned_median": statistics.median(returned),
             "iterations": len(timings), "plan": plan,
         }
     tenant.close()
