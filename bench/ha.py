@@ -48,6 +48,7 @@ from pgha.drill.compare import (
     fmt,
     interleave,
     ratio,
+    rto_cell,
     summarize,
     verdict_table,
     verdicts_json,
@@ -92,7 +93,8 @@ def round_row(result: DrillResult, side: str, number: int) -> dict[str, Any]:
     """The figures of a one-round drill, for the JSON."""
     rnd: Round = result.rounds[0] if result.rounds else Round(0)
     passed, reasons = result.verdict()
-    return {"side": side, "round": number, "rto_s": rnd.rto_s, "lost_commits": len(rnd.lost),
+    return {"side": side, "round": number, "rto_s": rnd.rto_s, "not_recovered_s": rnd.not_recovered_s,
+            "lost_commits": len(rnd.lost),
             "acknowledged": len(rnd.commits), "passed_checks": rnd.passed_checks, "error": rnd.error,
             "facts": {k: v for k, v in rnd.facts.items() if k != "write_errors"},
             "events": [{"t_s": round(e.at - rnd.started, 3), "name": e.name, "detail": e.detail}
@@ -107,7 +109,7 @@ def one_round(lab: Lab, scenario: str, side: str, number: int, reports: Path | N
     if reports:
         write_report(result, reports)
     row = round_row(result, side, number)
-    say(f"{scenario} {side} round {number}: RTO {fmt(row['rto_s'], ' s')}, lost {row['lost_commits']}"
+    say(f"{scenario} {side} round {number}: RTO {rto_cell(row, ' s')}, lost {row['lost_commits']}"
         + (f", rejoin {row['facts'].get('rejoin_s')} s" if "rejoin_s" in row["facts"] else ""))
     return row
 
@@ -185,7 +187,8 @@ def _scalar_mb(lab: Lab, query: str) -> float:
 
 
 def values(rows: list[dict], key: str = "rto_s", fact: bool = False) -> list[float]:
-    """The measured values of rows (rounds that measured nothing are left out, and counted as invalid)."""
+    """The measured values of rows (rounds that measured nothing, or whose writes had not come back, are left out;
+    they fail their verdict and are counted as rounds with problems)."""
     found = [(r["facts"].get(key) if fact else r.get(key)) for r in rows]
     return [v for v in found if v is not None]
 
@@ -203,6 +206,12 @@ def rejoin_values(data: dict[str, Any], way: str, size: int) -> list[float]:
 def by_side(rows: list[dict], side: str) -> list[float]:
     """RTOs of the rounds of one side."""
     return values([r for r in rows if r["side"] == side])
+
+
+def not_recovered(data: dict[str, Any]) -> list[str]:
+    """The rounds whose writes had not come back when the probe stopped (no RTO), with their open stretch."""
+    return [f"{part} {r['side']} round {r['round']}: ≥ {r['not_recovered_s']:.2f} s"
+            for part in PARTS for r in data[part] if r.get("not_recovered_s") is not None]
 
 
 def summary(data: dict[str, Any]) -> tuple[dict[str, Any], list]:
@@ -223,6 +232,7 @@ def summary(data: dict[str, Any]) -> tuple[dict[str, Any], list]:
         "leader_loss_rto_s": losses, "leader_loss_speedup": speedups, "switchover_rto_s": switch,
         "rejoin_s": rejoin, "rejoin_speedup_p50": rejoin_speedup,
         "lost_commits": lost, "rounds": len(every), "rounds_with_problems": invalid,
+        "rounds_not_recovered": not_recovered(data),
     }
     head_rejoin = rejoin.get(headline, {way: summarize([]) for way in REJOIN_WAYS})
     verdicts = []
@@ -280,6 +290,9 @@ def markdown(data: dict[str, Any], figures: dict[str, Any], verdicts: list) -> s
     for label, s in rows:
         lines.append(f"| {label} | {s['n']} | {fmt(s['p50'], ' s')} | {fmt(s['p95'], ' s')} | "
                      f"{fmt(s['min'], ' s')} | {fmt(s['max'], ' s')} |")
+    unrecovered = figures["rounds_not_recovered"]
+    lines += ["", "Rounds whose writes had not come back when the probe stopped (no RTO, left out of the figures "
+              f"above): {len(unrecovered)}" + (f" ({'; '.join(unrecovered)})" if unrecovered else "") + "."]
     said = [f"{name} defaults/tuned p50 {fmt(speedups[part]['p50'], 'x')} (p95 {fmt(speedups[part]['p95'], 'x')})"
             for part, name in (("kill", "node loss"), ("crash", "PostgreSQL crash")) if data[part]]
     said += [f"rejoin re-clone/pg_rewind p50 at {size} MB {fmt(x, 'x')}"
@@ -297,7 +310,7 @@ def markdown(data: dict[str, Any], figures: dict[str, Any], verdicts: list) -> s
             rewind = (round(steps["pg_rewind exit code"] - steps["running pg_rewind"], 2)
                       if {"pg_rewind exit code", "running pg_rewind"} <= steps.keys() else None)
             label = f"{part} {r['size_mb']} MB" if part == "rejoin" else part
-            lines.append(f"| {label} | {r['side']} | {r['round']} | {fmt(r['rto_s'])} | {fmt(facts.get('rejoin_s'))} | "
+            lines.append(f"| {label} | {r['side']} | {r['round']} | {rto_cell(r)} | {fmt(facts.get('rejoin_s'))} | "
                          f"{fmt(rewind)} | {fmt(facts.get('leader_wal_mb'))} | {r['lost_commits']} | "
                          f"{'ok' if r['verdict']['passed'] else 'problem'} |")
     lines += ["", "What these figures do and do not mean: docs/bench.md."]

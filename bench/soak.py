@@ -29,10 +29,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pgha.drill.compare import fmt, summarize
+from pgha.drill.compare import fmt, rto_cell, summarize
 from pgha.drill.engine import Targets, run_drill
 from pgha.drill.lab import LabDrill, _wait, healthy
-from pgha.drill.probe import WriteProbe, missing_acknowledged
+from pgha.drill.probe import ProbeReport, WriteProbe, missing_acknowledged
 from pgha.drill.report import render_comparison_png, write_report
 from pgha.lab.cluster import Lab, LabError, removed_on_exit
 
@@ -71,40 +71,56 @@ def cluster_state(lab: Lab) -> dict[str, Any]:
 
 
 def markdown(data: dict[str, Any]) -> str:
-    """soak.md: per scenario count, RTO p50/p95, lost commits, cluster state; then every drill."""
+    """soak.md: per scenario count, RTO p50/p95, drills not recovered, lost commits, cluster state; then every
+    drill."""
+    probe = data["soak_probe"]
+    gap = rto_cell({"rto_s": probe["longest_gap_s"], "not_recovered_s": probe.get("not_recovered_s")}, " s")
     lines = [f"# pgha drill soak ({data['started_at'][:16]} UTC): {'PASSED' if data['passed'] else 'FAILED'}", "",
              f"{len(data['drills'])} of {data['planned']} drills back to back on one lab ({data['timing']}), under a "
-             f"soak-long write probe ({data['soak_probe']['acknowledged']} commits acknowledged, "
-             f"{len(data['soak_probe']['lost'])} lost) and each drill's own.", ""]
+             f"soak-long write probe ({probe['acknowledged']} commits acknowledged, {len(probe['lost'])} lost, "
+             f"longest stretch without one {gap}) and each drill's own. RTO figures leave out drills whose writes "
+             "had not come back when their probe stopped (no RTO; counted as not recovered).", ""]
     if data.get("stopped"):
         lines += [f"**Stopped:** {data['stopped']}", "", "```json", json.dumps(data.get("evidence"), indent=2)[:6000],
                   "```", ""]
-    lines += ["| scenario | drills | RTO p50 | RTO p95 | RTO max | lost commits | healthy after | passed |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["| scenario | drills | RTO p50 | RTO p95 | RTO max | not recovered | lost commits | healthy after | "
+              "passed |", "|---|---|---|---|---|---|---|---|---|"]
     for name, s in data["per_scenario"].items():
         lines.append(f"| {name} | {s['count']} | {fmt(s['rto_s']['p50'], ' s')} | {fmt(s['rto_s']['p95'], ' s')} | "
-                     f"{fmt(s['rto_s']['max'], ' s')} | {s['lost_commits']} | {s['healthy_after']}/{s['count']} | "
-                     f"{s['passed']}/{s['count']} |")
+                     f"{fmt(s['rto_s']['max'], ' s')} | {s['not_recovered']} | {s['lost_commits']} | "
+                     f"{s['healthy_after']}/{s['count']} | {s['passed']}/{s['count']} |")
     lines += ["", "![soak](soak.png)", "", "| # | scenario | RTO | lost | passed | cluster after |",
               "|---|---|---|---|---|---|"]
     for d in data["drills"]:
-        lines.append(f"| {d['n']} | {d['scenario']} | {fmt(d['rto_s'], ' s')} | {d['lost_commits']} | "
+        lines.append(f"| {d['n']} | {d['scenario']} | {rto_cell(d, ' s')} | {d['lost_commits']} | "
                      f"{'yes' if d['passed'] else 'no: ' + '; '.join(d['reasons'])[:200]} | "
                      f"{'; '.join(d['cluster_after']['members'])} |")
     return "\n".join(lines) + "\n"
 
 
 def summarize_soak(drills: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per scenario: count, RTO p50/p95/max, lost commits, healthy-after and passed counts."""
+    """Per scenario: count, RTO p50/p95/max (of the drills whose writes came back), how many did not recover,
+    lost commits, healthy-after and passed counts."""
     out = {}
     for name in MIX:
         rows = [d for d in drills if d["scenario"] == name]
         if rows:
             out[name] = {"count": len(rows), "rto_s": summarize([d["rto_s"] for d in rows if d["rto_s"] is not None]),
+                         "not_recovered": sum(d.get("not_recovered_s") is not None for d in rows),
                          "lost_commits": sum(d["lost_commits"] for d in rows),
                          "healthy_after": sum(d["cluster_after"]["healthy"] for d in rows),
                          "passed": sum(d["passed"] for d in rows)}
     return out
+
+
+def soak_probe_figures(report: ProbeReport, lost: list[int]) -> dict[str, Any]:
+    """The soak-long probe: commits acknowledged and lost, and its longest stretch without an acknowledged commit
+    by the drills' RTO definition (``ProbeReport.outage``): ``longest_gap_s``, or ``not_recovered_s`` (a lower
+    bound) when its writes had not come back when it stopped."""
+    outage = report.outage()
+    return {"acknowledged": len(report.acknowledged), "lost": lost[:100],
+            "longest_gap_s": outage.seconds if outage is not None and outage.recovered else None,
+            "not_recovered_s": outage.seconds if outage is not None and not outage.recovered else None}
 
 
 def main() -> int:
@@ -139,11 +155,12 @@ def main() -> int:
                     state = cluster_state(lab)
                     soak_lost = missing_acknowledged(lab.settings(), soak.report.acknowledged, SOAK_TABLE)
                     row = {"n": n, "scenario": scenario, "rto_s": rnd.rto_s if rnd else None,
+                           "not_recovered_s": rnd.not_recovered_s if rnd else None,
                            "lost_commits": len(rnd.lost) if rnd else 0, "lost_ids": rnd.lost[:50] if rnd else [],
                            "soak_probe_lost": len(soak_lost), "passed": passed, "reasons": reasons,
                            "cluster_after": state, "leader_after": (rnd.facts.get("leader_after") if rnd else None)}
                     data["drills"].append(row)
-                    say(f"drill {n}/{args.drills} {scenario}: RTO {fmt(row['rto_s'], ' s')}, lost {row['lost_commits']}"
+                    say(f"drill {n}/{args.drills} {scenario}: RTO {rto_cell(row, ' s')}, lost {row['lost_commits']}"
                         f" (soak probe {len(soak_lost)}), {'passed' if passed else 'FAILED'}, "
                         f"{'healthy' if state['healthy'] else 'UNHEALTHY: ' + '; '.join(state['problems'])}")
                     if row["lost_commits"] or soak_lost:
@@ -162,14 +179,14 @@ def main() -> int:
                     lost = missing_acknowledged(lab.settings(), report.acknowledged, SOAK_TABLE)
                 except Exception as err:  # the lab may be gone; say so instead of guessing
                     lost, data["soak_probe_error"] = [], str(err)
-                data["soak_probe"] = {"acknowledged": len(report.acknowledged), "lost": lost[:100],
-                                      "longest_gap_s": round(report.longest_outage, 3)}
+                data["soak_probe"] = soak_probe_figures(report, lost)
             else:
-                data["soak_probe"] = {"acknowledged": 0, "lost": [], "longest_gap_s": None}
+                data["soak_probe"] = soak_probe_figures(ProbeReport(), [])
             data["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     data.setdefault("timing", None)
     data["per_scenario"] = summarize_soak(data["drills"])
     data["passed"] = (not data["stopped"] and len(data["drills"]) == args.drills and not data["soak_probe"]["lost"]
+                      and data["soak_probe"]["not_recovered_s"] is None
                       and all(d["passed"] and d["cluster_after"]["healthy"] for d in data["drills"]))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "soak.json").write_text(json.dumps(data, indent=2) + "\n")

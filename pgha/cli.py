@@ -492,12 +492,12 @@ MaxLostOption = Annotated[int, typer.Option("--max-lost", help="Acknowledged com
 
 def _finish_drill(result: DrillResult, report_dir: Path) -> NoReturn:
     """Write the reports, print the verdict, exit 0 only when the drill passed and everything was restored."""
-    from pgha.drill.report import write_report
+    from pgha.drill.report import rto_text, write_report
 
     paths = write_report(result, report_dir)
     passed, reasons = result.verdict()
     for rnd in result.rounds:
-        rto = "not measured" if rnd.rto_s is None else f"{rnd.rto_s:.2f} s"
+        rto = rto_text(rnd)
         rpo = "not measured" if rnd.rpo_s is None else f"{rnd.rpo_s:.2f} s"
         _say(f"round {rnd.number}: RTO {rto}, RPO {rpo}, {len(rnd.lost)} acknowledged commits lost")
     for kind, path in paths.items():

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from pgha.drill.compare import at_least, at_most, interleave, percentile, ratio, summarize, verdict_table
+from pgha.drill.engine import DrillResult, Round, Targets
+from pgha.drill.probe import Commit, ProbeReport
 from pgha.drill.report import render_comparison_png
 from pgha.lab.cluster import LAB_TIMING, Lab
 from pgha.node.render import PatroniTiming
@@ -101,3 +103,72 @@ def test_a_killed_benchmark_still_removes_its_lab(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 128 + signal.SIGTERM
     assert removed.read_text() == "True", "the lab's removal ran to its end, with its data"
+
+
+def measured_round(number: int, report: ProbeReport) -> Round:
+    """A drill round measured from a write probe's report, as the lab drills measure theirs."""
+    rnd = Round(number)
+    rnd.measure_probe(report, [], noise_s=0.2)
+    return rnd
+
+
+def steady_commits(start: float, seconds: float, first_id: int = 1) -> list[Commit]:
+    """A commit every 50 ms for ``seconds``, from ``start``."""
+    return [Commit(first_id + i, start + i * 0.05, "a") for i in range(int(seconds / 0.05))]
+
+
+def recovered(start: float, outage_s: float) -> ProbeReport:
+    """2 s of commits, ``outage_s`` without one, 2 s of commits again; the probe stopped while writing."""
+    commits = steady_commits(start, 2) + steady_commits(start + 2 + outage_s, 2, first_id=1000)
+    return ProbeReport(commits=commits, started=start, stopped=commits[-1].at + 0.05)
+
+
+def not_back(start: float, open_s: float) -> ProbeReport:
+    """2 s of commits, then none until the probe stopped ``open_s`` later, its last write failed."""
+    commits = steady_commits(start, 2)
+    return ProbeReport(commits=commits, started=start, stopped=commits[-1].at + open_s,
+                       failing_since=commits[-1].at + 0.1)
+
+
+def test_bench_leaves_rounds_whose_writes_did_not_come_back_out_of_the_rto_figures_and_says_so() -> None:
+    from bench.ha import PARTS, TIMINGS, markdown, round_row, summary
+
+    start = 1_800_000_000.0
+    reports = [recovered(start, 19.0), recovered(start, 21.0), not_back(start, 60.0)]
+    rows = [round_row(DrillResult("lab", "kill-leader", Targets(), rounds=[measured_round(1, r)]), "tuned", n)
+            for n, r in enumerate(reports, 1)]
+    data = {**{part: [] for part in PARTS}, "kill": rows, "data_mb": 1024, "after_mb": 100, "quick": False,
+            "started_at": "2026-12-01T00:00:00+00:00", "machine": {"cpu": "x", "cores": 2, "memory_gb": 4,
+            "kernel": "6", "postgres": "17", "patroni": "4.1", "load_avg_at_start": [0.1]},
+            "timings": {k: vars(v) for k, v in TIMINGS.items()}}
+    figures, verdicts = summary(data)
+    tuned = figures["leader_loss_rto_s"]["kill"]["tuned"]
+    assert tuned["n"] == 2 and tuned["max"] == pytest.approx(21.05, abs=0.01), "the open 60 s is no RTO"
+    assert figures["rounds_not_recovered"] == ["kill tuned round 3: ≥ 60.00 s"]
+    assert {v.name: v.met for v in verdicts}["rounds with a failed check or abort"] is False
+    text = markdown(data, figures, verdicts)
+    assert "writes had not come back when the probe stopped (no RTO, left out of the figures above): 1" in text
+    assert "| kill | tuned | 3 | not back (≥ 60.00) |" in text
+
+
+def test_soak_counts_drills_whose_writes_did_not_come_back_and_uses_the_drills_rto_for_its_probe() -> None:
+    from bench.soak import markdown, soak_probe_figures, summarize_soak
+
+    start = 1_800_000_000.0
+    rounds = [measured_round(1, recovered(start, 3.0)), measured_round(2, not_back(start, 40.0))]
+    rows = [{"n": r.number, "scenario": "switchover", "rto_s": r.rto_s, "not_recovered_s": r.not_recovered_s,
+             "lost_commits": 0, "passed": r.not_recovered_s is None, "reasons": [],
+             "cluster_after": {"healthy": True, "members": []}} for r in rounds]
+    figures = summarize_soak(rows)["switchover"]
+    assert figures["count"] == 2 and figures["not_recovered"] == 1
+    assert figures["rto_s"]["n"] == 1 and figures["rto_s"]["max"] == pytest.approx(3.05, abs=0.01)
+    gap = recovered(start, 3.0)
+    assert soak_probe_figures(gap, [])["longest_gap_s"] == measured_round(1, gap).rto_s
+    still_down = soak_probe_figures(not_back(start, 40.0), [7])
+    assert still_down["longest_gap_s"] is None and still_down["not_recovered_s"] == pytest.approx(40.0, abs=0.01)
+    assert still_down["lost"] == [7]
+    text = markdown({"started_at": "2026-12-01T00:00:00", "passed": False, "planned": 2, "timing": None,
+                     "drills": rows, "soak_probe": still_down, "per_scenario": summarize_soak(rows)})
+    assert "| switchover | 2 | 3.05 s | 3.05 s | 3.05 s | 1 | 0 |" in text
+    assert "| 2 | switchover | not back (≥ 40.00 s) |" in text
+    assert "1 lost, longest stretch without one not back (≥ 40.00 s))" in text

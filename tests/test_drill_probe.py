@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 import pytest
 
+from pgha.drill.engine import DrillResult, Round, Targets
 from pgha.drill.probe import Commit, WriteProbe, lost_seconds, missing_acknowledged
+from pgha.drill.report import write_report
 from pgha.local import PostgresServer
 
 
@@ -24,7 +29,8 @@ def server() -> Iterator[PostgresServer]:
 def freeze(server: PostgresServer, sig: signal.Signals) -> None:
     postmaster = psutil.Process(int((server.datadir / "postmaster.pid").read_text().split()[0]))
     for proc in [postmaster, *postmaster.children(recursive=True)]:
-        os.kill(proc.pid, sig)
+        with contextlib.suppress(ProcessLookupError):  # a backend that just ended
+            os.kill(proc.pid, sig)
 
 
 def test_a_frozen_server_is_an_outage_not_a_hung_probe(server: PostgresServer) -> None:
@@ -60,3 +66,59 @@ def test_lost_seconds_spans_from_the_last_surviving_commit_to_the_newest_lost() 
     assert lost_seconds(commits, []) == 0.0
     assert lost_seconds(commits, [8, 9, 10]) == 3.0  # commit 7 (t=107) survived; 10 (t=110) was lost
     assert lost_seconds(commits, [1]) == 0.0  # nothing survived before it: the span of what was lost
+
+
+def wait_for_commits(probe: WriteProbe, count: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while len(probe.report.commits) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_writes_still_down_when_the_probe_stops_are_no_rto_and_fail_the_verdict(server: PostgresServer,
+                                                                               tmp_path: Path) -> None:
+    """Steady commits, then the server freezes and the probe stops before it thaws: the drill must not report the
+    50 ms between two early commits as its RTO, nor pass."""
+    rnd = Round(1)
+    probe = WriteProbe(server.settings(), timeout=1)
+    probe.prepare()
+    probe.start()
+    wait_for_commits(probe, 40)
+    freeze(server, signal.SIGSTOP)
+    try:
+        time.sleep(3)
+        report = probe.stop()
+    finally:
+        freeze(server, signal.SIGCONT)
+    rnd.measure_probe(report, [], noise_s=0.2)
+    assert rnd.rto_s is None, "an outage that had not ended has no measured RTO"
+    assert rnd.not_recovered_s is not None and rnd.not_recovered_s >= 3, "at least the frozen stretch"
+    assert rnd.rto_window is not None and rnd.rto_window[0] == report.commits[-1].at
+    assert {"writes stopped", "writes not back"} <= {e.name for e in rnd.events}
+    result = DrillResult("lab", "freeze", Targets(max_rto_s=25), rounds=[rnd])
+    passed, reasons = result.verdict()
+    assert not passed
+    assert reasons == [f"round 1: writes not back when the measurement ended: no acknowledged commit for "
+                       f"{rnd.not_recovered_s:.2f} s (RTO at least that, not measured)"]
+    paths = write_report(result, tmp_path)
+    [row] = json.loads(paths["json"].read_text())["rounds"]
+    assert row["rto_s"] is None and row["not_recovered_s"] == rnd.not_recovered_s
+    assert f"| 1 | not recovered (≥ {rnd.not_recovered_s:.2f} s) |" in paths["markdown"].read_text()
+
+
+def test_an_outage_before_the_first_commit_counts(server: PostgresServer) -> None:
+    """The probe starts while the server does not answer: the wait for its first commit is the outage."""
+    probe = WriteProbe(server.settings(), timeout=1)
+    probe.prepare()
+    freeze(server, signal.SIGSTOP)
+    try:
+        probe.start()
+        time.sleep(2.5)
+    finally:
+        freeze(server, signal.SIGCONT)
+    wait_for_commits(probe, 20)
+    report = probe.stop()
+    rnd = Round(1)
+    rnd.measure_probe(report, [], noise_s=0.2)
+    assert rnd.rto_s is not None and rnd.rto_s >= 2.5
+    assert rnd.not_recovered_s is None
+    assert rnd.rto_window == (report.started, report.commits[0].at)

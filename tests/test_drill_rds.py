@@ -284,3 +284,24 @@ def test_promoted_endpoint_rpo_is_the_newest_heartbeat_there_vs_the_newest_ackno
     assert rnd.lost == [6, 7] and rnd.rpo_s == 2.0
     assert rnd.rto_source.startswith("from the API call until the promoted endpoint accepted")
     assert "writes accepted by the promoted instance" in {e.name for e in rnd.events}
+
+
+@pytest.mark.parametrize("last_write_failed", [True, False])
+def test_failover_heartbeat_not_acknowledged_after_the_call_has_no_rto(last_write_failed: bool) -> None:
+    """Heartbeats once a second until just before the reboot, none after it until the heartbeat stopped 300 s
+    later: not a 1 s RTO (the gap between two heartbeats before the call), nor a finite one that passes."""
+    from pgha.drill.engine import DrillResult, Round, Targets
+    from pgha.drill.probe import Commit, ProbeReport
+    from pgha.drill.rds import RdsDrill, RdsOptions, load_stack
+
+    start = 1_800_000_000.0
+    report = ProbeReport(commits=[Commit(i, start + i, "writer") for i in range(1, 11)], started=start,
+                         stopped=start + 310.0, failing_since=start + 11.0 if last_write_failed else None)
+    drill = RdsDrill(load_stack("prod", PROJECT), "failover", RdsOptions())
+    rnd = Round(1)
+    rnd.measure_probe(report, [], source="heartbeat through --dsn", noise_s=2.0)
+    drill._rto_from_call(rnd, report, called=start + 10.5)
+    assert rnd.rto_s is None
+    assert rnd.not_recovered_s == 300.0 and rnd.rto_window == (start + 10, start + 310)
+    passed, reasons = DrillResult("rds-prod", "failover", Targets(), rounds=[rnd]).verdict()
+    assert not passed and reasons[0].startswith("round 1: writes not back when the measurement ended")

@@ -83,6 +83,14 @@ def fmt(value: float | None, unit: str = "") -> str:
     return "-" if value is None else f"{value:.2f}{unit}"
 
 
+def rto_cell(row: dict[str, Any], unit: str = "") -> str:
+    """A round's RTO for a table row (``rto_s``, ``not_recovered_s``): its seconds, "not back (≥ N)" when its
+    writes had not come back when the probe stopped, or a dash when nothing was measured."""
+    if row.get("not_recovered_s") is not None:
+        return f"not back (≥ {row['not_recovered_s']:.2f}{unit})"
+    return fmt(row.get("rto_s"), unit)
+
+
 def verdict_table(verdicts: Sequence[Verdict]) -> list[str]:
     """Markdown rows: target, measured, wanted, met."""
     lines = ["| target | measured | wanted | verdict |", "|---|---|---|---|"]

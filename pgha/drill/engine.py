@@ -71,6 +71,9 @@ class Round:
     #: (start, end) epoch times of the stretch the RTO measures.
     rto_window: tuple[float, float] | None = None
     rto_source: str = "not measured"
+    #: Set when the writes had not come back when the measurement ended: the seconds from the last acknowledged
+    #: write to that end, a lower bound of the RTO (``rto_s`` is then None and the round fails).
+    not_recovered_s: float | None = None
     rpo_s: float | None = None
     rpo_source: str = "not measured"
     error: str | None = None
@@ -89,23 +92,37 @@ class Round:
 
     def measure_probe(self, report: ProbeReport, lost: list[int], source: str = "write probe",
                       noise_s: float = 0.0) -> None:
-        """RTO = the longest stretch between two acknowledged commits; RPO = the lost commits and the seconds
-        of writes they span. Adds the "writes stopped" / "writes back" events at their real times when the
-        stretch is longer than ``noise_s`` (the probe's ordinary pace is no outage)."""
+        """RTO = the longest stretch without an acknowledged commit (between two, or from the probe's start to
+        its first); when the probe's writes had not come back at its stop, no RTO but the open stretch (see
+        :meth:`writes_not_back`). RPO = the lost commits and the seconds of writes they span. Adds the "writes
+        stopped" / "writes back" events at their real times when the stretch is longer than ``noise_s`` (the
+        probe's ordinary pace is no outage)."""
         self.commits = list(report.commits)
         self.lost = list(lost)
-        gap = report.longest_gap()
-        if gap is not None:
-            self.rto_window = gap
-            self.rto_s = round(gap[1] - gap[0], 3)
-            self.rto_source = source
-        if gap is not None and self.rto_s > noise_s:
-            self.events.append(Event(gap[0], "writes stopped", "last acknowledged commit before the longest gap"))
-            self.events.append(Event(gap[1], "writes back", f"after {self.rto_s:.2f} s without a commit"))
+        outage = report.outage()
+        if outage is not None and not outage.recovered:
+            self.writes_not_back(outage.start, outage.end, source)
+        elif outage is not None:
+            self.rto_window, self.rto_s, self.rto_source = (outage.start, outage.end), outage.seconds, source
+            if outage.seconds > noise_s:
+                before = "the probe started" if outage.start == report.started else "last acknowledged commit"
+                self.events.append(Event(outage.start, "writes stopped", f"{before} before the longest gap"))
+                self.events.append(Event(outage.end, "writes back", f"after {outage.seconds:.2f} s without a commit"))
         self.rpo_s = lost_seconds(self.commits, self.lost)
         self.rpo_source = f"{source}: acknowledged commits missing afterwards"
         if report.errors:  # why writes failed, in order (distinct messages, the first ten)
             self.facts["write_errors"] = [f"{at - self.started:.2f} s: {message}" for at, message in report.errors[:10]]
+
+    def writes_not_back(self, since: float, until: float, source: str) -> None:
+        """The writes had not come back by ``until`` (the end of the measurement): no RTO, but the open stretch
+        since ``since`` (the last acknowledged write) as its lower bound, which fails the round."""
+        self.rto_s, self.rto_window = None, (since, until)
+        self.not_recovered_s = round(until - since, 3)
+        self.rto_source = (f"{source}: writes had not come back when it stopped; the {self.not_recovered_s:.2f} s "
+                           "since the last acknowledged write are a lower bound of the RTO")
+        self.events.append(Event(since, "writes stopped", "no acknowledged write after this"))
+        self.events.append(Event(until, "writes not back", f"no acknowledged write for {self.not_recovered_s:.2f} s "
+                                                          "when the measurement ended"))
 
     @property
     def passed_checks(self) -> bool:
@@ -139,6 +156,9 @@ class DrillResult:
                 reasons.append(prefix + f"aborted: {rnd.error}")
             reasons += [prefix + f"check failed: {c.name}" + (f" ({c.detail})" if c.detail else "")
                         for c in rnd.checks if not c.ok]
+            if rnd.not_recovered_s is not None:
+                reasons.append(prefix + "writes not back when the measurement ended: no acknowledged commit for "
+                               f"{rnd.not_recovered_s:.2f} s (RTO at least that, not measured)")
             if rnd.rto_s is not None and rnd.rto_s > self.targets.max_rto_s:
                 reasons.append(prefix + f"RTO {rnd.rto_s:.2f} s > target {self.targets.max_rto_s:g} s")
             if rnd.rpo_s is not None and rnd.rpo_s > self.targets.max_rpo_s:

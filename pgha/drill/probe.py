@@ -1,11 +1,12 @@
 """A write probe: keeps committing numbered rows through the writer and records what was acknowledged.
 
-Used to measure what a failover costs: the longest time no write succeeded (RTO), the
-acknowledged writes that are missing afterwards (RPO, in commits and in seconds of writes), and
-the commit timeline a drill report charts. Each acknowledged commit is kept with the wall-clock
-time the acknowledgement arrived and the server that gave it, so a drill can tell which node
-accepted which write (split brain shows up as an old leader acknowledging after the new one).
-The RDS drills use the same probe, once a second, as their heartbeat.
+Used to measure what a failover costs: the longest time no write succeeded (RTO), or that the
+writes had not come back when the probe stopped (its last write failed), the acknowledged writes
+that are missing afterwards (RPO, in commits and in seconds of writes), and the commit timeline a
+drill report charts. Each acknowledged commit is kept with the wall-clock time the acknowledgement
+arrived and the server that gave it, so a drill can tell which node accepted which write (split
+brain shows up as an old leader acknowledging after the new one). The RDS drills use the same
+probe, once a second, as their heartbeat.
 """
 
 from __future__ import annotations
@@ -39,6 +40,24 @@ class Commit:
     server: str
 
 
+@dataclass(frozen=True)
+class Outage:
+    """The stretch an RTO measures, from ``start`` to ``end`` (epoch seconds), with no acknowledged commit.
+
+    ``recovered`` is False when the writes had not come back when the probe stopped: ``end`` is then
+    the stop, and ``seconds`` only a lower bound of the outage.
+    """
+
+    start: float
+    end: float
+    recovered: bool = True
+
+    @property
+    def seconds(self) -> float:
+        """Its length, to the millisecond."""
+        return round(self.end - self.start, 3)
+
+
 @dataclass
 class ProbeReport:
     """What the probe saw."""
@@ -47,25 +66,36 @@ class ProbeReport:
     failures: int = 0
     #: (epoch time, message) of each failure whose message differs from the one before: why writes failed.
     errors: list[tuple[float, str]] = field(default_factory=list)
-    #: (start, end) monotonic times of each stretch with no successful write.
-    outages: list[tuple[float, float]] = field(default_factory=list)
+    #: Epoch times the probe started and stopped writing (None when it did not, e.g. a report built by hand).
+    started: float | None = None
+    stopped: float | None = None
+    #: Epoch time of the first failed write since the last acknowledged one; None while writes succeed. Still
+    #: set after the stop: the probe's last write failed, the writes had not come back.
+    failing_since: float | None = None
 
     @property
     def acknowledged(self) -> list[int]:
         """Ids of every acknowledged write, in order."""
         return [c.id for c in self.commits]
 
-    @property
-    def longest_outage(self) -> float:
-        """Seconds of the longest stretch without a successful write: the measured RTO."""
-        return max((end - start for start, end in self.outages), default=0.0)
-
     def longest_gap(self) -> tuple[float, float] | None:
-        """(last commit before, first commit after) the longest stretch between two acknowledged commits."""
-        if len(self.commits) < 2:
+        """(start, end) of the longest stretch that ended in an acknowledged commit: between two of them, or from
+        the probe's start to its first commit."""
+        times = [self.started] if self.started is not None else []
+        times += [c.at for c in self.commits]
+        if len(times) < 2:
             return None
-        index = max(range(1, len(self.commits)), key=lambda i: self.commits[i].at - self.commits[i - 1].at)
-        return self.commits[index - 1].at, self.commits[index].at
+        index = max(range(1, len(times)), key=lambda i: times[i] - times[i - 1])
+        return times[index - 1], times[index]
+
+    def outage(self) -> Outage | None:
+        """What the RTO measures: the stretch still open at the stop when the probe's last write failed (from the
+        last acknowledged commit, or the probe's start, to the stop), else the longest gap; None without either."""
+        if self.failing_since is not None and self.stopped is not None:
+            since = self.commits[-1].at if self.commits else self.started
+            return Outage(self.failing_since if since is None else since, self.stopped, recovered=False)
+        gap = self.longest_gap()
+        return Outage(*gap) if gap is not None else None
 
 
 class WriteProbe:
@@ -96,6 +126,7 @@ class WriteProbe:
 
     def start(self) -> WriteProbe:
         """Begin writing."""
+        self.report.started = time.time()
         self._thread.start()
         return self
 
@@ -115,11 +146,12 @@ class WriteProbe:
         self._stop.set()
         self._running.set()
         self._thread.join(timeout=30)
+        self.report.stopped = time.time()
         return self.report
 
     def _run(self) -> None:
         conn: pg8000.native.Connection | None = None
-        next_id, down_since = 1, None
+        next_id = 1
         while not self._stop.is_set():
             if not self._running.is_set():
                 self._idle.set()
@@ -131,15 +163,14 @@ class WriteProbe:
                 rows = conn.run(f"INSERT INTO {self.table} (id) VALUES (:id) "  # noqa: S608 - checked name
                                 "RETURNING host(inet_server_addr())", id=next_id)
                 self.report.commits.append(Commit(next_id, time.time(), rows[0][0] or "local"))
-                if down_since is not None:
-                    self.report.outages.append((down_since, time.monotonic()))
-                    down_since = None
+                self.report.failing_since = None
             except (ConnectError, pg8000.native.InterfaceError, pg8000.native.DatabaseError, OSError) as err:
                 self.report.failures += 1
                 message = f"{type(err).__name__}: {err}"[:300]
                 if not self.report.errors or self.report.errors[-1][1] != message:
                     self.report.errors.append((time.time(), message))
-                down_since = down_since if down_since is not None else time.monotonic()
+                if self.report.failing_since is None:
+                    self.report.failing_since = time.time()
                 if conn is not None:
                     with contextlib.suppress(Exception):  # the connection is already broken
                         conn.close()

@@ -21,7 +21,7 @@ from typing import Any
 
 from pgha.connect import ConnectionSettings, connect
 from pgha.drill.engine import DrillRefused, Round
-from pgha.drill.probe import WriteProbe, missing_acknowledged, present_ids
+from pgha.drill.probe import ProbeReport, WriteProbe, missing_acknowledged, present_ids
 from pgha.drill.stack_config import ConfigChange
 
 SCENARIOS = ("failover", "promote-replica", "promote-dr", "restore-pitr")
@@ -324,17 +324,28 @@ class RdsDrill:
             rnd.measure_probe(report, missing_acknowledged(self.options.settings, report.acknowledged,
                                                            HEARTBEAT_TABLE), source="heartbeat through --dsn",
                               noise_s=2 * probe.interval)
-            # from the call until writes were acknowledged again (the end of the outage, if it came after the call)
-            back_at = (rnd.rto_window[1] if rnd.rto_window and rnd.rto_window[1] >= called
-                       else next((c.at for c in report.commits if c.at >= called), None))
-            if back_at is not None:
-                rnd.rto_window, rnd.rto_s = (called, back_at), round(back_at - called, 3)
-                rnd.rto_source = "heartbeat through --dsn: from the API call until a write was acknowledged again"
+            self._rto_from_call(rnd, report, called)
             rnd.check("writes acknowledged again after the failover", any(c.at > available_at for c in report.commits))
             rnd.check("no acknowledged heartbeat lost", not rnd.lost, f"{len(rnd.lost)} lost")
         else:
             self._status_rto(rnd, called, available_at)
         rnd.check(f"{self.primary_id} available after the failover", after.get("DBInstanceStatus") == "available")
+
+    def _rto_from_call(self, rnd: Round, report: ProbeReport, called: float) -> None:
+        """RTO from the API call until a heartbeat was acknowledged again (the end of the longest gap, if it came
+        after the call, else the first heartbeat after it). None when no heartbeat was acknowledged after the call,
+        or the heartbeat's writes had not come back when it stopped: the writes were not back."""
+        if rnd.not_recovered_s is not None:  # measure_probe saw the heartbeat's last write fail
+            return
+        back_at = (rnd.rto_window[1] if rnd.rto_window and rnd.rto_window[1] >= called
+                   else next((c.at for c in report.commits if c.at >= called), None))
+        if back_at is None:
+            last = report.commits[-1].at if report.commits else called
+            rnd.writes_not_back(last, report.stopped if report.stopped is not None else time.time(),
+                                "heartbeat through --dsn")
+            return
+        rnd.rto_window, rnd.rto_s = (called, back_at), round(back_at - called, 3)
+        rnd.rto_source = "heartbeat through --dsn: from the API call until a write was acknowledged again"
 
     def _settled(self, called: float) -> Callable[[dict[str, Any]], bool]:
         """True once the instance is available again after an API call: after it was seen busy, or stopped

@@ -29,6 +29,7 @@ def _round_json(rnd: Round) -> dict[str, Any]:
         "started_at": _iso(rnd.started),
         "finished_at": _iso(rnd.finished),
         "rto_s": rnd.rto_s,
+        "not_recovered_s": rnd.not_recovered_s,
         "rto_source": rnd.rto_source,
         "rto_window_s": [rel(rnd.rto_window[0]), rel(rnd.rto_window[1])] if rnd.rto_window else None,
         "rpo_s": rnd.rpo_s,
@@ -68,6 +69,14 @@ def _fmt(value: float | None, unit: str = " s") -> str:
     return "not measured" if value is None else f"{value:.2f}{unit}"
 
 
+def rto_text(rnd: Round) -> str:
+    """A round's RTO for people: the seconds, "not recovered (≥ N s)" when the writes had not come back, or
+    "not measured"."""
+    if rnd.not_recovered_s is not None:
+        return f"not recovered (≥ {rnd.not_recovered_s:.2f} s)"
+    return _fmt(rnd.rto_s)
+
+
 def report_markdown(result: DrillResult, png_name: str | None = None) -> str:
     """The drill as Markdown: verdict, targets, one table row per round, then each round's events and checks."""
     data = report_json(result)
@@ -85,12 +94,12 @@ def report_markdown(result: DrillResult, png_name: str | None = None) -> str:
     lines += ["", "| round | RTO | RPO | lost commits | acknowledged | checks |", "|---|---|---|---|---|---|"]
     for rnd in result.rounds:
         ok = sum(c.ok for c in rnd.checks)
-        lines.append(f"| {rnd.number} | {_fmt(rnd.rto_s)} | {_fmt(rnd.rpo_s)} | {len(rnd.lost)} | "
+        lines.append(f"| {rnd.number} | {rto_text(rnd)} | {_fmt(rnd.rpo_s)} | {len(rnd.lost)} | "
                      f"{len(rnd.commits)} | {ok}/{len(rnd.checks)}{' (aborted)' if rnd.error else ''} |")
     if png_name:
         lines += ["", f"![timeline]({png_name})"]
     for rnd, rj in zip(result.rounds, data["rounds"], strict=True):
-        lines += ["", f"## Round {rnd.number}", "", f"- RTO: {_fmt(rnd.rto_s)} ({rnd.rto_source})",
+        lines += ["", f"## Round {rnd.number}", "", f"- RTO: {rto_text(rnd)} ({rnd.rto_source})",
                   f"- RPO: {_fmt(rnd.rpo_s)} ({rnd.rpo_source})"]
         if rnd.lost:
             lines.append(f"- lost commits: {', '.join(map(str, rnd.lost[:50]))}{' ...' if len(rnd.lost) > 50 else ''}")
@@ -133,7 +142,7 @@ def render_png(result: DrillResult, path: Path) -> None:
         ax.bar(xs, buckets, width=BUCKET_S, align="edge", color="#2b7bba", label="commits per 100 ms")
         if rnd.rto_window:
             ax.axvspan(rnd.rto_window[0] - rnd.started, rnd.rto_window[1] - rnd.started, color="#d62728", alpha=0.15,
-                       label=f"RTO window ({_fmt(rnd.rto_s)})")
+                       label=f"RTO window ({rto_text(rnd)})")
         top = max([*buckets, 1]) * 1.05
         events = sorted(rnd.events, key=lambda e: e.at)
         for n, event in enumerate(events):
@@ -145,7 +154,7 @@ def render_png(result: DrillResult, path: Path) -> None:
         ax.set_ylim(0, top)
         ax.set_xlabel("seconds since the round started")
         ax.set_ylabel("commits / 100 ms")
-        ax.set_title(f"{result.target} {result.scenario}, round {rnd.number}: RTO {_fmt(rnd.rto_s)}, "
+        ax.set_title(f"{result.target} {result.scenario}, round {rnd.number}: RTO {rto_text(rnd)}, "
                      f"RPO {_fmt(rnd.rpo_s)}, {len(rnd.lost)} lost", fontsize=10)
         ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
