@@ -83,11 +83,21 @@ def deploy(stack: str, *, multi_az: bool, replicas: int, dr_region: str | None, 
     return {"subnet_group": f"{prefix}-net", "security_group": group}
 
 
-def replica_lag(identifier: str, seconds: float, region: str = "eu-west-1") -> None:
-    """What RDS publishes for a replica: its ReplicaLag in CloudWatch."""
+def rds_metric(identifier: str, name: str, value: float, unit: str, region: str = "eu-west-1") -> None:
+    """What RDS publishes for an instance: one value of one metric in CloudWatch, now."""
     boto3.client("cloudwatch", region_name=region).put_metric_data(Namespace="AWS/RDS", MetricData=[{
-        "MetricName": "ReplicaLag", "Value": seconds, "Unit": "Seconds",
+        "MetricName": name, "Value": value, "Unit": unit, "Timestamp": datetime.now(UTC).replace(microsecond=0),
         "Dimensions": [{"Name": "DBInstanceIdentifier", "Value": identifier}]}])
+
+
+def replica_lag(identifier: str, seconds: float, region: str = "eu-west-1") -> None:
+    """A replica's ReplicaLag: on RDS, the time since the last commit it replayed."""
+    rds_metric(identifier, "ReplicaLag", seconds, "Seconds", region)
+
+
+def primary_writes(identifier: str, bytes_per_s: float) -> None:
+    """A primary's TransactionLogsGeneration: the WAL it generates per second."""
+    rds_metric(identifier, "TransactionLogsGeneration", bytes_per_s, "Bytes/Second")
 
 
 def drill(project: Path, tmp_path: Path, *args: str):
@@ -168,6 +178,62 @@ def test_promote_replica_refuses_a_lagging_replica_and_a_missing_metric(aws: str
     assert not (tmp_path / "reports").exists()
     unknown = drill(project, tmp_path, "promote-replica", "--stack", "dev", "--replica", "4")
     assert unknown.exit_code == 2 and "declares 1 replica" in unknown.output
+
+
+@pytest.mark.parametrize(("scenario", "stack", "replica", "region"), [
+    ("promote-replica", "dev", "pgha-dev-replica-1", "eu-west-1"),
+    ("promote-dr", "prod", "pgha-prod-dr-replica", "eu-central-1"),
+])
+def test_promote_a_caught_up_replica_of_an_idle_primary_despite_its_replica_lag(
+        aws: str, project: Path, tmp_path: Path, scenario: str, stack: str, replica: str, region: str) -> None:
+    """A primary that commits nothing: RDS's ReplicaLag (now - the last replayed commit) grows on a replica that
+    has replayed everything. The primary's own WAL rate says it is idle, so that is no lag (components/alarms.py)."""
+    deploy(stack, multi_az=stack == "prod", replicas=1, dr_region="eu-central-1" if stack == "prod" else None,
+           protected=stack == "prod")
+    replica_lag(replica, 240.0, region=region)
+    primary_writes(f"pgha-{stack}-primary", 120.0)  # housekeeping only: far below a commit every fraction of a second
+    result = drill(project, tmp_path, scenario, "--stack", stack, "--replica", "1", "--yes")
+    assert result.exit_code == 0, result.output
+    data = report_of(tmp_path)
+    assert data["rounds"][0]["facts"]["promoted"] == replica
+    notes = "\n".join(data["notes"])
+    assert f"{replica} ReplicaLag is 240 s > --max-lag 1 s, but pgha-{stack}-primary was idle" in notes
+
+
+def test_promote_replica_refuses_a_replica_lagging_while_the_primary_writes(aws: str, project: Path,
+                                                                          tmp_path: Path) -> None:
+    deploy("dev", multi_az=False, replicas=1, dr_region=None, protected=False)
+    replica_lag("pgha-dev-replica-1", 5.0)
+    primary_writes("pgha-dev-primary", 250_000.0)
+    result = drill(project, tmp_path, "promote-replica", "--stack", "dev", "--replica", "1")
+    assert result.exit_code == 2
+    assert ("pgha-dev-replica-1 ReplicaLag is 5 s > --max-lag 1 s while pgha-dev-primary wrote 250000 B/s of WAL: "
+            "refusing to promote a lagging replica") in result.output
+    assert not (tmp_path / "reports").exists(), "refused before anything changed"
+
+
+def test_promote_replica_refuses_a_replica_whose_replication_broke(aws: str, project: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Broken replication on an idle primary also shows as a growing ReplicaLag; an idle primary must not let it
+    through: RDS's replication state of the replica says it."""
+    from pgha.drill.rds import RdsDrill
+
+    deploy("dev", multi_az=False, replicas=1, dr_region=None, protected=False)
+    replica_lag("pgha-dev-replica-1", 600.0)
+    primary_writes("pgha-dev-primary", 0.0)
+    describe = RdsDrill.describe
+
+    def broken(self: RdsDrill, identifier: str, region: str | None = None) -> dict:
+        found = describe(self, identifier, region)
+        if identifier == "pgha-dev-replica-1":  # what DescribeDBInstances says of a replica whose replication failed
+            found["StatusInfos"] = [{"StatusType": "read replication", "Normal": False, "Status": "error",
+                                     "Message": "Replication has stopped."}]
+        return found
+
+    monkeypatch.setattr(RdsDrill, "describe", broken)
+    result = drill(project, tmp_path, "promote-replica", "--stack", "dev", "--replica", "1")
+    assert result.exit_code == 2
+    assert "pgha-dev-replica-1 read replication is error (Replication has stopped.)" in result.output
 
 
 def test_promote_replica_within_max_lag_promotes_and_keeps_the_config(aws: str, project: Path,

@@ -135,18 +135,31 @@ class RdsDrill:
                 raise DrillRefused(f"{instance['DBInstanceIdentifier']} is tagged {key}={tags[key]}, not {want}: "
                                    "wrong stack")
 
-    def replica_lag(self, identifier: str, region: str) -> float | None:
-        """The newest ``ReplicaLag`` (CloudWatch, maximum over a minute, last 10 minutes); None when missing."""
-        now = datetime.now(UTC)
-        points = self.client("cloudwatch", region).get_metric_statistics(
-            Namespace="AWS/RDS", MetricName="ReplicaLag",
-            Dimensions=[{"Name": "DBInstanceIdentifier", "Value": identifier}],
-            StartTime=now - timedelta(minutes=10), EndTime=now + timedelta(minutes=1), Period=60,
-            Statistics=["Maximum"],
+    def _metric_points(self, identifier: str, region: str, metric: str, start: datetime, end: datetime,
+                       statistic: str) -> list[dict[str, Any]]:
+        """CloudWatch datapoints (one a minute) of one AWS/RDS metric of one instance between start and end."""
+        return self.client("cloudwatch", region).get_metric_statistics(
+            Namespace="AWS/RDS", MetricName=metric, Dimensions=[{"Name": "DBInstanceIdentifier", "Value": identifier}],
+            StartTime=start, EndTime=end, Period=60, Statistics=[statistic],
         )["Datapoints"]
+
+    def replica_lag(self, identifier: str, region: str) -> tuple[float, datetime] | None:
+        """The newest ``ReplicaLag`` (CloudWatch, maximum over a minute, last 10 minutes) and the minute it is of;
+        None when missing."""
+        now = datetime.now(UTC)
+        points = self._metric_points(identifier, region, "ReplicaLag", now - timedelta(minutes=10),
+                                     now + timedelta(minutes=1), "Maximum")
         if not points:
             return None
-        return float(max(points, key=lambda p: p["Timestamp"])["Maximum"])
+        newest = max(points, key=lambda p: p["Timestamp"])
+        return float(newest["Maximum"]), newest["Timestamp"].replace(second=0, microsecond=0)
+
+    def primary_wal_rate(self, minute: datetime) -> float | None:
+        """Bytes/s of WAL the primary generated in the minute starting at ``minute`` (``TransactionLogsGeneration``,
+        average, as components/alarms.py reads it); None when missing."""
+        points = self._metric_points(self.primary_id, self.cfg.region, "TransactionLogsGeneration", minute,
+                                     minute + timedelta(minutes=1), "Average")
+        return max((float(p["Average"]) for p in points), default=None)
 
     # --- guards ----------------------------------------------------------------------------
 
@@ -175,6 +188,7 @@ class RdsDrill:
                 raise DrillRefused(f"{self.subject_id} is not a read replica of {self.primary_id} "
                                    f"(source: {source or 'none'}): nothing to promote")
             self._require_available(replica)
+            self._require_replicating(replica)
             self._lag_guard()
         else:
             self._restore_guard(primary)
@@ -205,17 +219,47 @@ class RdsDrill:
         if status != "available":
             raise DrillRefused(f"{instance['DBInstanceIdentifier']} is {status!r}, not available: refusing")
 
+    def _require_replicating(self, replica: dict[str, Any]) -> None:
+        """Refuse a replica whose replication RDS reports broken (its "read replication" status): it has not
+        received what the primary wrote since, and on an idle primary its lag would not show it."""
+        for info in replica.get("StatusInfos") or []:
+            if info.get("StatusType") == "read replication" and (
+                    not info.get("Normal", True) or info.get("Status") != "replicating"):
+                raise DrillRefused(f"{self.subject_id} read replication is {info.get('Status')} "
+                                   f"({info.get('Message') or 'no message'}): promotion would lose what it has not "
+                                   "received; refusing")
+
     def _lag_guard(self) -> None:
-        lag = self.replica_lag(self.subject_id, self.subject_region)
-        if lag is None:
+        newest = self.replica_lag(self.subject_id, self.subject_region)
+        if newest is None:
             if not self.options.allow_missing_lag:
                 raise DrillRefused(f"no ReplicaLag metric for {self.subject_id} in the last 10 minutes: cannot tell "
                                    "what promotion would lose; refusing (--allow-missing-lag to promote anyway)")
             self.notes.append(f"ReplicaLag of {self.subject_id} was missing; promoted with --allow-missing-lag")
-        elif lag > self.options.max_lag_s:
-            raise DrillRefused(f"{self.subject_id} ReplicaLag is {lag:g} s > --max-lag {self.options.max_lag_s:g} s: "
-                               "refusing to promote a lagging replica")
+            self.replica_lag_s = None
+            return
+        lag, minute = newest
+        if lag > self.options.max_lag_s:
+            self._idle_primary_or_refuse(lag, minute)
         self.replica_lag_s = lag
+
+    def _idle_primary_or_refuse(self, lag: float, minute: datetime) -> None:
+        """A ReplicaLag above --max-lag counts only while the primary writes, as in components/alarms.py: RDS
+        computes it as the time since the last commit the replica replayed, which grows on a caught-up replica
+        of an idle primary. Refuse unless the primary's WAL rate in that minute shows it idle."""
+        from components.alarms import WAL_FLOOR
+
+        over = f"{self.subject_id} ReplicaLag is {lag:g} s > --max-lag {self.options.max_lag_s:g} s"
+        wal = self.primary_wal_rate(minute)
+        if wal is None:
+            raise DrillRefused(f"{over} and {self.primary_id} has no TransactionLogsGeneration for {minute:%H:%M} UTC: "
+                               "cannot tell an idle primary from a lagging replica; refusing")
+        if wal >= WAL_FLOOR:
+            raise DrillRefused(f"{over} while {self.primary_id} wrote {wal:.0f} B/s of WAL: refusing to promote a "
+                               "lagging replica")
+        self.notes.append(f"{over}, but {self.primary_id} was idle that minute ({wal:.0f} B/s of WAL < {WAL_FLOOR}): "
+                          "RDS's ReplicaLag is the time since the last replayed commit, which grows while the primary "
+                          "commits nothing (components/alarms.py); not counted as lag")
 
     def _restore_guard(self, primary: dict[str, Any]) -> None:
         latest = primary.get("LatestRestorableTime")
