@@ -251,6 +251,36 @@ def test_promote_replica_within_max_lag_promotes_and_keeps_the_config(aws: str, 
     assert instance("pgha-dev-replica-1")["BackupRetentionPeriod"] == 1  # the stack's backupRetentionDays
 
 
+def test_promote_with_dsn_to_an_unreachable_endpoint_says_so_and_keeps_the_heartbeats(
+        aws: str, project: Path, tmp_path: Path, postgres, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--dsn reaches the primary (a real PostgreSQL stands in for it) but the promoted instance's endpoint never
+    answers from here: the report must say that, not "no --dsn", and keep what the heartbeat acknowledged."""
+    import pgha.drill.rds
+
+    monkeypatch.setattr(pgha.drill.rds, "PROMOTED_CONNECT_S", 1.0)
+    deploy("dev", multi_az=False, replicas=1, dr_region=None, protected=False)
+    replica_lag("pgha-dev-replica-1", 0.2)
+    result = drill(project, tmp_path, "promote-replica", "--stack", "dev", "--replica", "1", "--dsn", postgres.dsn())
+    assert result.exit_code == 1, result.output
+    data = report_of(tmp_path)
+    [rnd] = data["rounds"]
+    endpoint = rnd["facts"]["endpoint"]
+    assert "no --dsn" not in rnd["rto_source"] + rnd["rpo_source"]
+    assert f"--dsn was given, but the promoted endpoint {endpoint} did not accept a write from here" in \
+        rnd["rto_source"]
+    assert rnd["acknowledged_commits"] >= 2, "the heartbeats acknowledged before the promotion are kept"
+    from pgha.connect import connect
+
+    conn = connect(postgres.settings())
+    newest_on_primary = conn.run("SELECT max(id) FROM pgha_drill_heartbeat")[0][0]
+    conn.close()
+    newest = rnd["facts"]["newest_acknowledged_heartbeat"]
+    assert newest["id"] == newest_on_primary, "what the promoted instance should hold, to check there later"
+    assert rnd["rpo_s"] is None and f"the newest (id {newest['id']})" in rnd["rpo_source"]
+    assert "round 1: check failed: the promoted endpoint accepted a write through --dsn" in \
+        "\n".join(data["verdict"]["reasons"])
+
+
 def test_promote_dr_with_update_config_edits_only_that_key(aws: str, project: Path, tmp_path: Path) -> None:
     deploy("prod", multi_az=True, replicas=2, dr_region="eu-central-1", protected=True)
     replica_lag("pgha-prod-dr-replica", 0.3, region="eu-central-1")

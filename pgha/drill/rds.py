@@ -29,6 +29,8 @@ HEARTBEAT_TABLE = "pgha_drill_heartbeat"
 WAIT_TIMEOUT_S = 3600.0
 #: How long to try the promoted endpoint once RDS says it is available (then RTO falls back to the status).
 PROMOTED_CONNECT_S = 60.0
+NO_DSN = "the database was not reachable from here (no --dsn)"
+NO_DSN_RPO = "not measured: no --dsn to write the heartbeat through"
 
 
 class DryRun(Exception):
@@ -372,7 +374,7 @@ class RdsDrill:
             rnd.check("writes acknowledged again after the failover", any(c.at > available_at for c in report.commits))
             rnd.check("no acknowledged heartbeat lost", not rnd.lost, f"{len(rnd.lost)} lost")
         else:
-            self._status_rto(rnd, called, available_at)
+            self._status_rto(rnd, called, available_at, NO_DSN, NO_DSN_RPO)
         rnd.check(f"{self.primary_id} available after the failover", after.get("DBInstanceStatus") == "available")
 
     def _rto_from_call(self, rnd: Round, report: ProbeReport, called: float) -> None:
@@ -415,7 +417,8 @@ class RdsDrill:
         self._events = events
         return events
 
-    def _status_rto(self, rnd: Round, called: float, available_at: float) -> None:
+    def _status_rto(self, rnd: Round, called: float, available_at: float, why: str, rpo_source: str) -> None:
+        """RTO from the RDS events or the instance status, when it could not be measured by writing (``why``)."""
         done = [e for e in self._events if "complete" in e.get("Message", "").lower()
                 and ("failover" in e.get("Message", "").lower() or "promot" in e.get("Message", "").lower())]
         if done:
@@ -425,8 +428,8 @@ class RdsDrill:
                                         f"{self.options.poll_s:g} s)"
         end = max(end, called)
         rnd.rto_window, rnd.rto_s = (called, end), round(end - called, 3)
-        rnd.rto_source = f"{source}: the database was not reachable from here (no --dsn)"
-        rnd.rpo_source = "not measured: no --dsn to write the heartbeat through"
+        rnd.rto_source = f"{source}: {why}"
+        rnd.rpo_source = rpo_source
 
     def _promote(self, rnd: Round) -> None:
         probe = self._heartbeat(rnd)
@@ -447,17 +450,33 @@ class RdsDrill:
             self.notes.append(f"{self.subject_id} still lists {source} as its source after promotion; "
                               "check it in the console")
         self._rds_events(rnd, self.subject_id, self.subject_region, called)
-        reached = self._promoted_accepts_writes(rnd, after, called, report)
-        if not reached:
-            self._status_rto(rnd, called, available_at)
+        self._measure_promoted(rnd, after, called, available_at, report)
         rnd.check(f"{self.subject_id} available as a standalone primary", after.get("DBInstanceStatus") == "available")
         self._config_advice(rnd)
 
+    def _measure_promoted(self, rnd: Round, instance: dict[str, Any], called: float, available_at: float,
+                          report: ProbeReport | None) -> None:
+        """RTO and RPO of a promotion: by writing to the promoted endpoint with the --dsn credentials (a check),
+        else from the RDS events or the instance status, saying why; the heartbeats acknowledged before are kept."""
+        rnd.commits = list(report.commits) if report is not None else []
+        if report is None:
+            self._status_rto(rnd, called, available_at, NO_DSN, NO_DSN_RPO)
+            return
+        endpoint = (instance.get("Endpoint") or {}).get("Address") or "(none given by RDS)"
+        reached = self._promoted_accepts_writes(rnd, instance, called, report)
+        rnd.check("the promoted endpoint accepted a write through --dsn", reached, endpoint)
+        if not reached:
+            self._status_rto(rnd, called, available_at, f"--dsn was given, but the promoted endpoint {endpoint} did "
+                             f"not accept a write from here within {PROMOTED_CONNECT_S:g} s",
+                             self._rpo_unread(rnd, report))
+
     def _promoted_accepts_writes(self, rnd: Round, instance: dict[str, Any], called: float,
-                                 report: Any) -> bool:
-        """With --dsn: write to the promoted endpoint (RTO) and compare its newest heartbeat (RPO)."""
+                                 report: ProbeReport) -> bool:
+        """With --dsn: write to the promoted endpoint (RTO) and compare its newest heartbeat (RPO); False when
+        it did not accept a write from here."""
         endpoint = instance.get("Endpoint") or {}
         if self.options.settings is None or not endpoint.get("Address"):
+            rnd.event("promoted endpoint unknown", "RDS gave no endpoint address")
             return False
         settings = replace(self.options.settings, hosts=((endpoint["Address"], int(endpoint.get("Port") or 5432)),),
                            connect_timeout=5)
@@ -477,8 +496,7 @@ class RdsDrill:
         rnd.rto_window, rnd.rto_s = (called, writable_at), round(writable_at - called, 3)
         rnd.rto_source = "from the API call until the promoted endpoint accepted a write (--dsn credentials)"
         present = present_ids(settings, HEARTBEAT_TABLE)
-        commits = report.commits if report is not None else []
-        rnd.commits = list(commits)
+        commits = report.commits
         rnd.lost = sorted({c.id for c in commits} - present)
         newest_acked = max((c.at for c in commits), default=None)
         newest_there = max((c.at for c in commits if c.id in present), default=None)
@@ -486,6 +504,18 @@ class RdsDrill:
             0.0 if not commits else None)
         rnd.rpo_source = "newest heartbeat on the promoted instance vs the newest acknowledged one"
         return True
+
+    def _rpo_unread(self, rnd: Round, report: ProbeReport) -> str:
+        """The RPO source when the promoted instance could not be read from here: no RPO, but the newest heartbeat
+        the primary acknowledged before the promotion (a fact), which is what the promoted instance should hold."""
+        if not report.commits:
+            return "not measured: the promoted endpoint did not answer from here, and no heartbeat was acknowledged"
+        newest = report.commits[-1]
+        at = datetime.fromtimestamp(newest.at, UTC).isoformat(timespec="milliseconds")
+        rnd.facts["newest_acknowledged_heartbeat"] = {"id": newest.id, "at": at}
+        return (f"not measured: the promoted endpoint did not answer from here; {len(report.commits)} heartbeats were "
+                f"acknowledged before the promotion, the newest (id {newest.id}) at {at}; the newest id in "
+                f"{HEARTBEAT_TABLE} on the promoted instance, read later, gives the RPO")
 
     def _config_advice(self, rnd: Round) -> None:
         if self.name == "promote-dr":
