@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from pgha.drill.engine import DrillResult, Round, Targets
-from pgha.drill.probe import Commit, WriteProbe, lost_seconds, missing_acknowledged
+from pgha.drill.probe import Commit, ProbeReport, WriteProbe, lost_seconds, missing_acknowledged
 from pgha.drill.report import write_report
 from pgha.local import PostgresServer
 
@@ -122,3 +122,17 @@ def test_an_outage_before_the_first_commit_counts(server: PostgresServer) -> Non
     assert rnd.rto_s is not None and rnd.rto_s >= 2.5
     assert rnd.not_recovered_s is None
     assert rnd.rto_window == (report.started, report.commits[0].at)
+
+
+def test_restore_pitr_rpo_is_lost_seconds_like_every_other_drill() -> None:
+    """One commit acknowledged before the target is missing from the restored copy: its RPO is the writes it spans
+    since the newest one that survived (50 ms), not 0 s."""
+    from pgha.drill.lab import measure_restore
+
+    commits = [Commit(i, 100.0 + i * 0.05, "a") for i in range(1, 41)]
+    rnd = Round(1)
+    measure_restore(rnd, ProbeReport(commits=commits), [40], started=110.0, ready=111.5)
+    assert rnd.lost == [40] and rnd.rpo_s == lost_seconds(commits, [40]) == 0.05
+    everything = Round(2)
+    measure_restore(everything, ProbeReport(commits=commits), [], started=110.0, ready=111.5)
+    assert everything.rpo_s == 0.0 and everything.rto_s == 1.5

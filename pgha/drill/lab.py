@@ -23,7 +23,7 @@ from typing import Any
 
 from pgha.connect import ConnectionSettings, connect
 from pgha.drill.engine import DrillRefused, Round
-from pgha.drill.probe import WriteProbe, missing_acknowledged, present_ids
+from pgha.drill.probe import ProbeReport, WriteProbe, lost_seconds, missing_acknowledged, present_ids
 from pgha.lab.cluster import Lab, LabError, Member
 from pgha.local import as_service_user, free_port, give_to_service_user, postgres_bindir
 
@@ -540,13 +540,7 @@ class LabDrill:
         present = present_ids(settings) if promoted else set()
         missing = sorted(before - present)
         extra = sorted(present - before)
-        rnd.commits = list(report.commits)
-        rnd.lost = missing
-        rnd.rto_s, rnd.rto_window = round(ready - started, 3), (started, ready)
-        rnd.rto_source = "restore: from the start of the restore until the scratch instance was promoted"
-        rnd.rpo_s = 0.0 if not missing else round(max(c.at for c in report.commits if c.id in missing)
-                                                  - min(c.at for c in report.commits if c.id in missing), 3)
-        rnd.rpo_source = "commits acknowledged before the target time that the restored copy lacks"
+        measure_restore(rnd, report, missing, started, ready)
         rnd.facts.update(target_time=target.isoformat(), commits_before=len(before), commits_after=len(after),
                          restored_rows=len(present), scratch_port=port)
         rnd.check("the scratch instance promoted at the target time", promoted)
@@ -563,6 +557,18 @@ class LabDrill:
     def _node_settings(self, host: str) -> ConnectionSettings:
         base = self.lab.settings()
         return replace(base, hosts=((host, self.lab.ports.postgres),), application_name="pgha-drill")
+
+
+def measure_restore(rnd: Round, report: ProbeReport, missing: list[int], started: float, ready: float) -> None:
+    """A restore's cost: RTO from the start of the restore until the copy was promoted; RPO the commits acknowledged
+    before the target time that the copy lacks, in seconds of writes as every drill counts them
+    (:func:`pgha.drill.probe.lost_seconds`)."""
+    rnd.commits = list(report.commits)
+    rnd.lost = missing
+    rnd.rto_s, rnd.rto_window = round(ready - started, 3), (started, ready)
+    rnd.rto_source = "restore: from the start of the restore until the scratch instance was promoted"
+    rnd.rpo_s = lost_seconds(rnd.commits, missing)
+    rnd.rpo_source = "commits acknowledged before the target time that the restored copy lacks"
 
 
 def _writable(settings: ConnectionSettings) -> bool:
