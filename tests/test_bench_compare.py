@@ -148,7 +148,7 @@ def test_bench_leaves_rounds_whose_writes_did_not_come_back_out_of_the_rto_figur
     assert {v.name: v.met for v in verdicts}["rounds with a failed check or abort"] is False
     text = markdown(data, figures, verdicts)
     assert "writes had not come back when the probe stopped (no RTO, left out of the figures above): 1" in text
-    assert "| kill | tuned | 3 | not back (≥ 60.00) |" in text
+    assert "| kill | tuned | 3 | not recovered (≥ 60.00) |" in text
 
 
 def test_soak_counts_drills_whose_writes_did_not_come_back_and_uses_the_drills_rto_for_its_probe() -> None:
@@ -170,5 +170,5 @@ def test_soak_counts_drills_whose_writes_did_not_come_back_and_uses_the_drills_r
     text = markdown({"started_at": "2026-12-01T00:00:00", "passed": False, "planned": 2, "timing": None,
                      "drills": rows, "soak_probe": still_down, "per_scenario": summarize_soak(rows)})
     assert "| switchover | 2 | 3.05 s | 3.05 s | 3.05 s | 1 | 0 |" in text
-    assert "| 2 | switchover | not back (≥ 40.00 s) |" in text
-    assert "1 lost, longest stretch without one not back (≥ 40.00 s))" in text
+    assert "| 2 | switchover | not recovered (≥ 40.00 s) |" in text
+    assert "1 lost, longest stretch without one not recovered (≥ 40.00 s))" in text

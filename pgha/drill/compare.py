@@ -8,7 +8,7 @@ sides, and one verdict per target. Pure functions, so they are tested without a 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -83,12 +83,12 @@ def fmt(value: float | None, unit: str = "") -> str:
     return "-" if value is None else f"{value:.2f}{unit}"
 
 
-def rto_cell(row: dict[str, Any], unit: str = "") -> str:
-    """A round's RTO for a table row (``rto_s``, ``not_recovered_s``): its seconds, "not back (≥ N)" when its
-    writes had not come back when the probe stopped, or a dash when nothing was measured."""
+def rto_cell(row: Mapping[str, Any], unit: str = "", missing: str = "-") -> str:
+    """A round's RTO (``rto_s``, ``not_recovered_s``): its seconds, "not recovered (≥ N)" when its writes had
+    not come back when the probe stopped, or ``missing`` when nothing was measured."""
     if row.get("not_recovered_s") is not None:
-        return f"not back (≥ {row['not_recovered_s']:.2f}{unit})"
-    return fmt(row.get("rto_s"), unit)
+        return f"not recovered (≥ {row['not_recovered_s']:.2f}{unit})"
+    return missing if row.get("rto_s") is None else fmt(row["rto_s"], unit)
 
 
 def verdict_table(verdicts: Sequence[Verdict]) -> list[str]:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pgha.drill.compare import rto_cell
 from pgha.drill.engine import DrillResult, Round
 
 BUCKET_S = 0.1
@@ -70,11 +71,8 @@ def _fmt(value: float | None, unit: str = " s") -> str:
 
 
 def rto_text(rnd: Round) -> str:
-    """A round's RTO for people: the seconds, "not recovered (≥ N s)" when the writes had not come back, or
-    "not measured"."""
-    if rnd.not_recovered_s is not None:
-        return f"not recovered (≥ {rnd.not_recovered_s:.2f} s)"
-    return _fmt(rnd.rto_s)
+    """A round's RTO for people, as the bench and soak tables say it (:func:`pgha.drill.compare.rto_cell`)."""
+    return rto_cell({"rto_s": rnd.rto_s, "not_recovered_s": rnd.not_recovered_s}, " s", missing="not measured")
 
 
 def report_markdown(result: DrillResult, png_name: str | None = None) -> str:
