@@ -23,8 +23,24 @@ DEFAULT_USER = "postgres"
 SSL_MODES = ("disable", "prefer", "require", "verify-ca", "verify-full")
 
 
+#: SQLSTATE class of a server refusing the client itself: pg_hba.conf, a wrong password, a refused certificate.
+INVALID_AUTHORIZATION = "28"
+
+
 class ConnectError(RuntimeError):
-    """No usable server: bad DSN, unreachable hosts, no writable host, or missing password."""
+    """No usable server: bad DSN, unreachable hosts, no writable host, or missing password.
+
+    ``refused`` is True when a server refused the client itself (SQLSTATE class 28): waiting fixes nothing.
+    """
+
+    def __init__(self, message: str, refused: bool = False):
+        super().__init__(message)
+        self.refused = refused
+
+
+def sqlstate(err: Exception) -> str | None:
+    """The SQLSTATE of a pg8000 server error, if it is one."""
+    return err.args[0].get("C") if err.args and isinstance(err.args[0], dict) else None
 
 
 @dataclass(frozen=True)
@@ -229,7 +245,7 @@ def connect_pinned(
     ``timeout`` to every socket read, so once connected the socket waits as long as a statement
     runs (bounded by ``statement_timeout`` on the server, and TCP keepalives) unless ``read_timeout`` is set.
     """
-    problems = []
+    problems, refused = [], False
     for host, port in settings.hosts:
         try:
             conn = pg8000.native.Connection(
@@ -245,13 +261,14 @@ def connect_pinned(
             conn._usock.settimeout(settings.read_timeout)  # pg8000 1.31 keeps the (TLS) socket here; see above
         except (pg8000.native.InterfaceError, pg8000.native.DatabaseError, OSError) as err:
             problems.append(f"{host}:{port}: {_safe_error(err, settings)}")
+            refused = refused or (sqlstate(err) or "").startswith(INVALID_AUTHORIZATION)
             continue
         if writable and conn.run("SELECT pg_is_in_recovery()")[0][0]:
             conn.close()
             problems.append(f"{host}:{port}: read-only standby")
             continue
         return conn, replace(settings, hosts=((host, port),))
-    raise ConnectError(f"cannot connect to {settings.display()}: " + "; ".join(problems))
+    raise ConnectError(f"cannot connect to {settings.display()}: " + "; ".join(problems), refused=refused)
 
 
 def wait_for_writer(
@@ -272,9 +289,7 @@ def wait_for_writer(
         try:
             return connect_pinned(settings, writable=True)
         except ConnectError as err:
-            # waiting fixes neither a wrong password or certificate nor a pg_hba.conf that refuses this client
-            if any(permanent in str(err) for permanent in ("authentication failed", "pg_hba.conf",
-                                                             "requires a valid client certificate")):
+            if err.refused:  # a wrong password or certificate, or pg_hba.conf: waiting fixes none of them
                 raise
             if clock() + interval > deadline:
                 raise ConnectError(f"no writable server at {settings.display()} after {attempts} attempts over "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import boto3
 import pytest
@@ -99,3 +100,14 @@ def test_waiting_for_a_writer_returns_once_it_answers(postgres) -> None:
     assert pinned.hosts == postgres.settings().hosts[:1]
     assert conn.run("SELECT pg_is_in_recovery()")[0][0] is False and calls == []
     conn.close()
+
+
+def test_waiting_for_a_writer_stops_at_once_when_the_server_refuses_the_client(postgres) -> None:
+    """A wrong password (SQLSTATE 28P01), like a pg_hba.conf or certificate refusal (28000), is not fixed by
+    waiting: the schema hook fails at once instead of retrying for ten minutes. Judged by SQLSTATE, not by the
+    server's (translatable) message."""
+    slept: list[float] = []
+    wrong = replace(postgres.settings(), password="not-the-password")
+    with pytest.raises(ConnectError, match="password authentication failed") as refused:
+        wait_for_writer(wrong, timeout=600, interval=10, sleep=slept.append)
+    assert refused.value.refused and slept == []

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 import pg8000.native
 
-from pgha.schema.migrate import DEFAULT_TIMEOUTS, LOCK_NOT_AVAILABLE, Timeouts, lock_wait_text, sqlstate
+from pgha.connect import sqlstate
+from pgha.schema.migrate import DEFAULT_TIMEOUTS, LOCK_NOT_AVAILABLE, Timeouts, lock_wait_text
 
 
 @dataclass(frozen=True)

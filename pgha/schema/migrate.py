@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pg8000.native
 
+from pgha.connect import sqlstate
 from pgha.schema.migrations import MIGRATIONS_DIR, Migration, discover, migrations_hash, split_statements
 
 #: pg_advisory_lock key: a fixed 8-byte constant, as a signed bigint. Never change it: runs of an older
@@ -87,11 +88,6 @@ def lock_wait_text(seconds: float | None) -> str:
     With the lock timeout off, 55P03 comes from a NOWAIT (or a lock_timeout the SQL sets itself).
     """
     return f"within {timeout_text(seconds)}" if seconds else "with the lock timeout off"
-
-
-def sqlstate(err: Exception) -> str | None:
-    """The SQLSTATE of a pg8000 server error, if it is one."""
-    return err.args[0].get("C") if err.args and isinstance(err.args[0], dict) else None
 
 
 class LockWatch:
