@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 
 import boto3
+import psutil
 import pytest
 from moto import mock_aws
 
@@ -346,6 +347,24 @@ def test_a_node_that_lost_its_etcd_data_is_removed_and_added_again(lab: Lab) -> 
     assert all(after[name] == before[name] for name in before if name != node.name)
     assert lab.etcd_healthy()
     assert sorted(roles(lab).values()) == ["leader", "replica", "sync_standby"]
+
+
+def test_the_postmaster_patroni_leaves_to_init_is_the_child_of_the_nodes_subreaper(lab: Lab) -> None:
+    """Patroni starts PostgreSQL the way pg_ctl does and leaves the postmaster to init, which must reap it
+    when it exits: systemd does at once on EC2, this VM's PID 1 only every ~1.8 s (Patroni's graceful demote
+    and its crash handling waited on the zombie). Each lab Patroni runs under tini, a child subreaper."""
+    for node in ("node1", "node2", "node3"):
+        reaper = psutil.Process(lab.running()[node]["patroni"]).parent()
+        assert os.path.basename(reaper.cmdline()[0]) == "tini", reaper.cmdline()
+        assert psutil.Process(lab.postmaster_pid(node)).ppid() == reaper.pid, f"{node}: postmaster left to PID 1"
+    # under tini Patroni still sees a crashed postmaster go and starts PostgreSQL again
+    replica = next(m.name for m in lab.members() if m.role == "replica")
+    killed = lab.kill_postgres(replica)
+    assert killed is not None
+    wait_for(f"{replica}'s killed postmaster reaped", lambda: not psutil.pid_exists(killed), timeout=30)
+    wait_for(f"{replica} streaming again", lambda: any(m.name == replica and m.state == "streaming"
+                                                        and lab.postmaster_pid(replica) not in (None, killed)
+                                                        for m in lab.members()))
 
 
 def test_down_leaves_no_process_behind(lab: Lab) -> None:

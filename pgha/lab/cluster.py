@@ -134,6 +134,19 @@ class LabError(RuntimeError):
     """The lab could not do what was asked; the message says why and what to do."""
 
 
+def _only_child(proc: subprocess.Popen[bytes], log: Path, timeout: float = 10.0) -> int:
+    """The pid of the one process tini (``proc``) starts, once it has forked it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(psutil.Error):
+            if children := psutil.Process(proc.pid).children():
+                return children[0].pid
+        if proc.poll() is not None:
+            raise LabError(f"tini exited with {proc.returncode} before starting its command; see {log}")
+        time.sleep(0.01)
+    raise LabError(f"tini started nothing within {timeout:.0f} s; see {log}")
+
+
 @dataclass(frozen=True)
 class Member:
     """One member as Patroni reports it."""
@@ -295,8 +308,18 @@ class Lab:
         return pid if alive else None
 
     def _start(self, node: str, process: str, command: list[str], env: dict[str, str] | None = None,
-               service_user: bool = True) -> None:
+               service_user: bool = True, reaper: bool = False) -> None:
+        """Start ``command`` detached and record its pid in ``<process>.pid``.
+
+        ``reaper`` runs it under tini as a child subreaper, for Patroni: it starts the postmaster the way
+        pg_ctl does and leaves it to init, and a postmaster that exits is a zombie until its new parent
+        reaps it. systemd (PID 1 on EC2) does that at once; this VM's PID 1 only every ~1.8 s, and Patroni
+        waits on the zombie (a graceful demote, a crashed postmaster), which made the lab slower than a node.
+        The pid recorded is the command's own, so signals (kill, freeze, down) reach it as without tini.
+        """
         directory = self.node_dir(node)
+        if reaper:
+            command = [shutil.which("tini") or "tini", "-s", "--", *command]
         log = open(directory / f"{process}.log", "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=directory,
@@ -304,7 +327,8 @@ class Lab:
             **(_as_service_user() if service_user else {}),
         )
         log.close()
-        (directory / f"{process}.pid").write_text(str(proc.pid))
+        (directory / f"{process}.pid").write_text(str(_only_child(proc, directory / f"{process}.log")
+                                                      if reaper else proc.pid))
 
     # --- TLS and AWS (moto) -------------------------------------------------------------------
 
@@ -498,6 +522,9 @@ class Lab:
             raise PrerequisiteError("etcd not found: install it, e.g. `apt-get install etcd-server`")
         if not shutil.which("pgbackrest"):
             raise PrerequisiteError("pgbackrest not found (WAL archive and backups): apt-get install pgbackrest")
+        if not shutil.which("tini"):
+            raise PrerequisiteError("tini not found (reaps the postmaster Patroni leaves to init): "
+                                    "apt-get install tini")
         try:
             import cryptography  # noqa: F401 - the lab CA
             import flask  # noqa: F401 - moto's server mode
@@ -574,7 +601,7 @@ class Lab:
                 self.report(f"starting Patroni + PostgreSQL on {node.address}")
                 self._start(node.name, "patroni", [python, "-m", "patroni",
                                                    str(self.node_dir(node.name) / "patroni.yml")],
-                            self._node_environment(node.name))
+                            self._node_environment(node.name), reaper=True)
         self._wait("a leader, a synchronous standby and a replica", self._cluster_formed, timeout, ("etcd", "patroni"))
         # post_bootstrap creates the stanza on a new cluster; a restarted moto starts with an empty bucket
         self._stanza_create(self.leader().name)
