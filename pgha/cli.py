@@ -183,7 +183,8 @@ DsnOption = Annotated[
         "--dsn",
         envvar="PGHA_DSN",
         help="postgresql://user[:password]@host[:port][,host2...]/db?sslmode=... or libpq key=value. "
-        "Without a password in it, PGPASSWORD or --secret-arn supplies one.",
+        "Without a password in it, --secret-arn supplies one (and its username), else PGPASSWORD. "
+        "sslmode: prefer (default: TLS when offered), disable, require, verify-ca, verify-full.",
     ),
 ]
 SecretOption = Annotated[

@@ -1,7 +1,13 @@
-"""Connecting to PostgreSQL from a DSN, with the password from the DSN, the environment or Secrets Manager.
+"""Connecting to PostgreSQL from a DSN, with the password from the DSN, Secrets Manager or the environment.
 
 Pure-Python (pg8000) so the same code runs in the CLI, the lab and AWS Lambda. Passwords are
-never printed: :meth:`ConnectionSettings.display` is what a person may see.
+never printed: :meth:`ConnectionSettings.display` is what a person may see, and an error about a DSN
+names the problem, never the DSN's text.
+
+``sslmode`` means what it means to libpq: ``disable`` never uses TLS; ``prefer`` (the default) uses TLS
+without verifying the server when the server offers it and plain text only when it does not; ``require``
+insists on TLS without verifying; ``verify-ca`` also verifies the server's certificate against
+``sslrootcert`` (or the system CAs), and ``verify-full`` its host name too.
 """
 
 from __future__ import annotations
@@ -49,7 +55,8 @@ class ConnectionSettings:
 
     hosts: tuple[tuple[str, int], ...]
     database: str
-    #: Empty means "not given": the secret's username, else ``postgres``.
+    #: Empty means "not given": the secret's username when a secret supplies the password, else
+    #: ``PGUSER``, else ``postgres`` (:func:`default_user`).
     user: str = ""
     password: str | None = None
     sslmode: str = "prefer"
@@ -66,12 +73,31 @@ class ConnectionSettings:
     def display(self) -> str:
         """The target without the password, for logs and errors."""
         hosts = ",".join(f"{h}:{p}" for h, p in self.hosts)
-        return f"postgresql://{self.user or DEFAULT_USER}@{hosts}/{self.database}"
+        return f"postgresql://{self.user or default_user()}@{hosts}/{self.database}"
+
+
+def default_user() -> str:
+    """The user when neither the DSN nor a secret names one: ``PGUSER``, else ``postgres``, as libpq.
+
+    Read when connecting, not when parsing, so that a secret's username comes before it (see :func:`resolve`).
+    """
+    return os.environ.get("PGUSER") or DEFAULT_USER
+
+
+#: What a URL DSN whose password holds an unencoded ``/``, ``#`` or ``?`` is told (and nothing of the DSN).
+UNENCODED_PASSWORD = ("the DSN's password contains one of / # ? unencoded, which cuts a postgresql:// URL short: "
+                      "percent-encode it (/ as %2F, # as %23, ? as %3F), or give the password with --secret-arn "
+                      "or PGPASSWORD")
 
 
 def parse_dsn(dsn: str) -> ConnectionSettings:
-    """Parse a ``postgresql://`` URL or a libpq ``key=value`` string (multi-host allowed)."""
+    """Parse a ``postgresql://`` URL or a libpq ``key=value`` string (multi-host allowed).
+
+    Errors never quote the DSN: a mistyped URL can put part of the password where a host or port belongs.
+    """
     if dsn.startswith(("postgresql://", "postgres://")):
+        if _password_cut_short(dsn):
+            raise ConnectError(UNENCODED_PASSWORD)
         parts = urlsplit(dsn)
         netloc = parts.netloc.rsplit("@", 1)
         creds, hostlist = (netloc if len(netloc) == 2 else ("", netloc[0]))
@@ -87,6 +113,18 @@ def parse_dsn(dsn: str) -> ConnectionSettings:
     else:
         fields = _key_values(dsn)
     return _settings(fields)
+
+
+def _password_cut_short(dsn: str) -> bool:
+    """True when a URL's user info runs past its authority: an unencoded ``/``, ``#`` or ``?`` in the password
+    ends the authority early (``//user:pa/ss@host``), so an ``@`` comes after it.
+
+    An ``@`` in a query value (``?user=me@corp``) is not that: a ``=`` comes before it.
+    """
+    rest = dsn.split("//", 1)[1]
+    end = re.search(r"[/?#]", rest)
+    before_at, at, _ = rest[end.start():].partition("@") if end else ("", "", "")
+    return bool(at) and "=" not in before_at
 
 
 #: One libpq ``key = value`` pair: a value is single-quoted (``\'`` and ``\\`` escaped inside) or runs
@@ -119,14 +157,16 @@ def _settings(fields: dict[str, str | None]) -> ConnectionSettings:
         try:
             hosts.append((name or host, int(port or default_port)))
         except ValueError:
-            raise ConnectError(f"bad port in DSN host {host!r}") from None
+            # not the host's text: in a URL whose password holds an unencoded / # ?, it is the user and password
+            raise ConnectError(f"bad port for host {index + 1} of the DSN: a port is a number (in a postgresql:// "
+                               "URL, a password containing / # ? must be percent-encoded)") from None
     sslmode = fields.get("sslmode") or "prefer"
     if sslmode not in SSL_MODES:
         raise ConnectError(f"sslmode={sslmode!r}: must be one of {', '.join(SSL_MODES)}")
     return ConnectionSettings(
         hosts=tuple(hosts),
         database=fields.get("dbname") or fields.get("database") or "postgres",
-        user=fields.get("user") or os.environ.get("PGUSER") or "",
+        user=fields.get("user") or "",
         password=fields.get("password"),
         sslmode=sslmode,
         sslrootcert=fields.get("sslrootcert"),
@@ -177,20 +217,46 @@ def secret_credentials(secret_arn: str, region: str | None = None) -> tuple[str,
 
 
 def resolve(settings: ConnectionSettings, secret_arn: str | None = None) -> ConnectionSettings:
-    """Fill in the password: DSN first, then PGPASSWORD, then the Secrets Manager secret."""
+    """Fill in the password: the DSN's first, then the Secrets Manager secret given, then ``PGPASSWORD``.
+
+    A secret named explicitly (``--secret-arn``, the Lambda's event) wins over an ambient ``PGPASSWORD``, and
+    then its ``username`` is the user unless the DSN names one: its password belongs to that user.
+    """
     if settings.password:
         return settings
-    if os.environ.get("PGPASSWORD"):
-        return replace(settings, password=os.environ["PGPASSWORD"])
     if secret_arn:
         user, password = secret_credentials(secret_arn)
         return replace(settings, user=settings.user or user, password=password)
+    if os.environ.get("PGPASSWORD"):
+        return replace(settings, password=os.environ["PGPASSWORD"])
     return settings
 
 
-def _ssl_context(settings: ConnectionSettings) -> ssl.SSLContext | bool | None:
-    if settings.sslmode in ("disable", "prefer"):
-        return None
+#: What pg8000 1.31 raises (an InterfaceError with this one argument, socket closed) when it asked for TLS with
+#: an SSL context and the server answered 'N': it offers no TLS (``ssl = off``).
+_SERVER_REFUSES_SSL = ("Server refuses SSL",)
+
+
+def _server_refuses_ssl(err: Exception) -> bool:
+    """True when ``err`` is pg8000 saying the server offers no TLS, and nothing else (not a failed handshake)."""
+    return isinstance(err, pg8000.native.InterfaceError) and err.args == _SERVER_REFUSES_SSL
+
+
+def _ssl_context(settings: ConnectionSettings) -> ssl.SSLContext | bool:
+    """What pg8000 takes for ``sslmode``: False for no TLS, else the context to wrap the socket with.
+
+    Never None: pg8000 then negotiates TLS on its own whenever the server offers it, even for ``disable``,
+    and without the client certificate.
+    """
+    if settings.sslmode == "disable":
+        return False
+    if settings.sslmode == "prefer":
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        if settings.sslcert:
+            context.load_cert_chain(settings.sslcert, settings.sslkey)
+        return context
     context = ssl.create_default_context(cafile=settings.sslrootcert)
     if settings.sslmode == "require":
         context.check_hostname = False
@@ -248,17 +314,7 @@ def connect_pinned(
     problems, refused = [], False
     for host, port in settings.hosts:
         try:
-            conn = pg8000.native.Connection(
-                settings.user or DEFAULT_USER,
-                host=host,
-                port=port,
-                database=settings.database,
-                password=settings.password,
-                ssl_context=_ssl_context(settings),
-                timeout=settings.connect_timeout,
-                application_name=settings.application_name,
-            )
-            conn._usock.settimeout(settings.read_timeout)  # pg8000 1.31 keeps the (TLS) socket here; see above
+            conn = _open(settings, host, port)
         except (pg8000.native.InterfaceError, pg8000.native.DatabaseError, OSError) as err:
             problems.append(f"{host}:{port}: {_safe_error(err, settings)}")
             refused = refused or (sqlstate(err) or "").startswith(INVALID_AUTHORIZATION)
@@ -269,6 +325,31 @@ def connect_pinned(
             continue
         return conn, replace(settings, hosts=((host, port),))
     raise ConnectError(f"cannot connect to {settings.display()}: " + "; ".join(problems), refused=refused)
+
+
+def _open(settings: ConnectionSettings, host: str, port: int) -> pg8000.native.Connection:
+    """One connection to ``host:port``; with ``prefer``, TLS when the server offers it, else (only then) plain."""
+
+    def attempt(ssl_context: ssl.SSLContext | bool) -> pg8000.native.Connection:
+        conn = pg8000.native.Connection(
+            settings.user or default_user(),
+            host=host,
+            port=port,
+            database=settings.database,
+            password=settings.password,
+            ssl_context=ssl_context,
+            timeout=settings.connect_timeout,
+            application_name=settings.application_name,
+        )
+        conn._usock.settimeout(settings.read_timeout)  # pg8000 1.31 keeps the (TLS) socket here; see connect_pinned
+        return conn
+
+    try:
+        return attempt(_ssl_context(settings))
+    except pg8000.native.InterfaceError as err:
+        if settings.sslmode != "prefer" or not _server_refuses_ssl(err):
+            raise
+    return attempt(False)  # libpq's prefer: the server offers no TLS, so plain text on a new connection
 
 
 def wait_for_writer(
@@ -298,5 +379,8 @@ def wait_for_writer(
 
 
 def _safe_error(err: Exception, settings: ConnectionSettings) -> str:
+    """What a person may read of a failed connection: the server's message, without the password."""
+    if _server_refuses_ssl(err):
+        return f"the server does not offer TLS, which sslmode={settings.sslmode} requires"
     text = err.args[0].get("M", str(err)) if err.args and isinstance(err.args[0], dict) else str(err)
     return text.replace(settings.password, "***") if settings.password else text

@@ -1,16 +1,22 @@
-"""DSN parsing and password resolution for the runner, the lab and the Lambda hook."""
+"""DSN parsing, password resolution and sslmode for the runner, the lab and the Lambda hook."""
 
 from __future__ import annotations
 
 import json
+import socket
+import struct
+import threading
+from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import boto3
 import pytest
 from moto import mock_aws
 
-from pgha.connect import ConnectError, ConnectionSettings, parse_dsn, resolve, wait_for_writer
-from pgha.local import free_port
+from pgha.connect import ConnectError, ConnectionSettings, connect, parse_dsn, resolve, wait_for_writer
+from pgha.lab.tls import Issued, issue, new_ca
+from pgha.local import PostgresServer, free_port, give_to_service_user
 
 
 def test_url_with_several_hosts_and_percent_encoded_password() -> None:
@@ -44,6 +50,37 @@ def test_bad_dsns_are_named(dsn: str, message: str) -> None:
         parse_dsn(dsn)
 
 
+@pytest.mark.parametrize("character", ["/", "#", "?"])
+def test_an_unencoded_slash_hash_or_question_mark_in_a_url_password_is_named_without_echoing_it(
+        character: str) -> None:
+    """urlsplit ends the netloc at the first / # ?, so "user:pa" became a host with a bad port, and the error
+    printed it: the user and the start of the password."""
+    dsn = f"postgresql://pgha_admin:Xy7q{character}Zr9Kp2w@db.example.internal:5432/app?sslmode=require"
+    with pytest.raises(ConnectError, match=r"password contains one of / # \? .*percent-encode") as raised:
+        parse_dsn(dsn)
+    message = str(raised.value)
+    for fragment in ("pgha_admin", "Xy7q", "Zr9Kp2w", "db.example", "Xy7q" + character):
+        assert fragment not in message
+    with pytest.raises(ConnectError, match=r"password contains one of / # \? ") as raised:
+        parse_dsn(f"postgresql://pgha_admin:Xy@7q{character}Zr9Kp2w@db.example.internal/app")  # an @ of its own
+    assert "7q" not in str(raised.value) and "Xy" not in str(raised.value)
+
+
+def test_an_at_sign_in_a_query_value_is_not_taken_for_a_cut_short_password() -> None:
+    settings = parse_dsn("postgresql://db1:5433/app?user=admin@corp&sslmode=require")
+    assert (settings.hosts, settings.user, settings.sslmode) == ((("db1", 5433),), "admin@corp", "require")
+    encoded = parse_dsn("postgresql://u:Xy7q%2FZr%23K%3Fw@db1/app")
+    assert (encoded.user, encoded.password, encoded.hosts) == ("u", "Xy7q/Zr#K?w", (("db1", 5432),))
+
+
+def test_a_bad_port_error_does_not_quote_the_host_text() -> None:
+    """A password like ``Xy7q?a=b`` reads as a query (so is not caught as cut short), and its start lands in the
+    host list: never print that."""
+    with pytest.raises(ConnectError, match="bad port for host 1 of the DSN") as raised:
+        parse_dsn("postgresql://pgha_admin:Xy7q?a=b@db.example.internal/app")
+    assert "pgha_admin" not in str(raised.value) and "Xy" not in str(raised.value)
+
+
 def test_a_bad_dsn_error_never_shows_a_password_fragment() -> None:
     with pytest.raises(ConnectError, match="after password=") as raised:
         parse_dsn("host=a password=open sesame-XYZ dbname=app")
@@ -58,17 +95,47 @@ def test_an_unreadable_secret_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
         resolve(parse_dsn("postgresql://u@h/app"), secret_arn=arn)
 
 
-def test_password_from_the_environment_wins_over_the_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+def _secret(username: str, password: str) -> str:
+    return boto3.client("secretsmanager", region_name="eu-west-1").create_secret(
+        Name="rds!db-x", SecretString=json.dumps({"username": username, "password": password}))["ARN"]
+
+
+@mock_aws
+def test_a_secret_given_explicitly_wins_over_pgpassword_with_its_username(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--secret-arn`` is an explicit choice, PGPASSWORD an ambient one: the secret's password, and the user it
+    belongs to, are used (PGPASSWORD used to win, and the user fell back to postgres)."""
     monkeypatch.setenv("PGPASSWORD", "from-env")
-    assert resolve(parse_dsn("postgresql://u@h/db"), secret_arn="arn:unused").password == "from-env"
+    monkeypatch.setenv("PGUSER", "from-env-user")
+    arn = _secret("pgha_admin", "s3cret")
+    resolved = resolve(parse_dsn("postgresql://h/app"), secret_arn=arn)
+    assert (resolved.user, resolved.password) == ("pgha_admin", "s3cret")
+    named = resolve(parse_dsn("postgresql://someone@h/app"), secret_arn=arn)
+    assert (named.user, named.password) == ("someone", "s3cret"), "a user named in the DSN is kept"
+    assert resolve(parse_dsn("postgresql://u:in-dsn@h/app"), secret_arn=arn).password == "in-dsn", "the DSN first"
+
+
+def test_without_a_secret_pgpassword_and_pguser_still_apply(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGPASSWORD", "from-env")
+    monkeypatch.setenv("PGUSER", "env-user")
+    resolved = resolve(parse_dsn("postgresql://h/db"))
+    assert resolved.password == "from-env"
+    assert resolved.display() == "postgresql://env-user@h:5432/db"
+    monkeypatch.delenv("PGUSER")
+    assert resolve(parse_dsn("postgresql://h/db")).display() == "postgresql://postgres@h:5432/db"
+
+
+def test_pgpassword_authenticates_against_a_real_server(postgres, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGPASSWORD", postgres.password)
+    conn = connect(resolve(parse_dsn(postgres.dsn(with_password=False))))
+    assert conn.run("SELECT current_user") == [[postgres.superuser]]
+    conn.close()
 
 
 @mock_aws
 def test_secret_supplies_user_and_password(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PGPASSWORD", raising=False)
     monkeypatch.delenv("PGUSER", raising=False)
-    arn = boto3.client("secretsmanager", region_name="eu-west-1").create_secret(
-        Name="rds!db-x", SecretString=json.dumps({"username": "pgha_admin", "password": "s3cret"}))["ARN"]
+    arn = _secret("pgha_admin", "s3cret")
     resolved = resolve(ConnectionSettings(hosts=(("h", 5432),), database="app"), secret_arn=arn)
     assert (resolved.user, resolved.password) == ("pgha_admin", "s3cret")
     named = resolve(parse_dsn("postgresql://someone@h/app"), secret_arn=arn)
@@ -111,3 +178,107 @@ def test_waiting_for_a_writer_stops_at_once_when_the_server_refuses_the_client(p
     with pytest.raises(ConnectError, match="password authentication failed") as refused:
         wait_for_writer(wrong, timeout=600, interval=10, sleep=slept.append)
     assert refused.value.refused and slept == []
+
+
+@pytest.fixture(scope="module")
+def tls_postgres() -> Iterator[tuple[PostgresServer, Issued, Issued]]:
+    """A real PostgreSQL with ``ssl = on`` (its CA also asks clients for a certificate, optionally); the CA, and a
+    client certificate for the superuser."""
+    server = PostgresServer(database="app")
+    try:
+        ca = new_ca("connect-test")
+        served = issue(ca, "server", ("127.0.0.1",))
+        tls = server.root / "tls"
+        tls.mkdir()
+        for name, text in (("ca.crt", ca.cert), ("server.crt", served.cert), ("server.key", served.key)):
+            (tls / name).write_text(text)
+            (tls / name).chmod(0o600)
+        give_to_service_user(tls, *tls.iterdir())
+        server.extra_settings.update(ssl="on", ssl_cert_file=str(tls / "server.crt"),
+                                     ssl_key_file=str(tls / "server.key"), ssl_ca_file=str(tls / "ca.crt"))
+        yield server.start(), ca, issue(ca, server.superuser)
+    finally:
+        server.stop()
+
+
+def _encrypted(settings: ConnectionSettings) -> list[list[object]]:
+    """(ssl, client_dn) of a new connection made with ``settings``, from the server's side."""
+    conn = connect(settings)
+    try:
+        return conn.run("SELECT ssl, client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+    finally:
+        conn.close()
+
+
+def test_prefer_uses_tls_when_the_server_offers_it(tls_postgres: tuple[PostgresServer, Issued, Issued]) -> None:
+    server, _, _ = tls_postgres
+    assert _encrypted(replace(server.settings(), sslmode="prefer")) == [[True, None]]
+    default = parse_dsn(server.dsn().replace("?sslmode=disable", ""))
+    assert default.sslmode == "prefer" and _encrypted(default)[0][0] is True, "prefer is the default"
+
+
+def test_prefer_presents_the_client_certificate(tls_postgres: tuple[PostgresServer, Issued, Issued],
+                                                tmp_path: Path) -> None:
+    """pg8000 left to itself (ssl_context=None) negotiated TLS with a context of its own, without sslcert."""
+    server, _, client = tls_postgres
+    (tmp_path / "client.crt").write_text(client.cert)
+    (tmp_path / "client.key").write_text(client.key)
+    settings = replace(server.settings(), sslmode="prefer", sslcert=str(tmp_path / "client.crt"),
+                       sslkey=str(tmp_path / "client.key"))
+    assert _encrypted(settings) == [[True, f"/CN={server.superuser}"]]
+
+
+def test_disable_never_uses_tls(tls_postgres: tuple[PostgresServer, Issued, Issued]) -> None:
+    """pg8000 negotiates TLS with any server offering it unless told ssl_context=False."""
+    server, _, _ = tls_postgres
+    assert _encrypted(replace(server.settings(), sslmode="disable")) == [[False, None]]
+
+
+def test_require_and_verify_full_use_tls(tls_postgres: tuple[PostgresServer, Issued, Issued],
+                                         tmp_path: Path) -> None:
+    server, ca, _ = tls_postgres
+    (tmp_path / "ca.crt").write_text(ca.cert)
+    assert _encrypted(replace(server.settings(), sslmode="require"))[0][0] is True
+    verified = replace(server.settings(), sslmode="verify-full", sslrootcert=str(tmp_path / "ca.crt"))
+    assert _encrypted(verified)[0][0] is True
+
+
+def test_prefer_falls_back_to_plain_text_when_the_server_offers_no_tls(postgres: PostgresServer) -> None:
+    assert _encrypted(replace(postgres.settings(), sslmode="prefer")) == [[False, None]]
+
+
+@pytest.mark.parametrize("sslmode", ["require", "verify-ca", "verify-full"])
+def test_tls_modes_fail_clearly_when_the_server_offers_no_tls(postgres: PostgresServer, sslmode: str) -> None:
+    with pytest.raises(ConnectError, match=f"the server does not offer TLS, which sslmode={sslmode} requires"):
+        connect(replace(postgres.settings(), sslmode=sslmode))
+
+
+def test_prefer_retries_in_plain_text_only_when_the_server_refuses_tls() -> None:
+    """A server that says yes to TLS and then breaks the handshake is not retried in plain text: only pg8000's
+    'Server refuses SSL' (the server answered 'N') is."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[bytes] = []
+
+    def serve() -> None:
+        with listener:
+            listener.settimeout(5)
+            try:
+                while True:
+                    peer, _ = listener.accept()
+                    with peer:
+                        accepted.append(peer.recv(8))
+                        peer.sendall(b"S")  # yes to TLS, then hang up mid-handshake
+            except OSError:
+                return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    port = listener.getsockname()[1]
+    settings = ConnectionSettings(hosts=(("127.0.0.1", port),), database="app", password="x", sslmode="prefer",
+                                  connect_timeout=2)
+    with pytest.raises(ConnectError, match=f"127.0.0.1:{port}: "):
+        connect(settings)
+    listener.close()
+    thread.join(timeout=10)
+    assert len(accepted) == 1, "no second, plain-text attempt"
+    assert accepted[0] == struct.pack("!ii", 8, 80877103), "the first asked for TLS"
