@@ -251,7 +251,9 @@ def migrate(
     lock_timeout: LockTimeoutOption = "5s",
 ) -> None:
     """Apply the schema migrations (schema/migrations) to the database, each exactly once."""
-    from pgha.schema.migrate import MigrationError
+    import pg8000.native
+
+    from pgha.schema.migrate import MigrationError, close_quietly, error_text
     from pgha.schema.migrate import migrate as run_migrations
     from pgha.schema.migrations import MigrationFileError
 
@@ -263,8 +265,10 @@ def migrate(
         )
     except (MigrationError, MigrationFileError) as err:
         _fail(err, 1)
+    except pg8000.native.Error as err:  # the runner wraps these; a backstop so the user never sees a traceback
+        _fail(f"pgha migrate failed: {error_text(err)}", 1)
     finally:
-        conn.close()
+        close_quietly(conn)  # a lost connection is the error above, not a second one from close()
     if dry_run:
         console.print(f"{len(result.pending)} pending, {len(result.already_applied)} applied")
         for name in result.pending:

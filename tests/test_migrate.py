@@ -6,14 +6,23 @@ import shutil
 import subprocess
 import sys
 import threading
+import uuid
 from pathlib import Path
 
+import pg8000.native
 import pytest
 
 from pgha.ci.harness import PROJECT_DIR
 from pgha.connect import ConnectionSettings, connect
-from pgha.schema.migrate import MigrationError, migrate
-from pgha.schema.migrations import MIGRATIONS_DIR, MigrationFileError, discover, split_statements
+from pgha.local import PostgresServer
+from pgha.schema.migrate import MigrationError, close_quietly, migrate
+from pgha.schema.migrations import (
+    MIGRATIONS_DIR,
+    MigrationFileError,
+    discover,
+    split_statements,
+    transaction_control,
+)
 
 ALL = [m.name for m in discover()]
 
@@ -249,3 +258,155 @@ def test_password_never_printed_on_connection_failure() -> None:
     assert result.returncode == 2
     assert "cannot connect" in result.stderr
     assert "SuperSecret123" not in result.stderr + result.stdout
+
+
+def public_tables(conn: pg8000.native.Connection) -> set[str]:
+    return {r[0] for r in conn.run("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+
+
+def test_transaction_control_statements_are_found_and_bodies_are_not() -> None:
+    refused = ("BEGIN;", "begin transaction isolation level serializable;", "START TRANSACTION;", "COMMIT;",
+               "commit and chain;", "END;", "END TRANSACTION;", "ROLLBACK;", "ROLLBACK AND CHAIN;", "ABORT;",
+               "PREPARE TRANSACTION 'x';", "COMMIT PREPARED 'x';", "ROLLBACK PREPARED 'x';",
+               "-- leading comment\nCOMMIT;", "/* block; comment */ COMMIT;")
+    for statement in refused:
+        assert [c.statement for c in transaction_control(f"SELECT 1;\n{statement}\n")], statement
+    allowed = ("SAVEPOINT s;", "RELEASE SAVEPOINT s;", "RELEASE s;", "ROLLBACK TO SAVEPOINT s;", "ROLLBACK TO s;",
+               "ROLLBACK WORK TO s;", "PREPARE transaction AS SELECT 1;", "SELECT 'BEGIN; COMMIT;';",
+               "-- BEGIN;\nSELECT 1;", "/* COMMIT; */ SELECT 1;", "DO $$ BEGIN PERFORM 1; END $$;",
+               "CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $f$ BEGIN RETURN 1; END $f$;",
+               "CREATE FUNCTION g() RETURNS int LANGUAGE plpgsql AS 'BEGIN RETURN 1; END;';",
+               "CREATE FUNCTION h() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END;")
+    for statement in allowed:
+        assert transaction_control(f"SELECT 1;\n{statement}\n") == [], statement
+    found = transaction_control("-- header\nBEGIN;\nCREATE TABLE a (id int);\nCOMMIT;\n")
+    assert [(c.line, c.statement) for c in found] == [(2, "BEGIN;"), (4, "COMMIT;")]
+
+
+def test_transactional_migration_with_its_own_commit_is_refused_before_anything_runs(
+    fresh_db: ConnectionSettings, tmp_path: Path
+) -> None:
+    directory = copy_migrations(tmp_path, ALL[:1])
+    conn = connect(fresh_db)
+    migrate(conn, directory)
+    before = public_tables(conn)
+    (directory / "0002_first_pending.sql").write_text("CREATE TABLE first_pending (id int);\n")
+    (directory / "0003_own_transaction.sql").write_text(
+        "-- accounts\nBEGIN;\nCREATE TABLE accounts (id int PRIMARY KEY);\nCOMMIT;\n"
+        "CREATE TABLE broken (account int REFERENCES no_such_table);\n"
+    )
+    refused = (r"(?s)nothing was applied.*0003_own_transaction\.sql line 2: BEGIN;\n"
+               r"  0003_own_transaction\.sql line 4: COMMIT;\n.*pgha:no-transaction")
+    with pytest.raises(MigrationError, match=refused):
+        migrate(conn, directory, dry_run=True)
+    with pytest.raises(MigrationError, match=refused):
+        migrate(conn, directory)
+    assert public_tables(conn) == before, "nothing of any pending file may run"
+    conn.close()
+    assert recorded(fresh_db) == ALL[:1]
+    result = pgha("migrate", "--dsn", dsn(fresh_db), "--migrations", str(directory))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "0003_own_transaction.sql line 2: BEGIN;" in result.stderr and "Traceback" not in result.stderr
+    assert recorded(fresh_db) == ALL[:1]
+
+
+def test_plpgsql_bodies_do_blocks_and_savepoints_are_applied(fresh_db: ConnectionSettings, tmp_path: Path) -> None:
+    directory = tmp_path / "migrations"
+    directory.mkdir()
+    (directory / "0001_bodies.sql").write_text(
+        "CREATE FUNCTION answer() RETURNS int LANGUAGE plpgsql AS $$\nBEGIN\n  RETURN 42;\nEND\n$$;\n"
+        "CREATE FUNCTION quoted() RETURNS text LANGUAGE plpgsql AS 'BEGIN RETURN ''COMMIT;''; END;';\n"
+        "DO $$\nBEGIN\n  EXECUTE 'CREATE TABLE made_by_do (id int)';\nEND\n$$;\n"
+        "DO $body$ BEGIN PERFORM 1; END $body$;\n"
+        "-- BEGIN; in a comment\nSELECT 'ROLLBACK;';\n"
+        "SAVEPOINT s;\nCREATE TABLE kept_after_savepoint (id int);\nRELEASE SAVEPOINT s;\n"
+    )
+    (directory / "0002_outside.sql").write_text(
+        "-- pgha:no-transaction\nBEGIN;\nCREATE TABLE in_own_transaction (id int);\nCOMMIT;\n"
+    )
+    conn = connect(fresh_db)
+    assert migrate(conn, directory).applied == ["0001_bodies.sql", "0002_outside.sql"]
+    assert conn.run("SELECT answer(), quoted()") == [[42, "COMMIT;"]]
+    assert {"made_by_do", "kept_after_savepoint", "in_own_transaction"} <= public_tables(conn)
+    conn.close()
+
+
+def test_login_without_create_on_public_fails_naming_the_step(
+    postgres: PostgresServer, fresh_db: ConnectionSettings, tmp_path: Path
+) -> None:
+    directory = tmp_path / "migrations"
+    directory.mkdir()
+    (directory / "0001_t.sql").write_text("CREATE TABLE t (id int);\n")
+    role, password = f"r_{uuid.uuid4().hex[:12]}", uuid.uuid4().hex
+    admin = connect(fresh_db)
+    admin.run(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+    admin.run("REVOKE CREATE ON SCHEMA public FROM PUBLIC")  # the default before PostgreSQL 15
+    try:
+        login = postgres.settings(fresh_db.database, user=role, password=password)
+        conn = connect(login)
+        with pytest.raises(MigrationError, match=r"(?s)creating the tracking table public\.pgha_schema_migrations "
+                                                 r"failed; no migration was applied.*SQLSTATE 42501"):
+            migrate(conn, directory)
+        conn.close()
+        result = pgha("migrate", "--dsn", dsn(login), "--migrations", str(directory))
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "creating the tracking table" in result.stderr and "permission denied for schema public" in result.stderr
+        assert "Traceback" not in result.stderr
+        migrate(admin, tmp_path / "migrations")  # now the table exists, owned by the admin and not readable
+        (directory / "0002_u.sql").write_text("CREATE TABLE u (id int);\n")
+        result = pgha("migrate", "--dsn", dsn(login), "--migrations", str(directory), "--dry-run")
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "reading the applied migrations from public.pgha_schema_migrations failed" in result.stderr
+        assert "42501" in result.stderr and "Traceback" not in result.stderr
+    finally:
+        admin.run(f"DROP OWNED BY {role}")
+        admin.close()
+        other = connect(postgres.settings("postgres"))
+        other.run(f"DROP ROLE {role}")
+        other.close()
+
+
+def test_connection_lost_mid_migration_is_a_clear_error_and_leaves_nothing(
+    fresh_db: ConnectionSettings, tmp_path: Path
+) -> None:
+    directory = tmp_path / "migrations"
+    directory.mkdir()
+    (directory / "0001_ok.sql").write_text("CREATE TABLE kept (id int);\n")
+    (directory / "0002_killed.sql").write_text(
+        "CREATE TABLE half_done (id int);\nSELECT pg_terminate_backend(pg_backend_pid());\n"
+    )
+    (directory / "0003_after.sql").write_text("CREATE TABLE never_reached (id int);\n")
+    conn = connect(fresh_db)
+    with pytest.raises(MigrationError, match=r"(?s)0002_killed\.sql was interrupted and not committed.*"
+                                             r"nothing of it remains.*connection to the server was lost"):
+        migrate(conn, directory)
+    close_quietly(conn)
+    check = connect(fresh_db)
+    tables = public_tables(check)
+    check.close()
+    assert "kept" in tables and "half_done" not in tables and "never_reached" not in tables
+    assert recorded(fresh_db) == ["0001_ok.sql"]
+    result = pgha("migrate", "--dsn", dsn(fresh_db), "--migrations", str(directory))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "0002_killed.sql was interrupted" in result.stderr and "Traceback" not in result.stderr
+    assert recorded(fresh_db) == ["0001_ok.sql"]
+
+
+def test_connection_lost_in_a_non_transactional_migration_says_what_stays(
+    fresh_db: ConnectionSettings, tmp_path: Path
+) -> None:
+    directory = tmp_path / "migrations"
+    directory.mkdir()
+    (directory / "0001_killed.sql").write_text(
+        "-- pgha:no-transaction\nCREATE TABLE first (id int);\nSELECT pg_terminate_backend(pg_backend_pid());\n"
+        "CREATE TABLE third (id int);\n"
+    )
+    result = pgha("migrate", "--dsn", dsn(fresh_db), "--migrations", str(directory))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "0001_killed.sql (non-transactional) was interrupted at statement 2 of 3" in result.stderr
+    assert "statement 1 stays applied" in result.stderr and "Traceback" not in result.stderr
+    check = connect(fresh_db)
+    tables = public_tables(check)
+    check.close()
+    assert "first" in tables and "third" not in tables
+    assert recorded(fresh_db) == []

@@ -31,7 +31,7 @@ from pgha.connect import (
 )
 from pgha.node.dynamic_config import DynamicConfigError, apply_dynamic_config, changed_keys
 from pgha.schema.logins import LoginSpec, ensure_logins
-from pgha.schema.migrate import Timeouts, migrate
+from pgha.schema.migrate import Timeouts, close_quietly, migrate
 
 
 def handler(event: dict[str, Any], _context: Any = None) -> dict[str, Any]:
@@ -68,7 +68,7 @@ def handler(event: dict[str, Any], _context: Any = None) -> dict[str, Any]:
             # after the migrations: they create the group roles the logins join
             ensured = ensure_logins(conn, logins, report=print)
         finally:
-            conn.close()
+            close_quietly(conn)  # on a lost connection, raise the runner's error, not close()'s
     outcome = {
         "applied": result.applied,
         "alreadyApplied": result.already_applied,

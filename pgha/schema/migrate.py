@@ -3,6 +3,8 @@
 - ``pgha_schema_migrations`` records name, checksum, applied_at and duration of each applied file;
   an applied file that has changed, or that has no file any more (deleted or renamed: a renamed
   one would run again under its new name), is refused before anything runs, dry run included.
+  So is a pending transactional file with its own transaction control (BEGIN, COMMIT, ...): it
+  would end the runner's transaction early and leave part of itself applied but unrecorded.
 - A session advisory lock serializes concurrent runs; each re-reads what is applied under the lock.
 - Each migration runs in its own transaction together with its tracking row; a file marked
   ``-- pgha:no-transaction`` runs statement by statement and is recorded only when all completed.
@@ -16,6 +18,9 @@
 - After each ``CREATE INDEX CONCURRENTLY`` the index it names must be valid: an INVALID one (left
   by an interrupted build and skipped by ``IF NOT EXISTS``) is dropped concurrently and rebuilt.
 - With nothing pending the run takes the lock, reads, and leaves: no table is created or written.
+- Every failure is a MigrationError saying what was being done: a server error outside a
+  migration's statements (taking the lock, reading or creating the tracking table) as much as a
+  connection lost mid-migration. Releasing the lock afterwards is best effort.
 """
 
 from __future__ import annotations
@@ -23,14 +28,23 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pg8000.native
 
 from pgha.connect import sqlstate
-from pgha.schema.migrations import MIGRATIONS_DIR, Migration, discover, migrations_hash, split_statements
+from pgha.schema.migrations import (
+    MIGRATIONS_DIR,
+    NO_TRANSACTION_MARK,
+    Migration,
+    discover,
+    migrations_hash,
+    split_statements,
+    transaction_control,
+)
 
 #: pg_advisory_lock key: a fixed 8-byte constant, as a signed bigint. Never change it: runs of an older
 #: and a newer pgha (a Lambda and a laptop) must serialize on the same key.
@@ -39,6 +53,10 @@ LOCK_KEY = int.from_bytes(bytes.fromhex("5d2b0c1c7f3a9e11"), "big", signed=True)
 
 #: SQLSTATE lock_not_available: lock_timeout expired (or NOWAIT).
 LOCK_NOT_AVAILABLE = "55P03"
+#: SQLSTATE insufficient_privilege.
+INSUFFICIENT_PRIVILEGE = "42501"
+#: The messages of pg8000's InterfaceError when the connection is gone (socket closed or broken).
+CONNECTION_LOST = ("network error", "connection is closed")
 GEXEC_MARK = re.compile(r"^\s*--[^\n]*\bpgha:gexec\b", re.MULTILINE)
 CONCURRENTLY = re.compile(r"^\s*(CREATE|DROP|REINDEX)\b[^;]*?\bCONCURRENTLY\b", re.IGNORECASE)
 _IDENT = r'(?:"[^"]+"|[A-Za-z_][\w$]*)'
@@ -192,6 +210,33 @@ def check_none_missing(migrations: list[Migration], applied: dict[str, str]) -> 
     )
 
 
+def check_no_transaction_control(pending: list[Migration]) -> None:
+    """Refuse to go on if a pending transactional migration starts, ends or prepares a transaction.
+
+    The runner applies such a file in its own transaction together with its tracking row; a
+    COMMIT in the file would commit what came before it and leave the rest outside that
+    transaction: a later failure would leave part of the file applied and unrecorded, and the
+    fixed file would then fail on what exists. Only pending files are checked: applied ones are
+    history (and the hash of the schema must not change with this check).
+    """
+    found = [
+        f"{m.name} line {each.line}: {_shorten(each.statement)}"
+        for m in pending if m.transactional for each in transaction_control(m.sql)
+    ]
+    if found:
+        raise MigrationError(
+            "pending migrations control their own transaction; nothing was applied:\n  " + "\n  ".join(found)
+            + "\nEach migration already runs in one transaction with its tracking row, all or nothing; such a "
+            "statement would end it early, and a later failure would leave part of the file applied and "
+            "unrecorded. Remove these statements. Statements that must run outside a transaction go in a "
+            f"file whose first line is {NO_TRANSACTION_MARK!r}."
+        )
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _missing_text(name: str, renamed_to: str | None) -> str:
     """A missing applied migration, with the pending file it looks renamed to (same checksum), if any."""
     return f"{name} (looks like a rename of it to {renamed_to}: same checksum)" if renamed_to else name
@@ -218,14 +263,41 @@ def _record(conn: pg8000.native.Connection, migration: Migration, started: float
 
 
 def error_text(err: Exception) -> str:
-    """A server error as one readable line: severity, message, SQLSTATE (and where, if any)."""
+    """A server error as one readable line: severity, message, SQLSTATE (and where, if any).
+
+    A lost connection (pg8000's InterfaceError) says so, instead of pg8000's bare "network error".
+    """
     if err.args and isinstance(err.args[0], dict):
         fields = err.args[0]
-        text = f"{fields.get('S', 'ERROR')}: {fields.get('M', '')} (SQLSTATE {fields.get('C', '?')})"
+        text = f"{fields.get('S', 'ERROR')}: {fields.get('M', '')} (SQLSTATE {sqlstate(err) or '?'})"
         if fields.get("W"):
             text += f"\n  where: {fields['W']}"
         return text
+    if connection_lost(err):
+        return f"the connection to the server was lost (pg8000: {err})"
     return str(err)
+
+
+def connection_lost(err: Exception) -> bool:
+    """True when ``err`` is pg8000 saying the connection is gone (broken, closed, the backend terminated).
+
+    pg8000 raises InterfaceError for that, and also for a few client-side errors on a live
+    connection (e.g. "in failed transaction block"), which must not be reported as a lost connection.
+    """
+    return isinstance(err, pg8000.native.InterfaceError) and str(err) in CONNECTION_LOST
+
+
+@contextmanager
+def _doing(what: str) -> Iterator[None]:
+    """Turn a server or connection error in a step before any migration runs into a MigrationError naming the step."""
+    try:
+        yield
+    except pg8000.native.Error as err:
+        hint = ""
+        if sqlstate(err) == INSUFFICIENT_PRIVILEGE:
+            hint = ("\n  the login lacks a privilege the runner needs: run pgha migrate as the admin login that "
+                    "owns the schema (it creates public.pgha_schema_migrations and every migration's objects)")
+        raise MigrationError(f"{what} failed; no migration was applied:\n  {error_text(err)}{hint}") from None
 
 
 def _run_statement(
@@ -328,26 +400,7 @@ def _apply_one(
 ) -> None:
     started = time.monotonic()
     if migration.transactional:
-        def attempt() -> None:
-            conn.run("BEGIN")
-            try:
-                conn.run(migration.sql)
-                _record(conn, migration, started)
-                conn.run("COMMIT")
-            except pg8000.native.DatabaseError:
-                conn.run("ROLLBACK")
-                raise
-
-        def retrying() -> None:
-            report(f"{migration.name}: lock not available {lock_wait_text(timeouts.lock)}, retrying")
-
-        try:
-            _with_lock_retries(conn, attempt, timeouts, watch, retrying)
-        except pg8000.native.DatabaseError as err:
-            raise MigrationError(
-                f"{migration.name} failed and was rolled back; nothing of it remains"
-                f"{_lock_failure(err, timeouts)}:\n  {error_text(err)}"
-            ) from None
+        _apply_transactional(conn, migration, timeouts, watch, report, started)
         return
     statements = split_statements(migration.sql)
     for index, statement in enumerate(statements, 1):
@@ -357,10 +410,89 @@ def _apply_one(
         except pg8000.native.DatabaseError as err:
             raise MigrationError(
                 f"{migration.name} (non-transactional) failed at statement {index} of {len(statements)}; "
-                f"statements 1-{index - 1} stay applied, the migration is not recorded, and a re-run "
+                f"{_stay_applied(index)}, the migration is not recorded, and a re-run "
                 f"starts it again from the top{_lock_failure(err, timeouts)}:\n  {error_text(err)}"
             ) from None
-    _record(conn, migration, started)
+        except pg8000.native.InterfaceError as err:
+            raise MigrationError(
+                f"{migration.name} (non-transactional) was interrupted at statement {index} of {len(statements)}; "
+                f"{_stay_applied(index)}, statement {index} may or may not have taken effect, the migration "
+                f"is not recorded, and a re-run starts it again from the top:\n  {error_text(err)}"
+            ) from None
+    try:
+        _record(conn, migration, started)
+    except pg8000.native.DatabaseError as err:
+        raise MigrationError(
+            f"{migration.name} (non-transactional): all {len(statements)} statements stay applied, but recording "
+            f"it failed, so a re-run starts it again from the top:\n  {error_text(err)}"
+        ) from None
+    except pg8000.native.InterfaceError as err:
+        raise MigrationError(
+            f"{migration.name} (non-transactional): all {len(statements)} statements stay applied, but the run "
+            "was interrupted while recording it: whether pgha_schema_migrations has its row is unknown, so a "
+            f"re-run either skips it or starts it again from the top:\n  {error_text(err)}"
+        ) from None
+
+
+def _stay_applied(index: int) -> str:
+    """Which statements of a non-transactional migration that failed at statement ``index`` stay applied."""
+    if index == 1:
+        return "no statement of it had completed"
+    return "statement 1 stays applied" if index == 2 else f"statements 1-{index - 1} stay applied"
+
+
+def _apply_transactional(
+    conn: pg8000.native.Connection, migration: Migration, timeouts: Timeouts, watch: LockWatch,
+    report: Callable[[str], None], started: float,
+) -> None:
+    """Run the whole file and its tracking row in one transaction; any failure is a MigrationError.
+
+    Until COMMIT is sent, a failure of any kind leaves nothing: the server aborts a transaction on
+    an error, and rolls it back when the connection ends. A connection lost during COMMIT leaves
+    the outcome unknown; the tracking row commits with the migration, so a re-run settles it.
+    """
+    committing = False
+
+    def attempt() -> None:
+        nonlocal committing
+        committing = False
+        conn.run("BEGIN")
+        try:
+            conn.run(migration.sql)
+            _record(conn, migration, started)
+            committing = True
+            conn.run("COMMIT")
+        except pg8000.native.Error:
+            _quietly(conn, "ROLLBACK")  # after an error on a dead connection the server has rolled back
+            raise
+
+    def retrying() -> None:
+        report(f"{migration.name}: lock not available {lock_wait_text(timeouts.lock)}, retrying")
+
+    try:
+        _with_lock_retries(conn, attempt, timeouts, watch, retrying)
+    except pg8000.native.DatabaseError as err:
+        raise MigrationError(
+            f"{migration.name} failed and was rolled back; nothing of it remains"
+            f"{_lock_failure(err, timeouts)}:\n  {error_text(err)}"
+        ) from None
+    except pg8000.native.InterfaceError as err:
+        if committing:
+            raise MigrationError(
+                f"{migration.name} was interrupted while committing: whether it committed is unknown. Its "
+                "tracking row commits with it, so a re-run settles it: it skips the migration if it committed "
+                f"and applies it if not:\n  {error_text(err)}"
+            ) from None
+        raise MigrationError(
+            f"{migration.name} was interrupted and not committed: the server rolls its transaction back "
+            f"(at the latest when it notices the connection is gone); nothing of it remains:\n  {error_text(err)}"
+        ) from None
+
+
+def _quietly(conn: pg8000.native.Connection, sql: str) -> None:
+    """Run ``sql`` if the connection allows (cleanup after an error: its own failure must not hide that error)."""
+    with suppress(pg8000.native.Error):
+        conn.run(sql)
 
 
 def _drain_notices(conn: pg8000.native.Connection, sink: list[str], report: Callable[[str], None]) -> None:
@@ -405,29 +537,37 @@ def migrate(
     ``run_lock_wait`` bounds the wait for another run; ``timeouts`` sets the session's statement
     and lock timeouts; ``observer`` opens a second connection to the same server, used only to
     name the lock a timed-out migration waited for.
-    Raises MigrationError naming the file when a migration fails or an applied one changed.
+    Raises MigrationError naming the file when a migration fails, is interrupted, or is refused
+    (an applied one changed or is missing, a pending one controls its own transaction), and naming
+    the step when anything else fails (the lock, the tracking table); never a bare pg8000 error.
     """
     migrations = discover(directory)
     result = MigrationResult(hash=migrations_hash(directory))
-    _acquire_lock(conn, run_lock_wait, report)
+    with _doing("taking the migration lock (pg_try_advisory_lock)"):
+        _acquire_lock(conn, run_lock_wait, report)
     watcher: pg8000.native.Connection | None = None
     try:
-        applied = applied_checksums(conn)
+        with _doing("reading the applied migrations from public.pgha_schema_migrations"):
+            applied = applied_checksums(conn)
         check_unchanged(migrations, applied)
         check_none_missing(migrations, applied)
         pending = [m for m in migrations if m.name not in applied]
+        check_no_transaction_control(pending)
         result.already_applied = [m.name for m in migrations if m.name in applied]
         result.pending = [m.name for m in pending]
         if dry_run or not pending:
             return result
-        timeouts.apply(conn)
+        with _doing("setting the session's statement and lock timeouts"):
+            timeouts.apply(conn)
+            pid = conn.run("SELECT pg_backend_pid()")[0][0]
         if observer is not None:
             try:
                 watcher = observer()
             except Exception as err:  # naming a lock is a help, not a requirement
                 report(f"warning: no second connection to watch lock waits ({type(err).__name__})")
-        watch = LockWatch(watcher, conn.run("SELECT pg_backend_pid()")[0][0])
-        _create_tracking(conn)
+        watch = LockWatch(watcher, pid)
+        with _doing("creating the tracking table public.pgha_schema_migrations"):
+            _create_tracking(conn)
         for migration in pending:
             report(f"applying {migration.name}")
             _apply_one(conn, migration, timeouts, watch, report)
@@ -436,8 +576,28 @@ def migrate(
         return result
     finally:
         if watcher is not None:
-            watcher.close()
+            close_quietly(watcher)
         conn.notices.clear()
+        _release(conn, report)
+
+
+def _release(conn: pg8000.native.Connection, report: Callable[[str], None]) -> None:
+    """Best effort: unlock the run and reset the session's timeouts, never raising.
+
+    On a lost connection there is nothing to release (the server ends the session and its lock),
+    and raising here would hide the error that ended the run.
+    """
+    try:
         conn.run("SELECT pg_advisory_unlock(:key)", key=LOCK_KEY)
         conn.run("RESET statement_timeout")
         conn.run("RESET lock_timeout")
+    except pg8000.native.Error as err:
+        if not connection_lost(err):
+            report(f"warning: could not release the migration lock or reset the session's timeouts "
+                   f"({error_text(err)}); the server releases the lock when this session ends")
+
+
+def close_quietly(conn: pg8000.native.Connection) -> None:
+    """Close ``conn``, ignoring that it is already broken or closed: closing is cleanup, never the error to show."""
+    with suppress(pg8000.native.Error, OSError):
+        conn.close()

@@ -14,6 +14,16 @@ from pathlib import Path
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "schema" / "migrations"
 FILE_PATTERN = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
 NO_TRANSACTION_MARK = "-- pgha:no-transaction"
+#: Comments and whitespace before a statement's first keyword (block comments not nested).
+LEADING_COMMENTS = re.compile(r"\A(?:\s+|--[^\n]*|/\*.*?\*/)*", re.DOTALL)
+#: Statements that start, end or prepare a transaction. A transactional migration runs inside the
+#: runner's transaction, which these would end early. SAVEPOINT, RELEASE and ROLLBACK TO stay inside it.
+TRANSACTION_CONTROL = re.compile(
+    r"""(?:BEGIN|START\s+TRANSACTION|COMMIT|END|ABORT
+        |ROLLBACK(?!\s+(?:(?:WORK|TRANSACTION)\s+)?TO\b)
+        |PREPARE\s+TRANSACTION(?!\s*(?:AS\b|\()))\b""",
+    re.IGNORECASE | re.VERBOSE,
+)
 
 
 class MigrationFileError(ValueError):
@@ -85,3 +95,32 @@ def split_statements(sql: str) -> list[str]:
         if code:
             statements.append(statement.strip())
     return statements
+
+
+@dataclass(frozen=True)
+class TransactionControl:
+    """A statement of a migration that controls the transaction (BEGIN, COMMIT, ...), and where it is."""
+
+    line: int
+    statement: str
+
+
+def transaction_control(sql: str) -> list[TransactionControl]:
+    """Every top-level statement in ``sql`` that starts, ends or prepares a transaction, with its line.
+
+    Why: the runner wraps a transactional migration in its own transaction with the tracking row;
+    a COMMIT in the file would end it early, leaving what came before applied but unrecorded when a
+    later statement fails. Statements are found with :func:`split_statements`, so a BEGIN/END in a
+    string, a comment, a dollar-quoted PL/pgSQL body or a DO block is not one.
+    """
+    found = []
+    position = 0
+    for statement in split_statements(sql):
+        start = sql.find(statement, position)
+        position = start + len(statement) if start >= 0 else position
+        lead = LEADING_COMMENTS.match(statement).end()
+        if TRANSACTION_CONTROL.match(statement, lead):
+            code = statement[lead:].splitlines()[0].strip()
+            line = sql.count("\n", 0, start + lead) + 1 if start >= 0 else 0
+            found.append(TransactionControl(line=line, statement=code))
+    return found
