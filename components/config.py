@@ -27,6 +27,10 @@ SCHEMA_RUNNERS = ("lambda", "off")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _MINUTES_PER_DAY = 24 * 60
 _MINUTES_PER_WEEK = 7 * _MINUTES_PER_DAY
+#: ``environment`` tag values (any case) that make a stack production: the same set the policy pack's
+#: ``is_production`` reads from the provider's default tags (``pgha.ci.policy.common.PRODUCTION``; a test
+#: keeps the two equal, since the policy pack imports nothing from ``components``).
+PRODUCTION_ENVIRONMENTS = frozenset({"prod", "production"})
 
 
 @dataclass(frozen=True)
@@ -106,8 +110,18 @@ class StackConfig:
         """The user's tags plus the ones pgha always sets."""
         return {"pgha:project": self.project, "pgha:stack": self.stack, **self.tags}
 
+    @property
+    def production(self) -> bool:
+        """Whether this is a production stack: its ``environment`` tag (``pgha:tags``) is prod or production.
 
-# --- parsers: each takes the raw string Pulumi holds and returns a value or raises ValueError
+        The policy pack decides the same way from the provider's default tags, which carry these tags.
+        """
+        return str(self.all_tags.get("environment", "")).lower() in PRODUCTION_ENVIRONMENTS
+
+
+# --- parsers: each takes the raw string Pulumi holds and returns a value or raises ValueError.
+# Digits are [0-9], never \d: in a str pattern \d is any Unicode digit (Arabic-Indic, full-width...),
+# which int() converts.
 
 
 def _parse_bool(raw: str) -> bool:
@@ -118,8 +132,8 @@ def _parse_bool(raw: str) -> bool:
 
 def _int_in(low: int, high: int) -> Callable[[str], int]:
     def parse(raw: str) -> int:
-        if not re.fullmatch(r"-?\d+", raw.strip()):
-            raise ValueError(f"must be a whole number from {low} to {high}")
+        if not re.fullmatch(r"-?[0-9]+", raw.strip()):
+            raise ValueError(f"must be a whole number from {low} to {high}, in the digits 0-9")
         value = int(raw)
         if not low <= value <= high:
             raise ValueError(f"must be from {low} to {high}")
@@ -146,7 +160,9 @@ def _matching(pattern: str, what: str) -> Callable[[str], str]:
     return parse
 
 
-_parse_region = _matching(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d", "an AWS region such as eu-west-1")
+#: An AWS region name (``eu-west-1``): ASCII letters and digits only.
+REGION_PATTERN = r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]"
+_parse_region = _matching(REGION_PATTERN, "an AWS region such as eu-west-1")
 _parse_instance_class = _matching(r"db\.[a-z0-9]+\.[a-z0-9]+", "an RDS instance class such as db.m7g.large")
 _parse_email = _matching(r"[^@\s]+@[^@\s]+\.[^@\s]+", "an email address")
 _parse_vpc_id = _matching(r"vpc-[0-9a-f]{8,17}", "a VPC id such as vpc-0123456789abcdef0")
@@ -230,7 +246,7 @@ def _parse_tags(raw: str) -> dict[str, str]:
 
 
 def _parse_hhmm(text: str) -> int:
-    match = re.fullmatch(r"([01]\d|2[0-3]):([0-5]\d)", text)
+    match = re.fullmatch(r"([01][0-9]|2[0-3]):([0-5][0-9])", text)
     if not match:
         raise ValueError
     return int(match[1]) * 60 + int(match[2])
@@ -250,7 +266,7 @@ def parse_backup_window(raw: str) -> tuple[int, int]:
 
 def parse_maintenance_window(raw: str) -> tuple[int, int]:
     """Return the weekly maintenance window as (start, length) in minutes after Monday 00:00 UTC."""
-    match = re.fullmatch(r"([a-z]{3}):(\d\d:\d\d)-([a-z]{3}):(\d\d:\d\d)", raw.lower())
+    match = re.fullmatch(r"([a-z]{3}):([0-9]{2}:[0-9]{2})-([a-z]{3}):([0-9]{2}:[0-9]{2})", raw.lower())
     try:
         if not match or match[1] not in DAYS or match[3] not in DAYS:
             raise ValueError
@@ -403,7 +419,7 @@ def parse_config(raw: Mapping[str, str], *, project: str, stack: str, region: st
 
     if not region:
         problems.append("aws:region is not set: run `pulumi config set aws:region <region>`")
-    elif not re.fullmatch(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d", region):
+    elif not re.fullmatch(REGION_PATTERN, region):
         problems.append(f"aws:region = {region!r}: must be an AWS region such as eu-west-1")
     if not problems:  # rules between keys only once each key is valid: a rejected key is not its default
         problems.extend(_cross_checks(values, region))

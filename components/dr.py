@@ -38,14 +38,20 @@ class DrReplicaArgs:
     tags: dict[str, str] | None = None
     #: The replica has been promoted (``pgha:drPromoted``): declare it as a standalone primary.
     promoted: bool = False
+    #: A Multi-AZ replica (production stacks): once promoted it is a Multi-AZ primary without a
+    #: change of its own, so the promotion update stays the promotion alone (see :func:`promotion_settings`).
+    multi_az: bool = False
 
 
 class DrReplica(pulumi.ComponentResource):
     """Everything in the DR region, under its own provider, KMS key and subnet group.
 
-    The replica keeps the primary's backup retention and window so that, once promoted, it is a
-    protected primary straight away, and so that declaring the promotion changes no backup
-    setting (see :func:`promotion_settings`).
+    The replica keeps the primary's backup retention and window, and in production is Multi-AZ from
+    the start (RDS for PostgreSQL supports Multi-AZ read replicas, cross-region ones included), so
+    that, once promoted, it is a protected, Multi-AZ primary straight away (the policy pack's RDS.5
+    rule holds every production primary to Multi-AZ), and so that declaring the promotion changes
+    no backup or availability setting (see :func:`promotion_settings`). Changing ``multi_az`` on an
+    existing replica is an in-place modification, not a replacement.
     """
 
     instance: aws.rds.Instance
@@ -74,7 +80,7 @@ class DrReplica(pulumi.ComponentResource):
             identifier=identifier,
             db_subnet_group_name=self.network.db_subnet_group_name,
             vpc_security_group_ids=[self.network.db_security_group_id],
-            multi_az=False,
+            multi_az=args.multi_az,
             backup_retention_period=args.rds.backup_retention_days,
             backup_window=args.rds.backup_window,
             maintenance_window=args.rds.maintenance_window,
@@ -103,10 +109,10 @@ def promotion_settings(identifier: str, args: DrReplicaArgs) -> dict[str, Any]:
     snapshot, which RDS refuses for a read replica (deleting one with a snapshot fails).
     Promoted (``pgha:drPromoted``), it drops ``replicate_source_db`` (the provider promotes the
     instance in place) and takes a final snapshot and keeps its automated backups on delete
-    when the stack is protected. Nothing else changes in that update: backups and windows are
-    already set on the replica, and the final-snapshot settings are only read on delete, so
-    the update is the promotion alone (hashicorp/terraform-provider-aws#4419: promotion plus
-    other modifications needs two applies).
+    when the stack is protected. Nothing else changes in that update: backups, windows and (in
+    production) Multi-AZ are already set on the replica, and the final-snapshot settings are only
+    read on delete, so the update is the promotion alone (hashicorp/terraform-provider-aws#4419:
+    promotion plus other modifications needs two applies).
     """
     if not args.promoted:
         # cross-region replicas name their source by ARN

@@ -152,6 +152,8 @@ def _rds(cfg: StackConfig, name: str, network: Network, opts: pulumi.ResourceOpt
                 vpc_cidr=cfg.dr_vpc_cidr,
                 tags=cfg.all_tags,
                 promoted=cfg.dr_promoted,
+                # production: Multi-AZ already as a replica, so the promoted primary needs no second change
+                multi_az=cfg.production,
             ),
         )
         DatabaseAlarms(

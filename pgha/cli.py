@@ -215,7 +215,8 @@ def _seconds(option: str, value: str | None) -> float | None:
         return None
     import re
 
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|min)?\s*", value)
+    # [0-9], not \d: \d and float() also take non-ASCII digits (Arabic-Indic, full-width)
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|min)?\s*", value)
     if not match:
         _fail(f"{option} {value!r}: expected seconds like 5, 2.5s, 500ms or 2min, or none", 2)
     return float(match[1]) * {"ms": 0.001, "s": 1, "min": 60, None: 1}[match[2]] or None

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from components.config import ConfigError, parse_backup_window, parse_config, parse_maintenance_window, windows_overlap
+from components.config import (
+    PRODUCTION_ENVIRONMENTS,
+    ConfigError,
+    parse_backup_window,
+    parse_config,
+    parse_maintenance_window,
+    windows_overlap,
+)
 from pgha.ci.harness import run_program
 
 # (overrides on the dev stack, the key the error must name, a phrase of the explanation)
@@ -20,16 +27,23 @@ INVALID = [
     ({"multiAz": "1"}, "pgha:multiAz", "true or false"),
     ({"replicas": "6"}, "pgha:replicas", "from 0 to 5"),
     ({"replicas": "two"}, "pgha:replicas", "whole number"),
+    # numbers are ASCII digits: \d and int() would also take Arabic-Indic and full-width digits
+    ({"replicas": "\u0663"}, "pgha:replicas = '\u0663'", "in the digits 0-9"),
+    ({"replicas": "\uff13"}, "pgha:replicas = '\uff13'", "in the digits 0-9"),
+    ({"maxConnections": "\uff12\uff10\uff10"}, "pgha:maxConnections", "in the digits 0-9"),
     ({"drRegion": "eu-west-1"}, "pgha:drRegion", "must differ from aws:region"),
     ({"drRegion": "Europe"}, "pgha:drRegion", "AWS region"),
+    ({"drRegion": "eu-central-\u0661"}, "pgha:drRegion", "AWS region"),
     ({"drPromoted": "true"}, "pgha:drPromoted", "needs pgha:drRegion"),
     ({"drPromoted": "yes"}, "pgha:drPromoted", "true or false"),
     ({"backupRetentionDays": "0"}, "pgha:backupRetentionDays", "from 1 to 35"),
     ({"backupRetentionDays": "36"}, "pgha:backupRetentionDays", "from 1 to 35"),
     ({"backupWindow": "3am"}, "pgha:backupWindow", "hh:mm-hh:mm"),
     ({"backupWindow": "03:00-03:15"}, "pgha:backupWindow", "at least 30 minutes"),
+    ({"backupWindow": "0\u0663:00-04:00"}, "pgha:backupWindow", "hh:mm-hh:mm"),
     ({"maintenanceWindow": "sunday 5am"}, "pgha:maintenanceWindow", "ddd:hh:mm-ddd:hh:mm"),
     ({"maintenanceWindow": "mon:03:30-mon:04:30"}, "pgha:maintenanceWindow", "overlaps"),
+    ({"maintenanceWindow": "sun:0\uff15:00-sun:06:00"}, "pgha:maintenanceWindow", "ddd:hh:mm-ddd:hh:mm"),
     ({"deletionProtection": "True"}, "pgha:deletionProtection", "true or false"),
     ({"vpcCidr": "10.0.0.0/33"}, "pgha:vpcCidr", "not a valid CIDR"),
     ({"vpcCidr": "8.8.0.0/16"}, "pgha:vpcCidr = '8.8.0.0/16'", "inside 10.0.0.0/8, 172.16.0.0/12"),
@@ -62,6 +76,7 @@ INVALID = [
     ({"tags": '{"aws:owner": "me"}'}, "pgha:tags", "reserved by AWS"),
     ({"replica": "2"}, "pgha:replica is not a pgha setting", "known:"),
     ({"aws:region": None}, "aws:region is not set", "pulumi config set aws:region"),
+    ({"aws:region": "eu-west-\u0661"}, "aws:region = 'eu-west-\u0661'", "an AWS region"),
 ]
 
 
@@ -151,3 +166,13 @@ def test_patroni_still_cross_checks_the_keys_it_reads(overrides: dict, problem: 
     with pytest.raises(ConfigError) as raised:
         parse_config({"engine": "patroni", **overrides}, project="pgha", stack="t", region="eu-west-1")
     assert any(problem in p for p in raised.value.problems), raised.value.problems
+
+
+def test_production_is_the_environment_tag_the_policy_pack_reads() -> None:
+    """The program and the policy pack (which imports nothing from components) agree on what is production."""
+    from pgha.ci.policy.common import PRODUCTION
+
+    assert set(PRODUCTION_ENVIRONMENTS) == PRODUCTION
+    production = lambda tags: parse_config({"tags": tags}, project="pgha", stack="t", region="eu-west-1").production
+    assert production('{"environment": "prod"}') and production('{"environment": "Production"}')
+    assert not production('{"environment": "dev"}') and not production("{}")

@@ -67,6 +67,17 @@ def test_storage_growth_is_an_update_and_not_dangerous() -> None:
     assert primary["inputs"]["allocatedStorage"] == {"old": "100", "new": "200"}
 
 
+def test_making_the_dr_replica_multi_az_is_an_update_in_place_and_not_dangerous() -> None:
+    """A production DR replica declared single-AZ before is modified in place (multiAz is not force-new)."""
+    base = base_commit({"components/stack.py": ("multi_az=cfg.production,", "multi_az=False,")})
+    result = pgha_diff("--stack", "prod", "--base", base, "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["summary"]["dangerous"] == 0
+    assert [(c["name"], c["action"], c["inputs"]) for c in data["changes"]] == [
+        ("pgha-prod-dr-replica", "update", {"multiAz": {"old": "false", "new": "true"}})]
+
+
 def test_a_force_new_input_replaces_the_database_and_exits_3() -> None:
     base = base_commit({"components/rds.py": ('db_name: str = "app"', 'db_name: str = "appdb"')})
     result = pgha_diff("--stack", "prod", "--base", base, "--markdown")

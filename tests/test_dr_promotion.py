@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pgha.ci.harness import Plan, RegisteredResource, Secret, redact, run_program
+from pgha.ci.policy import evaluate_plan
 from pgha.ci.stateful import force_new_inputs
 
 DR = "pgha-prod-dr-replica"
@@ -76,3 +77,22 @@ def test_unprotected_stack_promotes_without_a_final_snapshot() -> None:
     assert "replicateSourceDb" not in dr.inputs
     assert dr.inputs["skipFinalSnapshot"] is True and "finalSnapshotIdentifier" not in dr.inputs
     assert not dr.protect
+
+
+def test_production_dr_replica_is_multi_az_before_and_after_promotion(prod_plan: Plan, promoted: Plan) -> None:
+    """Promoted, it is a production primary, which the policy pack holds to Multi-AZ (RDS.5): it is one already
+    as a replica, so declaring the promotion adds no Multi-AZ change to the update."""
+    assert prod_plan.get(DR).inputs["multiAz"] is True
+    assert promoted.get(DR).inputs["multiAz"] is True
+    assert "availabilityZone" not in promoted.get(DR).inputs
+
+
+def test_production_after_the_promotion_passes_the_policy_pack(promoted: Plan) -> None:
+    assert [v for v in evaluate_plan(promoted) if v.mandatory] == []
+    assert evaluate_plan(promoted) == []
+
+
+@pytest.mark.parametrize("promoted_", ["false", "true"])
+def test_non_production_dr_replica_stays_single_az(promoted_: str) -> None:
+    plan = run_program("dev", {"drRegion": "eu-central-1", "drPromoted": promoted_})
+    assert plan.get("pgha-dev-dr-replica").inputs["multiAz"] is False

@@ -180,6 +180,15 @@ def test_promote_replica_refuses_a_lagging_replica_and_a_missing_metric(aws: str
     assert unknown.exit_code == 2 and "declares 1 replica" in unknown.output
 
 
+@pytest.mark.parametrize("wanted", ["\u0661", "\uff11", "\u00b9"])  # 1: Arabic-Indic, full-width, superscript
+def test_promote_replica_takes_its_number_in_ascii_digits(aws: str, project: Path, tmp_path: Path,
+                                                          wanted: str) -> None:
+    deploy("dev", multi_az=False, replicas=1, dr_region=None, protected=False)
+    result = drill(project, tmp_path, "promote-replica", "--stack", "dev", "--replica", wanted)
+    assert result.exit_code == 2, result.output
+    assert "not one of this stack's replicas (pgha-dev-replica-N)" in result.output
+
+
 @pytest.mark.parametrize(("scenario", "stack", "replica", "region"), [
     ("promote-replica", "dev", "pgha-dev-replica-1", "eu-west-1"),
     ("promote-dr", "prod", "pgha-prod-dr-replica", "eu-central-1"),

@@ -243,6 +243,21 @@ def test_badly_named_or_duplicate_files_are_refused(tmp_path: Path) -> None:
     (tmp_path / "2-bad.sql").write_text("SELECT 1;")
     with pytest.raises(MigrationFileError, match=r"NNNN_lowercase_name\.sql"):
         discover(tmp_path)
+    (tmp_path / "2-bad.sql").unlink()
+    (tmp_path / "000\u0662_b.sql").write_text("SELECT 1;")  # 0002 with an Arabic-Indic two: another spelling
+    with pytest.raises(MigrationFileError, match=r"NNNN_lowercase_name\.sql"):
+        discover(tmp_path)
+
+
+def test_a_timeout_is_written_in_ascii_digits() -> None:
+    import typer
+
+    from pgha.cli import _seconds
+
+    assert _seconds("--lock-timeout", "500ms") == 0.5
+    for value in ("\uff15s", "\u0665"):  # 5 full-width, 5 Arabic-Indic: float() would take both
+        with pytest.raises(typer.Exit):
+            _seconds("--lock-timeout", value)
 
 
 def test_statement_splitting_respects_dollar_quotes_and_comments() -> None:

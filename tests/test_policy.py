@@ -159,6 +159,9 @@ def test_cli_exits_1_on_a_mandatory_violation_and_0_on_advisory_ones() -> None:
     broken = policy("--stack", "prod", "--set", "multiAz=false")
     assert broken.returncode == 1, broken.stderr
     assert "MANDATORY rds-multi-az-prod  pgha-prod-primary  multiAz is not true" in broken.stdout
+    # the documented DR promotion leaves a production stack that passes its own policy
+    promoted = policy("--stack", "prod", "--set", "drPromoted=true")
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     dev = policy("--stack", "dev")
     assert dev.returncode == 0, dev.stderr
     assert "ADVISORY  rds-backup-retention-nonprod  pgha-dev-primary" in dev.stdout

@@ -208,9 +208,11 @@ class RdsDrill:
         wanted = self.options.replica
         if not wanted:
             raise DrillRefused("promote-replica needs --replica N (or the replica's identifier)")
-        identifier = f"{self.cfg.name_prefix}-replica-{wanted}" if wanted.isdigit() else wanted
+        # ASCII digits only: str.isdigit() is also true of Arabic-Indic, full-width and superscript digits
+        number = lambda text: text.isascii() and text.isdigit()
+        identifier = f"{self.cfg.name_prefix}-replica-{wanted}" if number(wanted) else wanted
         prefix = f"{self.cfg.name_prefix}-replica-"
-        if not identifier.startswith(prefix) or not identifier[len(prefix):].isdigit():
+        if not identifier.startswith(prefix) or not number(identifier[len(prefix):]):
             raise DrillRefused(f"--replica {wanted}: not one of this stack's replicas ({prefix}N)")
         if int(identifier[len(prefix):]) > self.cfg.replicas:
             raise DrillRefused(f"--replica {wanted}: stack {self.cfg.stack} declares {self.cfg.replicas} replica(s)")

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "schema" / "migrations"
-FILE_PATTERN = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
+#: ``NNNN_name.sql`` in ASCII digits: ``\d`` would also take Arabic-Indic or full-width digits, a second
+#: spelling of the same number.
+FILE_PATTERN = re.compile(r"([0-9]{4})_[a-z0-9_]+\.sql")
 NO_TRANSACTION_MARK = "-- pgha:no-transaction"
 #: Comments and whitespace before a statement's first keyword (block comments not nested).
 LEADING_COMMENTS = re.compile(r"\A(?:\s+|--[^\n]*|/\*.*?\*/)*", re.DOTALL)
