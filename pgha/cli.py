@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from pgha.ci.harness import Plan
     from pgha.drill.engine import DrillResult
     from pgha.lab.cluster import Lab
+    from pgha.schema.logins import LoginSpec
     from pgha.schema.migrate import Timeouts
 
 app = typer.Typer(help="pgha: highly-available PostgreSQL on AWS, and the operations around it.", no_args_is_help=True)
@@ -209,6 +210,20 @@ def _connect(
     return conn, lambda: connect(replace(pinned, application_name=f"{application_name}-watch"))
 
 
+def _logins(secret_arns: list[str]) -> list[LoginSpec]:
+    """The application logins of ``--login-secret`` secrets, or a clean exit naming the secret that is wrong."""
+    from pgha.connect import ConnectError, secret_credentials
+    from pgha.schema.logins import login_from_secret
+
+    logins = []
+    for arn in secret_arns:
+        try:
+            logins.append(login_from_secret(*secret_credentials(arn)))
+        except (ConnectError, ValueError) as err:
+            _fail(f"--login-secret {arn}: {err}", 2)
+    return logins
+
+
 def _seconds(option: str, value: str | None) -> float | None:
     """A timeout option: seconds (``5``, ``2.5``), with ``ms``/``s``/``min``, or ``none``/``0`` for no limit."""
     if value is None or value.strip().lower() in ("none", "0", "off"):
@@ -250,20 +265,30 @@ def migrate(
     ] = MIGRATIONS_DIR,
     statement_timeout: StatementTimeoutOption = None,
     lock_timeout: LockTimeoutOption = "5s",
+    login_secrets: Annotated[
+        list[str] | None,
+        typer.Option("--login-secret", help="After the migrations, create or update the application login of this "
+                     "Secrets Manager secret (the stack's appSecretArns; repeat for each), as the schema hook does. "
+                     "For schemaRunner: off."),
+    ] = None,
 ) -> None:
     """Apply the schema migrations (schema/migrations) to the database, each exactly once."""
     import pg8000.native
 
+    from pgha.schema.logins import ensure_logins
     from pgha.schema.migrate import MigrationError, close_quietly, error_text
     from pgha.schema.migrate import migrate as run_migrations
     from pgha.schema.migrations import MigrationFileError
 
     timeouts = _timeouts(statement_timeout, lock_timeout)
+    logins = _logins(login_secrets or [])  # read first: a wrong secret stops the run before anything is applied
     conn, observer = _connect(dsn, secret_arn, "pgha-migrate")
     try:
         result = run_migrations(
             conn, migrations, dry_run=dry_run, report=_say, timeouts=timeouts, observer=observer
         )
+        if logins and not dry_run:  # after the migrations: they create the group roles the logins join
+            ensure_logins(conn, logins, report=_say)
     except (MigrationError, MigrationFileError) as err:
         _fail(err, 1)
     except pg8000.native.Error as err:  # the runner wraps these; a backstop so the user never sees a traceback
@@ -274,6 +299,8 @@ def migrate(
         console.print(f"{len(result.pending)} pending, {len(result.already_applied)} applied")
         for name in result.pending:
             _say(f"  pending: {name}")
+        for login in logins:
+            _say(f"  login to create or update: {login.username} (member of {login.member_of})")
     elif result.applied:
         console.print(f"applied {len(result.applied)} migration(s); schema hash {result.hash[:12]}")
     else:

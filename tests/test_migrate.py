@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
 import threading
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
+import boto3
 import pg8000.native
 import pytest
+from moto.server import ThreadedMotoServer
 
 from pgha.ci.harness import PROJECT_DIR
 from pgha.connect import ConnectionSettings, connect
-from pgha.local import PostgresServer
+from pgha.local import PostgresServer, free_port
 from pgha.schema.migrate import MigrationError, close_quietly, migrate
 from pgha.schema.migrations import (
     MIGRATIONS_DIR,
@@ -97,6 +101,46 @@ def test_cli_applies_then_reports_nothing_to_do(fresh_db: ConnectionSettings) ->
     assert fresh_db.password not in first.stdout + first.stderr
     second = pgha("migrate", "--dsn", dsn(fresh_db, with_password=False), env=env)
     assert second.returncode == 0 and "nothing to do" in second.stdout
+
+
+def test_cli_login_secrets_create_the_application_logins_after_the_migrations(fresh_db: ConnectionSettings) -> None:
+    """schemaRunner: off leaves the stack's login secrets to `pgha migrate --login-secret`: the same roles the
+    schema hook makes, after the migrations that create their groups; a secret for a user the schema does not
+    know stops the run before anything is applied. Secrets Manager is moto's server on loopback."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=(port := free_port()), verbose=False)
+    server.start()
+    try:
+        aws = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
+               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-1"}
+        secrets = boto3.client("secretsmanager", endpoint_url=aws["AWS_ENDPOINT_URL"], region_name="eu-west-1",
+                               aws_access_key_id="testing", aws_secret_access_key="testing")
+        password = f"app-{uuid.uuid4().hex}"
+        app = secrets.create_secret(Name="app", SecretString=json.dumps({"username": "pgha_app",
+                                                                           "password": password}))["ARN"]
+        stranger = secrets.create_secret(Name="stranger", SecretString=json.dumps({"username": "mallory",
+                                                                                     "password": "pw"}))["ARN"]
+        env = {"PATH": "/usr/bin:/bin", **aws}
+
+        refused = pgha("migrate", "--dsn", dsn(fresh_db), "--login-secret", app, "--login-secret", stranger, env=env)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert "'mallory' is not one of the stack's logins (pgha_app, pgha_exec)" in refused.stderr
+        conn = connect(fresh_db)
+        try:
+            assert conn.run("SELECT to_regclass('pgha_schema_migrations')")[0][0] is None, "nothing may run"
+        finally:
+            conn.close()
+
+        done = pgha("migrate", "--dsn", dsn(fresh_db), "--login-secret", app, env=env)
+        assert done.returncode == 0, done.stderr
+        assert "login pgha_app is in place" in done.stdout and password not in done.stdout + done.stderr
+        assert recorded(fresh_db) == ALL
+        as_app = connect(replace(fresh_db, user="pgha_app", password=password))
+        try:
+            assert as_app.run("SELECT pg_has_role('pgha_app', 'application_role', 'member')")[0][0] is True
+        finally:
+            as_app.close()
+    finally:
+        server.stop()
 
 
 def test_concurrent_runs_serialize_and_apply_each_migration_once(fresh_db: ConnectionSettings) -> None:

@@ -35,6 +35,34 @@ class LoginSpec:
         return f"LoginSpec(username={self.username!r}, member_of={self.member_of!r}, password=[secret])"
 
 
+@dataclass(frozen=True)
+class Login:
+    """One application login role and the group role (from the schema) it is a member of."""
+
+    username: str
+    member_of: str
+
+
+#: pgha_app writes and reads under row-level security; pgha_exec reads across organizations. The program
+#: makes one secret per login (components/logins.py); whoever applies the schema creates the roles.
+DEFAULT_LOGINS = (Login("pgha_app", "application_role"), Login("pgha_exec", "executive_role"))
+
+
+def login_from_secret(username: str, password: str, logins: Sequence[Login] = DEFAULT_LOGINS) -> LoginSpec:
+    """The login a stack's login secret (``{"username", "password"}``) stands for, with its group role.
+
+    For ``pgha migrate --login-secret`` (``schemaRunner: off``): the secret names the user, the schema
+    decides the group, so a secret for a user the schema does not know is refused.
+    """
+    groups = {login.username: login.member_of for login in logins}
+    if username not in groups:
+        raise ValueError(f"the secret's user {username!r} is not one of the stack's logins "
+                         f"({', '.join(sorted(groups))})")
+    if not password:
+        raise ValueError(f"the secret of {username!r} has an empty password")
+    return LoginSpec(username, password, groups[username])
+
+
 def scram_verifier(password: str, salt: bytes | None = None) -> str:
     """The ``SCRAM-SHA-256$iterations:salt$StoredKey:ServerKey`` form PostgreSQL stores for ``password``."""
     mechanism = scramp.ScramMechanism("SCRAM-SHA-256")
