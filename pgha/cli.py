@@ -319,16 +319,16 @@ def maintain(
     import pg8000.native
 
     from pgha.schema.maintain import run_maintenance
-    from pgha.schema.migrate import error_text
+    from pgha.schema.migrate import close_quietly, error_text
 
     timeouts = _timeouts(statement_timeout, lock_timeout)
     conn, _observer = _connect(dsn, secret_arn, "pgha-maintain")
     try:
         result = run_maintenance(conn, dry_run=dry_run, report=_say, timeouts=timeouts)
-    except pg8000.native.DatabaseError as err:
-        _fail(error_text(err).replace("\n", " "), 1)
+    except pg8000.native.Error as err:  # a server error, or the connection lost (InterfaceError)
+        _fail(f"pgha maintain failed: {error_text(err)}".replace("\n", " "), 1)
     finally:
-        conn.close()
+        close_quietly(conn)  # after a lost connection, close() would raise a second error
     if not result.actions:
         console.print("nothing needs maintenance")
     if result.skipped:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -10,6 +12,7 @@ import pg8000.native
 import pytest
 from test_migrate import dsn, pgha, recorded
 
+from pgha.ci.harness import PROJECT_DIR
 from pgha.connect import ConnectionSettings, connect
 from pgha.schema.migrate import MigrationError, Timeouts, migrate
 
@@ -219,6 +222,39 @@ def test_maintain_skips_a_table_whose_lock_is_held_and_says_so(fresh_db: Connect
     assert result.returncode == 1, result.stdout + result.stderr
     assert "skipped churn" in result.stdout
     assert "1 table(s) skipped" in result.stderr
+
+
+def test_maintain_whose_connection_is_lost_says_so_without_a_traceback(fresh_db: ConnectionSettings) -> None:
+    from pgha.schema.migrations import MIGRATIONS_DIR
+
+    conn = connect(fresh_db)
+    migrate(conn, MIGRATIONS_DIR)
+    conn.run("CREATE TABLE churn (id int)")
+    conn.run("INSERT INTO churn SELECT generate_series(1, 5000)")
+    conn.run("DELETE FROM churn")
+    conn.run("SELECT pg_stat_force_next_flush()")
+    blocker = connect(fresh_db)
+    blocker.run("BEGIN")
+    blocker.run("LOCK TABLE churn IN SHARE UPDATE EXCLUSIVE MODE")
+    runner = subprocess.Popen([sys.executable, "-m", "pgha", "maintain", "--dsn", dsn(fresh_db), "--lock-timeout",
+                               "off"], cwd=PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        waiting = ("SELECT pid FROM pg_stat_activity WHERE application_name = 'pgha-maintain' "
+                   "AND wait_event_type = 'Lock'")
+        deadline = time.monotonic() + 60
+        while not (pids := conn.run(waiting)) and time.monotonic() < deadline and runner.poll() is None:
+            time.sleep(0.1)
+        assert pids, "pgha maintain never waited on the held lock"
+        conn.run("SELECT pg_terminate_backend(:pid)", pid=pids[0][0])  # what a failover does to its session
+        out, err = runner.communicate(timeout=60)
+    finally:
+        runner.kill()
+        blocker.run("ROLLBACK")
+        blocker.close()
+        conn.close()
+    assert runner.returncode == 1, out + err
+    assert "Traceback" not in err and err.startswith("error: pgha maintain failed:"), err
+    assert "connection" in err.lower(), err
 
 
 def test_cancelled_concurrent_index_build_is_dropped_and_rebuilt_on_rerun(
