@@ -275,8 +275,9 @@ def migrate(
     """Apply the schema migrations (schema/migrations) to the database, each exactly once."""
     import pg8000.native
 
+    from pgha.connect import close_quietly
     from pgha.schema.logins import ensure_logins
-    from pgha.schema.migrate import MigrationError, close_quietly, error_text
+    from pgha.schema.migrate import MigrationError, error_text
     from pgha.schema.migrate import migrate as run_migrations
     from pgha.schema.migrations import MigrationFileError
 
@@ -318,8 +319,9 @@ def maintain(
     """ANALYZE tables with many changes and VACUUM tables with many dead tuples."""
     import pg8000.native
 
+    from pgha.connect import close_quietly
     from pgha.schema.maintain import run_maintenance
-    from pgha.schema.migrate import close_quietly, error_text
+    from pgha.schema.migrate import error_text
 
     timeouts = _timeouts(statement_timeout, lock_timeout)
     conn, _observer = _connect(dsn, secret_arn, "pgha-maintain")

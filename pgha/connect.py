@@ -19,7 +19,7 @@ import ssl
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -350,6 +350,12 @@ def _open(settings: ConnectionSettings, host: str, port: int) -> pg8000.native.C
         if settings.sslmode != "prefer" or not _server_refuses_ssl(err):
             raise
     return attempt(False)  # libpq's prefer: the server offers no TLS, so plain text on a new connection
+
+
+def close_quietly(conn: pg8000.native.Connection) -> None:
+    """Close ``conn``, ignoring that it is already broken or closed: closing is cleanup, never the error to show."""
+    with suppress(pg8000.native.Error, OSError):
+        conn.close()
 
 
 def wait_for_writer(

@@ -17,9 +17,9 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from pgha.ci.harness import PROJECT_DIR
-from pgha.connect import ConnectionSettings, connect
+from pgha.connect import ConnectionSettings, close_quietly, connect
 from pgha.local import PostgresServer, free_port
-from pgha.schema.migrate import MigrationError, close_quietly, migrate
+from pgha.schema.migrate import MigrationError, migrate
 from pgha.schema.migrations import (
     MIGRATIONS_DIR,
     MigrationFileError,

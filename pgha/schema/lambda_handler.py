@@ -23,6 +23,7 @@ from typing import Any
 from pgha.connect import (
     ConnectionSettings,
     client_certificate,
+    close_quietly,
     connect,
     resolve,
     secret_credentials,
@@ -31,7 +32,7 @@ from pgha.connect import (
 )
 from pgha.node.dynamic_config import DynamicConfigError, apply_dynamic_config, changed_keys
 from pgha.schema.logins import LoginSpec, ensure_logins
-from pgha.schema.migrate import Timeouts, close_quietly, migrate
+from pgha.schema.migrate import Timeouts, migrate
 
 
 def handler(event: dict[str, Any], _context: Any = None) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pg8000.native
 
-from pgha.connect import sqlstate
+from pgha.connect import close_quietly, sqlstate
 from pgha.schema.migrations import (
     MIGRATIONS_DIR,
     NO_TRANSACTION_MARK,
@@ -595,9 +595,3 @@ def _release(conn: pg8000.native.Connection, report: Callable[[str], None]) -> N
         if not connection_lost(err):
             report(f"warning: could not release the migration lock or reset the session's timeouts "
                    f"({error_text(err)}); the server releases the lock when this session ends")
-
-
-def close_quietly(conn: pg8000.native.Connection) -> None:
-    """Close ``conn``, ignoring that it is already broken or closed: closing is cleanup, never the error to show."""
-    with suppress(pg8000.native.Error, OSError):
-        conn.close()
