@@ -201,18 +201,25 @@ def test_bad_timeouts_are_one_line_errors_that_change_nothing(fresh_db: Connecti
     conn.close()
 
 
-def test_maintain_skips_a_table_whose_lock_is_held_and_says_so(fresh_db: ConnectionSettings, tmp_path: Path) -> None:
+def churn_locked(settings: ConnectionSettings) -> tuple[pg8000.native.Connection, pg8000.native.Connection]:
+    """The schema applied, a table ``churn`` full of dead tuples (so maintain wants to VACUUM it), and a second
+    connection holding a lock on it that VACUUM must wait for: (admin connection, the lock holder)."""
     from pgha.schema.migrations import MIGRATIONS_DIR
 
-    conn = connect(fresh_db)
+    conn = connect(settings)
     migrate(conn, MIGRATIONS_DIR)
     conn.run("CREATE TABLE churn (id int)")
     conn.run("INSERT INTO churn SELECT generate_series(1, 5000)")
     conn.run("DELETE FROM churn")
     conn.run("SELECT pg_stat_force_next_flush()")
-    blocker = connect(fresh_db)
+    blocker = connect(settings)
     blocker.run("BEGIN")
     blocker.run("LOCK TABLE churn IN SHARE UPDATE EXCLUSIVE MODE")
+    return conn, blocker
+
+
+def test_maintain_skips_a_table_whose_lock_is_held_and_says_so(fresh_db: ConnectionSettings, tmp_path: Path) -> None:
+    conn, blocker = churn_locked(fresh_db)
     try:
         result = pgha("maintain", "--dsn", dsn(fresh_db), "--lock-timeout", "0.5")
     finally:
@@ -225,17 +232,7 @@ def test_maintain_skips_a_table_whose_lock_is_held_and_says_so(fresh_db: Connect
 
 
 def test_maintain_whose_connection_is_lost_says_so_without_a_traceback(fresh_db: ConnectionSettings) -> None:
-    from pgha.schema.migrations import MIGRATIONS_DIR
-
-    conn = connect(fresh_db)
-    migrate(conn, MIGRATIONS_DIR)
-    conn.run("CREATE TABLE churn (id int)")
-    conn.run("INSERT INTO churn SELECT generate_series(1, 5000)")
-    conn.run("DELETE FROM churn")
-    conn.run("SELECT pg_stat_force_next_flush()")
-    blocker = connect(fresh_db)
-    blocker.run("BEGIN")
-    blocker.run("LOCK TABLE churn IN SHARE UPDATE EXCLUSIVE MODE")
+    conn, blocker = churn_locked(fresh_db)
     runner = subprocess.Popen([sys.executable, "-m", "pgha", "maintain", "--dsn", dsn(fresh_db), "--lock-timeout",
                                "off"], cwd=PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
