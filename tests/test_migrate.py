@@ -451,6 +451,37 @@ def test_connection_lost_mid_migration_is_a_clear_error_and_leaves_nothing(
     assert recorded(fresh_db) == ["0001_ok.sql"]
 
 
+def test_connection_lost_during_commit_says_the_outcome_is_unknown_and_a_rerun_settles_it(
+    fresh_db: ConnectionSettings, tmp_path: Path
+) -> None:
+    # A deferred constraint trigger runs inside COMMIT: terminating its own backend there loses the
+    # connection after COMMIT was sent, which a client cannot tell from a lost commit acknowledgement.
+    directory = tmp_path / "migrations"
+    directory.mkdir()
+    migration = directory / "0001_dies_at_commit.sql"
+    migration.write_text(
+        "CREATE TABLE settled (id int);\n"
+        "CREATE FUNCTION end_my_backend() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+        "BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NULL; END $$;\n"
+        "CREATE CONSTRAINT TRIGGER at_commit AFTER INSERT ON settled DEFERRABLE INITIALLY DEFERRED\n"
+        "  FOR EACH ROW EXECUTE FUNCTION end_my_backend();\n"
+        "INSERT INTO settled VALUES (1);\n"
+    )
+    result = pgha("migrate", "--dsn", dsn(fresh_db), "--migrations", str(directory))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "0001_dies_at_commit.sql was interrupted while committing: whether it committed is unknown" in (
+        result.stderr), result.stderr
+    assert "Traceback" not in result.stderr
+    check = connect(fresh_db)
+    tables = public_tables(check)
+    check.close()
+    assert "settled" not in tables and recorded(fresh_db) == []  # the server aborted it: it had not committed
+    migration.write_text(migration.read_text().replace("INSERT INTO settled VALUES (1);\n", ""))
+    rerun = pgha("migrate", "--dsn", dsn(fresh_db), "--migrations", str(directory))
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert recorded(fresh_db) == ["0001_dies_at_commit.sql"]
+
+
 def test_connection_lost_in_a_non_transactional_migration_says_what_stays(
     fresh_db: ConnectionSettings, tmp_path: Path
 ) -> None:
