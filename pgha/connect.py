@@ -358,6 +358,13 @@ def close_quietly(conn: pg8000.native.Connection) -> None:
         conn.close()
 
 
+def run_quietly(conn: pg8000.native.Connection, sql: str) -> None:
+    """Run ``sql`` if the connection allows: cleanup after an error (a ROLLBACK), whose own failure on a
+    broken connection must not replace the error being raised."""
+    with suppress(pg8000.native.Error, OSError):
+        conn.run(sql)
+
+
 def wait_for_writer(
     settings: ConnectionSettings, timeout: float = 600.0, interval: float = 10.0,
     sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,

@@ -245,6 +245,56 @@ def test_deleted_applied_migration_is_refused_until_its_removal_is_recorded(
     conn.close()
 
 
+def test_pending_migration_numbered_below_an_applied_one_is_refused(
+    fresh_db: ConnectionSettings, tmp_path: Path
+) -> None:
+    # two branches each added a migration; the one numbered lower arrives after the other was applied
+    directory = tmp_path / "migrations"
+    directory.mkdir()
+    (directory / "0001_base.sql").write_text("CREATE TABLE base (id int);\n")
+    (directory / "0003_theirs.sql").write_text("CREATE TABLE theirs (id int);\n")
+    conn = connect(fresh_db)
+    migrate(conn, directory)
+    (directory / "0002_ours.sql").write_text("CREATE TABLE ours (id int);\n")
+    behind = r"(?s)numbered below 0003_theirs\.sql, which is already applied: 0002_ours\.sql.*above 0003"
+    with pytest.raises(MigrationError, match=behind):
+        migrate(conn, directory, dry_run=True)
+    with pytest.raises(MigrationError, match=behind):
+        migrate(conn, directory)
+    conn.close()
+    assert recorded(fresh_db) == ["0001_base.sql", "0003_theirs.sql"]
+    result = pgha("migrate", "--dsn", dsn(fresh_db), "--migrations", str(directory))
+    assert result.returncode == 1 and "0002_ours.sql" in result.stderr and "Traceback" not in result.stderr
+    (directory / "0002_ours.sql").rename(directory / "0004_ours.sql")
+    conn = connect(fresh_db)
+    assert migrate(conn, directory).applied == ["0004_ours.sql"]
+    conn.close()
+
+
+def test_what_a_migration_sets_for_its_session_does_not_reach_the_next(
+    fresh_db: ConnectionSettings, tmp_path: Path
+) -> None:
+    role = f"pgha_test_{uuid.uuid4().hex[:8]}"
+    directory = tmp_path / "migrations"
+    directory.mkdir()
+    (directory / "0001_audit.sql").write_text(
+        "CREATE SCHEMA audit;\nSET search_path = audit, public;\nCREATE TABLE audit_events (id int);\n"
+        f"CREATE ROLE {role} NOLOGIN;\nGRANT CREATE ON SCHEMA public TO {role};\nSET ROLE {role};\n"
+    )
+    (directory / "0002_things.sql").write_text("CREATE TABLE things (id int);\n")
+    conn = connect(fresh_db)
+    try:
+        migrate(conn, directory)
+        placed = conn.run("SELECT schemaname, tableowner FROM pg_tables WHERE tablename = 'things'")
+        assert placed == [["public", fresh_db.user]], "0002 ran with 0001's search_path or role"
+        assert conn.run("SELECT schemaname FROM pg_tables WHERE tablename = 'audit_events'") == [["audit"]]
+    finally:
+        conn.run("DROP SCHEMA IF EXISTS audit CASCADE")
+        conn.run(f"DROP OWNED BY {role}")
+        conn.run(f"DROP ROLE IF EXISTS {role}")
+        conn.close()
+
+
 def test_non_transactional_migration_runs_statement_by_statement(
     fresh_db: ConnectionSettings, tmp_path: Path
 ) -> None:

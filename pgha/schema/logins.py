@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import pg8000.native
 import scramp
 
+from pgha.connect import run_quietly
+
 IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 SCRAM_ITERATIONS = 4096  # PostgreSQL's default scram_iterations
 
@@ -108,6 +110,6 @@ def ensure_logins(conn: pg8000.native.Connection, logins: Sequence[LoginSpec],
             report(f"login {username} is in place")
         conn.run("COMMIT")
     except Exception:
-        conn.run("ROLLBACK")
+        run_quietly(conn, "ROLLBACK")  # on a lost connection, raise what failed, not the ROLLBACK's error
         raise
     return [username for username, _ in statements]

@@ -6,10 +6,14 @@
   So is a pending transactional file with its own transaction control (BEGIN, COMMIT, ...): it
   would end the runner's transaction early and leave part of itself applied but unrecorded.
 - A session advisory lock serializes concurrent runs; each re-reads what is applied under the lock.
+- A pending migration numbered below an applied one is refused: it would run in a different order
+  here than on a fresh database.
 - Each migration runs in its own transaction together with its tracking row; a file marked
   ``-- pgha:no-transaction`` runs statement by statement and is recorded only when all completed.
   There, a SELECT whose leading comment holds ``pgha:gexec`` returns statements that are run in
   turn (like psql's ``\\gexec``), e.g. one ``CREATE INDEX CONCURRENTLY`` per partition.
+- After each migration the session is reset (SET, SET ROLE, ...): what one file sets for its
+  session does not reach the next.
 - ``lock_timeout`` (default 5 s) keeps DDL from queueing behind a long transaction, which would
   block every query behind it; a migration that hits it is retried with backoff, then fails
   naming the lock it waited for (seen from a second connection) and leaving nothing of it applied.
@@ -29,13 +33,13 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pg8000.native
 
-from pgha.connect import close_quietly, sqlstate
+from pgha.connect import close_quietly, run_quietly, sqlstate
 from pgha.schema.migrations import (
     MIGRATIONS_DIR,
     NO_TRANSACTION_MARK,
@@ -208,6 +212,25 @@ def check_none_missing(migrations: list[Migration], applied: dict[str, str]) -> 
         "would run again. To record a deliberate removal, delete its row from pgha_schema_migrations "
         "(docs/schema.md)."
     )
+
+
+def check_in_order(pending: list[Migration], applied: dict[str, str]) -> None:
+    """Refuse to go on if a pending migration is numbered below one already applied.
+
+    Applied now, it would run after the higher one here but before it on a fresh database: the
+    two databases would have run the same files in different orders (two branches that each
+    added a migration, merged the other way round).
+    """
+    if not applied or not pending:
+        return
+    latest = max(applied)
+    behind = [m.name for m in pending if m.name < latest]
+    if behind:
+        raise MigrationError(
+            f"pending migrations are numbered below {latest}, which is already applied: " + ", ".join(behind)
+            + ". Applied now they would run after it here but before it on a fresh database. Renumber each "
+            f"above {latest[:4]} (its name and its place in the order; nothing of it was applied)."
+        )
 
 
 def check_no_transaction_control(pending: list[Migration]) -> None:
@@ -420,6 +443,7 @@ def _apply_one(
                 f"is not recorded, and a re-run starts it again from the top:\n  {error_text(err)}"
             ) from None
     try:
+        _reset_session(conn, timeouts)
         _record(conn, migration, started)
     except pg8000.native.DatabaseError as err:
         raise MigrationError(
@@ -459,11 +483,12 @@ def _apply_transactional(
         conn.run("BEGIN")
         try:
             conn.run(migration.sql)
+            _reset_session(conn, timeouts)
             _record(conn, migration, started)
             committing = True
             conn.run("COMMIT")
         except pg8000.native.Error:
-            _quietly(conn, "ROLLBACK")  # after an error on a dead connection the server has rolled back
+            run_quietly(conn, "ROLLBACK")  # after an error on a dead connection the server has rolled back
             raise
 
     def retrying() -> None:
@@ -487,12 +512,6 @@ def _apply_transactional(
             f"{migration.name} was interrupted and not committed: the server rolls its transaction back "
             f"(at the latest when it notices the connection is gone); nothing of it remains:\n  {error_text(err)}"
         ) from None
-
-
-def _quietly(conn: pg8000.native.Connection, sql: str) -> None:
-    """Run ``sql`` if the connection allows (cleanup after an error: its own failure must not hide that error)."""
-    with suppress(pg8000.native.Error):
-        conn.run(sql)
 
 
 def _drain_notices(conn: pg8000.native.Connection, sink: list[str], report: Callable[[str], None]) -> None:
@@ -552,6 +571,7 @@ def migrate(
         check_unchanged(migrations, applied)
         check_none_missing(migrations, applied)
         pending = [m for m in migrations if m.name not in applied]
+        check_in_order(pending, applied)
         check_no_transaction_control(pending)
         result.already_applied = [m.name for m in migrations if m.name in applied]
         result.pending = [m.name for m in pending]
@@ -579,6 +599,18 @@ def migrate(
             close_quietly(watcher)
         conn.notices.clear()
         _release(conn, report)
+
+
+def _reset_session(conn: pg8000.native.Connection, timeouts: Timeouts) -> None:
+    """Undo the session state a migration left (a session-level SET search_path, SET ROLE, ...), before
+    its tracking row is written as the runner and so that each migration runs in the session the first
+    one had, as on a fresh database where files may be applied by different runs. Inside the
+    migration's transaction it commits or rolls back with it. Not DISCARD ALL: it would release the
+    run's lock."""
+    conn.run("RESET SESSION AUTHORIZATION")  # neither it nor the role is covered by RESET ALL
+    conn.run("RESET ROLE")
+    conn.run("RESET ALL")
+    timeouts.apply(conn)
 
 
 def _release(conn: pg8000.native.Connection, report: Callable[[str], None]) -> None:
