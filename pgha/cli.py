@@ -273,9 +273,7 @@ def migrate(
     ] = None,
 ) -> None:
     """Apply the schema migrations (schema/migrations) to the database, each exactly once."""
-    import pg8000.native
-
-    from pgha.connect import close_quietly
+    from pgha.connect import QUERY_ERRORS, close_quietly
     from pgha.schema.logins import ensure_logins
     from pgha.schema.migrate import MigrationError, error_text
     from pgha.schema.migrate import migrate as run_migrations
@@ -292,7 +290,7 @@ def migrate(
             ensure_logins(conn, logins, report=_say)
     except (MigrationError, MigrationFileError) as err:
         _fail(err, 1)
-    except pg8000.native.Error as err:  # the runner wraps these; a backstop so the user never sees a traceback
+    except QUERY_ERRORS as err:  # the runner wraps these; a backstop so the user never sees a traceback
         _fail(f"pgha migrate failed: {error_text(err)}", 1)
     finally:
         close_quietly(conn)  # a lost connection is the error above, not a second one from close()
@@ -317,9 +315,7 @@ def maintain(
     lock_timeout: LockTimeoutOption = "5s",
 ) -> None:
     """ANALYZE tables with many changes and VACUUM tables with many dead tuples."""
-    import pg8000.native
-
-    from pgha.connect import close_quietly
+    from pgha.connect import QUERY_ERRORS, close_quietly
     from pgha.schema.maintain import run_maintenance
     from pgha.schema.migrate import error_text
 
@@ -327,7 +323,7 @@ def maintain(
     conn, _observer = _connect(dsn, secret_arn, "pgha-maintain")
     try:
         result = run_maintenance(conn, dry_run=dry_run, report=_say, timeouts=timeouts)
-    except pg8000.native.Error as err:  # a server error, or the connection lost (InterfaceError)
+    except QUERY_ERRORS as err:  # a server error, or the connection lost
         _fail(f"pgha maintain failed: {error_text(err)}".replace("\n", " "), 1)
     finally:
         close_quietly(conn)  # after a lost connection, close() would raise a second error

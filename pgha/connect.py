@@ -352,16 +352,24 @@ def _open(settings: ConnectionSettings, host: str, port: int) -> pg8000.native.C
     return attempt(False)  # libpq's prefer: the server offers no TLS, so plain text on a new connection
 
 
+#: What a query can raise when its connection breaks. pg8000 wraps most socket errors in InterfaceError, but
+#: not one from the first read of a reply: a connection reset while the server works on a statement (a
+#: failover, a load balancer dropping it) arrives as a bare ConnectionResetError.
+CONNECTION_LOST_ERRORS = (pg8000.native.InterfaceError, OSError)
+#: Everything a query can raise: a server error, or the connection lost.
+QUERY_ERRORS = (pg8000.native.Error, OSError)
+
+
 def close_quietly(conn: pg8000.native.Connection) -> None:
     """Close ``conn``, ignoring that it is already broken or closed: closing is cleanup, never the error to show."""
-    with suppress(pg8000.native.Error, OSError):
+    with suppress(*QUERY_ERRORS):
         conn.close()
 
 
 def run_quietly(conn: pg8000.native.Connection, sql: str) -> None:
     """Run ``sql`` if the connection allows: cleanup after an error (a ROLLBACK), whose own failure on a
     broken connection must not replace the error being raised."""
-    with suppress(pg8000.native.Error, OSError):
+    with suppress(*QUERY_ERRORS):
         conn.run(sql)
 
 

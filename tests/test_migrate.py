@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import select
 import shutil
+import socket
+import struct
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -530,6 +534,70 @@ def test_connection_lost_during_commit_says_the_outcome_is_unknown_and_a_rerun_s
     rerun = pgha("migrate", "--dsn", dsn(fresh_db), "--migrations", str(directory))
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert recorded(fresh_db) == ["0001_dies_at_commit.sql"]
+
+
+class ResettingProxy:
+    """A loopback TCP proxy that resets (RST) the client's connection right after forwarding a query that
+    contains ``marker``: the server is then busy with it, and the client learns of the loss while it
+    waits for the reply, as when a load balancer or a failover drops a connection."""
+
+    def __init__(self, target: tuple[str, int], marker: bytes):
+        self.target, self.marker = target, marker
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            threading.Thread(target=self._relay, args=(client, server), daemon=True).start()
+
+    def _relay(self, client: socket.socket, server: socket.socket) -> None:
+        peers = {client: server, server: client}
+        with client, server:
+            while True:
+                for sock in select.select(list(peers), [], [])[0]:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    peers[sock].sendall(data)
+                    if sock is client and self.marker in data:
+                        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        return
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_connection_reset_mid_migration_is_a_clear_error_and_leaves_nothing(
+    fresh_db: ConnectionSettings, tmp_path: Path
+) -> None:
+    directory = tmp_path / "migrations"
+    directory.mkdir()
+    (directory / "0001_reset.sql").write_text("CREATE TABLE reset_midway (id int);\nSELECT pg_sleep(0.5);\n")
+    proxy = ResettingProxy(fresh_db.hosts[0], marker=b"pg_sleep")
+    try:
+        via_proxy = replace(fresh_db, hosts=[("127.0.0.1", proxy.port)])
+        result = pgha("migrate", "--dsn", dsn(via_proxy), "--migrations", str(directory))
+    finally:
+        proxy.close()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "0001_reset.sql was interrupted and not committed" in result.stderr, result.stderr
+    assert "the connection to the server was lost" in result.stderr and "Traceback" not in result.stderr
+    check = connect(fresh_db)
+    try:  # the server rolls back once its sleep ends and it finds the client gone
+        deadline = time.monotonic() + 30
+        while check.run("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgha-migrate'")[0][0]:
+            assert time.monotonic() < deadline, "the reset session never ended"
+            time.sleep(0.1)
+        assert "reset_midway" not in public_tables(check)
+    finally:
+        check.close()
+    assert recorded(fresh_db) == []
 
 
 def test_connection_lost_in_a_non_transactional_migration_says_what_stays(

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import pg8000.native
 
-from pgha.connect import close_quietly, run_quietly, sqlstate
+from pgha.connect import CONNECTION_LOST_ERRORS, QUERY_ERRORS, close_quietly, run_quietly, sqlstate
 from pgha.schema.migrations import (
     MIGRATIONS_DIR,
     NO_TRANSACTION_MARK,
@@ -288,7 +288,7 @@ def _record(conn: pg8000.native.Connection, migration: Migration, started: float
 def error_text(err: Exception) -> str:
     """A server error as one readable line: severity, message, SQLSTATE (and where, if any).
 
-    A lost connection (pg8000's InterfaceError) says so, instead of pg8000's bare "network error".
+    A lost connection says so, instead of pg8000's bare "network error" or a socket error.
     """
     if err.args and isinstance(err.args[0], dict):
         fields = err.args[0]
@@ -297,16 +297,20 @@ def error_text(err: Exception) -> str:
             text += f"\n  where: {fields['W']}"
         return text
     if connection_lost(err):
-        return f"the connection to the server was lost (pg8000: {err})"
+        cause = f"pg8000: {err}" if isinstance(err, pg8000.native.InterfaceError) else f"{type(err).__name__}: {err}"
+        return f"the connection to the server was lost ({cause})"
     return str(err)
 
 
 def connection_lost(err: Exception) -> bool:
-    """True when ``err`` is pg8000 saying the connection is gone (broken, closed, the backend terminated).
+    """True when ``err`` says the connection is gone (broken, closed, reset, the backend terminated).
 
     pg8000 raises InterfaceError for that, and also for a few client-side errors on a live
-    connection (e.g. "in failed transaction block"), which must not be reported as a lost connection.
+    connection (e.g. "in failed transaction block"), which must not be reported as a lost connection;
+    a reset can also arrive as a bare OSError.
     """
+    if isinstance(err, OSError):
+        return True
     return isinstance(err, pg8000.native.InterfaceError) and str(err) in CONNECTION_LOST
 
 
@@ -315,7 +319,7 @@ def _doing(what: str) -> Iterator[None]:
     """Turn a server or connection error in a step before any migration runs into a MigrationError naming the step."""
     try:
         yield
-    except pg8000.native.Error as err:
+    except QUERY_ERRORS as err:
         hint = ""
         if sqlstate(err) == INSUFFICIENT_PRIVILEGE:
             hint = ("\n  the login lacks a privilege the runner needs: run pgha migrate as the admin login that "
@@ -436,7 +440,7 @@ def _apply_one(
                 f"{_stay_applied(index)}, the migration is not recorded, and a re-run "
                 f"starts it again from the top{_lock_failure(err, timeouts)}:\n  {error_text(err)}"
             ) from None
-        except pg8000.native.InterfaceError as err:
+        except CONNECTION_LOST_ERRORS as err:
             raise MigrationError(
                 f"{migration.name} (non-transactional) was interrupted at statement {index} of {len(statements)}; "
                 f"{_stay_applied(index)}, statement {index} may or may not have taken effect, the migration "
@@ -450,7 +454,7 @@ def _apply_one(
             f"{migration.name} (non-transactional): all {len(statements)} statements stay applied, but recording "
             f"it failed, so a re-run starts it again from the top:\n  {error_text(err)}"
         ) from None
-    except pg8000.native.InterfaceError as err:
+    except CONNECTION_LOST_ERRORS as err:
         raise MigrationError(
             f"{migration.name} (non-transactional): all {len(statements)} statements stay applied, but the run "
             "was interrupted while recording it: whether pgha_schema_migrations has its row is unknown, so a "
@@ -487,7 +491,7 @@ def _apply_transactional(
             _record(conn, migration, started)
             committing = True
             conn.run("COMMIT")
-        except pg8000.native.Error:
+        except QUERY_ERRORS:
             run_quietly(conn, "ROLLBACK")  # after an error on a dead connection the server has rolled back
             raise
 
@@ -501,7 +505,7 @@ def _apply_transactional(
             f"{migration.name} failed and was rolled back; nothing of it remains"
             f"{_lock_failure(err, timeouts)}:\n  {error_text(err)}"
         ) from None
-    except pg8000.native.InterfaceError as err:
+    except CONNECTION_LOST_ERRORS as err:
         if committing:
             raise MigrationError(
                 f"{migration.name} was interrupted while committing: whether it committed is unknown. Its "
@@ -623,7 +627,7 @@ def _release(conn: pg8000.native.Connection, report: Callable[[str], None]) -> N
         conn.run("SELECT pg_advisory_unlock(:key)", key=LOCK_KEY)
         conn.run("RESET statement_timeout")
         conn.run("RESET lock_timeout")
-    except pg8000.native.Error as err:
+    except QUERY_ERRORS as err:
         if not connection_lost(err):
             report(f"warning: could not release the migration lock or reset the session's timeouts "
                    f"({error_text(err)}); the server releases the lock when this session ends")
