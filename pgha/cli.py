@@ -277,9 +277,13 @@ def migrate(
     from pgha.schema.logins import ensure_logins
     from pgha.schema.migrate import MigrationError, error_text
     from pgha.schema.migrate import migrate as run_migrations
-    from pgha.schema.migrations import MigrationFileError
+    from pgha.schema.migrations import MigrationFileError, discover
 
     timeouts = _timeouts(statement_timeout, lock_timeout)
+    try:
+        discover(migrations)  # a file that cannot be read stops the run before it connects
+    except MigrationFileError as err:
+        _fail(err, 1)
     logins = _logins(login_secrets or [])  # read first: a wrong secret stops the run before anything is applied
     conn, observer = _connect(dsn, secret_arn, "pgha-migrate")
     try:

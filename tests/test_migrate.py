@@ -345,6 +345,22 @@ def test_badly_named_or_duplicate_files_are_refused(tmp_path: Path) -> None:
     (tmp_path / "000\u0662_b.sql").write_text("SELECT 1;")  # 0002 with an Arabic-Indic two: another spelling
     with pytest.raises(MigrationFileError, match=r"NNNN_lowercase_name\.sql"):
         discover(tmp_path)
+    (tmp_path / "000\u0662_b.sql").unlink()
+    (tmp_path / "0002_latin1.sql").write_bytes("SELECT 'caf\u00e9';".encode("latin-1"))
+    with pytest.raises(MigrationFileError, match=r"0002_latin1\.sql is not UTF-8 text \(byte 0xe9 at offset 11\)"):
+        discover(tmp_path)
+    (tmp_path / "0002_latin1.sql").unlink()
+    (tmp_path / "0002_folder.sql").mkdir()
+    with pytest.raises(MigrationFileError, match=r"0002_folder\.sql is not a file"):
+        discover(tmp_path)
+
+
+def test_a_migration_file_that_is_not_utf8_is_one_error_line_from_the_cli(tmp_path: Path) -> None:
+    (tmp_path / "0001_latin1.sql").write_bytes("SELECT 'caf\u00e9';".encode("latin-1"))
+    result = pgha("migrate", "--dsn", "postgresql://nobody@127.0.0.1:9/none", "--migrations", str(tmp_path),
+                  "--dry-run")
+    assert result.returncode == 1 and "0001_latin1.sql is not UTF-8 text" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_a_timeout_is_written_in_ascii_digits() -> None:

@@ -66,7 +66,7 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
         if number in seen:
             raise MigrationFileError(f"{path.name} and {seen[number]} share the number {number}")
         seen[number] = path.name
-        sql = path.read_text()
+        sql = _read(path)
         first_line = sql.lstrip().splitlines()[0] if sql.strip() else ""
         migrations.append(
             Migration(
@@ -77,6 +77,17 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
             )
         )
     return migrations
+
+
+def _read(path: Path) -> str:
+    """A migration file's text, as UTF-8 whatever the machine's locale (its checksum must not depend on it)."""
+    if not path.is_file():
+        raise MigrationFileError(f"{path.name} is not a file")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise MigrationFileError(f"{path.name} is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset "
+                                 f"{err.start}): save it as UTF-8") from None
 
 
 def migrations_hash(directory: Path = MIGRATIONS_DIR) -> str:
