@@ -103,9 +103,10 @@ def test_activity_takes_the_users_organization_and_rls_refuses_another(tenants: 
         db.run("INSERT INTO activity_logs (user_id, action) VALUES (:u, 'theirs')", u=b["user"])
     assert [str(r[0]) for r in db.run("SELECT organization_id FROM activity_logs WHERE action = 'mine'")] == [a["org"]]
     db.run("RESET ROLE")
-    with pytest.raises(pg8000.native.DatabaseError, match="belongs to organization"):
+    with pytest.raises(pg8000.native.DatabaseError, match="is not a user of organization") as refused:
         db.run("INSERT INTO activity_logs (organization_id, user_id, action) VALUES (:o, :u, 'mixed')",
                o=a["org"], u=b["user"])
+    assert b["org"] not in str(refused.value), "the error must not name the other tenant's organization"
     with pytest.raises(pg8000.native.DatabaseError, match="not-null"):
         db.run("INSERT INTO activity_logs (action) VALUES ('nobody')")
 
@@ -171,3 +172,32 @@ def test_0012_backfills_existing_rows_and_stops_on_rows_without_a_user(
                   "AND attname = 'organization_id'") == [[True]]
     assert db.run("SELECT count(*) FROM pg_constraint WHERE conname = 'activity_logs_org_not_null'") == [[0]]
     db.close()
+
+
+def test_application_logins_cannot_create_in_public_even_where_postgresql_14_lets_everyone(
+    fresh_db: ConnectionSettings,
+) -> None:
+    # PostgreSQL 14's default, which 0013 revokes: otherwise a login could shadow a function the
+    # scheduled jobs call (public.date_trunc(text, date)) and have it run as the schema owner
+    db = connect(fresh_db)
+    db.run("GRANT CREATE ON SCHEMA public TO PUBLIC")
+    migrate(db)
+    role = f"tenant_{uuid.uuid4().hex[:10]}"
+    db.run(f"CREATE ROLE {role} NOLOGIN IN ROLE application_role")
+    try:
+        db.run(f"SET ROLE {role}")
+        with pytest.raises(pg8000.native.DatabaseError, match="permission denied for schema public"):
+            db.run("CREATE FUNCTION public.date_trunc(text, date) RETURNS date LANGUAGE sql AS 'SELECT $2'")
+        db.run("RESET ROLE")
+        # and a job run with a hostile search_path still calls pg_catalog's date_trunc, not a closer match
+        db.run("CREATE SCHEMA hostile")
+        db.run("CREATE FUNCTION hostile.date_trunc(text, date) RETURNS date LANGUAGE plpgsql AS "
+               "$$BEGIN RAISE EXCEPTION 'hostile date_trunc ran'; END$$")
+        db.run("SET search_path = hostile, public")
+        assert db.run("SELECT public.create_monthly_partitions('activity_logs', '2036-01-01', '2036-01-01')") == [[1]]
+    finally:
+        db.run("RESET ROLE")
+        db.run("RESET search_path")
+        db.run("DROP SCHEMA IF EXISTS hostile CASCADE")
+        db.run(f"DROP ROLE {role}")
+        db.close()
