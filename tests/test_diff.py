@@ -220,3 +220,24 @@ def test_a_new_login_password_reruns_the_schema_hook() -> None:
     assert {"triggers.login-pgha_app", "triggers.login-pgha_exec"} <= set(changes["pgha-dev-schema-apply"]["inputs"])
     assert changes["pgha-dev-logins-pgha-app-value"]["inputs"]["secretString"] == {"old": "[secret]",
                                                                                    "new": "[secret]"}
+
+
+ATTACHMENT = "aws:ec2/volumeAttachment:VolumeAttachment"
+
+
+def test_a_new_device_name_replaces_every_patroni_data_attachment_and_is_dangerous() -> None:
+    """deviceName is ForceNew, and deleting an attachment made with stopInstanceBeforeDetaching stops the node:
+    one edit of the attachment code would stop every node, so it must not pass as an update."""
+    head = snapshot.take("prod", {"engine": "patroni"}, "salt")["resources"]
+    base = json.loads(json.dumps(head))
+    for r in base:
+        if r["type"] == ATTACHMENT:
+            assert r["inputs"]["stopInstanceBeforeDetaching"] is True
+            r["inputs"]["deviceName"] = "/dev/sdg"
+    result = DiffResult("prod", "main", "0" * 40, compare(base, head))
+    assert sorted((c.name, c.action) for c in result.changes) == [
+        (f"pgha-prod-patroni-{n}-data-attach", "replace") for n in (1, 2, 3)]
+    assert len(result.dangerous) == 3
+    assert {tuple(c.reasons) for c in result.dangerous} == {('deviceName: "/dev/sdg" → "/dev/sdf"',)}
+    assert ("DANGEROUS replace pgha-prod-patroni-1-data-attach (EBS volume attachment): "
+            'deviceName: "/dev/sdg" → "/dev/sdf"') in render_text(result)

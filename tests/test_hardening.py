@@ -233,9 +233,10 @@ def test_protection_follows_deletion_protection(stack: str) -> None:
 
 def test_prod_patroni_protects_every_stateful_resource_but_the_instances() -> None:
     """Volumes, their key, the credentials, node identities (ENIs) and buckets survive a forced `pulumi up`;
-    instances are meant to be replaced one at a time (their data lives on the protected volumes)."""
+    instances are meant to be replaced one at a time (their data lives on the protected volumes), and a
+    replaced instance replaces its volume attachment (instanceId is force-new), so that is not protected either."""
     plan = run_program("prod", {"engine": "patroni"})
     unprotected = {r.type for r in plan.resources if is_stateful(r.type) and not r.protect}
-    assert unprotected == {"aws:ec2/instance:Instance"}
+    assert unprotected == {"aws:ec2/instance:Instance", "aws:ec2/volumeAttachment:VolumeAttachment"}
     key = next(r for r in plan.resources if r.type == "aws:kms/key:Key" and "patroni" in r.name)
     assert key.protect

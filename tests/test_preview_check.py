@@ -139,3 +139,29 @@ def test_urn_types_are_read_from_the_parent_chain() -> None:
         == "aws:rds/instance:Instance"
     with pytest.raises(PreviewFormatError):
         urn_type("pgha-prod-primary")
+
+
+def test_replacing_the_patroni_data_attachments_is_dangerous() -> None:
+    """A new deviceName replaces each node's volume attachment; its delete stops the node (stop_instance_before_
+    detaching), so a real preview showing it must fail the check. The URNs and inputs are the program's own."""
+    from pgha.ci.harness import run_program
+
+    plan = run_program("prod", {"engine": "patroni"})
+    attachments = [r for r in plan.resources if r.type == "aws:ec2/volumeAttachment:VolumeAttachment"]
+    assert len(attachments) == 3
+    steps = []
+    for r in attachments:
+        old = {"urn": r.urn, "custom": True, "type": r.type, "inputs": dict(r.inputs)}
+        new = {**old, "inputs": {**r.inputs, "deviceName": "/dev/sdg"}}
+        for op in ("create-replacement", "replace", "delete-replaced"):
+            steps.append({"op": op, "urn": r.urn, "oldState": old, "newState": new, "replaceReasons": ["deviceName"],
+                          "detailedDiff": {"deviceName": {"kind": "update-replace", "inputDiff": True}}})
+    document = {"config": {"pgha:engine": "patroni"}, "steps": steps, "duration": 1,
+                "changeSummary": {"replace": 3, "same": len(plan.resources) - 3}}
+    result = preview_check("-", stdin=json.dumps(document))
+    assert result.returncode == 3, result.stdout + result.stderr
+    dangerous = [line for line in result.stdout.splitlines() if line.startswith("DANGEROUS")]
+    assert dangerous == [
+        f"DANGEROUS replace of EBS volume attachment: {r.urn} "
+        "(ops: create-replacement, replace, delete-replaced; because: deviceName)" for r in attachments]
+    assert result.stdout.splitlines()[-1].endswith("; 3 dangerous")

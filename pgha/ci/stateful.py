@@ -1,7 +1,8 @@
 """The one table of stateful resource types and the inputs that force the AWS provider to replace them.
 
 A replacement of these resources destroys data (a database, a volume, a key, a bucket, a secret)
-or an identity other things hold on to (a network interface's address, an instance). `pgha diff`
+or an identity other things hold on to (a network interface's address, an instance), or takes the
+database down (a data volume's attachment: detaching it stops the Patroni node first). `pgha diff`
 classes a change as ``replace`` from this table; `pgha diff` and `pgha preview-check` call a
 ``replace`` or ``delete`` of any type listed here dangerous.
 
@@ -84,6 +85,15 @@ STATEFUL_TYPES: dict[str, StatefulType] = {
         _f("availabilityZone", "multiAttachEnabled", "outpostArn")
         + _f("encrypted", "kmsKeyId", "snapshotId", computed=True),
         f"{TF_AWS} internal/service/ec2/ebs_volume.go @0073593e (resourceEBSVolume schema)",
+    ),
+    # Patroni's data volumes are attached with stop_instance_before_detaching: deleting the attachment
+    # stops the node and nothing starts it again. A replacement ends in that delete, unless its create
+    # (first, by Pulumi's default) is refused because the volume is still attached: a half-done `up`.
+    "aws:ec2/volumeAttachment:VolumeAttachment": StatefulType(
+        "EBS volume attachment",
+        _f("deviceName", "instanceId", "volumeId"),
+        f"{TF_AWS} internal/service/ec2/ebs_volume_attachment.go @0620f2a6 (ResourceVolumeAttachment schema; "
+        "delete stops the instance when stop_instance_before_detaching)",
     ),
     "aws:ec2/networkInterface:NetworkInterface": StatefulType(
         "network interface",
