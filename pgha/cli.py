@@ -99,16 +99,21 @@ def diff(
     base: Annotated[str, typer.Option(help="Git ref to compare the working tree with, e.g. origin/main.")] = "main",
     as_json: Annotated[bool, typer.Option("--json", help="Print the diff as JSON.")] = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print the diff as a PR comment (Markdown).")] = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config key at both versions: KEY=VALUE (repeatable); KEY= removes it."),
+    ] = None,
 ) -> None:
     """Compare what the program registers at a git ref and in the working tree, offline.
 
     Exit 3 when a stateful resource (database, volume, key, bucket, secret, ...) would be replaced
-    or deleted; 0 otherwise; 2 on an unknown ref or stack.
+    or deleted; 0 otherwise; 2 on an unknown ref or stack. ``--set`` runs both versions with the same
+    config overrides (e.g. ``engine=patroni``: the path no committed stack selects).
     """
     from pgha.ci.diff import DiffInputError, DiffProgramError, diff_stack, render_markdown, render_text
 
     try:
-        result = diff_stack(stack, base)
+        result = diff_stack(stack, base, overrides=_parse_overrides(set_ or []))
     except DiffInputError as err:
         _fail(err, 2)
     except DiffProgramError as err:

@@ -241,3 +241,27 @@ def test_a_new_device_name_replaces_every_patroni_data_attachment_and_is_dangero
     assert {tuple(c.reasons) for c in result.dangerous} == {('deviceName: "/dev/sdg" → "/dev/sdf"',)}
     assert ("DANGEROUS replace pgha-prod-patroni-1-data-attach (EBS volume attachment): "
             'deviceName: "/dev/sdg" → "/dev/sdf"') in render_text(result)
+
+
+def test_set_diffs_the_patroni_path_that_no_committed_stack_selects() -> None:
+    """Both committed stacks run RDS, so a change to the Patroni nodes is invisible to a plain diff;
+    `--set engine=patroni` runs both versions with that override (as `pgha policy --set` does)."""
+    base = base_commit({"components/patroni_cluster.py": ('device_name="/dev/sdf"', 'device_name="/dev/sdg"')})
+    plain = pgha_diff("--stack", "prod", "--base", base, "--json")
+    assert plain.returncode == 0, plain.stderr
+    assert json.loads(plain.stdout)["changes"] == []
+    result = pgha_diff("--stack", "prod", "--base", base, "--set", "engine=patroni", "--json")
+    assert result.returncode == 3, result.stderr
+    data = json.loads(result.stdout)
+    assert data["overrides"] == {"engine": "patroni"}
+    # the base ran with the override too: only the attachments differ, no RDS-to-Patroni swap
+    assert sorted((c["name"], c["action"], c["dangerous"]) for c in data["changes"]) == [
+        (f"pgha-prod-patroni-{n}-data-attach", "replace", True) for n in (1, 2, 3)]
+    comment = pgha_diff("--stack", "prod", "--base", base, "--set", "engine=patroni", "--markdown").stdout
+    assert comment.startswith(f"### `pgha diff` — stack `prod` with `--set engine=patroni` vs `{base}`")
+    assert "| **replace** | `pgha-prod-patroni-1-data-attach` | EBS volume attachment |" in comment
+
+
+def test_set_takes_key_value_pairs() -> None:
+    result = pgha_diff("--stack", "prod", "--base", "HEAD", "--set", "engine")
+    assert result.returncode == 2 and "expected KEY=VALUE" in result.stderr

@@ -96,6 +96,13 @@ class DiffResult:
     base_commit: str
     changes: list[Change]
     notes: list[str] = field(default_factory=list)
+    #: Config overrides (``--set``) both versions ran with: key -> value, None for a removed key.
+    overrides: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> str:
+        """The overrides as ``--set`` takes them (``engine=patroni``; ``key=`` removes), or "" without any."""
+        return " ".join(f"{key}={value or ''}" for key, value in self.overrides.items())
 
     @property
     def dangerous(self) -> list[Change]:
@@ -110,6 +117,7 @@ class DiffResult:
         """The whole diff for machines."""
         return {
             "stack": self.stack,
+            "overrides": self.overrides,
             "base": {"ref": self.base_ref, "commit": self.base_commit},
             "head": "working tree",
             "summary": {**self.counts(), "dangerous": len(self.dangerous)},
@@ -306,8 +314,12 @@ def resolve_ref(ref: str, project_dir: Path = PROJECT_DIR) -> str:
     return result.stdout.strip()
 
 
-def snapshot_at(commit: str, stack: str, salt: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
-    """The program at ``commit``: a temporary worktree, its own harness in a subprocess, then cleanup."""
+def snapshot_at(commit: str, stack: str, salt: str, project_dir: Path = PROJECT_DIR,
+                overrides: Mapping[str, str | None] | None = None) -> dict[str, Any]:
+    """The program at ``commit``: a temporary worktree, its own harness in a subprocess, then cleanup.
+
+    ``overrides`` (config keys, as ``--set`` gives them) reach that harness as the script's JSON argument.
+    """
     workdir = Path(tempfile.mkdtemp(prefix="pgha-diff-"))
     tree = workdir / "base"
     try:
@@ -321,8 +333,8 @@ def snapshot_at(commit: str, stack: str, salt: str, project_dir: Path = PROJECT_
         )
         env = {**_environ(), snapshot_module.SALT_ENV: salt}
         run = subprocess.run(
-            [sys.executable, "-c", code, stack, str(out)], cwd=tree, env=env, capture_output=True, text=True,
-            timeout=600,
+            [sys.executable, "-c", code, stack, str(out), json.dumps(dict(overrides or {}))], cwd=tree, env=env,
+            capture_output=True, text=True, timeout=600,
         )
         if run.returncode != 0 or not out.exists():
             last = (run.stderr.strip().splitlines() or ["no output"])[-1]
@@ -340,26 +352,31 @@ def _environ() -> dict[str, str]:
     return env
 
 
-def diff_stack(stack: str, base_ref: str, project_dir: Path = PROJECT_DIR) -> DiffResult:
-    """Compare ``stack`` at ``base_ref`` with the working tree.
+def diff_stack(stack: str, base_ref: str, project_dir: Path = PROJECT_DIR,
+               overrides: Mapping[str, str | None] | None = None) -> DiffResult:
+    """Compare ``stack`` at ``base_ref`` with the working tree, both run with the same config ``overrides``.
+
+    The overrides (``pgha diff --set``, as ``pgha plan`` and ``pgha policy`` take them) let CI diff a
+    variant no committed stack file selects, e.g. prod with ``engine=patroni``.
 
     Raises :class:`DiffInputError` for an unknown ref or a stack the working tree does not have,
     :class:`DiffProgramError` when either version of the program fails.
     """
     commit = resolve_ref(base_ref, project_dir)
     salt = secrets.token_hex(16)
-    head = snapshot_module.take(stack, None, salt)
+    overrides = dict(overrides or {})
+    head = snapshot_module.take(stack, overrides, salt)
     if head["missing_stack"]:
         raise DiffInputError(head["error"])
     if head["error"]:
         raise DiffProgramError(f"the program in the working tree failed: {head['error']}")
-    base = snapshot_at(commit, stack, salt, project_dir)
+    base = snapshot_at(commit, stack, salt, project_dir, overrides)
     notes = []
     if base["missing_stack"]:
         notes.append(f"stack {stack} does not exist at {base_ref}: every resource is new")
     elif base["error"]:
         raise DiffProgramError(f"the program at {base_ref} failed: {base['error']}")
-    return DiffResult(stack, base_ref, commit, compare(base["resources"], head["resources"]), notes)
+    return DiffResult(stack, base_ref, commit, compare(base["resources"], head["resources"]), notes, overrides)
 
 
 # --- rendering -----------------------------------------------------------------------------
@@ -374,7 +391,8 @@ def _because(change: Change) -> str:
 def render_text(result: DiffResult) -> str:
     """The diff for a terminal: dangerous changes first, then every change."""
     counts = result.counts()
-    lines = [f"stack {result.stack}: {result.base_ref} ({result.base_commit[:7]}) -> working tree", *result.notes]
+    stack = f"{result.stack} (--set {result.settings})" if result.overrides else result.stack
+    lines = [f"stack {stack}: {result.base_ref} ({result.base_commit[:7]}) -> working tree", *result.notes]
     for change in result.dangerous:
         protected = " [protected]" if change.protected else ""
         lines.append(f"DANGEROUS {change.action} {change.name} ({change.label}){protected}: {_because(change)}")
@@ -398,7 +416,8 @@ def render_markdown(result: DiffResult) -> str:
     verdict = (f"**⛔ {len(dangerous)} dangerous change{'s' if len(dangerous) != 1 else ''}**" if dangerous
                else "**✅ no dangerous change**")
     summary = " · ".join(f"{n} to {a}" for a, n in counts.items())
-    lines = [f"### `pgha diff` — stack `{result.stack}` vs `{result.base_ref}` ({result.base_commit[:7]})", "",
+    stack = f"`{result.stack}` with `--set {result.settings}`" if result.overrides else f"`{result.stack}`"
+    lines = [f"### `pgha diff` — stack {stack} vs `{result.base_ref}` ({result.base_commit[:7]})", "",
              f"{verdict} · {summary}", ""]
     lines += [f"> {note}" for note in result.notes]
     if dangerous:
