@@ -3,7 +3,9 @@ each job needs, and the jobs run what docs/ci.md says they run."""
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -66,14 +68,23 @@ def test_only_the_jobs_that_must_write_can() -> None:
     assert "github.event.pull_request.head.repo.full_name == github.repository" in jobs["comment"]["if"]
 
 
+def variants(script: str) -> list[str]:
+    """The argument sets a step's `for args in "..." "..."; do` loop runs its command with."""
+    (loop,) = re.findall(r"^\s*for args in (.*); do$", script, re.MULTILINE)
+    return shlex.split(loop)
+
+
 def test_pull_requests_run_tests_diff_policy_and_one_edited_comment() -> None:
     workflow = load("pull-request.yml")
     assert set(workflow[True]) == {"pull_request"}  # YAML 1.1 reads the key `on` as true
     jobs = workflow["jobs"]
     assert jobs["test"]["steps"][-1]["run"].strip().endswith(".ci/run")
-    checks = "\n".join(s.get("run", "") for s in jobs["checks"]["steps"])
-    assert "for stack in dev prod" in checks and "pgha diff --stack \"$stack\" --base \"$BASE\" --markdown" in checks
-    assert "pgha policy $args" in checks and '"--stack prod --set engine=patroni"' in checks
+    steps = {s.get("id"): s.get("run", "") for s in jobs["checks"]["steps"]}
+    assert 'pgha diff $args --base "$BASE" --markdown' in steps["diff"]
+    assert "pgha policy $args" in steps["policy"]
+    # both committed stacks run engine=rds: the Patroni path is diffed and checked only with --set
+    for step in ("diff", "policy"):
+        assert variants(steps[step]) == ["--stack dev", "--stack prod", "--stack prod --set engine=patroni"], step
     script = jobs["comment"]["steps"][-1]["with"]["script"]
     assert "<!-- pgha-ci -->" in script and "updateComment" in script and "createComment" in script
 
@@ -99,3 +110,22 @@ def test_main_deploys_dev_only_behind_an_environment() -> None:
     action = next(s for s in job["steps"] if s.get("uses", "").startswith("pulumi/actions@"))
     assert action["with"]["command"] == "up" and action["with"]["stack-name"] == "dev"
     assert "prod" not in yaml.safe_dump(job["steps"])
+
+
+def test_the_diff_step_posts_one_section_per_variant(tmp_path: Path) -> None:
+    """The step's own shell loop, run against HEAD: the Patroni variant reaches `pgha diff` as separate words."""
+    (step,) = [s for s in load("pull-request.yml")["jobs"]["checks"]["steps"] if s.get("id") == "diff"]
+    out = tmp_path / "pgha-ci"
+    script = (step["run"].replace(".venv/bin/python", sys.executable)
+              .replace("mkdir -p pgha-ci", f"mkdir -p {out}").replace("pgha-ci/", f"{out}/"))
+    output = tmp_path / "github-output"
+    env = {**os.environ, "BASE": "HEAD", "GITHUB_OUTPUT": str(output)}
+    result = subprocess.run(["bash", "-e", "-c", script], cwd=PROJECT_DIR, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    comment = (out / "comment.md").read_text()
+    headers = re.findall(r"^### `pgha diff` — stack (.*) vs `HEAD`", comment, re.MULTILINE)
+    assert headers == ["`dev`", "`prod`", "`prod` with `--set engine=patroni`"], comment
+    assert comment.startswith("<!-- pgha-ci -->\n## pgha CI")
+    # 0, or 3 when uncommitted work holds a dangerous change; never a failed run
+    assert "failed (exit" not in comment and output.read_text() in ("exit=0\n", "exit=3\n")
