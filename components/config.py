@@ -452,6 +452,16 @@ def _cross_checks(values: dict[str, Any], region: str | None) -> list[str]:
     return rds + _shared_cross_checks(values, region)
 
 
+def min_autoscaling_ceiling(allocated_storage: int) -> int:
+    """The smallest ``maxAllocatedStorage`` RDS accepts for this ``allocatedStorage``: 10% more, rounded up.
+
+    RDS storage autoscaling refuses a maximum storage threshold less than 10% above the allocated
+    storage ("Invalid max storage size"; RDS User Guide, USER_PIOPS.Autoscaling: 1000 GiB needs at
+    least 1100). Integer arithmetic, so 20 GiB needs exactly 22.
+    """
+    return -(-allocated_storage * 11 // 10)
+
+
 def _rds_cross_checks(values: dict[str, Any]) -> list[str]:
     """Rules about RDS-only keys: storage autoscaling, the promoted DR replica, backup vs maintenance window."""
     problems = []
@@ -459,10 +469,11 @@ def _rds_cross_checks(values: dict[str, Any]) -> list[str]:
     get = lambda attr: values.get(attr, getattr(defaults, attr))
 
     max_storage, storage = get("max_allocated_storage"), get("allocated_storage")
-    if max_storage and max_storage < storage:
+    if max_storage and max_storage < min_autoscaling_ceiling(storage):
         problems.append(
-            f"{NAMESPACE}:maxAllocatedStorage = {max_storage}: must be 0 (autoscaling off) "
-            f"or at least allocatedStorage ({storage})"
+            f"{NAMESPACE}:maxAllocatedStorage = {max_storage}: must be 0 (autoscaling off) or at least "
+            f"{min_autoscaling_ceiling(storage)} GiB, 10% above allocatedStorage ({storage}): RDS refuses a "
+            "smaller ceiling (Invalid max storage size)"
         )
     if values.get("dr_promoted") and not values.get("dr_region"):
         problems.append(f"{NAMESPACE}:drPromoted = true: needs {NAMESPACE}:drRegion (the region of the promoted "

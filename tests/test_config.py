@@ -22,7 +22,11 @@ INVALID = [
     ({"instanceClass": "m7g.large"}, "pgha:instanceClass", "db.m7g.large"),
     ({"allocatedStorage": "10"}, "pgha:allocatedStorage", "from 20 to 65536"),
     ({"allocatedStorage": "lots"}, "pgha:allocatedStorage", "whole number"),
-    ({"maxAllocatedStorage": "10"}, "pgha:maxAllocatedStorage", "at least allocatedStorage"),
+    ({"maxAllocatedStorage": "10"}, "pgha:maxAllocatedStorage = 10:", "or at least 22 GiB"),
+    # RDS wants the ceiling 10% above the allocated storage: 20 GiB (dev) needs 22, 1000 GiB needs 1100
+    ({"maxAllocatedStorage": "21"}, "pgha:maxAllocatedStorage = 21:", "must be 0 (autoscaling off) or at least 22"),
+    ({"allocatedStorage": "1000", "maxAllocatedStorage": "1099"}, "pgha:maxAllocatedStorage = 1099:",
+     "at least 1100 GiB, 10% above allocatedStorage (1000)"),
     ({"multiAz": "yes"}, "pgha:multiAz", "true or false"),
     ({"multiAz": "1"}, "pgha:multiAz", "true or false"),
     ({"replicas": "6"}, "pgha:replicas", "from 0 to 5"),
@@ -105,6 +109,13 @@ def test_a_rejected_key_is_not_cross_checked_as_missing_or_as_its_default() -> N
                      region="eu-west-1")
     assert len(raised.value.problems) == 2, raised.value.problems
     assert "'subnet-01' is not a subnet id (subnet- and 8 to 17 hex digits)" in raised.value.problems[1]
+
+
+@pytest.mark.parametrize(("storage", "ceiling"), [("20", "22"), ("1000", "1100"), ("1001", "1102"), ("1000", "0")])
+def test_autoscaling_ceiling_10_percent_above_the_storage_or_off_is_accepted(storage: str, ceiling: str) -> None:
+    cfg = parse_config({"allocatedStorage": storage, "maxAllocatedStorage": ceiling}, project="pgha", stack="t",
+                       region="eu-west-1")
+    assert cfg.max_allocated_storage == int(ceiling)
 
 
 def test_error_shows_the_bad_value() -> None:
