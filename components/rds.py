@@ -23,7 +23,7 @@ class RdsPostgresArgs:
     region: str
     subnet_group_name: pulumi.Input[str]
     security_group_id: pulumi.Input[str]
-    #: AZs of the DB subnets: the primary is pinned to the first, replicas spread over the rest.
+    #: AZs of the DB subnets: a single-AZ primary is created in the first, replicas spread over the rest.
     azs: pulumi.Input[list[str]]
     postgres_version: int = 17
     instance_class: str = "db.m7g.large"
@@ -138,6 +138,10 @@ class RdsPostgres(pulumi.ComponentResource):
             max_allocated_storage=args.max_allocated_storage or None,
             storage_type="gp3",
             multi_az=args.multi_az,
+            # Only where the instance is first created: RDS refuses an AZ for a Multi-AZ instance, and a
+            # Multi-AZ primary's AZ is RDS's choice and moves with every failover. The AZ is force-new, so
+            # availabilityZone is in ignore_changes below: turning multiAz off later (or on) modifies the
+            # instance in place where it runs now instead of replacing the database.
             availability_zone=None if args.multi_az else azs[0],
             db_subnet_group_name=args.subnet_group_name,
             vpc_security_group_ids=[args.security_group_id],
@@ -151,6 +155,7 @@ class RdsPostgres(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self,
                 protect=protect,
+                ignore_changes=["availabilityZone"],
                 depends_on=create_log_groups(primary_id, self.key.arn, args.log_retention_days, self, protect),
             ),
         )
@@ -163,7 +168,8 @@ class RdsPostgres(pulumi.ComponentResource):
                     replica_id,
                     identifier=replica_id,
                     replicate_source_db=self.primary.identifier,
-                    # spread over the AZs after the primary's
+                    # spread over the AZs from the second on: apart from a single-AZ primary (created in the
+                    # first); a Multi-AZ primary may fail over into a replica's AZ
                     availability_zone=azs.apply(lambda zones, i=index: zones[(i + 1) % len(zones)]),
                     vpc_security_group_ids=[args.security_group_id],
                     multi_az=False,

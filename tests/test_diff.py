@@ -14,9 +14,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from pgha.ci import snapshot
 from pgha.ci.diff import DiffResult, compare, render_markdown, render_text
-from pgha.ci.harness import PROJECT_DIR
+from pgha.ci.harness import PROJECT_DIR, run_program
 
 
 def git(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> str:
@@ -265,3 +267,20 @@ def test_set_diffs_the_patroni_path_that_no_committed_stack_selects() -> None:
 def test_set_takes_key_value_pairs() -> None:
     result = pgha_diff("--stack", "prod", "--base", "HEAD", "--set", "engine")
     assert result.returncode == 2 and "expected KEY=VALUE" in result.stderr
+
+
+@pytest.mark.parametrize(("stack", "multi_az"), [("prod", "false"), ("dev", "true")])
+def test_flipping_multi_az_modifies_the_primary_in_place(stack: str, multi_az: str) -> None:
+    """availabilityZone is force-new and a Multi-AZ primary's AZ is RDS's: a flip must not replace the database."""
+    before = snapshot.take(stack, None, "salt")
+    after = snapshot.take(stack, {"multiAz": multi_az}, "salt")
+    changes = {c.name: c for c in compare(before["resources"], after["resources"])}
+    primary = changes[f"pgha-{stack}-primary"]
+    assert (primary.action, list(primary.inputs), primary.reasons) == ("update", ["multiAz"], [])
+    assert not [c for c in changes.values() if c.dangerous]
+
+
+def test_a_new_single_az_primary_is_created_in_the_first_az_apart_from_its_replica() -> None:
+    plan = run_program("dev")
+    primary, replica = plan.get("pgha-dev-primary"), plan.get("pgha-dev-replica-1")
+    assert primary.inputs["availabilityZone"] == "eu-west-1a" and replica.inputs["availabilityZone"] == "eu-west-1b"
