@@ -55,6 +55,19 @@ def public_subnet_cidr(vpc_cidr: str) -> str:
     return str(next(last_quarter.subnets(new_prefix=min(last_quarter.prefixlen + 4, 28))))
 
 
+def region_zones(invoke: pulumi.InvokeOutputOptions) -> pulumi.Output[list[str]]:
+    """The region's AZs that need no opt-in, by name: the first :data:`AZ_COUNT` hold the created subnets.
+
+    Deliberately not filtered by state: an impaired or unavailable AZ would drop out of the list, every
+    later AZ would move up one place, and the subnets, replicas and Patroni volumes and interfaces placed
+    by position (their AZ is force-new) would be replaced during the incident. The names are sorted, so
+    the same region always gives the same list (a stack created while an AZ is impaired still uses it).
+    """
+    return aws.get_availability_zones_output(
+        filters=[{"name": "opt-in-status", "values": ["opt-in-not-required"]}], opts=invoke
+    ).names.apply(sorted)
+
+
 def _require_two_azs(azs: list[str]) -> list[str]:
     if len(set(azs)) < 2:
         raise ValueError(f"pgha:subnetIds must span at least 2 availability zones, got {sorted(set(azs))}")
@@ -140,9 +153,7 @@ class Network(pulumi.ComponentResource):
         aws.ec2.DefaultSecurityGroup(f"{name}-default-sg", vpc_id=vpc.id, tags={"Name": f"{name}-default-unused"},
                                      opts=child)
         self._flow_logs(name, vpc, args)
-        zones = aws.get_availability_zones_output(
-            state="available", filters=[{"name": "opt-in-status", "values": ["opt-in-not-required"]}], opts=invoke
-        ).names
+        zones = region_zones(invoke)
         route_table = aws.ec2.RouteTable(
             f"{name}-private-rt", vpc_id=vpc.id, tags={"Name": f"{name}-private"}, opts=child
         )

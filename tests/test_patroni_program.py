@@ -537,3 +537,20 @@ def test_rds_hook_has_no_patroni_target(dev_plan: Plan) -> None:
     assert "patroni" not in json.loads(invocation.inputs["input"])
     assert "patroniConfig" not in invocation.inputs["triggers"]
     assert not [r for r in dev_plan.resources if "restapi" in r.name]
+
+
+def test_an_impaired_az_moves_no_node_volume() -> None:
+    """The data volumes' AZ is force-new: an AZ impaired during an incident must not shift the others."""
+    from pgha.ci.harness import zone_states
+
+    def volume_azs(plan: Plan) -> dict[str, str]:
+        return {r.name: r.inputs["availabilityZone"] for r in plan.of_type("aws:ebs/volume:Volume")}
+
+    five = {"engine": "patroni", "patroni": json.dumps({"nodes": 5})}
+    healthy = volume_azs(run_program("dev", five))
+    with zone_states({"eu-west-1b": "unavailable"}):
+        during_incident = run_program("dev", five, check=False)
+    assert during_incident.error is None, during_incident.error
+    assert volume_azs(during_incident) == healthy
+    # five nodes round-robin over three AZs: a, b, c, a, b
+    assert [healthy[f"pgha-dev-patroni-{n}-data"] for n in range(1, 6)] == [f"eu-west-1{z}" for z in "abcab"]

@@ -321,3 +321,19 @@ def test_program_runs_again_identically(stack: str, dev_plan: Plan, prod_plan: P
         return sorted((r.to_json() for r in plan.resources), key=lambda r: r["urn"])
 
     assert by_urn(again) == by_urn(before)
+
+
+def test_an_impaired_az_moves_no_subnet_and_no_instance() -> None:
+    """AZ state is not a filter: an AZ impaired during an incident must not shift the others (AZs are force-new)."""
+    from pgha.ci.harness import zone_states
+
+    def placement(plan: Plan) -> dict[str, str]:
+        placed = plan.of_type("aws:ec2/subnet:Subnet") + plan.of_type(INSTANCE)
+        return {r.name: r.inputs.get("availabilityZone") for r in placed if r.inputs.get("availabilityZone")}
+
+    healthy = placement(run_program("dev"))
+    with zone_states({"eu-west-1a": "impaired"}):
+        during_incident = run_program("dev", check=False)
+    assert during_incident.error is None, during_incident.error
+    assert placement(during_incident) == healthy
+    assert len(set(healthy.values())) == 3

@@ -34,6 +34,23 @@ BYO_VPC_WITHOUT_EGRESS = "vpc-0000000000000dead"
 BYO_ENDPOINT_SG = "sg-0e0d0e0d0e0d0e0d0"
 
 
+#: Zone name -> the state the mocked ``getAvailabilityZones`` reports for it (``available``, ``information``,
+#: ``impaired``, ``unavailable``); zones not listed are available. Set it with :func:`zone_states`.
+ZONE_STATES: dict[str, str] = {}
+
+
+@contextlib.contextmanager
+def zone_states(states: Mapping[str, str]) -> Iterator[None]:
+    """Within the block, the mocked region reports these AZ states (an AZ impaired during an incident)."""
+    saved = dict(ZONE_STATES)
+    ZONE_STATES.update(states)
+    try:
+        yield
+    finally:
+        ZONE_STATES.clear()
+        ZONE_STATES.update(saved)
+
+
 class Secret:
     """A value Pulumi treats as secret; shown as ``[secret]`` and never printed."""
 
@@ -278,6 +295,8 @@ def _invoke_result(token: str, args: dict[str, Any]) -> dict[str, Any]:
     if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
         region = args.get("region") or "eu-west-1"
         names = [f"{region}{suffix}" for suffix in "abc"]
+        if args.get("state"):  # like the provider: only the zones in that state
+            names = [n for n in names if ZONE_STATES.get(n, "available") == args["state"]]
         return {"names": names, "zoneIds": [f"z-{n}" for n in names], "id": region}
     if token == "aws:index/getRegion:getRegion":
         return {"name": "eu-west-1", "region": "eu-west-1", "id": "eu-west-1"}
