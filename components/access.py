@@ -19,8 +19,12 @@ def allow_tcp(
     cidr: pulumi.Input[str] | None = None,
     source_security_group_id: pulumi.Input[str] | None = None,
     egress: bool = False,
+    aliases: Sequence[pulumi.Alias] = (),
 ) -> aws.vpc.SecurityGroupIngressRule | aws.vpc.SecurityGroupEgressRule:
-    """One TCP port, in (or out with ``egress``) from a CIDR or another security group: one rule per grant."""
+    """One TCP port, in (or out with ``egress``) from a CIDR or another security group: one rule per grant.
+
+    ``aliases``: names the rule had before, so a renamed rule keeps its identity instead of being replaced.
+    """
     rule = aws.vpc.SecurityGroupEgressRule if egress else aws.vpc.SecurityGroupIngressRule
     return rule(
         name,
@@ -31,7 +35,7 @@ def allow_tcp(
         cidr_ipv4=cidr,
         referenced_security_group_id=source_security_group_id,
         description=description,
-        opts=pulumi.ResourceOptions(parent=parent),
+        opts=pulumi.ResourceOptions(parent=parent, aliases=list(aliases) or None),
     )
 
 

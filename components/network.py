@@ -274,13 +274,27 @@ class Network(pulumi.ComponentResource):
                   source_security_group_id=source_security_group_id)
 
 
+def cidr_rule_name(name: str, cidr: str) -> str:
+    """The logical name of the rule admitting ``cidr``: ``<name>-from-10-50-0-0-16`` for 10.50.0.0/16."""
+    return f"{name}-from-{cidr.replace('.', '-').replace('/', '-')}"
+
+
 def admit_clients(
     name: str, security_group_id: pulumi.Input[str], port: int, cidrs: Sequence[str],
     security_group_ids: Sequence[str], parent: pulumi.Resource,
 ) -> None:
-    """Open ``port`` to the stack's ``allowedCidrs`` and ``allowedSecurityGroupIds``."""
+    """Open ``port`` to the stack's ``allowedCidrs`` and ``allowedSecurityGroupIds``: one rule per source,
+    named after it.
+
+    A CIDR's rule is ``<name>-from-10-50-0-0-16``, not its place in the list: removing or reordering a
+    CIDR then deletes or creates only that CIDR's rule, where position names re-pointed rule 0 at a
+    CIDR rule 1 still held (AWS refuses the duplicate) and churned every later rule. The alias is the
+    name the rule had before (``<name>-from-cidr-<index>``), so on an upgrade with an unchanged list
+    each existing rule keeps its identity; change the list in a later ``pulumi up`` (README).
+    """
     for index, cidr in enumerate(cidrs):
-        allow_tcp(f"{name}-from-cidr-{index}", security_group_id, port, f"PostgreSQL from {cidr}", parent, cidr=cidr)
+        allow_tcp(cidr_rule_name(name, cidr), security_group_id, port, f"PostgreSQL from {cidr}", parent, cidr=cidr,
+                  aliases=[pulumi.Alias(name=f"{name}-from-cidr-{index}")])
     for sg_id in security_group_ids:
         allow_tcp(f"{name}-from-{sg_id}", security_group_id, port, f"PostgreSQL from {sg_id}", parent,
                   source_security_group_id=sg_id)

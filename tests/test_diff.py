@@ -284,3 +284,21 @@ def test_a_new_single_az_primary_is_created_in_the_first_az_apart_from_its_repli
     plan = run_program("dev")
     primary, replica = plan.get("pgha-dev-primary"), plan.get("pgha-dev-replica-1")
     assert primary.inputs["availabilityZone"] == "eu-west-1a" and replica.inputs["availabilityZone"] == "eu-west-1b"
+
+
+def test_removing_the_first_allowed_cidr_deletes_only_its_rule() -> None:
+    """Rules are named after their CIDR: the next CIDR's rule is not re-pointed (AWS refuses a duplicate rule)."""
+    two = snapshot.take("dev", {"allowedCidrs": '["10.50.0.0/16", "10.60.0.0/16"]'}, "salt")
+    one = snapshot.take("dev", {"allowedCidrs": '["10.60.0.0/16"]'}, "salt")
+    changes = compare(two["resources"], one["resources"])
+    assert [(c.name, c.action) for c in changes] == [("pgha-dev-net-db-from-10-50-0-0-16", "delete")]
+
+
+def test_naming_rules_after_their_cidr_is_a_no_op_on_an_existing_stack() -> None:
+    """The aliases (the former position names) keep today's rules: no delete and create on upgrade."""
+    # the base names each rule by its position, as before
+    base = base_commit({"components/network.py": ("allow_tcp(cidr_rule_name(name, cidr),",
+                                                  'allow_tcp(f"{name}-from-cidr-{index}",')})
+    result = pgha_diff("--stack", "prod", "--base", base, "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["changes"] == []

@@ -92,7 +92,7 @@ BREAKERS: dict[str, tuple[str, str, str, Callable[[dict[str, Any]], None] | tupl
     "ec2-subnet-no-auto-public-ip": ("prod", "pgha-prod-net-private-0", "pgha-prod-net-private-0",
                                      ("mapPublicIpOnLaunch", True)),
     # allowedCidrs refuses 0.0.0.0/0, so the rule is broken by hand
-    "sg-no-public-postgres": ("prod", "pgha-prod-net-db-from-cidr-0", "pgha-prod-net-db-from-cidr-0",
+    "sg-no-public-postgres": ("prod", "pgha-prod-net-db-from-10-40-0-0-16", "pgha-prod-net-db-from-10-40-0-0-16",
                               ("cidrIpv4", "0.0.0.0/0")),
     "kms-rotation": ("prod", "pgha-prod-dr-key", "pgha-prod-dr-key", ("enableKeyRotation", False)),
     "s3-tls-only": ("patroni", "pgha-prod-patroni-backups-tls-only", "pgha-prod-patroni-backups", _deny_to_allow),

@@ -2,11 +2,11 @@
 
 The program runs under the harness's mocks twice: at a base git ref (checked out into a temporary
 ``git worktree``, run in a subprocess with that tree first on ``sys.path``) and at the working
-tree. Resources are matched by URN and each difference is classed ``create``, ``update``,
-``replace`` or ``delete``. ``replace`` comes from the provider's force-new inputs
-(:mod:`pgha.ci.stateful`), the ``replaceOnChanges`` option, a replaced provider, or a replaced
-resource whose new identity feeds a force-new input. A ``replace`` or ``delete`` of a stateful
-resource is *dangerous*.
+tree. Resources are matched by URN (or, when renamed, by an alias, as the engine does) and each
+difference is classed ``create``, ``update``, ``replace`` or ``delete``. ``replace`` comes from the
+provider's force-new inputs (:mod:`pgha.ci.stateful`), the ``replaceOnChanges`` option, a replaced
+provider, or a replaced resource whose new identity feeds a force-new input. A ``replace`` or
+``delete`` of a stateful resource is *dangerous*.
 
 Limits (the mocks are not AWS): the provider's own diff is approximated by comparing inputs;
 for non-stateful types every input change is shown as ``update``.
@@ -218,8 +218,8 @@ def _provider_urn(reference: str) -> str:
 
 def compare(base: list[dict[str, Any]], head: list[dict[str, Any]]) -> list[Change]:
     """Class every resource that differs between two snapshots' resource lists (matched by URN)."""
-    old_by_urn = {r["urn"]: r for r in base}
     new_by_urn = {r["urn"]: r for r in head}
+    old_by_urn = _follow_aliases({r["urn"]: r for r in base}, new_by_urn)
     changes: dict[str, Change] = {}
 
     for urn, res in new_by_urn.items():
@@ -254,6 +254,22 @@ def compare(base: list[dict[str, Any]], head: list[dict[str, Any]]) -> list[Chan
     _cascade(changes, old_by_urn, new_by_urn)
     order = {urn: i for i, urn in enumerate([*new_by_urn, *old_by_urn])}
     return sorted(changes.values(), key=lambda c: order[c.urn])
+
+
+def _follow_aliases(old_by_urn: Mapping[str, dict], new_by_urn: Mapping[str, dict]) -> dict[str, dict]:
+    """The base's resources keyed by the URN they have in the head: a head resource whose URN is new
+    takes the base resource one of its ``aliases`` names (as the engine does), unless that URN is still
+    in the head or another resource took it first. A renamed resource is then compared, not deleted and
+    created."""
+    renamed: dict[str, str] = {}
+    for urn, res in new_by_urn.items():
+        if urn in old_by_urn:
+            continue
+        for alias in res.get("options", {}).get("aliases", []):
+            if alias in old_by_urn and alias not in new_by_urn and alias not in renamed:
+                renamed[alias] = urn
+                break
+    return {renamed.get(urn, urn): res for urn, res in old_by_urn.items()}
 
 
 def _cascade(changes: dict[str, Change], old_by_urn: Mapping[str, dict], new_by_urn: Mapping[str, dict]) -> None:

@@ -341,7 +341,7 @@ def _normalize(value: Any) -> Any:
     return value
 
 
-def _options(request: Any) -> dict[str, Any]:
+def _options(request: Any, urn: str) -> dict[str, Any]:
     """The resource options of a RegisterResource request that change how a diff is applied
     (``protect`` has its own field)."""
     return {
@@ -349,7 +349,23 @@ def _options(request: Any) -> dict[str, Any]:
         "replaceOnChanges": list(request.replaceOnChanges),
         "deleteBeforeReplace": bool(request.deleteBeforeReplace),
         "retainOnDelete": bool(request.retainOnDelete),
+        "aliases": _alias_urns(request, urn),
     }
+
+
+def _alias_urns(request: Any, urn: str) -> list[str]:
+    """The URNs the resource's ``aliases`` name: the state entries the engine would take as this resource.
+
+    An alias given as a URN is that URN; an alias spec that renames only (``pulumi.Alias(name=...)``, same
+    type, parent, stack and project) is this URN with the old name. Other specs are not resolved here.
+    """
+    urns = [alias.urn for alias in request.aliases if alias.WhichOneof("alias") == "urn"]
+    for alias in request.aliases:
+        spec = alias.spec if alias.WhichOneof("alias") == "spec" else None
+        if spec is not None and spec.name and not (spec.type or spec.stack or spec.project or spec.parentUrn
+                                                   or spec.noParent):
+            urns.append(f"{urn.rsplit('::', 1)[0]}::{spec.name}")
+    return [*urns, *request.aliasURNs]
 
 
 def _recording_monitor(records: list[RegisteredResource]) -> Any:
@@ -385,7 +401,7 @@ def _recording_monitor(records: list[RegisteredResource]) -> Any:
                         property_dependencies={
                             key: sorted(set(deps.urns)) for key, deps in request.propertyDependencies.items()
                         },
-                        options=_options(request),
+                        options=_options(request, response.urn),
                     )
                 )
             return response
