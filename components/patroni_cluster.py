@@ -209,6 +209,9 @@ class PatroniCluster(pulumi.ComponentResource):
     backup_bucket: aws.s3.Bucket
     front_security_group_id: pulumi.Output[str]
     instances: list[aws.ec2.Instance]
+    #: The NLB's listeners and target-group attachments: the writer endpoint reaches a node only once they
+    #: exist, so whatever connects through it at deploy time (the schema hook's invocation) waits for them.
+    serving: list[pulumi.Resource]
     #: The members' REST APIs (``https://<address>:8008``), their CA, and the cluster-wide settings the stack
     #: declares (``bootstrap.dcs``): what the post-deploy hook keeps Patroni's dynamic config at.
     restapi_urls: pulumi.Output[list[str]]
@@ -332,6 +335,7 @@ class PatroniCluster(pulumi.ComponentResource):
             enable_deletion_protection=args.deletion_protection, opts=child,
         )
         self._target_group_suffixes: dict[str, pulumi.Output[str]] = {}
+        self.serving = []
         for role, port, path in (("writer", POSTGRES_PORT, "/primary"),
                                  ("reader", READER_PORT, f"/replica?lag={READER_MAX_LAG}")):
             group = aws.lb.TargetGroup(
@@ -345,11 +349,12 @@ class PatroniCluster(pulumi.ComponentResource):
                 opts=child,
             )
             self._target_group_suffixes[role] = group.arn_suffix
-            for index, eni in enumerate(interfaces):
-                aws.lb.TargetGroupAttachment(f"{name}-{role}-{index + 1}", target_group_arn=group.arn,
-                                             target_id=eni.private_ip, port=POSTGRES_PORT, opts=child)
-            aws.lb.Listener(f"{name}-{role}-listener", load_balancer_arn=nlb.arn, port=port, protocol="TCP",
-                            default_actions=[{"type": "forward", "target_group_arn": group.arn}], opts=child)
+            self.serving += [aws.lb.TargetGroupAttachment(f"{name}-{role}-{index + 1}", target_group_arn=group.arn,
+                                                          target_id=eni.private_ip, port=POSTGRES_PORT, opts=child)
+                             for index, eni in enumerate(interfaces)]
+            self.serving.append(aws.lb.Listener(
+                f"{name}-{role}-listener", load_balancer_arn=nlb.arn, port=port, protocol="TCP",
+                default_actions=[{"type": "forward", "target_group_arn": group.arn}], opts=child))
         self.writer_endpoint = nlb.dns_name
         self._nlb_suffix = nlb.arn_suffix
         self.register_outputs({
@@ -599,10 +604,11 @@ class PatroniCluster(pulumi.ComponentResource):
             ]
         return specs
 
-    def admit(self, name: str, source_security_group_id: pulumi.Input[str], description: str) -> None:
-        """Let members of another security group (the schema hook) reach the writer listener."""
-        allow_tcp(name, self._nlb_sg.id, POSTGRES_PORT, description, self,
-                  source_security_group_id=source_security_group_id)
+    def admit(self, name: str, source_security_group_id: pulumi.Input[str], description: str) -> pulumi.Resource:
+        """Let members of another security group (the schema hook) reach the writer listener; return the rule
+        (the schema hook's invocation waits for it)."""
+        return allow_tcp(name, self._nlb_sg.id, POSTGRES_PORT, description, self,
+                         source_security_group_id=source_security_group_id)
 
     def admit_restapi(self, name: str, source_security_group_id: pulumi.Input[str], description: str
                       ) -> pulumi.Resource:

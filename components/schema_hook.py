@@ -72,7 +72,8 @@ class SchemaHookArgs:
     kms_key_arn: pulumi.Input[str]
     #: How the subnets reach Secrets Manager (endpoint security groups and/or a NAT).
     https_egress: HttpsEgress = field(default_factory=HttpsEgress)
-    #: Resources the invocation must wait for (the database instance).
+    #: Resources the invocation must wait for (the database instance; on Patroni also the NLB's listeners
+    #: and target-group attachments it connects through).
     depends_on: tuple[pulumi.Resource, ...] = ()
     #: What gives the subnets their way out (NAT route, endpoints): the invocation waits for them too.
     egress_ready: tuple[pulumi.Resource, ...] = ()
@@ -81,7 +82,7 @@ class SchemaHookArgs:
     #: The logins' secret values: the invocation reads them, so it waits for them.
     logins_ready: tuple[pulumi.Resource, ...] = ()
     #: Opens the database to the hook's security group; returns the rule (the invocation waits for it).
-    admit: Callable[[pulumi.Output[str]], pulumi.Resource | None] | None = None
+    admit: Callable[[pulumi.Output[str]], pulumi.Resource] | None = None
     #: The Patroni engine's cluster: its dynamic config follows the stack (None for RDS).
     patroni: PatroniTarget | None = None
     database: str = "app"
@@ -144,7 +145,7 @@ class SchemaHook(pulumi.ComponentResource):
             *allow_https_egress(f"{name}-https", sg.id, args.https_egress, self),
         ]
         if args.admit is not None:
-            rules += [rule for rule in [args.admit(sg.id)] if rule is not None]
+            rules.append(args.admit(sg.id))
         if args.patroni is not None:
             rules += [
                 allow_tcp(f"{name}-to-{Ports().restapi}", sg.id, Ports().restapi, "Patroni REST API inside the VPC",

@@ -30,8 +30,8 @@ class Database:
     key_arn: pulumi.Output[str]
     database: str
     ready: tuple[pulumi.Resource, ...]
-    #: Let a security group reach the writer (the schema hook); returns the rule when it makes one.
-    admit: Callable[[str, pulumi.Input[str], str], pulumi.Resource | None]
+    #: Let a security group reach the writer (the schema hook); returns the rule, which the hook waits for.
+    admit: Callable[[str, pulumi.Input[str], str], pulumi.Resource]
     #: Application logins the schema hook creates, and their secret values.
     logins: tuple[LoginSecret, ...] = ()
     logins_ready: tuple[pulumi.Resource, ...] = ()
@@ -242,7 +242,9 @@ def _patroni(cfg: StackConfig, name: str, network: Network, opts: pulumi.Resourc
         client_tls_secret_arn=cluster.superuser_tls_secret_arn, client_tls_ready=cluster.superuser_tls_version,
     )
     return Database(writer_host=cluster.writer_endpoint, secret_arn=cluster.secret_arn, key_arn=cluster.key.arn,
-                    database="app", ready=tuple(cluster.instances), admit=cluster.admit, patroni=patroni)
+                    # the hook connects through the NLB: its listeners and targets must exist, not only the nodes
+                    database="app", ready=(*cluster.instances, *cluster.serving), admit=cluster.admit,
+                    patroni=patroni)
 
 
 def _rds_alarms(cfg: StackConfig, key_id: pulumi.Input[str], watched: list[MonitoredInstance]) -> DatabaseAlarmsArgs:

@@ -554,3 +554,17 @@ def test_an_impaired_az_moves_no_node_volume() -> None:
     assert volume_azs(during_incident) == healthy
     # five nodes round-robin over three AZs: a, b, c, a, b
     assert [healthy[f"pgha-dev-patroni-{n}-data"] for n in range(1, 6)] == [f"eu-west-1{z}" for z in "abcab"]
+
+
+def test_post_deploy_hook_waits_for_its_way_into_the_cluster(plan: Plan) -> None:
+    """The invocation connects through the NLB's writer listener: the rule admitting the hook, the listeners
+    and the target-group attachments must exist before it runs, not only the nodes."""
+    prefix = f"pgha-{plan.stack}"
+    invocation = plan.get(f"{prefix}-schema-apply")
+    rule = plan.get(f"{prefix}-db-from-schema-hook")
+    assert rule.inputs["securityGroupId"] == plan.outputs["securityGroupId"] and rule.inputs["fromPort"] == 5432
+    serving = [*plan.of_type("aws:lb/listener:Listener"),
+               *plan.of_type("aws:lb/targetGroupAttachment:TargetGroupAttachment")]
+    assert len(serving) == 2 + 2 * len(plan.of_type("aws:ec2/instance:Instance"))
+    for needed in [rule, *serving]:
+        assert needed.urn in invocation.dependencies, needed.name
