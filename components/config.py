@@ -427,7 +427,7 @@ def parse_config(raw: Mapping[str, str], *, project: str, stack: str, region: st
         raise ConfigError(problems)
     if "vpc_id" in values:
         values["vpc_cidr"] = None
-    values["warnings"] = _ignored_warning(values)
+    values["warnings"] = _ignored_warnings(values)
     return StackConfig(project=project, stack=stack, region=str(region), **values)
 
 
@@ -436,9 +436,20 @@ def _reads_rds_keys(values: Mapping[str, Any]) -> bool:
     return values.get("engine") != "patroni"
 
 
-def _ignored_warning(values: Mapping[str, Any]) -> tuple[str, ...]:
-    """The one warning naming the RDS-only keys set for an engine that ignores them, or none."""
-    ignored = [] if _reads_rds_keys(values) else [key for key in RDS_ONLY if KEYS[key][0] in values]
+def _ignored_warnings(values: Mapping[str, Any]) -> tuple[str, ...]:
+    """Warnings naming keys that are set but that nothing reads with this config, so a setting never
+    silently does nothing: the RDS-only keys with engine patroni, ``patroni`` with engine rds, and
+    ``drVpcCidr`` without a ``drRegion`` (there is no DR replica whose VPC it would be)."""
+    if _reads_rds_keys(values):
+        warnings = []
+        if "patroni" in values:
+            warnings.append(f"engine rds ignores {NAMESPACE}:patroni (the Patroni engine's settings); "
+                            f"set {NAMESPACE}:engine to patroni to use them, or remove the key")
+        if "dr_vpc_cidr" in values and not values.get("dr_region"):
+            warnings.append(f"{NAMESPACE}:drVpcCidr = {values['dr_vpc_cidr']!r} is ignored: it is the VPC of the DR "
+                            f"replica, and without {NAMESPACE}:drRegion there is none")
+        return tuple(warnings)
+    ignored = [key for key in RDS_ONLY if KEYS[key][0] in values]
     if not ignored:
         return ()
     dr_note = ("; with patroni there is no DR replica instance: drRegion replicates the backup bucket only"

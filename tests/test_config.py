@@ -169,6 +169,17 @@ def test_patroni_does_not_cross_check_the_rds_only_keys_it_ignores() -> None:
         assert key in warning
 
 
+def test_rds_warns_about_the_keys_it_ignores() -> None:
+    """`pgha plan --set 'patroni={"nodes":5}' --set drVpcCidr=...` on an RDS stack without a DR region."""
+    plan = run_program("dev", {"patroni": '{"nodes": 5}', "drVpcCidr": "10.41.0.0/16"})
+    assert plan.error is None and len(plan.warnings) == 2, plan.warnings
+    assert "engine rds ignores pgha:patroni" in plan.warnings[0]
+    assert "pgha:drVpcCidr = '10.41.0.0/16' is ignored" in plan.warnings[1] and "pgha:drRegion" in plan.warnings[1]
+    # with a DR region the DR replica's VPC is used: nothing to say
+    assert parse_config({"drRegion": "eu-central-1", "drVpcCidr": "10.41.0.0/16"}, project="pgha", stack="t",
+                        region="eu-west-1").warnings == ()
+
+
 @pytest.mark.parametrize(("overrides", "problem"), [
     ({"drRegion": "eu-west-1"}, "pgha:drRegion = 'eu-west-1': must differ from aws:region"),
     ({"vpcId": "vpc-0123456789abcdef0"}, "pgha:vpcId and pgha:subnetIds go together"),
