@@ -92,6 +92,8 @@ class Thresholds:
     replica_lag_seconds: float = 1.0  # "streaming replication lag < 1 second"
     connection_utilisation: float = 0.8  # "connection utilization < 80% peak capacity"
     cpu_percent: float = 80.0
+    #: Of the *configured* allocatedStorage, as fixed bytes: CloudWatch has no allocated-storage metric for
+    #: RDS, so after storage autoscaling grows the disk the alarm fires at a smaller share of it (README).
     free_storage_fraction: float = 0.1
     freeable_memory_bytes: int = 256 * 1024**2
 
