@@ -1,4 +1,4 @@
-"""Self-managed HA PostgreSQL on EC2: etcd + Patroni + PostgreSQL on each of N nodes in N AZs.
+"""Self-managed HA PostgreSQL on EC2: etcd + Patroni + PostgreSQL on each of N nodes, round-robin over the AZs.
 
 Rendered from the same ``patroni/`` templates as the local lab. Each node owns a network
 interface (its address) and an EBS data volume that outlive the instance, so a replaced instance
