@@ -130,16 +130,19 @@ def node_bundle() -> tuple[pulumi.AssetArchive, str]:
     """The code a node bootstraps with (pgha + patroni/ templates) and a key naming its content.
 
     A change of the code changes the key, hence the user-data, hence the launch template version.
+    Bytecode caches are left out of both: they depend on the machine that runs ``pulumi up``, and
+    would otherwise re-upload an unchanged bundle (and ship .pyc files for another Python).
     """
     root = TEMPLATES_DIR.parent
     digest = hashlib.sha256()
+    files: dict[str, pulumi.Asset | pulumi.Archive] = {}
     for directory in ("pgha", "patroni"):
         for path in sorted((root / directory).rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
-                digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
-    archive = pulumi.AssetArchive({directory: pulumi.FileArchive(str(root / directory))
-                                   for directory in ("pgha", "patroni")})
-    return archive, f"bootstrap/pgha-node-{digest.hexdigest()[:16]}.zip"
+                relative = str(path.relative_to(root))
+                digest.update(relative.encode() + b"\0" + path.read_bytes())
+                files[relative] = pulumi.FileAsset(str(path))
+    return pulumi.AssetArchive(files), f"bootstrap/pgha-node-{digest.hexdigest()[:16]}.zip"
 
 
 def _architecture(instance_type: str) -> str:

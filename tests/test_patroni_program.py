@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from components.config import ConfigError, PatroniSettings
-from components.patroni_cluster import ec2_cluster_spec
-from pgha.ci.harness import Plan, RegisteredResource, Secret, _fake_id, plain_strings, run_program
+from components.patroni_cluster import ec2_cluster_spec, node_bundle
+from pgha.ci.harness import PROJECT_DIR, Plan, RegisteredResource, Secret, _fake_id, plain_strings, run_program
 from pgha.lab.cluster import LAB_TIMING, Lab
 from pgha.local import postgres_bindir
 from pgha.node.config import NodeConfig, parse
@@ -568,3 +568,18 @@ def test_post_deploy_hook_waits_for_its_way_into_the_cluster(plan: Plan) -> None
     assert len(serving) == 2 + 2 * len(plan.of_type("aws:ec2/instance:Instance"))
     for needed in [rule, *serving]:
         assert needed.urn in invocation.dependencies, needed.name
+
+
+def test_the_node_bundle_ships_the_sources_and_no_bytecode_cache() -> None:
+    """.pyc files depend on the machine running `pulumi up`: shipped, they would re-upload an unchanged bundle."""
+    cache = PROJECT_DIR / "pgha" / "node" / "__pycache__"
+    cache.mkdir(exist_ok=True)
+    marker = cache / "pgha_test_marker.cpython-311.pyc"
+    marker.write_bytes(b"not shipped")
+    try:
+        names = set(node_bundle()[0].assets)
+    finally:
+        marker.unlink()
+    assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
+    assert {"pgha/node/bootstrap.py", "pgha/__main__.py"} <= names
+    assert any(name.startswith("patroni/") and name.endswith(".j2") for name in names)
