@@ -190,7 +190,8 @@ DsnOption = Annotated[
         envvar="PGHA_DSN",
         help="postgresql://user[:password]@host[:port][,host2...]/db?sslmode=... or libpq key=value. "
         "Without a password in it, --secret-arn supplies one (and its username), else PGPASSWORD. "
-        "sslmode: prefer (default: TLS when offered), disable, require, verify-ca, verify-full.",
+        "sslmode: prefer (default: TLS when offered), disable, require, verify-ca, verify-full. "
+        "An unknown setting (e.g. a misspelled sslmode) is refused.",
     ),
 ]
 SecretOption = Annotated[

@@ -21,12 +21,22 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import pg8000.native
 
 DEFAULT_USER = "postgres"
 SSL_MODES = ("disable", "prefer", "require", "verify-ca", "verify-full")
+#: ``target_session_attrs`` values pgha accepts: it always connects to the writable host (every command that
+#: takes a DSN writes), which is what ``read-write`` and ``primary`` ask for and a stricter ``any``.
+TARGET_SESSION_ATTRS = ("read-write", "primary", "any")
+#: The DSN settings pgha honours (libpq's names; ``database`` is pg8000's for ``dbname``). Any other is
+#: refused, as libpq refuses an unknown one, instead of being silently ignored.
+DSN_SETTINGS = ("host", "port", "dbname", "database", "user", "password", "sslmode", "sslrootcert", "sslcert",
+                "sslkey", "connect_timeout", "target_session_attrs")
+#: The host when a DSN names none or leaves a host of its list empty: pg8000 speaks TCP only, so libpq's
+#: default (the Unix socket) is localhost here.
+DEFAULT_HOST = "localhost"
 
 
 #: SQLSTATE class of a server refusing the client itself: pg_hba.conf, a wrong password, a refused certificate.
@@ -71,8 +81,8 @@ class ConnectionSettings:
     read_timeout: float | None = None
 
     def display(self) -> str:
-        """The target without the password, for logs and errors."""
-        hosts = ",".join(f"{h}:{p}" for h, p in self.hosts)
+        """The target without the password, for logs and errors (an IPv6 address in brackets, as in a URL)."""
+        hosts = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.hosts)
         return f"postgresql://{self.user or default_user()}@{hosts}/{self.database}"
 
 
@@ -93,26 +103,36 @@ UNENCODED_PASSWORD = ("the DSN's password contains one of / # ? unencoded, which
 def parse_dsn(dsn: str) -> ConnectionSettings:
     """Parse a ``postgresql://`` URL or a libpq ``key=value`` string (multi-host allowed).
 
-    Errors never quote the DSN: a mistyped URL can put part of the password where a host or port belongs.
+    Only the settings pgha honours are accepted (:data:`DSN_SETTINGS`), as libpq refuses an unknown one: a
+    misspelled ``sslmdoe=verify-full`` must not connect unverified. Errors never quote the DSN: a mistyped
+    URL can put part of the password where a host, port or setting belongs.
     """
     if dsn.startswith(("postgresql://", "postgres://")):
         if _password_cut_short(dsn):
             raise ConnectError(UNENCODED_PASSWORD)
-        parts = urlsplit(dsn)
+        try:
+            parts = urlsplit(dsn)
+        except ValueError:  # urlsplit's own check of a bracketed [address]; its message may quote the netloc
+            raise ConnectError("the DSN's host list is not valid: an IPv6 address goes in brackets, "
+                               "e.g. postgresql://user@[::1]:5432/db") from None
         netloc = parts.netloc.rsplit("@", 1)
         creds, hostlist = (netloc if len(netloc) == 2 else ("", netloc[0]))
         user, _, password = creds.partition(":")
-        params = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        fields = {
+        # an @ after the ? may mean an unencoded ? in the password moved part of it into the query (and
+        # the user and the start of the password into the host list): errors then name no key, host or port
+        suspect = "@" in parts.query
+        _hosts(hostlist, "", url_hosts=True, may_hold_password=suspect)  # first: the likelier error there
+        params = _query(parts.query, may_hold_password=suspect)
+        fields: dict[str, str | None] = {
             "host": hostlist,
             "user": unquote(user) or params.get("user", ""),
             "password": unquote(password) if password else params.get("password"),
             "dbname": unquote(parts.path.lstrip("/")) or params.get("dbname", ""),
             **{k: v for k, v in params.items() if k not in ("user", "password", "dbname")},
         }
-    else:
-        fields = _key_values(dsn)
-    return _settings(fields)
+        # a host list from the URL itself takes [IPv6] in brackets; one from ?host= is plain, as in key=value
+        return _settings(fields, url_hosts="host" not in params, may_hold_password=suspect)
+    return _settings(_key_values(dsn), url_hosts=False, may_hold_password=False)
 
 
 def _password_cut_short(dsn: str) -> bool:
@@ -136,42 +156,113 @@ def _key_values(dsn: str) -> dict[str, str | None]:
     """The pairs of a libpq ``key=value`` string. An error names the key it follows, never a value
     (which may be part of a password)."""
     fields: dict[str, str | None] = {}
-    position, last = 0, None
+    position, last, after_bare_password = 0, None, False
     while dsn[position:].strip():
         match = _KEY_VALUE.match(dsn, position)
         if not match:
             where = f"after {last}=" if last else "at its start"
             raise ConnectError(f"DSN is not key=value {where} (quote a value with spaces: key='a b')")
-        last, quoted, bare = match[1], match[3], match[4]
-        fields[last] = re.sub(r"\\(.)", r"\1", quoted if quoted is not None else bare)
+        key, quoted, bare = match[1], match[3], match[4]
+        if key not in DSN_SETTINGS:
+            # after an unquoted password, the "key" may be the rest of a password with a space: not named then
+            raise ConnectError(_unknown_setting(None if after_bare_password else key,
+                                                "after password= (quote a password with spaces: password='a b')"))
+        last, after_bare_password = key, key == "password" and quoted is None
+        fields[key] = re.sub(r"\\(.)", r"\1", quoted if quoted is not None else bare)
         position = match.end()
     return fields
 
 
-def _settings(fields: dict[str, str | None]) -> ConnectionSettings:
+def _query(query: str, may_hold_password: bool) -> dict[str, str]:
+    """The settings of a URL's query, percent-decoded as libpq decodes them (``+`` stays ``+``); the last of a
+    repeated key wins. An unknown key, or one without ``=``, is refused naming the key unless
+    ``may_hold_password`` (the key could then be part of a password)."""
+    params: dict[str, str] = {}
+    for pair in query.split("&") if query else []:
+        raw_key, sep, raw_value = pair.partition("=")
+        key = unquote(raw_key)
+        if not sep or key not in DSN_SETTINGS:
+            hint = ("in the URL's query, which has an @ after its ?: if the password contains ? unencoded, "
+                    "percent-encode it as %3F")
+            named = None if may_hold_password else key
+            if not sep and named is not None:
+                raise ConnectError(f"DSN setting {named!r} has no value: the URL's query takes key=value pairs "
+                                   "joined by &")
+            raise ConnectError(_unknown_setting(named, hint))
+        params[key] = unquote(raw_value)
+    return params
+
+
+def _unknown_setting(key: str | None, hint: str) -> str:
+    """The error for a DSN setting pgha does not know: the key (when it cannot be a password's fragment, else
+    ``hint`` says where it is), and the settings it knows."""
+    what = f"unknown DSN setting {key!r}" if key is not None else f"an unknown DSN setting {hint}"
+    return f"{what}; pgha understands {', '.join(DSN_SETTINGS)}"
+
+
+def _port(text: str, what: str, may_hold_password: bool) -> int:
+    """A TCP port, 1-65535 (digits only: int() would also take ``+5``, ``-1`` and non-ASCII digits). The
+    error names ``what`` (e.g. "host 2") and, unless it may be a password's fragment, the text."""
+    if re.fullmatch(r"[0-9]{1,5}", text) and 1 <= int(text) <= 65535:
+        return int(text)
+    if may_hold_password:  # not the text: in a URL whose password holds an unencoded / # ?, it is the password
+        raise ConnectError(f"bad port for {what} of the DSN: a port is a number from 1 to 65535 (in a "
+                           "postgresql:// URL, a password containing / # ? must be percent-encoded)")
+    raise ConnectError(f"bad port {text!r} for {what} of the DSN: a port is a number from 1 to 65535")
+
+
+def _host_entry(entry: str, index: int, url: bool) -> tuple[str, str | None]:
+    """(host, port text or None) of one entry of a host list: ``host``, ``host:port``, ``[IPv6]``,
+    ``[IPv6]:port``, ``:port``; in key=value form also a bare IPv6 address (``::1``), as libpq takes it.
+    An empty host is :data:`DEFAULT_HOST`, as libpq uses its default host for one."""
+    if entry.startswith("["):
+        address, bracket, rest = entry[1:].partition("]")
+        if not bracket or not address or (rest and not rest.startswith(":")):
+            raise ConnectError(f"host {index} of the DSN: an IPv6 address is written [address] or [address]:port")
+        return unquote(address), rest[1:] if rest else None  # a URL percent-encodes a zone: [fe80::1%25eth0]
+    if entry.count(":") > 1:
+        if url:
+            raise ConnectError(f"host {index} of the DSN: an IPv6 address in a postgresql:// URL goes in "
+                               "brackets, e.g. [::1]:5432")
+        return entry, None
+    name, colon, port = entry.partition(":")
+    return (unquote(name) if url else name) or DEFAULT_HOST, port if colon else None
+
+
+def _hosts(host_list: str, port_list: str, url_hosts: bool, may_hold_password: bool) -> tuple[tuple[str, int], ...]:
+    """(host, port) pairs of a host list and a ``port=`` list (one port for all hosts, or one per host; an
+    empty entry is 5432, an empty host :data:`DEFAULT_HOST`); a port given with its host wins."""
+    ports = [_port(p, f"entry {n + 1} of port=", False) if p else 5432
+             for n, p in enumerate(port_list.split(","))] if port_list else []
     hosts = []
-    ports = str(fields.get("port") or "").split(",") if fields.get("port") else []
-    for index, host in enumerate(str(fields.get("host") or "localhost").split(",")):
-        name, _, port = host.rpartition(":") if host.count(":") == 1 else (host, "", "")
-        default_port = ports[index] if index < len(ports) else (ports[0] if ports else "5432")
-        try:
-            hosts.append((name or host, int(port or default_port)))
-        except ValueError:
-            # not the host's text: in a URL whose password holds an unencoded / # ?, it is the user and password
-            raise ConnectError(f"bad port for host {index + 1} of the DSN: a port is a number (in a postgresql:// "
-                               "URL, a password containing / # ? must be percent-encoded)") from None
-    sslmode = fields.get("sslmode") or "prefer"
+    for index, entry in enumerate((host_list or DEFAULT_HOST).split(",")):
+        name, port = _host_entry(entry, index + 1, url_hosts)
+        default_port = ports[index] if index < len(ports) else (ports[0] if ports else 5432)
+        hosts.append((name, _port(port, f"host {index + 1}", may_hold_password) if port else default_port))
+    return tuple(hosts)
+
+
+def _settings(fields: dict[str, str | None], url_hosts: bool, may_hold_password: bool) -> ConnectionSettings:
+    """Settings from a DSN's parsed fields (keys already checked against :data:`DSN_SETTINGS`); each value is
+    checked here, naming the setting and its value (never the password's; a host's port not when
+    ``may_hold_password``). ``url_hosts``: the host list is a URL's, where an IPv6 address is bracketed."""
+    hosts = _hosts(str(fields.get("host") or ""), str(fields.get("port") or ""), url_hosts, may_hold_password)
+    sslmode = fields.get("sslmode", "prefer")
     if sslmode not in SSL_MODES:
         raise ConnectError(f"sslmode={sslmode!r}: must be one of {', '.join(SSL_MODES)}")
+    attrs = fields.get("target_session_attrs", "any")
+    if attrs not in TARGET_SESSION_ATTRS:
+        raise ConnectError(f"target_session_attrs={attrs!r}: pgha always connects to the writable host; "
+                           f"use one of {', '.join(TARGET_SESSION_ATTRS)} (the lab's writer DSN, not its reader DSN)")
     return ConnectionSettings(
-        hosts=tuple(hosts),
+        hosts=hosts,
         database=fields.get("dbname") or fields.get("database") or "postgres",
         user=fields.get("user") or "",
         password=fields.get("password"),
         sslmode=sslmode,
-        sslrootcert=fields.get("sslrootcert"),
-        sslcert=fields.get("sslcert"),
-        sslkey=fields.get("sslkey"),
+        sslrootcert=fields.get("sslrootcert") or None,
+        sslcert=fields.get("sslcert") or None,
+        sslkey=fields.get("sslkey") or None,
         connect_timeout=_connect_timeout(fields.get("connect_timeout")),
     )
 

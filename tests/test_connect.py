@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import struct
@@ -48,6 +49,112 @@ def test_libpq_quoted_values_keep_their_spaces_and_escapes() -> None:
 def test_bad_dsns_are_named(dsn: str, message: str) -> None:
     with pytest.raises(ConnectError, match=message):
         parse_dsn(dsn)
+
+
+@pytest.mark.parametrize(("dsn", "key"), [
+    ("postgresql://u:S3cretPw@127.0.0.1/app?sslmdoe=verify-full", "sslmdoe"),
+    ("postgresql://u:S3cretPw@127.0.0.1/app?sslmode=require&ssl_mode=verify-full", "ssl_mode"),
+    ("postgresql://u:S3cretPw@h/app?foo=bar", "foo"),
+    ("postgresql://u:S3cretPw@h/app?application_name=mine", "application_name"),
+    ("host=h sslmdoe=verify-full password=S3cretPw", "sslmdoe"),
+    ("host=h password='S3cretPw' hostaddr=10.0.0.1", "hostaddr"),
+])
+def test_an_unknown_or_misspelled_setting_is_refused_naming_it(dsn: str, key: str) -> None:
+    """libpq refuses an unknown setting ("invalid URI query parameter"); ignoring it meant a misspelled
+    sslmdoe=verify-full connected with the default, prefer: TLS without verifying the server."""
+    with pytest.raises(ConnectError, match=rf"unknown DSN setting '{key}'; pgha understands .*sslmode") as raised:
+        parse_dsn(dsn)
+    assert "S3cretPw" not in str(raised.value)
+
+
+@pytest.mark.parametrize(("dsn", "message"), [
+    ("postgresql://u@h/app?sslmode=", "sslmode='': must be one of disable, prefer"),
+    ("host=h sslmode=", "sslmode='': must be one of"),
+    ("postgresql://u@h/app?target_session_attrs=bogus", "target_session_attrs='bogus': pgha always connects to "
+                                                         "the writable host; use one of read-write"),
+    ("postgresql://u@h/app?target_session_attrs=prefer-standby", "target_session_attrs='prefer-standby'"),
+    ("host=h target_session_attrs=", "target_session_attrs=''"),
+    ("postgresql://u@h/app?sslmode", "DSN setting 'sslmode' has no value"),
+])
+def test_an_empty_or_invalid_value_is_refused_naming_the_setting(dsn: str, message: str) -> None:
+    with pytest.raises(ConnectError, match=message):
+        parse_dsn(dsn)
+
+
+def test_the_labs_writer_dsn_and_libpq_query_decoding_are_accepted() -> None:
+    writer = parse_dsn("postgresql://postgres@127.0.1.1:5432,127.0.1.2:5432/app?sslmode=require"
+                       "&target_session_attrs=read-write&password=a+b%20c")
+    assert (writer.sslmode, writer.password) == ("require", "a+b c"), "as libpq decodes it: + is not a space"
+
+
+@pytest.mark.parametrize("dsn", [
+    "host=h password=Open Sesame=XYZ",  # an unquoted password with a space: "Sesame" is not a key
+    "postgresql://u:Open?Sesame=XYZ@h:5432/app",  # an unencoded ? in the password: the rest reads as a query
+    "postgresql://u:12345?Sesame=XYZ@h/app",
+])
+def test_an_unknown_setting_that_may_be_part_of_a_password_is_not_named(dsn: str) -> None:
+    with pytest.raises(ConnectError, match=r"unknown DSN setting|bad port") as raised:
+        parse_dsn(dsn)
+    for fragment in ("Open", "Sesame", "XYZ", "12345"):
+        assert fragment not in str(raised.value)
+
+
+def test_bracketed_ipv6_hosts_in_a_url_and_bare_ones_in_key_value() -> None:
+    settings = parse_dsn("postgresql://postgres@[::1]:5433,[2001:db8::7],[fe80::1%25eth0]:6000,h4/app")
+    assert settings.hosts == (("::1", 5433), ("2001:db8::7", 5432), ("fe80::1%eth0", 6000), ("h4", 5432))
+    assert settings.display() == ("postgresql://postgres@[::1]:5433,[2001:db8::7]:5432,[fe80::1%eth0]:6000,"
+                                  "h4:5432/app")
+    assert parse_dsn("host=::1,h2 port=5433,5434").hosts == (("::1", 5433), ("h2", 5434))
+    with pytest.raises(ConnectError, match="host 1 of the DSN: an IPv6 address in a postgresql:// URL goes in "
+                                           r"brackets, e.g. \[::1\]:5432"):
+        parse_dsn("postgresql://postgres@::1:5432/app")
+    with pytest.raises(ConnectError, match=r"host 2 of the DSN: an IPv6 address is written \[address\]"):
+        parse_dsn("host=h1,[::1]5432")
+    with pytest.raises(ConnectError, match="an IPv6 address goes in brackets"):
+        parse_dsn("postgresql://postgres@h1,[::1/app")
+
+
+def test_an_empty_host_is_the_default_host_as_in_libpq() -> None:
+    assert parse_dsn("postgresql://postgres@:5433/app").hosts == (("localhost", 5433),)
+    assert parse_dsn("postgresql://postgres@/app").hosts == (("localhost", 5432),)
+    assert parse_dsn("postgresql://postgres@h1,:5433/app").hosts == (("h1", 5432), ("localhost", 5433))
+
+
+@pytest.mark.parametrize(("dsn", "message"), [
+    ("postgresql://u@h:-1/app", "bad port '-1' for host 1"),
+    ("postgresql://u@h1,h2:99999/app", "bad port '99999' for host 2"),
+    ("postgresql://u@h:0/app", "bad port '0' for host 1"),
+    ("postgresql://u@h:65536/app", "bad port '65536' for host 1"),
+    ("postgresql://u@h/app?port=70000", "bad port '70000' for entry 1 of port="),
+    ("host=h port=5432,-1", "bad port '-1' for entry 2 of port="),
+])
+def test_a_port_outside_1_to_65535_is_refused_naming_it(dsn: str, message: str) -> None:
+    with pytest.raises(ConnectError, match=f"{message} of the DSN: a port is a number from 1 to 65535"):
+        parse_dsn(dsn)
+
+
+def test_an_ipv6_url_connects_to_that_address_and_port() -> None:
+    """``[::1]:5432`` was read as host "[::1]:5432" with port 5432 ("cannot connect to ...:5432:5432")."""
+    listener = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    port = listener.getsockname()[1]
+    accepted: list[bytes] = []
+
+    def serve() -> None:
+        with listener:
+            listener.settimeout(5)
+            with contextlib.suppress(OSError):
+                peer, _ = listener.accept()
+                with peer:
+                    accepted.append(peer.recv(8))  # the startup message's length and protocol; then hang up
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    settings = replace(parse_dsn(f"postgresql://postgres:x@[::1]:{port}/app?sslmode=disable"), connect_timeout=2)
+    with pytest.raises(ConnectError, match=rf"cannot connect to postgresql://postgres@\[::1\]:{port}/app: "
+                                           rf"::1:{port}: "):
+        connect(settings)
+    thread.join(timeout=10)
+    assert len(accepted) == 1 and accepted[0][4:] == struct.pack("!i", 196608), "a startup message reached [::1]"
 
 
 @pytest.mark.parametrize("character", ["/", "#", "?"])

@@ -389,6 +389,14 @@ def test_password_never_printed_on_connection_failure() -> None:
     assert "SuperSecret123" not in result.stderr + result.stdout
 
 
+def test_a_misspelled_dsn_setting_is_refused_before_connecting(fresh_db: ConnectionSettings) -> None:
+    """sslmdoe=verify-full was ignored: the run connected with sslmode=prefer, verifying nothing."""
+    result = pgha("migrate", "--dsn", dsn(fresh_db) + "&sslmdoe=verify-full", "--dry-run")
+    assert result.returncode == 2, result.stdout
+    assert "unknown DSN setting 'sslmdoe'" in result.stderr and "pending" not in result.stdout
+    assert fresh_db.password not in result.stderr + result.stdout
+
+
 def public_tables(conn: pg8000.native.Connection) -> set[str]:
     return {r[0] for r in conn.run("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
 
