@@ -525,10 +525,26 @@ drill_app = typer.Typer(help="DR drills: fail over, promote and restore; measure
                         no_args_is_help=True)
 app.add_typer(drill_app, name="drill")
 
+
+
+def _drill_target(value: float) -> float:
+    """Check a --max-rto/--max-rpo/--max-lost value while the options are parsed, before anything runs:
+    a finite number, 0 or more (:func:`pgha.drill.engine.target_problem`); click names the option."""
+    from pgha.drill.engine import target_problem
+
+    problem = target_problem(value)
+    if problem is not None:
+        raise typer.BadParameter(problem)
+    return value
+
+
 ReportOption = Annotated[Path, typer.Option("--report", help="Directory for the JSON, Markdown and PNG reports.")]
-MaxRtoOption = Annotated[float, typer.Option("--max-rto", help="RTO target in seconds (seed KPI: 300).")]
-MaxRpoOption = Annotated[float, typer.Option("--max-rpo", help="RPO target in seconds (seed KPI: 60).")]
-MaxLostOption = Annotated[int, typer.Option("--max-lost", help="Acknowledged commits that may be lost (0).")]
+MaxRtoOption = Annotated[float, typer.Option("--max-rto", callback=_drill_target,
+                                             help="RTO target in seconds, 0 or more (seed KPI: 300).")]
+MaxRpoOption = Annotated[float, typer.Option("--max-rpo", callback=_drill_target,
+                                             help="RPO target in seconds, 0 or more (seed KPI: 60).")]
+MaxLostOption = Annotated[int, typer.Option("--max-lost", callback=_drill_target,
+                                            help="Acknowledged commits that may be lost, 0 or more (0).")]
 
 
 def _finish_drill(result: DrillResult, report_dir: Path) -> NoReturn:

@@ -136,3 +136,21 @@ def test_restore_pitr_rpo_is_lost_seconds_like_every_other_drill() -> None:
     everything = Round(2)
     measure_restore(everything, ProbeReport(commits=commits), [], started=110.0, ready=111.5)
     assert everything.rpo_s == 0.0 and everything.rto_s == 1.5
+
+
+@pytest.mark.parametrize(("targets", "named"), [
+    ({"max_rto_s": float("nan")}, "max_rto_s: nan is not a finite number"),
+    ({"max_rpo_s": float("inf")}, "max_rpo_s: inf is not a finite number"),
+    ({"max_lost": -1}, "max_lost: -1 is negative"),
+])
+def test_targets_refuse_what_no_drill_can_be_judged_against(targets: dict[str, float], named: str) -> None:
+    with pytest.raises(ValueError, match=f"drill targets refused: {named}"):
+        Targets(**targets)
+
+
+def test_a_report_never_writes_nan_as_json(tmp_path: Path) -> None:
+    """json.dumps writes a NaN as NaN, which no JSON parser reads: the report refuses it instead."""
+    rnd = Round(1)
+    rnd.rto_s = float("nan")
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        write_report(DrillResult("lab", "switchover", Targets(), rounds=[rnd]), tmp_path)

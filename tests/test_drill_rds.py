@@ -410,3 +410,28 @@ def test_failover_heartbeat_not_acknowledged_after_the_call_has_no_rto(last_writ
     assert rnd.not_recovered_s == 300.0 and rnd.rto_window == (start + 10, start + 310)
     passed, reasons = DrillResult("rds-prod", "failover", Targets(), rounds=[rnd]).verdict()
     assert not passed and reasons[0].startswith("round 1: writes not back when the measurement ended")
+
+
+@pytest.mark.parametrize("command", [["lab", "switchover"], ["rds", "failover", "--stack", "dev"]])
+@pytest.mark.parametrize(("option", "value", "problem"), [
+    ("--max-rto", "nan", "nan is not a finite number"),
+    ("--max-rpo", "nan", "nan is not a finite number"),
+    ("--max-rto", "inf", "inf is not a finite number"),
+    ("--max-rto", "-1", "-1.0 is negative: a target is 0 or more"),
+    ("--max-rpo", "-0.5", "-0.5 is negative"),
+    ("--max-lost", "-1", "-1 is negative"),
+])
+def test_a_non_finite_or_negative_drill_target_is_refused_before_anything_runs(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, command: list[str], option: str, value: str,
+        problem: str) -> None:
+    """--max-rto nan passed every round (rto > nan is False) and wrote NaN, which is not JSON, into the report;
+    a negative target failed every round. Refused while the options are parsed: no lab or AWS call is made."""
+    def touched(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the drill started")
+
+    monkeypatch.setattr("pgha.cli._lab", touched)
+    monkeypatch.setattr("pgha.cli._progress", touched)
+    result = runner.invoke(app, ["drill", *command, option, value, "--report", str(tmp_path / "reports")])
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.output and problem in result.output
+    assert not (tmp_path / "reports").exists()

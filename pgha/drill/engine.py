@@ -8,6 +8,7 @@ commits, the verdict against the targets, and restoring what the drill changed a
 
 from __future__ import annotations
 
+import math
 import time
 import traceback
 from collections.abc import Callable
@@ -28,13 +29,34 @@ class DrillRefused(RuntimeError):
     """The drill did not start: bad input, a guard said no, or the target is missing. Nothing was changed."""
 
 
+def target_problem(value: float) -> str | None:
+    """Why ``value`` cannot be a drill target (RTO or RPO seconds, lost commits), or None when it can.
+
+    A target is a finite number, 0 or more: a NaN passes every comparison (``rto > nan`` is False, so
+    any drill passes) and cannot be written as JSON; an infinite one cannot be either; a negative one
+    fails every round. The CLI's options and :class:`Targets` both judge with this one rule.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value!r} is not a finite number"
+    if value < 0:
+        return f"{value!r} is negative: a target is 0 or more"
+    return None
+
+
 @dataclass(frozen=True)
 class Targets:
-    """What a drill must meet to pass (defaults: the seed's KPIs)."""
+    """What a drill must meet to pass (defaults: the seed's KPIs). Refuses a target
+    :func:`target_problem` refuses (ValueError), so a drill can never be judged against one."""
 
     max_rto_s: float = DEFAULT_MAX_RTO_S
     max_rpo_s: float = DEFAULT_MAX_RPO_S
     max_lost: int = DEFAULT_MAX_LOST
+
+    def __post_init__(self) -> None:
+        problems = [f"{name}: {problem}" for name in ("max_rto_s", "max_rpo_s", "max_lost")
+                    if (problem := target_problem(getattr(self, name))) is not None]
+        if problems:
+            raise ValueError("drill targets refused: " + "; ".join(problems))
 
 
 @dataclass(frozen=True)

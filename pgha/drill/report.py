@@ -166,7 +166,8 @@ def write_report(result: DrillResult, directory: Path) -> dict[str, Path]:
     stamp = datetime.fromtimestamp(result.started, UTC).strftime("%Y%m%dT%H%M%SZ")
     base = directory / f"{result.target}-{result.scenario}-{stamp}"
     paths = {"json": base.with_suffix(".json"), "markdown": base.with_suffix(".md"), "png": base.with_suffix(".png")}
-    paths["json"].write_text(json.dumps(report_json(result), indent=2) + "\n")
+    # allow_nan=False: a NaN or infinity would be written as NaN/Infinity, which is not JSON
+    paths["json"].write_text(json.dumps(report_json(result), indent=2, allow_nan=False) + "\n")
     render_png(result, paths["png"])
     paths["markdown"].write_text(report_markdown(result, paths["png"].name))
     return paths
