@@ -55,7 +55,7 @@ from pgha.drill.compare import (
 )
 from pgha.drill.engine import DrillResult, Round, Targets, run_drill
 from pgha.drill.lab import REJOIN_WAYS, LabDrill
-from pgha.drill.report import render_comparison_png, write_report
+from pgha.drill.report import render_comparison_png, report_dir_problem, write_report
 from pgha.lab.cluster import LAB_TIMING, Lab, removed_on_exit
 from pgha.local import postgres_bindir
 from pgha.node.render import PatroniTiming
@@ -380,6 +380,10 @@ def main() -> int:
         parser.error(f"--parts {args.parts!r}: choose from {', '.join(PARTS)}")
     if args.large_mb and args.large_mb <= args.data_mb:
         parser.error(f"--large-mb {args.large_mb} must exceed --data-mb {args.data_mb} (or be 0)")
+    for option, directory in (("--out", args.out), ("--drill-reports", args.drill_reports)):
+        problem = directory and report_dir_problem(directory)  # before the lab starts, not after the rounds
+        if problem:
+            parser.error(f"{option} {problem}")
     if args.from_json:
         data = {**{part: [] for part in PARTS}, **json.loads(args.from_json.read_text())}
         return 0 if write_reports(args.out, data) and not data["notes"] else 1

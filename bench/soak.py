@@ -33,7 +33,7 @@ from pgha.drill.compare import fmt, rto_cell, summarize
 from pgha.drill.engine import Targets, run_drill
 from pgha.drill.lab import LabDrill, _wait, healthy
 from pgha.drill.probe import ProbeReport, WriteProbe, missing_acknowledged
-from pgha.drill.report import render_comparison_png, write_report
+from pgha.drill.report import render_comparison_png, report_dir_problem, write_report
 from pgha.lab.cluster import Lab, LabError, removed_on_exit
 
 MIX = ("switchover", "kill-leader", "crash-leader", "freeze-leader", "kill-replica", "etcd-member-loss")
@@ -130,6 +130,10 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("reports"))
     parser.add_argument("--drill-reports", type=Path, help="also write every drill's report here")
     args = parser.parse_args()
+    for option, directory in (("--out", args.out), ("--drill-reports", args.drill_reports)):
+        problem = directory and report_dir_problem(directory)  # before the lab starts, not after the rounds
+        if problem:
+            parser.error(f"{option} {problem}")
     root = Path(tempfile.mkdtemp(prefix="pgha-soak-"))
     lab = Lab(root=root, report=lambda _line: None)
     data: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat(timespec="seconds"), "planned": args.drills,

@@ -547,25 +547,44 @@ MaxLostOption = Annotated[int, typer.Option("--max-lost", callback=_drill_target
                                             help="Acknowledged commits that may be lost, 0 or more (0).")]
 
 
+def _check_report_dir(report_dir: Path) -> None:
+    """Exit 2 naming --report when the reports could not be written there: called before a drill touches
+    anything, so a bad directory never costs a drill whose RTO and verdict are then lost."""
+    from pgha.drill.report import report_dir_problem
+
+    problem = report_dir_problem(report_dir)
+    if problem is not None:
+        _fail(f"--report {problem}; nothing was started", 2)
+
+
 def _finish_drill(result: DrillResult, report_dir: Path) -> NoReturn:
-    """Write the reports, print the verdict, exit 0 only when the drill passed and everything was restored."""
+    """Print each round's RTO/RPO, write the reports, print the verdict; exit 0 only when the drill passed,
+    everything was restored and the reports were written. A report that cannot be written (the disk filled
+    during the drill) is an error line: the measurements and the verdict are printed all the same."""
     from pgha.drill.report import rto_text, write_report
 
-    paths = write_report(result, report_dir)
     passed, reasons = result.verdict()
     for rnd in result.rounds:
         rto = rto_text(rnd)
         rpo = "not measured" if rnd.rpo_s is None else f"{rnd.rpo_s:.2f} s"
         _say(f"round {rnd.number}: RTO {rto}, RPO {rpo}, {len(rnd.lost)} acknowledged commits lost")
+    try:
+        paths = write_report(result, report_dir)
+    except (OSError, ValueError) as err:
+        paths, unwritten = {}, f"the reports were not written into {report_dir}: {err}"
+    else:
+        unwritten = None
     for kind, path in paths.items():
         _say(f"report ({kind}): {path}")
     if passed:
         console.print("[green]drill passed[/green]")
-        raise typer.Exit(0)
-    for reason in reasons:
-        _say(f"  - {reason}")
-    err_console.print("[red]drill failed[/red]")
-    raise typer.Exit(1)
+    else:
+        for reason in reasons:
+            _say(f"  - {reason}")
+        err_console.print("[red]drill failed[/red]")
+    if unwritten is not None:
+        _fail(unwritten, 1)
+    raise typer.Exit(0 if passed else 1)
 
 
 def _progress() -> tuple[Status, Callable[[str], None]]:
@@ -597,6 +616,7 @@ def drill_lab(
     from pgha.drill.lab import LabDrill
     from pgha.lab.cluster import LabError
 
+    _check_report_dir(report)
     lab = _lab()
     try:
         drill = LabDrill(lab, scenario, rejoin=rejoin)
@@ -647,6 +667,7 @@ def drill_rds(
     from pgha.drill.rds import DryRun, RdsDrill, RdsOptions, load_stack
     from pgha.drill.stack_config import set_stack_value
 
+    _check_report_dir(report)
     project_dir = project_dir or PROJECT_DIR
     status, say = _progress()
     try:

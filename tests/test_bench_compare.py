@@ -172,3 +172,19 @@ def test_soak_counts_drills_whose_writes_did_not_come_back_and_uses_the_drills_r
     assert "| switchover | 2 | 3.05 s | 3.05 s | 3.05 s | 1 | 0 |" in text
     assert "| 2 | switchover | not recovered (≥ 40.00 s) |" in text
     assert "1 lost, longest stretch without one not recovered (≥ 40.00 s))" in text
+
+
+@pytest.mark.parametrize("script", ["ha.py", "soak.py"])
+@pytest.mark.parametrize("option", ["--out", "--drill-reports"])
+def test_bench_refuses_a_report_directory_it_cannot_write_before_the_lab_starts(tmp_path: Path, script: str,
+                                                                              option: str) -> None:
+    """Else the reports fail after every round has run (hours for the soak). Bad lab addresses make a script
+    that does not check fail before a lab starts, so this test never starts one."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = subprocess.run([sys.executable, f"bench/{script}", option, str(blocker / "x")], cwd=PROJECT_DIR,
+                            capture_output=True, text=True, timeout=60, check=False,
+                            env={**os.environ, "PGHA_LAB_ADDRESSES": "not-a-lab", "TMPDIR": str(tmp_path)})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"error: {option} {blocker / 'x'} cannot be created: {blocker} is not a directory" in result.stderr
+    assert "lab up" not in result.stdout

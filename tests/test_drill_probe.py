@@ -15,7 +15,7 @@ import pytest
 
 from pgha.drill.engine import DrillResult, Round, Targets
 from pgha.drill.probe import Commit, ProbeReport, WriteProbe, lost_seconds, missing_acknowledged
-from pgha.drill.report import write_report
+from pgha.drill.report import report_dir_problem, write_report
 from pgha.local import PostgresServer
 
 
@@ -154,3 +154,10 @@ def test_a_report_never_writes_nan_as_json(tmp_path: Path) -> None:
     rnd.rto_s = float("nan")
     with pytest.raises(ValueError, match="not JSON compliant"):
         write_report(DrillResult("lab", "switchover", Targets(), rounds=[rnd]), tmp_path)
+
+
+def test_a_report_directory_is_checked_without_creating_it(tmp_path: Path) -> None:
+    assert report_dir_problem(tmp_path / "new" / "reports") is None
+    assert not (tmp_path / "new").exists(), "a drill refused after the check leaves no directory behind"
+    (tmp_path / "a-file").write_text("")
+    assert report_dir_problem(tmp_path / "a-file") == f"{tmp_path / 'a-file'} is not a directory"

@@ -435,3 +435,42 @@ def test_a_non_finite_or_negative_drill_target_is_refused_before_anything_runs(
     assert result.exit_code == 2, result.output
     assert f"Invalid value for '{option}'" in result.output and problem in result.output
     assert not (tmp_path / "reports").exists()
+
+
+@pytest.mark.parametrize("command", [["lab", "switchover"], ["rds", "failover", "--stack", "dev"]])
+def test_a_report_directory_that_cannot_be_written_is_refused_before_anything_runs(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, command: list[str]) -> None:
+    """--report /dev/null/x ran the whole drill, then crashed with NotADirectoryError: RTO and verdict lost."""
+    def touched(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the drill started")
+
+    monkeypatch.setattr("pgha.cli._lab", touched)
+    monkeypatch.setattr("pgha.cli._progress", touched)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for report, problem in ((blocker / "reports", f"cannot be created: {blocker} is not a directory"),
+                            (blocker, "is not a directory")):
+        result = runner.invoke(app, ["drill", *command, "--report", str(report)])
+        assert result.exit_code == 2, result.output
+        assert f"--report {report} {problem}; nothing was started" in result.output
+
+
+def test_reports_that_fail_to_write_after_the_drill_still_print_rto_and_verdict(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The directory checked before the drill can still fail at the end (removed, disk full): the measurements
+    and the verdict are printed, and the run fails naming the directory, without a traceback."""
+    import typer
+
+    from pgha.cli import _finish_drill
+    from pgha.drill.engine import DrillResult, Round, Targets
+
+    rnd = Round(1)
+    rnd.rto_s, rnd.rpo_s = 4.25, 0.0
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(typer.Exit) as ended:
+        _finish_drill(DrillResult("lab", "switchover", Targets(), rounds=[rnd]), blocker / "reports")
+    out, err = capsys.readouterr()
+    assert ended.value.exit_code == 1
+    assert "round 1: RTO 4.25 s, RPO 0.00 s, 0 acknowledged commits lost" in out and "drill passed" in out
+    assert f"the reports were not written into {blocker / 'reports'}: " in err

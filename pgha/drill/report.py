@@ -7,6 +7,7 @@ commits per 100 ms over time with the events marked and the RTO window shaded.
 from __future__ import annotations
 
 import json
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,28 @@ def render_png(result: DrillResult, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def report_dir_problem(directory: Path) -> str | None:
+    """Why the reports could not be written into ``directory``, or None when they can: checked before a drill
+    injects its fault, so a bad ``--report`` stops it then, not after the drill with the RTO unprinted.
+
+    Changes nothing: the directory is created only by :func:`write_report`, so a drill refused later leaves
+    none behind. Its nearest existing ancestor must be a directory where a file can be created (a temporary
+    one, removed at once: as root, os.access would say yes to a read-only file system).
+    """
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is not a directory" if existing == directory else f"cannot be created: {existing} is not a directory"
+        return f"{directory} {what}"
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        return f"{directory} cannot be written: {err.strerror or err} ({existing})"
+    return None
 
 
 def write_report(result: DrillResult, directory: Path) -> dict[str, Path]:
