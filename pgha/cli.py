@@ -231,16 +231,26 @@ def _logins(secret_arns: list[str]) -> list[LoginSpec]:
 
 
 def _seconds(option: str, value: str | None) -> float | None:
-    """A timeout option: seconds (``5``, ``2.5``), with ``ms``/``s``/``min``, or ``none``/``0`` for no limit."""
+    """A timeout option: seconds (``5``, ``2.5``), with ``ms``/``s``/``min``, or ``none``/``0`` for no limit.
+
+    Refused (exit 2, naming the option) before connecting: a positive value below 1 ms (PostgreSQL would
+    round it to 0, no limit) and one above PostgreSQL's maximum (see :func:`pgha.schema.migrate.timeout_problem`).
+    """
     if value is None or value.strip().lower() in ("none", "0", "off"):
         return None
     import re
+
+    from pgha.schema.migrate import timeout_problem
 
     # [0-9], not \d: \d and float() also take non-ASCII digits (Arabic-Indic, full-width)
     match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|min)?\s*", value)
     if not match:
         _fail(f"{option} {value!r}: expected seconds like 5, 2.5s, 500ms or 2min, or none", 2)
-    return float(match[1]) * {"ms": 0.001, "s": 1, "min": 60, None: 1}[match[2]] or None
+    seconds = float(match[1]) * {"ms": 0.001, "s": 1, "min": 60, None: 1}[match[2]] or None
+    problem = timeout_problem(seconds)
+    if problem is not None:
+        _fail(f"{option} {value!r} {problem}", 2)
+    return seconds
 
 
 StatementTimeoutOption = Annotated[

@@ -23,7 +23,7 @@ from moto.server import ThreadedMotoServer
 from pgha.ci.harness import PROJECT_DIR
 from pgha.connect import ConnectionSettings, close_quietly, connect
 from pgha.local import PostgresServer, free_port
-from pgha.schema.migrate import MigrationError, migrate
+from pgha.schema.migrate import MAX_TIMEOUT_MS, MigrationError, Timeouts, migrate
 from pgha.schema.migrations import (
     MIGRATIONS_DIR,
     MigrationFileError,
@@ -395,6 +395,42 @@ def test_a_misspelled_dsn_setting_is_refused_before_connecting(fresh_db: Connect
     assert result.returncode == 2, result.stdout
     assert "unknown DSN setting 'sslmdoe'" in result.stderr and "pending" not in result.stdout
     assert fresh_db.password not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(("option", "value", "problem"), [
+    ("--statement-timeout", "0.0004", "is below 1 ms, the smallest timeout PostgreSQL keeps"),
+    ("--lock-timeout", "0.5ms", "is below 1 ms"),
+    ("--lock-timeout", "99999999999min", "exceeds PostgreSQL's maximum, 2147483647 ms"),
+    ("--statement-timeout", "2147483648ms", "exceeds PostgreSQL's maximum"),
+])
+def test_a_timeout_postgresql_would_take_as_no_limit_or_refuse_is_refused_up_front(
+        fresh_db: ConnectionSettings, option: str, value: str, problem: str) -> None:
+    """0.0004 s became "0ms", which PostgreSQL takes as no limit: the run went ahead with none. 99999999999min
+    failed only once connected with a migration pending, and passed silently when nothing was."""
+    for command in ("migrate", "maintain"):
+        result = pgha(command, "--dsn", dsn(fresh_db), option, value)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stderr.strip().count("\n") == 0 and f"error: {option} {value!r} {problem}" in result.stderr
+    conn = connect(fresh_db)
+    assert conn.run("SELECT to_regclass('pgha_schema_migrations') IS NULL")[0][0], "nothing was applied"
+    conn.close()
+
+
+def test_timeouts_take_postgresqls_whole_range_and_refuse_what_is_outside(fresh_db: ConnectionSettings) -> None:
+    conn = connect(fresh_db)
+    try:
+        Timeouts(statement=MAX_TIMEOUT_MS / 1000, lock=0.001).apply(conn)
+        assert conn.run("SHOW lock_timeout") == [["1ms"]]
+        assert conn.run("SELECT setting::bigint FROM pg_settings WHERE name = 'statement_timeout'") == [
+            [MAX_TIMEOUT_MS]]
+    finally:
+        conn.close()
+    with pytest.raises(ValueError, match=r"statement timeout 0.0004 s is below 1 ms"):
+        Timeouts(statement=0.0004)
+    with pytest.raises(ValueError, match=r"lock timeout 2147483.648 s exceeds PostgreSQL's maximum"):
+        Timeouts(lock=(MAX_TIMEOUT_MS + 1) / 1000)
+    with pytest.raises(ValueError, match="lock timeout nan s must be a finite number"):
+        Timeouts(lock=float("nan"))
 
 
 def public_tables(conn: pg8000.native.Connection) -> set[str]:

@@ -40,7 +40,8 @@ def handler(event: dict[str, Any], _context: Any = None) -> dict[str, Any]:
     return what was applied.
 
     Optional ``lockTimeout`` / ``statementTimeout`` (seconds; 0 = no limit) override the
-    runner's defaults (5 s / none).
+    runner's defaults (5 s / none); outside 1 ms to 2147483647 ms they are refused before connecting
+    (ValueError from :class:`Timeouts`).
     """
     settings = resolve(
         ConnectionSettings(

@@ -29,6 +29,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -74,9 +75,33 @@ class MigrationError(RuntimeError):
     """A migration could not be applied; the database is as it was before that migration."""
 
 
+#: PostgreSQL's largest statement_timeout and lock_timeout: INT_MAX milliseconds (about 24.8 days).
+MAX_TIMEOUT_MS = 2_147_483_647
+
+
+def timeout_problem(seconds: float | None) -> str | None:
+    """Why ``seconds`` cannot be a session timeout, or None when it can (None or 0: no limit).
+
+    PostgreSQL counts these timeouts in whole milliseconds and takes 0 as "no limit": a positive value
+    below 1 ms would round to 0 and lift the limit it was meant to set, so it is refused rather than
+    silently rounded (up or down). Above :data:`MAX_TIMEOUT_MS` PostgreSQL refuses the setting, but only
+    once connected and only when a migration is pending: refused here, up front.
+    """
+    if not seconds:
+        return None
+    if not math.isfinite(seconds) or seconds < 0:
+        return "must be a finite number of seconds, 0 or more"
+    if seconds < 0.001:
+        return "is below 1 ms, the smallest timeout PostgreSQL keeps (it would round to 0: no limit); use 1ms or more"
+    if round(seconds * 1000) > MAX_TIMEOUT_MS:
+        return f"exceeds PostgreSQL's maximum, {MAX_TIMEOUT_MS} ms (about 24.8 days)"
+    return None
+
+
 @dataclass(frozen=True)
 class Timeouts:
-    """Limits the runner sets on its session, in seconds (None or 0: no limit)."""
+    """Limits the runner sets on its session, in seconds (None or 0: no limit). A value
+    :func:`timeout_problem` refuses raises ValueError here, before any connection is used."""
 
     #: Longest any statement may run; off by default (a migration may rewrite a big table).
     statement: float | None = None
@@ -85,6 +110,12 @@ class Timeouts:
     #: Retries after a lock timeout, waiting ``backoff``, 2 x ``backoff``, ... in between.
     lock_retries: int = 3
     backoff: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name, seconds in (("statement timeout", self.statement), ("lock timeout", self.lock)):
+            problem = timeout_problem(seconds)
+            if problem is not None:
+                raise ValueError(f"{name} {seconds!r} s {problem}")
 
     def apply(self, conn: pg8000.native.Connection) -> None:
         """Set statement_timeout and lock_timeout for the rest of the session."""
@@ -96,6 +127,7 @@ DEFAULT_TIMEOUTS = Timeouts()
 
 
 def _ms(seconds: float | None) -> str:
+    """A timeout as PostgreSQL's setting: whole ms (1 at least: :func:`timeout_problem`), or 0 for none."""
     return f"{round(seconds * 1000)}ms" if seconds else "0"
 
 
