@@ -41,6 +41,10 @@ def cluster(tmp_path: Path) -> ClusterSpec:
         (PatroniTiming(ttl=15, loop_wait=2, retry_timeout=5), "ttl = 15: must be at least 20"),
         (PatroniTiming(ttl=20, loop_wait=0, retry_timeout=5), "loopWait = 0"),
         (PatroniTiming(ttl=20, loop_wait=2, retry_timeout=2), "retryTimeout = 2"),
+        # etcd refuses a lease this long ("too large lease TTL"): Patroni would run with no leader
+        (PatroniTiming(ttl=10_000_000_000, loop_wait=2, retry_timeout=5), "ttl = 10000000000: must be at most 3600"),
+        (PatroniTiming(ttl=3601, loop_wait=10, retry_timeout=10), "ttl = 3601: must be at most 3600"),
+        (PatroniTiming(ttl=3600, loop_wait=3600, retry_timeout=10), "loopWait \\+ 2 \\* retryTimeout = 3620 exceeds"),
     ],
 )
 def test_timing_patroni_would_adjust_is_refused(timing: PatroniTiming, message: str, cluster: ClusterSpec) -> None:
@@ -54,6 +58,7 @@ def test_timing_patroni_would_adjust_is_refused(timing: PatroniTiming, message: 
 def test_valid_timing_passes() -> None:
     assert PatroniTiming(ttl=20, loop_wait=2, retry_timeout=5).validate().problems() == []
     assert PatroniTiming().problems() == []
+    assert PatroniTiming(ttl=3600, loop_wait=10, retry_timeout=10).problems() == []
 
 
 def test_patroni_config_carries_the_ha_settings(cluster: ClusterSpec) -> None:

@@ -29,8 +29,15 @@ class PatroniTiming:
 
     Patroni requires ttl >= 20, loop_wait >= 1, retry_timeout >= 3 and
     loop_wait + 2 * retry_timeout <= ttl, and quietly changes values that break them; we refuse
-    them instead. Failover takes up to ttl (the lock must expire) plus one loop.
+    them instead. Failover takes up to ttl (the lock must expire) plus one loop, so ttl is also
+    capped at MAX_TTL: Patroni accepts any ttl, but a larger one leaves a dead leader unreplaced
+    for over an hour, and one beyond etcd's lease limit ("etcdserver: too large lease TTL") leaves
+    the cluster with no leader at all. loop_wait and retry_timeout are bounded by ttl through the
+    rule above.
     """
+
+    #: The longest leader key TTL we accept (s): beyond it a dead leader is not replaced for an hour.
+    MAX_TTL = 3600
 
     ttl: int = 30
     loop_wait: int = 10
@@ -43,6 +50,9 @@ class PatroniTiming:
         found = []
         if self.ttl < 20:
             found.append(f"{ttl} = {self.ttl}: must be at least 20")
+        if self.ttl > self.MAX_TTL:
+            found.append(f"{ttl} = {self.ttl}: must be at most {self.MAX_TTL} "
+                         "(a dead leader would not be replaced for longer than an hour)")
         if self.loop_wait < 1:
             found.append(f"{loop_wait} = {self.loop_wait}: must be at least 1")
         if self.retry_timeout < 3:

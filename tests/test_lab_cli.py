@@ -1,0 +1,29 @@
+"""`pgha lab ...` where no lab runs: what the CLI refuses or reports before (or instead of) touching a lab.
+
+None of these start a lab: each points PGHA_LAB_DIR at an empty directory of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from pgha.lab.cluster import PROJECT_DIR
+
+
+def pgha(*args: str, lab_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m pgha ARGS`` from the project directory with the lab in ``lab_dir``."""
+    return subprocess.run([sys.executable, "-m", "pgha", *args], cwd=PROJECT_DIR, capture_output=True, text=True,
+                          timeout=120, check=False, env={**os.environ, "PGHA_LAB_DIR": str(lab_dir), **env})
+
+
+def test_lab_up_refuses_a_ttl_beyond_the_bound_and_starts_nothing(tmp_path: Path) -> None:
+    """etcd refuses so long a lease ("too large lease TTL"): Patroni ran with no leader while `lab up`
+    reported success and remembered the value."""
+    lab_dir = tmp_path / "lab"
+    up = pgha("lab", "up", "--ttl", "10000000000", lab_dir=lab_dir)
+    assert up.returncode == 2, up.stdout + up.stderr
+    assert "--ttl = 10000000000: must be at most 3600" in up.stderr
+    assert not (lab_dir / "timing.json").exists(), "a refused timing is not remembered"
