@@ -359,9 +359,15 @@ app.add_typer(lab_app, name="lab")
 
 
 def _lab() -> Lab:
+    """The lab the environment names ($PGHA_LAB_DIR, $PGHA_LAB_ADDRESSES), or one error line and exit 2 when
+    $PGHA_LAB_ADDRESSES is malformed (as for every other bad setting), not a traceback."""
     from pgha.lab.cluster import Lab
+    from pgha.local import PrerequisiteError
 
-    return Lab(report=_say)
+    try:
+        return Lab(report=_say)
+    except PrerequisiteError as err:
+        _fail(err, 2)
 
 
 def _print_status(status: dict) -> None:

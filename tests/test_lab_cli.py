@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from pgha.lab.cluster import PROJECT_DIR
 
 
@@ -27,3 +29,13 @@ def test_lab_up_refuses_a_ttl_beyond_the_bound_and_starts_nothing(tmp_path: Path
     assert up.returncode == 2, up.stdout + up.stderr
     assert "--ttl = 10000000000: must be at most 3600" in up.stderr
     assert not (lab_dir / "timing.json").exists(), "a refused timing is not remembered"
+
+
+@pytest.mark.parametrize("command", [["lab", "status"], ["lab", "up"], ["lab", "down"], ["lab", "password"],
+                                     ["lab", "kill", "node1"], ["lab", "switchover"], ["drill", "lab", "switchover"]])
+def test_bad_lab_addresses_are_one_error_line(command: list[str], tmp_path: Path) -> None:
+    result = pgha(*command, lab_dir=tmp_path / "lab", PGHA_LAB_ADDRESSES="1.2.3.4")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: PGHA_LAB_ADDRESSES = '1.2.3.4': expected three"), lines
