@@ -482,8 +482,13 @@ def lab_kill(
 
 @lab_app.command("password")
 def lab_password() -> None:
-    """Print the lab superuser's password (for PGPASSWORD)."""
-    print(_lab().secrets().superuser)
+    """Print the lab superuser's password (for PGPASSWORD); an error when the lab directory has no lab."""
+    from pgha.lab.cluster import LabError
+
+    try:
+        print(_lab().secrets().superuser)
+    except LabError as err:
+        _fail(err, 1)
 
 
 @lab_app.command("backup")

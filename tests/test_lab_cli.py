@@ -39,3 +39,13 @@ def test_bad_lab_addresses_are_one_error_line(command: list[str], tmp_path: Path
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: PGHA_LAB_ADDRESSES = '1.2.3.4': expected three"), lines
+
+
+def test_lab_password_where_there_is_no_lab_is_an_error_and_creates_nothing(tmp_path: Path) -> None:
+    """A mistyped PGHA_LAB_DIR printed a freshly generated password that no lab uses."""
+    lab_dir = tmp_path / "no-lab-here"
+    result = pgha("lab", "password", lab_dir=lab_dir)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout == ""
+    assert f"error: no lab in {lab_dir}: run make up / pgha lab up first" in result.stderr
+    assert not lab_dir.exists()

@@ -285,13 +285,24 @@ class Lab:
         return self.root / "secrets.json"
 
     def secrets(self) -> ClusterSecrets:
-        """The lab's passwords, generated on first use."""
-        if not self.secrets_file.exists():
-            self.root.mkdir(parents=True, exist_ok=True)
-            generated = {key: secrets.token_urlsafe(24) for key in ("superuser", "replication", "rewind", "restapi")}
-            self.secrets_file.touch(mode=0o600)
-            self.secrets_file.write_text(json.dumps(generated))
-        return ClusterSecrets(**json.loads(self.secrets_file.read_text()))
+        """The lab's passwords; LabError when this lab directory has none (no lab was ever started here).
+
+        Read only: only :meth:`up` generates them. A mistyped $PGHA_LAB_DIR made ``lab password`` create a
+        fresh secrets.json and print a password no lab uses.
+        """
+        try:
+            return ClusterSecrets(**json.loads(self.secrets_file.read_text()))
+        except FileNotFoundError:
+            raise LabError(f"no lab in {self.root}: run make up / pgha lab up first") from None
+
+    def _generate_secrets(self) -> None:
+        """Generate the lab's passwords (root-only file) unless it has them: once, on the first `lab up`."""
+        if self.secrets_file.exists():
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        generated = {key: secrets.token_urlsafe(24) for key in ("superuser", "replication", "rewind", "restapi")}
+        self.secrets_file.touch(mode=0o600)
+        self.secrets_file.write_text(json.dumps(generated))
 
     # --- processes ------------------------------------------------------------------------
 
@@ -583,6 +594,7 @@ class Lab:
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o755)
         self._write_tls_files()
+        self._generate_secrets()
         python = self.patroni_python()
         if not moto:
             self._start_moto(timeout)
