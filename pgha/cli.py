@@ -474,9 +474,9 @@ def lab_kill(
     lab = _lab()
     try:
         target = node or lab.leader().name
+        lab.kill_node(target)
     except LabError as err:
         _fail(err, 1)
-    lab.kill_node(target)
     _say(f"killed {target}: watch `pgha lab status`; `make up` restarts it and it rejoins as a replica")
 
 

@@ -49,3 +49,18 @@ def test_lab_password_where_there_is_no_lab_is_an_error_and_creates_nothing(tmp_
     assert result.stdout == ""
     assert f"error: no lab in {lab_dir}: run make up / pgha lab up first" in result.stderr
     assert not lab_dir.exists()
+
+
+def test_lab_kill_of_an_unknown_node_names_the_labs_nodes(tmp_path: Path) -> None:
+    """It printed "killed node9: ..." and exited 0."""
+    result = pgha("lab", "kill", "node9", lab_dir=tmp_path / "lab")
+    assert result.returncode == 1
+    assert "error: unknown node 'node9': the lab's nodes are node1, node2, node3" in result.stderr
+    assert "killed" not in result.stdout
+
+
+def test_lab_kill_of_a_node_that_is_not_running_says_so(tmp_path: Path) -> None:
+    result = pgha("lab", "kill", "node2", lab_dir=tmp_path / "lab")
+    assert result.returncode == 1
+    assert "error: node2 is not running" in result.stderr
+    assert "killed" not in result.stdout

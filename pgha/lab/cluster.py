@@ -778,9 +778,25 @@ class Lab:
         except LabError:  # no leader for a moment during the handover
             return False
 
+    def node_names(self) -> list[str]:
+        """The lab's node names (node1, node2, node3)."""
+        return [f"node{i}" for i in range(1, len(self.addresses) + 1)]
+
+    def _known_node(self, node: str, what: str = "node") -> None:
+        """LabError naming the lab's nodes unless ``node`` is one of them."""
+        if node not in self.node_names():
+            raise LabError(f"unknown {what} {node!r}: the lab's nodes are {', '.join(self.node_names())}")
+
     def kill_node(self, node: str) -> None:
-        """kill -9 a node's Patroni and its PostgreSQL postmaster (an unplanned crash)."""
+        """kill -9 a node's Patroni and its PostgreSQL postmaster (an unplanned crash).
+
+        LabError for a name that is not one of the lab's nodes, and for a node with neither a Patroni nor a
+        postmaster running (killed already, or no lab): it used to report "killed" having killed nothing.
+        """
+        self._known_node(node)
         patroni_pid = self._pid(node, "patroni")
+        if not patroni_pid and not self.postmaster_pid(node):
+            raise LabError(f"{node} is not running")
         if patroni_pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(patroni_pid, signal.SIGKILL)
