@@ -20,7 +20,7 @@ from moto import mock_aws
 
 from pgha.connect import ConnectionSettings, connect
 from pgha.drill.probe import WriteProbe, missing_acknowledged
-from pgha.lab.cluster import CLUSTER_NAME, DATABASE, LAB_TIMING, Lab, LabError
+from pgha.lab.cluster import CLUSTER_NAME, DATABASE, LAB_TIMING, PROJECT_DIR, Lab, LabError
 from pgha.local import (
     as_service_user,
     free_port,
@@ -146,6 +146,36 @@ def test_cli_status_and_switchover_drive_the_same_lab(lab: Lab) -> None:
                               text=True, timeout=120, check=False)
     assert switched.returncode == 0, switched.stderr
     assert f"switchover: {old} -> " in switched.stdout and lab.leader().name != old
+
+
+def pgha_cli(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m pgha ARGS`` on this lab, from the project directory, on a wide terminal (unwrapped rows)."""
+    env = {**os.environ, "PGHA_LAB_DIR": str(lab.root), "PGHA_LAB_ADDRESSES": ",".join(lab.addresses),
+           "COLUMNS": "250"}
+    return subprocess.run([sys.executable, "-m", "pgha", *args], cwd=PROJECT_DIR, env=env, capture_output=True,
+                          text=True, timeout=180, check=False)
+
+
+def healthy(lab: Lab) -> bool:
+    return sorted(roles(lab).values()) == ["leader", "replica", "sync_standby"] and all(
+        m.state in ("running", "streaming") for m in lab.members())
+
+
+def test_cli_switchover_refused_by_patroni_says_why(lab: Lab) -> None:
+    """Patroni's reason was lost: `error: HTTP Error 412: Precondition Failed`."""
+    wait_for("a healthy cluster", lambda: healthy(lab))
+    leader = lab.leader().name
+    replica = next(name for name, role in roles(lab).items() if role == "replica")
+    refused = pgha_cli(lab, "lab", "switchover", "--candidate", replica)
+    assert refused.returncode == 1
+    assert (f"error: Patroni refused the switchover to {replica} (HTTP 412): "
+            "candidate name does not match with sync_standby") in refused.stderr
+    same = pgha_cli(lab, "lab", "switchover", "--candidate", leader)
+    assert same.returncode == 1 and "Switchover target and source are the same" in same.stderr
+    unknown = pgha_cli(lab, "lab", "switchover", "--candidate", "node9")
+    assert unknown.returncode == 1
+    assert "error: unknown candidate 'node9': the lab's nodes are node1, node2, node3" in unknown.stderr
+    assert lab.leader().name == leader
 
 
 def test_timing_chosen_on_a_running_lab_reaches_patronis_dynamic_config(lab: Lab) -> None:

@@ -762,12 +762,24 @@ class Lab:
     # --- control --------------------------------------------------------------------------
 
     def switchover(self, candidate: str | None = None, timeout: float = 60.0) -> str:
-        """Planned switchover through Patroni's REST API; returns the new leader once it leads."""
+        """Planned switchover through Patroni's REST API; returns the new leader once it leads.
+
+        LabError for a candidate that is not one of the lab's nodes (asked before Patroni), and when Patroni
+        refuses, with its reason (the response body, e.g. "candidate name does not match with sync_standby"
+        for a plain replica under synchronous mode), not only "HTTP Error 412: Precondition Failed".
+        """
+        if candidate is not None:
+            self._known_node(candidate, "candidate")
         leader = self.leader()
         body = {"leader": leader.name, **({"candidate": candidate} if candidate else {})}
         secret = self.secrets().restapi
-        call_json(f"https://{leader.host}:{self.ports.restapi}/switchover", method="POST", body=body,
-                   auth=(self.users.restapi, secret), timeout=30, context=self.tls_context())
+        try:
+            call_json(f"https://{leader.host}:{self.ports.restapi}/switchover", method="POST", body=body,
+                      auth=(self.users.restapi, secret), timeout=30, context=self.tls_context())
+        except urllib.error.HTTPError as err:
+            reason = err.read().decode(errors="replace").strip() or err.reason
+            raise LabError(f"Patroni refused the switchover{f' to {candidate}' if candidate else ''} "
+                           f"(HTTP {err.code}): {reason}") from None
         self._wait(f"a leader other than {leader.name}", lambda: self._leads_instead_of(leader.name), timeout,
                    ("etcd", "patroni"))
         return self.leader().name
