@@ -407,6 +407,7 @@ def lab_up(
 
     from pgha.lab.cluster import LabError
     from pgha.local import PrerequisiteError
+    from pgha.node.dynamic_config import DynamicConfigError
 
     lab = _lab()
     timing = None
@@ -419,7 +420,7 @@ def lab_up(
             _fail("timing refused, nothing started: " + "; ".join(problems), 2)
     try:
         status = lab.up(timing=timing)
-    except (LabError, PrerequisiteError) as err:
+    except (LabError, PrerequisiteError, DynamicConfigError) as err:
         _fail(err, 1)
     _print_status(status)
     console.print("stop it with: make down  (or python -m pgha lab down [--purge])")

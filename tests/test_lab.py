@@ -178,6 +178,25 @@ def test_cli_switchover_refused_by_patroni_says_why(lab: Lab) -> None:
     assert lab.leader().name == leader
 
 
+def test_lab_up_on_a_running_lab_with_no_leader_waits_for_one_and_fails_clearly(lab: Lab) -> None:
+    """Every process runs but no member answers (all frozen): `lab up` said "lab already running", printed an
+    empty table and exited 0. It waits for a healthy cluster as a fresh start does, and says what it found."""
+    wait_for("a healthy cluster", lambda: healthy(lab))
+    nodes = list(lab.running())
+    try:
+        for node in nodes:
+            lab.freeze_node(node)
+        with pytest.raises(LabError, match=r"timed out after 5 s waiting for a leader, a synchronous standby and "
+                                           r"a replica \(no member answers Patroni's REST API\)"):
+            lab.up(timeout=5)
+    finally:
+        for node in nodes:
+            lab.thaw_node(node)
+    status = lab.up()  # waits until the thawed cluster is healthy again
+    assert sorted(m["role"] for m in status["members"]) == ["leader", "replica", "sync_standby"]
+    assert all(m["state"] in ("running", "streaming") for m in status["members"])
+
+
 def test_timing_chosen_on_a_running_lab_reaches_patronis_dynamic_config(lab: Lab) -> None:
     env = {**os.environ, "PGHA_LAB_DIR": str(lab.root)}
     assert {k: lab.dynamic_config()[k] for k in ("ttl", "loop_wait", "retry_timeout")} == asdict(LAB_TIMING)

@@ -586,7 +586,10 @@ class Lab:
         if timing is not None:
             self._remember_timing(timing)
         if moto and all(pid for node in state.values() for pid in node.values()):
+            # every process runs, but that is no cluster: wait for one as a fresh start does (a leaderless
+            # lab used to be reported "already running" with an empty table, exit 0)
             self.report("lab already running")
+            self._wait_for_cluster(timeout)
             self._reconcile()
             return self.status()
         started_any = any(pid for node in state.values() for pid in node.values())
@@ -614,7 +617,7 @@ class Lab:
                 self._start(node.name, "patroni", [python, "-m", "patroni",
                                                    str(self.node_dir(node.name) / "patroni.yml")],
                             self._node_environment(node.name), reaper=True)
-        self._wait("a leader, a synchronous standby and a replica", self._cluster_formed, timeout, ("etcd", "patroni"))
+        self._wait_for_cluster(timeout)
         # post_bootstrap creates the stanza on a new cluster; a restarted moto starts with an empty bucket
         self._stanza_create(self.leader().name)
         self._apply_schema()
@@ -639,12 +642,28 @@ class Lab:
             if result.returncode != 0:
                 raise LabError(f"{path} fails Patroni's validator: {result.stdout}{result.stderr}".strip())
 
-    def _wait(self, what: str, ready: Callable[[], bool], timeout: float, processes: tuple[str, ...]) -> None:
+    def _wait_for_cluster(self, timeout: float) -> None:
+        """Wait for a healthy cluster (a running leader, a synchronous standby and a streaming replica);
+        LabError naming what there is instead when none forms within ``timeout``."""
+        self._wait("a leader, a synchronous standby and a replica", self._cluster_formed, timeout,
+                   ("etcd", "patroni"), self._cluster_state)
+
+    def _cluster_state(self) -> str:
+        """What Patroni reports now, for an error: each member's role and state, or that none answers."""
+        members = self.members()
+        if not members:
+            return "no member answers Patroni's REST API"
+        return "members: " + ", ".join(f"{m.name} {m.role}, {m.state}" for m in members)
+
+    def _wait(self, what: str, ready: Callable[[], bool], timeout: float, processes: tuple[str, ...],
+              state: Callable[[], str] | None = None) -> None:
         self.report(f"waiting for {what}...")
         deadline = time.monotonic() + timeout
         while not ready():
             if time.monotonic() > deadline:
-                raise LabError(f"timed out after {timeout:.0f} s waiting for {what}; logs are in {self.root}/node*/")
+                now = f" ({state()})" if state else ""
+                raise LabError(f"timed out after {timeout:.0f} s waiting for {what}{now}; "
+                               f"logs are in {self.root}/node*/")
             self._check_alive(processes)
             time.sleep(0.5)
 
@@ -689,7 +708,9 @@ class Lab:
         return []
 
     def _cluster_formed(self) -> bool:
-        """One running leader, every other member streaming, one of them the synchronous standby."""
+        """One running leader, every other member streaming, one of them the synchronous standby; and every
+        node's own Patroni says so. etcd keeps a killed member's last report until its key expires, so
+        without asking the node a restarted one counted as streaming before its new Patroni reported."""
         members = self.members()
         for member in members:  # progress: say each member's role and state as they change
             now = f"{member.role}, {member.state}"
@@ -699,7 +720,13 @@ class Lab:
         leaders = [m for m in members if m.role == "leader" and m.state == "running"]
         streaming = [m for m in members if m.role != "leader" and m.state == "streaming"]
         sync = [m for m in streaming if m.role == "sync_standby"]
-        return len(leaders) == 1 and len(streaming) == len(self.addresses) - 1 and len(sync) == 1
+        if not (len(leaders) == 1 and len(streaming) == len(self.addresses) - 1 and len(sync) == 1):
+            return False
+        try:
+            return all(self.rest("/patroni", member.host).get("state") in ("running", "streaming")
+                       for member in members)
+        except (LabError, AttributeError):
+            return False
 
     def leader(self) -> Member:
         """The current leader; LabError when there is none."""
