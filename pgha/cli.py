@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -370,20 +371,57 @@ def _lab() -> Lab:
         _fail(err, 2)
 
 
+def _python() -> str:
+    """This CLI's own interpreter as a command to paste into a shell: ``sys.executable``, relative to the
+    current directory when that is shorter (e.g. ``.venv/bin/python``). A bare ``python`` is often not the
+    venv (ModuleNotFoundError: typer)."""
+    import os
+    import shlex
+    import sys
+
+    python = sys.executable
+    with contextlib.suppress(ValueError):  # another drive (Windows)
+        relative = os.path.relpath(python)
+        if len(relative) < len(python):
+            python = relative if os.sep in relative else os.path.join(os.curdir, relative)
+    return shlex.quote(python)
+
+
 def _print_status(status: dict) -> None:
+    """The members as a table (a member whose Patroni is gone marked as such), the DSNs and the timing;
+    for a lab with no member answering, one line saying so instead."""
     from rich.table import Table
 
+    if not status["members"]:
+        running = sorted(f"{node}/{process}" for node, processes in status["processes"].items()
+                         for process, pid in processes.items() if pid)
+        if running:
+            _say(f"no lab member answers Patroni's REST API, though these run: {', '.join(running)} "
+                 f"(logs in {status['lab_dir']}/node*/)")
+        else:
+            _say(f"lab is not running ({status['lab_dir']}): start it with make up (or {_python()} -m pgha lab up)")
+        return
     table = Table(title="pgha lab members")
     for column in ("member", "host", "port", "role", "state", "timeline", "lag"):
         table.add_column(column)
+    gone = []
     for m in status["members"]:
-        table.add_row(m["name"], m["host"], str(m["port"]), m["role"], m["state"], str(m["timeline"] or ""),
+        state = m["state"]
+        if not status["processes"].get(m["name"], {}).get("patroni"):
+            # Patroni was killed: etcd keeps the member's key, and what it last reported, until the ttl runs out
+            gone.append(m)
+            state = "Patroni not running"
+        table.add_row(m["name"], m["host"], str(m["port"]), m["role"], state, str(m["timeline"] or ""),
                       str(m["lag"] if m["lag"] is not None else ""))
     console.print(table)
+    ttl = status.get("timing_in_dcs", status["timing"]).get("ttl")
+    for m in gone:
+        _say(f"{m['name']}: its Patroni is not running; etcd keeps its last report ({m['role']}, {m['state']}) "
+             f"until its key expires (ttl {ttl} s)")
     dsns = status["dsns"]
     lines = [f"writer DSN: {dsns['writer']}", f"reader DSN: {dsns['reader']}"]
     lines += [f"{node} DSN:  {dsn}" for node, dsn in dsns["nodes"].items()]
-    lines.append("password:   export PGPASSWORD=$(python -m pgha lab password)")
+    lines.append(f"password:   export PGPASSWORD=$({_python()} -m pgha lab password)")
     if "timing" in status:
         lines.append("timing:     " + ", ".join(f"{k} {v}" for k, v in status["timing"].items()))
     for line in lines:  # unwrapped, so they copy and paste
@@ -423,7 +461,7 @@ def lab_up(
     except (LabError, PrerequisiteError, DynamicConfigError) as err:
         _fail(err, 1)
     _print_status(status)
-    console.print("stop it with: make down  (or python -m pgha lab down [--purge])")
+    _say(f"stop it with: make down  (or {_python()} -m pgha lab down [--purge])")
 
 
 @lab_app.command("status")

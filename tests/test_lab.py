@@ -178,6 +178,33 @@ def test_cli_switchover_refused_by_patroni_says_why(lab: Lab) -> None:
     assert lab.leader().name == leader
 
 
+def test_cli_kill_refuses_what_it_cannot_kill_and_status_marks_the_killed_member(lab: Lab) -> None:
+    """`lab kill node9` and a second `lab kill` of the same node reported "killed"; and for as long as etcd kept
+    the killed member's key, `lab status` showed it as running. Also: the PGPASSWORD hint works as printed."""
+    wait_for("a healthy cluster", lambda: healthy(lab))
+    unknown = pgha_cli(lab, "lab", "kill", "node9")
+    assert unknown.returncode == 1
+    assert "error: unknown node 'node9': the lab's nodes are node1, node2, node3" in unknown.stderr
+    replica = next(name for name, role in roles(lab).items() if role == "replica")
+    try:
+        assert pgha_cli(lab, "lab", "kill", replica).returncode == 0
+        status = pgha_cli(lab, "lab", "status")
+        # etcd keeps the member's key (its last report: streaming) until the ttl runs out, 20 s in the lab
+        row = next(line for line in status.stdout.splitlines() if f" {replica} " in line)
+        assert "Patroni not running" in row and "streaming" not in row, status.stdout
+        assert f"{replica}: its Patroni is not running" in status.stdout
+        again = pgha_cli(lab, "lab", "kill", replica)
+        assert again.returncode == 1 and f"error: {replica} is not running" in again.stderr
+        hint = next(line for line in status.stdout.splitlines() if line.startswith("password:"))
+        command = hint.split("$(", 1)[1].rsplit(")", 1)[0]
+        password = subprocess.run(["bash", "-c", command], cwd=PROJECT_DIR, capture_output=True, text=True,
+                                  timeout=60, check=False, env={**os.environ, "PGHA_LAB_DIR": str(lab.root)})
+        assert password.stdout.strip() == lab.secrets().superuser, (command, password.stderr)
+    finally:
+        lab.up()
+    assert healthy(lab)
+
+
 def test_lab_up_on_a_running_lab_with_no_leader_waits_for_one_and_fails_clearly(lab: Lab) -> None:
     """Every process runs but no member answers (all frozen): `lab up` said "lab already running", printed an
     empty table and exited 0. It waits for a healthy cluster as a fresh start does, and says what it found."""

@@ -51,6 +51,15 @@ def test_lab_password_where_there_is_no_lab_is_an_error_and_creates_nothing(tmp_
     assert not lab_dir.exists()
 
 
+def test_lab_status_of_a_stopped_lab_says_it_is_not_running(tmp_path: Path) -> None:
+    """It printed an empty table and the DSNs, exit 3 the only sign."""
+    lab_dir = tmp_path / "lab"
+    status = pgha("lab", "status", lab_dir=lab_dir)
+    assert status.returncode == 3
+    assert status.stdout.startswith(f"lab is not running ({lab_dir}): start it with make up")
+    assert "member" not in status.stdout and "DSN" not in status.stdout
+
+
 def test_lab_kill_of_an_unknown_node_names_the_labs_nodes(tmp_path: Path) -> None:
     """It printed "killed node9: ..." and exited 0."""
     result = pgha("lab", "kill", "node9", lab_dir=tmp_path / "lab")

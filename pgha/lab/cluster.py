@@ -778,8 +778,8 @@ class Lab:
     def status(self) -> dict[str, Any]:
         """Members and DSNs, as `pgha lab status --json` prints them."""
         members = self.members()
-        status: dict[str, Any] = {"members": [asdict(m) for m in members], "dsns": self.dsns(),
-                                  "processes": self.running(), "timing": asdict(self.timing)}
+        status: dict[str, Any] = {"lab_dir": str(self.root), "members": [asdict(m) for m in members],
+                                  "dsns": self.dsns(), "processes": self.running(), "timing": asdict(self.timing)}
         if members:
             with contextlib.suppress(LabError, OSError, ValueError):
                 config = self.dynamic_config()
