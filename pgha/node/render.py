@@ -295,9 +295,15 @@ class BootSettings:
     architecture: str = "arm64"
 
     @property
+    def pgdg_packages(self) -> list[str]:
+        """The packages taken from PGDG only: the server and pg_cron for the major version, and pgBackRest,
+        whose Debian 12 release (2.45) cannot read the control file of PostgreSQL 16 or later."""
+        return [f"postgresql-{self.postgres_version}", f"postgresql-{self.postgres_version}-cron", "pgbackrest"]
+
+    @property
     def packages(self) -> list[str]:
-        """apt packages to install: the pinned Debian ones and PGDG's server and pg_cron for the major version."""
-        return [*apt_pins(), f"postgresql-{self.postgres_version}", f"postgresql-{self.postgres_version}-cron"]
+        """apt packages to install: the pinned Debian ones and the PGDG ones."""
+        return [*apt_pins(), *self.pgdg_packages]
 
     @property
     def ssm_install(self) -> str:
