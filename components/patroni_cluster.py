@@ -89,7 +89,9 @@ def ec2_node(name: str, address: str, postgres_version: int) -> NodeSpec:
         bin_dir=f"/usr/lib/postgresql/{postgres_version}/bin",
         etcd_data_dir="/var/lib/pgha/etcd",
         socket_dir="/var/run/postgresql",
-        pgpass="/var/lib/pgha/pgpass",
+        # in a directory of postgres's own: Patroni refuses to start unless it can write beside its pgpass,
+        # and the volume's root (/var/lib/pgha, root's) stays root's
+        pgpass="/var/lib/pgha/patroni/pgpass",
         ssl_cert_file="/etc/pgha/tls/node.crt",
         ssl_key_file="/etc/pgha/tls/node.key",
         ca_file="/etc/pgha/tls/ca.crt",

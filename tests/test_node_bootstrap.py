@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import fields, replace
 from pathlib import Path
@@ -47,7 +49,16 @@ def ec2_node_file(tmp_path: Path, moto_url: str) -> Path:
     return write_node_file(tmp_path, moto_url, ec2_layout=True)
 
 
-def write_node_file(tmp_path: Path, moto_url: str, ec2_layout: bool = False) -> Path:
+@pytest.fixture
+def ec2_node_file_for_service_user(tmp_path: Path, moto_url: str) -> Iterator[Path]:
+    """The EC2 layout under a directory the service user can traverse (pytest's own is root's alone)."""
+    root = Path(tempfile.mkdtemp(prefix="pgha-ec2-node-"))
+    root.chmod(0o755)
+    yield write_node_file(tmp_path, moto_url, ec2_layout=True, layout_root=root)
+    shutil.rmtree(root)
+
+
+def write_node_file(tmp_path: Path, moto_url: str, ec2_layout: bool = False, layout_root: Path | None = None) -> Path:
     client = boto3.client("secretsmanager", endpoint_url=moto_url, region_name="us-east-1", **{
         "aws_access_key_id": "testing", "aws_secret_access_key": "testing"})
     name = tmp_path.name
@@ -60,7 +71,7 @@ def write_node_file(tmp_path: Path, moto_url: str, ec2_layout: bool = False) -> 
     if ec2_layout:
         on_ec2 = ec2_node("node1", "127.0.3.1", 17)
         node = replace(on_ec2, bin_dir=cluster.nodes[0].bin_dir, **{
-            f.name: f"{tmp_path}{getattr(on_ec2, f.name)}" for f in fields(on_ec2)
+            f.name: f"{layout_root or tmp_path}{getattr(on_ec2, f.name)}" for f in fields(on_ec2)
             if f.name.endswith(("_dir", "_file", "pgpass")) and f.name != "bin_dir"})
         cluster = replace(cluster, nodes=[node, *cluster.nodes[1:]])
     config = NodeConfig(cluster=cluster, node=cluster.nodes[0], service_manager="external",
@@ -124,6 +135,26 @@ def test_the_service_user_owns_its_files_but_cannot_replace_the_node_file_root_r
                               capture_output=True, text=True, check=False)
     assert replaced.returncode != 0 and "Permission denied" in replaced.stderr
     assert json.loads((config_dir / "node.json").read_text())["node"]["name"] == "node1"
+
+
+@pytest.mark.skipif(not running_as_root(), reason="the service user differs from the test's only as root")
+def test_patroni_as_the_service_user_can_write_beside_the_pgpass_of_an_ec2_node(
+        ec2_node_file_for_service_user: Path) -> None:
+    node_file = ec2_node_file_for_service_user
+    config = parse(node_file.read_text())
+    # as pgha-mount-data leaves the fresh volume's root: root's, 0755
+    mount = Path(config.node.etcd_data_dir).parent
+    mount.mkdir(parents=True)
+    mount.chmod(0o755)
+    assert bootstrap(node_file).returncode == 0
+    pgpass = yaml.safe_load((Path(config.node.config_dir) / "patroni.yml").read_text())["postgresql"]["pgpass"]
+    # Patroni's own start-up check (Postgresql.config.check_directories), run as the user systemd runs it as
+    check = ("import sys; from patroni.utils import validate_directory; "
+             "validate_directory(sys.argv[1], \"'{}' is defined in postgresql.pgpass, {}\")")
+    result = subprocess.run(as_service_user([sys.executable, "-c", check, os.path.dirname(pgpass)]),
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr.strip()[-300:]
+    assert (mount.stat().st_uid, oct(mount.stat().st_mode & 0o777)) == (0, "0o755"), "the volume's root stays root's"
 
 
 def test_a_symbolic_link_planted_in_a_node_directory_is_refused_not_followed(ec2_node_file: Path,

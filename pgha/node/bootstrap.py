@@ -173,6 +173,9 @@ def write_node_files(config: NodeConfig, secrets: ClusterSecrets, tls: NodeTls,
         writer.directory(path, 0o700)
     # data directories: Patroni's initdb wants data_dir absent or empty, under a directory it owns
     writer.directory(Path(node.data_dir).parent, 0o700)
+    # Patroni writes its pgpass file with a temporary beside it and refuses to start (check_directories)
+    # unless the service user can write in that directory
+    writer.directory(Path(node.pgpass).parent, 0o700)
     writer.directory(Path(node.etcd_data_dir), 0o700)
     writer.directory(Path(node.socket_dir), 0o755)
     for sub in ("", "spool", "lock", "log"):
