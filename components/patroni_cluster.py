@@ -50,6 +50,8 @@ DEBIAN_OWNER = "136693071363"
 CERT_VALIDITY_HOURS = 3 * 365 * 24
 #: Where a root shell on a node finds patronictl's configuration (REST API password, CA, client cert).
 PATRONICTL_CONFIG = "/root/.config/patroni/patronictl.yaml"
+#: Where a node's EBS data volume is mounted (cloud-init's pgha-mount-data); its data lives only there.
+DATA_MOUNT = "/var/lib/pgha"
 
 
 @dataclass(frozen=True)
@@ -85,18 +87,18 @@ def ec2_node(name: str, address: str, postgres_version: int) -> NodeSpec:
     return NodeSpec(
         name=name,
         address=address,
-        data_dir=f"/var/lib/pgha/postgresql/{postgres_version}/data",
+        data_dir=f"{DATA_MOUNT}/postgresql/{postgres_version}/data",
         bin_dir=f"/usr/lib/postgresql/{postgres_version}/bin",
-        etcd_data_dir="/var/lib/pgha/etcd",
+        etcd_data_dir=f"{DATA_MOUNT}/etcd",
         socket_dir="/var/run/postgresql",
         # in a directory of postgres's own: Patroni refuses to start unless it can write beside its pgpass,
         # and the volume's root (/var/lib/pgha, root's) stays root's
-        pgpass="/var/lib/pgha/patroni/pgpass",
+        pgpass=f"{DATA_MOUNT}/patroni/pgpass",
         ssl_cert_file="/etc/pgha/tls/node.crt",
         ssl_key_file="/etc/pgha/tls/node.key",
         ca_file="/etc/pgha/tls/ca.crt",
         config_dir="/etc/pgha",
-        pgbackrest_dir="/var/lib/pgha/pgbackrest",
+        pgbackrest_dir=f"{DATA_MOUNT}/pgbackrest",
     )
 
 
@@ -374,9 +376,11 @@ class PatroniCluster(pulumi.ComponentResource):
                                 args.max_connections, args.database, args.region, bucket, key_arn)
         node = spec.nodes[index]
         config = NodeConfig(cluster=spec, node=node, service_manager="systemd", patronictl_config=PATRONICTL_CONFIG,
-                            aws=AwsAccess(region=args.region, secret_arn=secret_arn, tls_secret_arn=tls_secret_arn))
+                            aws=AwsAccess(region=args.region, secret_arn=secret_arn, tls_secret_arn=tls_secret_arn),
+                            data_mount=DATA_MOUNT)
         boot = BootSettings(region=args.region, bundle_bucket=bucket, bundle_key=bundle_key,
-                            data_volume_id=volume_id, postgres_version=args.postgres_version, architecture=arch)
+                            data_volume_id=volume_id, postgres_version=args.postgres_version, architecture=arch,
+                            data_mount=DATA_MOUNT)
         return render_user_data(spec, node, config.to_json(), boot)
 
     def _certificate_authority(self, name: str, child: pulumi.ResourceOptions

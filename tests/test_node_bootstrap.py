@@ -171,6 +171,37 @@ def test_a_symbolic_link_planted_in_a_node_directory_is_refused_not_followed(ec2
     assert (victim.stat().st_uid, oct(victim.stat().st_mode & 0o777)) == (os.geteuid(), "0o755")
 
 
+def test_an_ec2_node_whose_data_volume_is_not_mounted_is_refused_and_nothing_written(ec2_node_file: Path,
+                                                                                    tmp_path: Path) -> None:
+    data = json.loads(ec2_node_file.read_text())
+    mount = tmp_path / "var" / "lib" / "pgha"
+    mount.mkdir(parents=True)  # as pgha-mount-data leaves it when the volume never appears: a plain directory
+    data["data_mount"] = str(mount)
+    ec2_node_file.write_text(json.dumps(data))
+    result = bootstrap(ec2_node_file)
+    assert result.returncode == 1
+    assert f"{mount} is not a mount point: node1's data volume is not mounted" in result.stderr
+    assert list(mount.iterdir()) == [] and not (tmp_path / "etc").exists(), "nothing written"
+    assert "reading secrets" not in result.stdout, "refused before any secret is read"
+
+
+def test_an_ec2_node_whose_data_mount_is_a_mount_point_boots(ec2_node_file: Path) -> None:
+    data = json.loads(ec2_node_file.read_text())
+    data["data_mount"] = "/"  # a mount point on any machine, and every test path is under it
+    ec2_node_file.write_text(json.dumps(data))
+    result = bootstrap(ec2_node_file)
+    assert result.returncode == 0, result.stderr
+    assert (Path(data["node"]["config_dir"]) / "patroni.yml").is_file()
+
+
+def test_a_lab_node_file_asks_for_no_mount(tmp_path: Path) -> None:
+    lab = Lab(root=tmp_path / "lab", addresses=("127.0.3.1", "127.0.3.2", "127.0.3.3"))
+    cluster = lab.cluster()
+    arns = {"pgha-lab/credentials": "arn:c", **{f"pgha-lab/{n.name}/tls": f"arn:{n.name}" for n in cluster.nodes}}
+    config = lab.node_config(cluster, cluster.nodes[0], arns)
+    assert config.data_mount == "" and parse(config.to_json()).data_mount == ""
+
+
 def test_unreadable_secret_fails_naming_the_secret(node_file: Path) -> None:
     data = json.loads(node_file.read_text())
     data["aws"]["secret_arn"] = "arn:aws:secretsmanager:us-east-1:123456789012:secret:missing-AbCdEf"
@@ -186,6 +217,8 @@ def test_unreadable_secret_fails_naming_the_secret(node_file: Path) -> None:
     (lambda d: d.update(service_manager="upstart"), "service_manager = 'upstart'"),
     (lambda d: d["cluster"]["timing"].update(ttl=10), "ttl = 10: must be at least 20"),
     (lambda d: d["node"].update(name="node9"), "node 'node9' is not among the peers"),
+    (lambda d: d.update(data_mount="var/lib/pgha"), "data_mount = 'var/lib/pgha': must be an absolute path"),
+    (lambda d: d.update(data_mount="/elsewhere"), "is not under data_mount '/elsewhere'"),
 ])
 def test_bad_node_file_is_refused_with_one_line(node_file: Path, change, message: str) -> None:
     data = json.loads(node_file.read_text())

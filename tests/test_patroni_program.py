@@ -474,6 +474,15 @@ def _verify_units(units: dict[str, str], tmp_path: Path) -> subprocess.Completed
                           capture_output=True, text=True, check=False)
 
 
+def test_the_node_file_requires_the_data_volume_mounted_where_cloud_init_mounts_it(plan: Plan) -> None:
+    config = node_file(plan)
+    assert config.data_mount == "/var/lib/pgha"
+    assert all(Path(path).is_relative_to(config.data_mount) for path in config.data_paths().values())
+    mount_script = written_file(user_data(plan), "/usr/local/sbin/pgha-mount-data")
+    assert f"LABEL=pgha-data {config.data_mount} xfs" in mount_script
+    assert f"mountpoint -q {config.data_mount} || mount {config.data_mount}" in mount_script
+
+
 def test_units_pass_systemd_analyze_verify(plan: Plan, tmp_path: Path) -> None:
     units = {f["path"].rsplit("/", 1)[1]: f["content"] for f in user_data(plan)["write_files"]
              if f["path"].startswith("/etc/systemd/system/")}
@@ -484,6 +493,10 @@ def test_units_pass_systemd_analyze_verify(plan: Plan, tmp_path: Path) -> None:
     for service in ("pgha-etcd.service", "patroni.service"):
         text = units[service]
         assert "RequiresMountsFor=/var/lib/pgha/" in text and "Restart=always" in text
+        # RequiresMountsFor= is met by / when the volume has no mount unit: the mount itself is checked
+        # before anything else starts (and again by the bootstrap in Patroni's ExecStartPre=+)
+        checks = [line for line in text.splitlines() if line.startswith("ExecStartPre=")]
+        assert checks[0] == "ExecStartPre=/usr/bin/mountpoint /var/lib/pgha", checks
         assert "StartLimitIntervalSec=0" in text, "a transient failure never leaves the node failed for good"
     broken = _verify_units({"patroni.service": units["patroni.service"].replace("Restart=", "Restrat=")},
                            tmp_path / "broken")

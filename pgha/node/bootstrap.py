@@ -235,8 +235,25 @@ def hand_over(config: NodeConfig, run: Callable[..., object] = subprocess.run) -
         raise BootstrapError(f"systemd could not start the node's units: {err}") from None
 
 
+def check_data_mount(config: NodeConfig) -> None:
+    """BootstrapError unless the node's data volume is mounted where its node file says it must be.
+
+    On EC2 a volume that never attached (a late or failed attachment, an instance type without NVMe) leaves
+    /var/lib/pgha a plain directory on the small root disk: bootstrapping there would re-add the node's etcd
+    member and have Patroni clone the whole database onto it. Nothing to check without ``data_mount`` (the lab).
+    """
+    mount = config.data_mount
+    if mount and not os.path.ismount(mount):
+        raise BootstrapError(
+            f"{mount} is not a mount point: {config.node.name}'s data volume is not mounted, and its data "
+            "must not go to the root disk; nothing written (see pgha-mount-data in /var/log/cloud-init-output.log)")
+
+
 def bootstrap(config: NodeConfig, start: bool = True, report: Callable[[str], None] = print) -> list[Path]:
-    """Configure one node from its file and (``start``) hand it to its service manager."""
+    """Configure one node from its file and (``start``) hand it to its service manager.
+
+    Refuses first, before reading a secret or writing a file, when the node's data volume is not mounted."""
+    check_data_mount(config)
     report(f"{config.node.name}: reading secrets ({config.aws.secret_arn}, {config.aws.tls_secret_arn})")
     secrets, tls = fetch_credentials(config.aws)
     written = write_node_files(config, secrets, tls, report)

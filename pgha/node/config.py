@@ -47,6 +47,15 @@ class NodeConfig:
     service_user: str = "postgres"
     #: Where to write a root-only patronictl configuration (EC2); empty: none.
     patronictl_config: str = ""
+    #: A mount point the node's data must be on (EC2: its EBS volume at /var/lib/pgha): the bootstrap refuses
+    #: to run while it is not mounted, rather than put PostgreSQL and etcd on the root disk. Empty: no check (lab).
+    data_mount: str = ""
+
+    def data_paths(self) -> dict[str, str]:
+        """The node's paths that hold data (PostgreSQL, etcd, pgBackRest, pgpass), by field name."""
+        node = self.node
+        return {"data_dir": node.data_dir, "etcd_data_dir": node.etcd_data_dir,
+                "pgbackrest_dir": node.pgbackrest_dir, "pgpass": node.pgpass}
 
     def to_json(self) -> str:
         """The node file's text."""
@@ -62,6 +71,7 @@ class NodeConfig:
             "service_manager": self.service_manager,
             "service_user": self.service_user,
             "patronictl_config": self.patronictl_config,
+            "data_mount": self.data_mount,
         }, indent=2) + "\n"
 
 
@@ -113,9 +123,24 @@ def parse(text: str, source: str = "node config") -> NodeConfig:
     problems = spec.timing.problems()
     if problems:
         raise NodeConfigError(f"{source}: cluster.timing: {'; '.join(problems)}")
-    return NodeConfig(cluster=spec, node=node, aws=aws, service_manager=manager,
-                      service_user=data.get("service_user", "postgres"),
-                      patronictl_config=data.get("patronictl_config", ""))
+    config = NodeConfig(cluster=spec, node=node, aws=aws, service_manager=manager,
+                        service_user=data.get("service_user", "postgres"),
+                        patronictl_config=data.get("patronictl_config", ""),
+                        data_mount=data.get("data_mount", ""))
+    _check_data_mount(config, source)
+    return config
+
+
+def _check_data_mount(config: NodeConfig, source: str) -> None:
+    """A data mount must be an absolute path holding every data path (else its check would prove nothing)."""
+    mount = config.data_mount
+    if not mount:
+        return
+    if not isinstance(mount, str) or not Path(mount).is_absolute():
+        raise NodeConfigError(f"{source}: data_mount = {mount!r}: must be an absolute path")
+    for key, path in config.data_paths().items():
+        if not Path(path).is_relative_to(mount):
+            raise NodeConfigError(f"{source}: node.{key} = {path!r} is not under data_mount {mount!r}")
 
 
 def load(path: Path) -> NodeConfig:

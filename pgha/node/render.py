@@ -293,6 +293,8 @@ class BootSettings:
     data_volume_id: str
     postgres_version: int
     architecture: str = "arm64"
+    #: Where pgha-mount-data mounts the data volume; the node file's ``data_mount`` and the units check it.
+    data_mount: str = "/var/lib/pgha"
 
     @property
     def pgdg_packages(self) -> list[str]:
@@ -315,14 +317,18 @@ class BootSettings:
                 "dpkg -i /var/tmp/amazon-ssm-agent.deb && systemctl enable --now amazon-ssm-agent")
 
 
-def render_units(cluster: ClusterSpec, node: NodeSpec) -> dict[str, str]:
-    """The node's systemd units, by file name."""
+def render_units(cluster: ClusterSpec, node: NodeSpec, data_mount: str = "") -> dict[str, str]:
+    """The node's systemd units, by file name. With ``data_mount``, etcd and Patroni refuse to start (and retry)
+    while it is not a mount point: ``RequiresMountsFor=`` alone is met by the root file system when no mount
+    unit exists for the volume (pgha-mount-data failed before writing its fstab entry)."""
     environment = _environment()
-    return {unit: environment.get_template(f"systemd/{unit}.j2").render(cluster=cluster, node=node) for unit in UNITS}
+    return {unit: environment.get_template(f"systemd/{unit}.j2").render(cluster=cluster, node=node,
+                                                                        data_mount=data_mount)
+            for unit in UNITS}
 
 
 def render_user_data(cluster: ClusterSpec, node: NodeSpec, node_json: str, boot: BootSettings) -> str:
     """The node's cloud-init user-data: pinned packages, the node file, the units, the bootstrap. No secret."""
     return _environment().get_template("cloud-init.yml.j2").render(
-        cluster=cluster, node=node, boot=boot, node_json=node_json, units=render_units(cluster, node),
+        cluster=cluster, node=node, boot=boot, node_json=node_json, units=render_units(cluster, node, boot.data_mount),
     )
