@@ -120,7 +120,10 @@ def test_a_node_whose_etcd_directory_holds_a_member_joins_as_existing(node_file:
 
 
 @pytest.mark.skipif(not running_as_root(), reason="ownership is set only when the bootstrap runs as root")
-def test_the_service_user_owns_its_files_but_cannot_replace_the_node_file_root_rereads(ec2_node_file: Path) -> None:
+def test_the_service_user_owns_its_files_but_cannot_replace_the_node_file_root_rereads(
+        ec2_node_file_for_service_user: Path) -> None:
+    # under a directory the service user can traverse: otherwise "Permission denied" would come from there
+    ec2_node_file = ec2_node_file_for_service_user
     assert bootstrap(ec2_node_file).returncode == 0
     node = parse(ec2_node_file.read_text()).node
     config_dir = Path(node.config_dir)
