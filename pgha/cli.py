@@ -586,7 +586,6 @@ drill_app = typer.Typer(help="DR drills: fail over, promote and restore; measure
 app.add_typer(drill_app, name="drill")
 
 
-
 def _drill_target(value: float) -> float:
     """Check a --max-rto/--max-rpo/--max-lost value while the options are parsed, before anything runs:
     a finite number, 0 or more (:func:`pgha.drill.engine.target_problem`); click names the option."""
