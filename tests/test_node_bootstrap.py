@@ -230,3 +230,30 @@ def test_bad_node_file_is_refused_with_one_line(node_file: Path, change, message
     result = bootstrap(node_file)
     assert result.returncode == 2 and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(not running_as_root(), reason="files of another uid can be made only as root")
+def test_data_a_replaced_instance_finds_under_another_uid_becomes_the_service_users(ec2_node_file: Path) -> None:
+    """The new instance's postgres may have another uid than the one that wrote the reused volume."""
+    node = parse(ec2_node_file.read_text()).node
+    old_uid = 4242
+    pg_version = Path(node.data_dir) / "PG_VERSION"
+    wal = Path(node.data_dir) / "pg_wal" / "000000010000000000000001"
+    member = Path(node.etcd_data_dir) / "member" / "snap" / "db"
+    for path in (pg_version, wal, member):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("data")
+    elsewhere = ec2_node_file.parent / "not-data"
+    elsewhere.write_text("root's")
+    (Path(node.data_dir) / "link").symlink_to(elsewhere)
+    for folder in (Path(node.data_dir), Path(node.etcd_data_dir)):
+        for path in (folder, *folder.rglob("*")):
+            os.lchown(path, old_uid, old_uid)
+    result = bootstrap(ec2_node_file)
+    assert result.returncode == 0, result.stderr
+    assert "belonged to another uid" in result.stdout
+    uid = service_user_ids()[0]
+    for path in (Path(node.data_dir), pg_version, wal, Path(node.etcd_data_dir), member,
+                 Path(node.data_dir) / "link"):
+        assert path.lstat().st_uid == uid, path
+    assert elsewhere.stat().st_uid == 0, "a symbolic link is changed, never followed"

@@ -123,6 +123,22 @@ class _Writer:
         finally:
             os.close(descriptor)
 
+    def adopt(self, path: Path) -> bool:
+        """Give an existing data tree that another uid owns to the service user; True when it did.
+
+        An EC2 node reuses its data volume when its instance is replaced, and the new instance's
+        ``postgres`` may have another uid than the one that wrote the files (Debian assigns system uids
+        in package install order): PostgreSQL and etcd would then refuse their own data. Symbolic links
+        are changed, never followed; a tree the service user already owns is left as it is.
+        """
+        if not self.ids or not path.is_dir() or path.is_symlink() or path.lstat().st_uid == self.ids[0]:
+            return False
+        for folder, directories, files in os.walk(path, followlinks=False):
+            for name in (*directories, *files):
+                os.lchown(os.path.join(folder, name), *self.ids)
+        os.lchown(path, *self.ids)
+        return True
+
     def file(self, path: Path, text: str, mode: int = 0o600, owned: bool = True) -> None:
         """Create with the final mode and owner before writing, so a secret is never readable by others."""
         temporary = path.with_name(f".{path.name}.tmp")
@@ -171,6 +187,10 @@ def write_node_files(config: NodeConfig, secrets: ClusterSecrets, tls: NodeTls,
     writer.directory(config_dir, 0o755, owned=False)
     for path in (Path(node.ca_file).parent, Path(node.ssl_key_file).parent):
         writer.directory(path, 0o700)
+    # data a replaced instance finds on its volume, written under another uid: the service user's now
+    for tree in (Path(node.data_dir), Path(node.etcd_data_dir), Path(node.pgbackrest_dir)):
+        if writer.adopt(tree):
+            report(f"{node.name}: {tree} belonged to another uid (a replaced instance?): now {config.service_user}'s")
     # data directories: Patroni's initdb wants data_dir absent or empty, under a directory it owns
     writer.directory(Path(node.data_dir).parent, 0o700)
     # Patroni writes its pgpass file with a temporary beside it and refuses to start (check_directories)
