@@ -108,7 +108,9 @@ def promotion_settings(identifier: str, args: DrReplicaArgs) -> dict[str, Any]:
     As a replica it follows the primary (by ARN: it is cross-region) and skips the final
     snapshot, which RDS refuses for a read replica (deleting one with a snapshot fails).
     Promoted (``pgha:drPromoted``), it drops ``replicate_source_db`` (the provider promotes the
-    instance in place) and takes a final snapshot and keeps its automated backups on delete
+    instance in place; after ``pgha drill rds promote-dr`` promoted it already, apply with
+    ``pulumi up --refresh`` so the state reads the standalone instance first) and takes a final
+    snapshot and keeps its automated backups on delete
     when the stack is protected. Nothing else changes in that update: backups, windows and (in
     production) Multi-AZ are already set on the replica, and the final-snapshot settings are only
     read on delete, so the update is the promotion alone (hashicorp/terraform-provider-aws#4419:

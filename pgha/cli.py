@@ -586,11 +586,13 @@ drill_app = typer.Typer(help="DR drills: fail over, promote and restore; measure
 app.add_typer(drill_app, name="drill")
 
 
-def _drill_target(value: float) -> float:
+def _drill_target(value: float | None) -> float | None:
     """Check a --max-rto/--max-rpo/--max-lost value while the options are parsed, before anything runs:
     a finite number, 0 or more (:func:`pgha.drill.engine.target_problem`); click names the option."""
     from pgha.drill.engine import target_problem
 
+    if value is None:  # not given: the command's own default applies (drill rds restore-pitr: its own)
+        return value
     problem = target_problem(value)
     if problem is not None:
         raise typer.BadParameter(problem)
@@ -635,6 +637,8 @@ def _finish_drill(result: DrillResult, report_dir: Path) -> NoReturn:
         unwritten = None
     for kind, path in paths.items():
         _say(f"report ({kind}): {path}")
+    for change in result.left_changed:
+        _say(f"left changed (not put back, by design): {change}")
     if passed:
         console.print("[green]drill passed[/green]")
     else:
@@ -707,10 +711,15 @@ def drill_rds(
     max_lag: Annotated[float, typer.Option("--max-lag", help="Refuse to promote a replica lagging more (s).")] = 1.0,
     allow_missing_lag: Annotated[bool, typer.Option(
         "--allow-missing-lag", help="Promote even when CloudWatch has no ReplicaLag for the replica.")] = False,
+    allow_pending_reboot: Annotated[bool, typer.Option(
+        "--allow-pending-reboot", help="failover: reboot even though changes wait for a reboot (it applies "
+        "them).")] = False,
     update_config: Annotated[bool, typer.Option(
         "--update-config", help="After promote-dr, write the config change into Pulumi.<stack>.yaml.")] = False,
     report: ReportOption = Path("reports/drills"),
-    max_rto: MaxRtoOption = 300.0,
+    max_rto: Annotated[float | None, typer.Option(
+        "--max-rto", callback=_drill_target, help="RTO target in seconds, 0 or more (seed KPI: 300; restore-pitr: "
+        "3600, the whole restore).")] = None,
     max_rpo: MaxRpoOption = 60.0,
     max_lost: MaxLostOption = 0,
     project_dir: Annotated[Path | None, typer.Option(help="Directory of Pulumi.yaml and the stack files "
@@ -722,8 +731,8 @@ def drill_rds(
 
     from pgha.ci.harness import PROJECT_DIR
     from pgha.connect import ConnectError, parse_dsn, resolve
-    from pgha.drill.engine import DrillRefused, Targets, run_drill
-    from pgha.drill.rds import DryRun, RdsDrill, RdsOptions, load_stack
+    from pgha.drill.engine import DEFAULT_MAX_RTO_S, DrillRefused, Targets, run_drill
+    from pgha.drill.rds import RESTORE_PITR_MAX_RTO_S, DryRun, RdsDrill, RdsOptions, load_stack
     from pgha.drill.stack_config import set_stack_value
 
     _check_report_dir(report)
@@ -733,7 +742,8 @@ def drill_rds(
         settings = resolve(replace(parse_dsn(dsn), application_name="pgha-drill"), secret_arn) if dsn else None
         drill = RdsDrill(load_stack(stack, project_dir), scenario, RdsOptions(
             yes=yes, replica=replica, to=to, keep=keep, max_lag_s=max_lag, allow_missing_lag=allow_missing_lag,
-            settings=settings, poll_s=poll_seconds), say=say)
+            settings=settings, poll_s=poll_seconds, allow_pending_reboot=allow_pending_reboot,
+            project_dir=project_dir), say=say)
         drill.prepare()
     except (DrillRefused, ConnectError) as err:
         _fail(err, 2)
@@ -741,6 +751,8 @@ def drill_rds(
         for line in plan_only.lines:
             _say(line)
         raise typer.Exit(3) from None
+    if max_rto is None:
+        max_rto = RESTORE_PITR_MAX_RTO_S if scenario == "restore-pitr" else DEFAULT_MAX_RTO_S
     with status:
         result = run_drill(drill, 1, Targets(max_rto, max_rpo, max_lost), say=say,
                            settings={"stack": stack, "instance": drill.subject_id, "region": drill.subject_region})
@@ -751,10 +763,13 @@ def drill_rds(
         result.settings["stack_config_change"] = f"{change.key}: {change.value} ({change.pulumi_command(stack)})"
         _say(f"stack config: {change.key}: {change.value} - {change.reason}")
         _say(f"  with the Pulumi CLI: {change.pulumi_command(stack)}")
+        _say(f"  then pulumi up --refresh --stack {stack}: the refresh first reads the promoted instance (no "
+             "source any more); a plain pulumi up would ask the provider to promote it again, which can fail on "
+             "an instance already promoted")
         if update_config:
             old = set_stack_value(stack_file, change.key, change.value)
             _say(f"  updated {stack_file}: {change.key}: {change.value} (was {old or 'unset'}); "
-                 f"see it with pgha plan --stack {stack}, then pulumi up")
+                 f"see it with pgha plan --stack {stack}, then pulumi up --refresh --stack {stack}")
         else:
             _say("  or run this drill with --update-config to write it into " + str(stack_file))
     if drill.advice:

@@ -7,6 +7,7 @@ the real CLI, and checks what changed in the (fake) AWS account and what the rep
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import urllib.request
 from collections.abc import Iterator
@@ -40,8 +41,27 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-1"}.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("PGHA_DSN", raising=False)
+    promotions_complete(monkeypatch)
     yield endpoint
     server.stop()
+
+
+def promotions_complete(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Model what RDS does when a promotion completes, which moto does not (a moto quirk): moto's
+    promote_read_replica never clears ReadReplicaSourceDBInstanceIdentifier, while real RDS clears it once the
+    promoted instance is a standalone primary. The drill's "standalone primary" check requires no source, so
+    the (in-process) moto backend clears it right after its promote call; tests of an instance that still lists
+    its source override DescribeDBInstances instead."""
+    from moto.rds.models import RDSBackend
+
+    promote = RDSBackend.promote_read_replica
+
+    def completes(self: RDSBackend, db_kwargs: dict) -> object:
+        database = promote(self, db_kwargs)
+        database.source_db_instance_identifier = None
+        return database
+
+    monkeypatch.setattr(RDSBackend, "promote_read_replica", completes)
 
 
 @pytest.fixture
@@ -253,7 +273,10 @@ def test_promote_replica_within_max_lag_promotes_and_keeps_the_config(aws: str, 
     result = drill(project, tmp_path, "promote-replica", "--stack", "dev", "--replica", "1", "--max-lag", "10",
                    "--update-config")
     assert result.exit_code == 0, result.output
-    assert "keep pgha:replicas = 1" in result.output and "pulumi state delete --stack dev" in result.output
+    assert "keep pgha:replicas = 1" in result.output
+    urn = run_program("dev", project_dir=project).get("pgha-dev-replica-1").urn
+    assert f"pulumi refresh --stack dev --target '{urn}' --yes" in result.output
+    assert "pulumi up --stack dev: creates pgha-dev-replica-1 again" in result.output
     assert (project / "Pulumi.dev.yaml").read_text() == before
     data = report_of(tmp_path)
     assert data["rounds"][0]["facts"]["promoted"] == "pgha-dev-replica-1"
@@ -474,3 +497,234 @@ def test_reports_that_fail_to_write_after_the_drill_still_print_rto_and_verdict(
     assert ended.value.exit_code == 1
     assert "round 1: RTO 4.25 s, RPO 0.00 s, 0 acknowledged commits lost" in out and "drill passed" in out
     assert f"the reports were not written into {blocker / 'reports'}: " in err
+
+
+# --- promotions: one-way, from the moment PromoteReadReplica returned ---------------------------------------
+
+
+def throttle_after_promote(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PromoteReadReplica goes through, then every DescribeDBInstances is throttled: the round aborts after the
+    one-way call."""
+    from botocore.exceptions import ClientError
+
+    from pgha.drill.rds import RdsDrill
+
+    client, describe, state = RdsDrill.client, RdsDrill.describe, {"promoted": False}
+
+    def counting(self: RdsDrill, service: str, region: str | None = None) -> object:
+        made = client(self, service, region)
+        if service == "rds":
+            promote = made.promote_read_replica
+
+            def promoted(**kwargs: object) -> object:
+                answer = promote(**kwargs)
+                state["promoted"] = True
+                return answer
+
+            made.promote_read_replica = promoted
+        return made
+
+    def throttled(self: RdsDrill, identifier: str, region: str | None = None) -> dict:
+        if state["promoted"]:
+            raise ClientError({"Error": {"Code": "Throttling", "Message": "Rate exceeded"}}, "DescribeDBInstances")
+        return describe(self, identifier, region)
+
+    monkeypatch.setattr(RdsDrill, "client", counting)
+    monkeypatch.setattr(RdsDrill, "describe", throttled)
+
+
+def test_promote_dr_aborted_after_the_call_still_gives_and_writes_the_config_change(
+        aws: str, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The promotion happened even though the round aborted: the config step is printed and written, and the
+    report says the DR replica was promoted, not that everything was put back."""
+    deploy("prod", multi_az=True, replicas=2, dr_region="eu-central-1", protected=True)
+    replica_lag("pgha-prod-dr-replica", 0.3, region="eu-central-1")
+    throttle_after_promote(monkeypatch)
+    result = drill(project, tmp_path, "promote-dr", "--stack", "prod", "--yes", "--update-config")
+    assert result.exit_code == 1, result.output
+    assert "pulumi config set --stack prod pgha:drPromoted true" in result.output
+    assert "pgha:drPromoted: true" in (project / "Pulumi.prod.yaml").read_text()
+    data = report_of(tmp_path)
+    assert "Throttling" in data["rounds"][0]["error"]
+    assert data["rounds"][0]["facts"]["promoted"] == "pgha-prod-dr-replica"
+    assert data["restored"] is False
+    [left] = data["left_changed"]
+    assert left.startswith("pgha-prod-dr-replica (eu-central-1) was promoted to a standalone primary - one-way")
+    assert "left changed (not put back, by design): pgha-prod-dr-replica" in result.output
+
+
+def test_promote_replica_aborted_after_the_call_still_prints_the_advice(
+        aws: str, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    deploy("dev", multi_az=False, replicas=1, dr_region=None, protected=False)
+    replica_lag("pgha-dev-replica-1", 0.2)
+    throttle_after_promote(monkeypatch)
+    result = drill(project, tmp_path, "promote-replica", "--stack", "dev", "--replica", "1")
+    assert result.exit_code == 1, result.output
+    assert "keep pgha:replicas = 1" in result.output and "pulumi refresh --stack dev" in result.output
+    assert report_of(tmp_path)["left_changed"][0].startswith("pgha-dev-replica-1 (eu-west-1) was promoted")
+
+
+def test_a_promoted_instance_still_listing_its_source_fails_the_standalone_check(
+        aws: str, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Available but still a replica (the promotion did not complete, or was a no-op): not a standalone primary."""
+    from pgha.drill.rds import RdsDrill
+
+    deploy("dev", multi_az=False, replicas=1, dr_region=None, protected=False)
+    replica_lag("pgha-dev-replica-1", 0.2)
+    describe = RdsDrill.describe
+
+    def still_replica(self: RdsDrill, identifier: str, region: str | None = None) -> dict:
+        found = describe(self, identifier, region)
+        if identifier == "pgha-dev-replica-1":
+            found["ReadReplicaSourceDBInstanceIdentifier"] = "pgha-dev-primary"
+        return found
+
+    monkeypatch.setattr(RdsDrill, "describe", still_replica)
+    result = drill(project, tmp_path, "promote-replica", "--stack", "dev", "--replica", "1")
+    assert result.exit_code == 1, result.output
+    checks = {c["name"]: c for c in report_of(tmp_path)["rounds"][0]["checks"]}
+    standalone = checks["pgha-dev-replica-1 available as a standalone primary"]
+    assert standalone["ok"] is False
+    assert standalone["detail"] == "still lists pgha-dev-primary as its replication source"
+
+
+def test_a_completed_promotion_is_reported_as_left_changed_never_as_all_put_back(
+        aws: str, project: Path, tmp_path: Path) -> None:
+    deploy("prod", multi_az=True, replicas=1, dr_region="eu-central-1", protected=True)
+    replica_lag("pgha-prod-dr-replica", 0.3, region="eu-central-1")
+    result = drill(project, tmp_path, "promote-dr", "--stack", "prod", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "then pulumi up --refresh --stack prod" in result.output
+    data = report_of(tmp_path)
+    assert data["verdict"]["passed"] is True and data["unrestored"] == []
+    assert data["restored"] is False and len(data["left_changed"]) == 1
+    assert "pulumi up --refresh --stack prod" in data["left_changed"][0]
+    [markdown] = (tmp_path / "reports").glob("*.md")
+    text = markdown.read_text()
+    assert "everything the drill changed was put back" not in text
+    assert "- **left changed** (not put back, by design): pgha-prod-dr-replica (eu-central-1) was promoted" in text
+
+
+def test_the_docs_tell_pulumi_up_with_refresh_after_a_dr_promotion() -> None:
+    """After promote-dr Pulumi's state still has replicate_source_db; a plain `pulumi up` asks the provider to
+    promote an instance that is already standalone. Every place that gives the step says --refresh."""
+    readme = (PROJECT / "README.md").read_text()
+    drills = (PROJECT / "docs" / "drills.md").read_text()
+    assert "pulumi config set pgha:drPromoted true && pulumi up --refresh" in readme
+    assert "pulumi config set pgha:drPromoted true && pulumi up\n" not in readme
+    assert "then `pgha plan`, `pulumi up --refresh`" in drills
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_replica_rollback_advice_names_the_stacks_urn_and_covers_its_dependents(stack: str) -> None:
+    """The advice works with Pulumi's rules: no `pulumi state delete` (refused for a resource others depend on,
+    and for a protected one); the URN refreshed is the plan's, its dependents are named as staying, and a
+    protected replica is unprotected first."""
+    from pgha.drill.rds import replica_rollback_advice
+
+    plan = run_program(stack)
+    replica = plan.get(f"pgha-{stack}-replica-1")
+    dependents = [r for r in plan.resources if replica.urn in r.dependencies]
+    assert len(dependents) >= 6, "5 alarms and the event subscription"
+    advice = "\n".join(replica_rollback_advice(plan, stack, replica.name, f"pgha-{stack}-primary", 1, "eu-west-1"))
+    assert f"pulumi refresh --stack {stack} --target '{replica.urn}' --yes" in advice
+    assert all(r.name in advice for r in dependents)
+    assert (f"pulumi state unprotect --stack {stack} '{replica.urn}'" in advice) is replica.protect
+    assert stack == "dev" or replica.protect, "prod protects its replicas"
+    assert "pulumi state delete --" not in advice and "pulumi state delete '" not in advice
+    urns = {r.urn for r in plan.resources}
+    assert all(urn in urns for urn in re.findall(r"'(urn:pulumi:[^']+)'", advice))
+
+
+# --- waiting, guards, restores ------------------------------------------------------------------------------
+
+
+def fail_restore(monkeypatch: pytest.MonkeyPatch, status: str = "incompatible-restore") -> None:
+    """The scratch instance of a restore lands in a state RDS never leaves for available by itself."""
+    from pgha.drill.rds import RdsDrill
+
+    describe = RdsDrill.describe
+
+    def failed(self: RdsDrill, identifier: str, region: str | None = None) -> dict:
+        found = describe(self, identifier, region)
+        if "-pitr-" in identifier:
+            found["DBInstanceStatus"] = status
+        return found
+
+    monkeypatch.setattr(RdsDrill, "describe", failed)
+
+
+def test_a_terminal_status_stops_the_wait_naming_it(aws: str, project: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    deploy("dev", multi_az=False, replicas=0, dr_region=None, protected=False)
+    fail_restore(monkeypatch)
+    started = time.monotonic()
+    result = drill(project, tmp_path, "restore-pitr", "--stack", "dev", "--to", "latest")
+    assert time.monotonic() - started < 60, "waited on a terminal state"
+    assert result.exit_code == 1, result.output
+    data = report_of(tmp_path)
+    assert "is 'incompatible-restore': RDS does not make it available" in data["rounds"][0]["error"]
+    assert data["unrestored"] == [], "the scratch instance was deleted"
+
+
+def test_keep_with_an_aborted_restore_lists_the_scratch_instance_with_its_delete_command(
+        aws: str, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    deploy("dev", multi_az=False, replicas=0, dr_region=None, protected=False)
+    fail_restore(monkeypatch)
+    result = drill(project, tmp_path, "restore-pitr", "--stack", "dev", "--to", "latest", "--keep")
+    assert result.exit_code == 1, result.output
+    [left] = report_of(tmp_path)["unrestored"]
+    scratch = re.search(r"scratch instance (pgha-dev-pitr-\d+) ", left).group(1)
+    assert f"delete it with aws rds delete-db-instance --region eu-west-1 --db-instance-identifier {scratch} " \
+           "--skip-final-snapshot" in left
+    assert instance(scratch)
+
+
+def test_restore_pitr_is_judged_against_its_own_default_rto_target(aws: str, project: Path,
+                                                                   tmp_path: Path) -> None:
+    """A restore's RTO is the whole restore (10-30 min on RDS): the failover KPI of 300 s would fail every one."""
+    deploy("dev", multi_az=False, replicas=0, dr_region=None, protected=False)
+    result = drill(project, tmp_path, "restore-pitr", "--stack", "dev", "--to", "latest", "--keep")
+    assert result.exit_code == 0, result.output
+    data = report_of(tmp_path)
+    assert data["targets"]["max_rto_s"] == 3600.0
+    [left] = data["left_changed"]
+    assert left.startswith("scratch instance pgha-dev-pitr-") and "(--keep)" in left
+    shutil.rmtree(tmp_path / "reports")
+    explicit = drill(project, tmp_path, "restore-pitr", "--stack", "dev", "--to", "latest", "--max-rto", "900")
+    assert explicit.exit_code == 0 and report_of(tmp_path)["targets"]["max_rto_s"] == 900.0
+
+
+@pytest.mark.parametrize("pending", [
+    {"DBParameterGroups": [{"DBParameterGroupName": "pgha-prod-pg17", "ParameterApplyStatus": "pending-reboot"}]},
+    {"PendingModifiedValues": {"DBInstanceClass": "db.r7g.xlarge"}},
+])
+def test_failover_refuses_while_changes_wait_for_a_reboot(aws: str, project: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch, pending: dict) -> None:
+    from pgha.drill.rds import RdsDrill
+
+    deploy("prod", multi_az=True, replicas=0, dr_region=None, protected=True)
+    describe = RdsDrill.describe
+    monkeypatch.setattr(RdsDrill, "describe", lambda self, identifier, region=None: {
+        **describe(self, identifier, region), **(pending if identifier == "pgha-prod-primary" else {})})
+    refused = drill(project, tmp_path, "failover", "--stack", "prod", "--yes")
+    assert refused.exit_code == 2, refused.output
+    assert "the failover's reboot would apply them; refusing" in refused.output
+    assert not (tmp_path / "reports").exists()
+    allowed = drill(project, tmp_path, "failover", "--stack", "prod", "--yes", "--allow-pending-reboot")
+    assert allowed.exit_code == 0, allowed.output
+
+
+def test_a_dsn_that_cannot_write_the_heartbeat_is_refused_before_anything_changes(
+        aws: str, project: Path, tmp_path: Path, postgres) -> None:
+    deploy("dev", multi_az=False, replicas=1, dr_region=None, protected=False)
+    replica_lag("pgha-dev-replica-1", 0.2)
+    dsn = postgres.dsn().replace(postgres.password, "not-the-password")
+    result = drill(project, tmp_path, "promote-replica", "--stack", "dev", "--replica", "1", "--dsn", dsn)
+    assert result.exit_code == 2, result.output
+    assert "the heartbeat table pgha_drill_heartbeat could not be prepared" in result.output
+    assert "nothing was changed" in result.output and "not-the-password" not in result.output
+    assert not (tmp_path / "reports").exists()
+    assert instance("pgha-dev-replica-1")["ReadReplicaSourceDBInstanceIdentifier"] == "pgha-dev-primary"

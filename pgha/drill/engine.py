@@ -165,6 +165,9 @@ class DrillResult:
     notes: list[str] = field(default_factory=list)
     #: What the drill could not put back the way it found it (empty: all restored).
     unrestored: list[str] = field(default_factory=list)
+    #: What the drill left changed on purpose, each with what to run: a one-way promotion, an instance kept
+    #: with --keep. Not a failure of the drill, but not "restored" either: the report never says all was put back.
+    left_changed: list[str] = field(default_factory=list)
     settings: dict[str, object] = field(default_factory=dict)
 
     def verdict(self) -> tuple[bool, list[str]]:
@@ -203,6 +206,9 @@ class Scenario(Protocol):
     def restore(self) -> list[str]:
         """Put back what the drill changed; return what could not be restored (empty when all was)."""
 
+    # Optional: ``left_changed() -> list[str]``, what the drill left changed on purpose (one-way changes,
+    # --keep), read by :func:`run_drill` after :meth:`restore` into :attr:`DrillResult.left_changed`.
+
 
 def run_drill(scenario: Scenario, rounds: int, targets: Targets, say: Say = print,
               settings: dict[str, object] | None = None) -> DrillResult:
@@ -233,5 +239,8 @@ def run_drill(scenario: Scenario, rounds: int, targets: Targets, say: Say = prin
             result.unrestored = scenario.restore()
         except Exception as err:  # report, never hide, what could not be restored
             result.unrestored = [f"restore failed: {type(err).__name__}: {err}"]
+        left_changed = getattr(scenario, "left_changed", None)
+        if callable(left_changed):
+            result.left_changed = list(left_changed())
         result.finished = time.time()
     return result

@@ -31,6 +31,13 @@ WAIT_TIMEOUT_S = 3600.0
 PROMOTED_CONNECT_S = 60.0
 NO_DSN = "the database was not reachable from here (no --dsn)"
 NO_DSN_RPO = "not measured: no --dsn to write the heartbeat through"
+#: DescribeDBInstances statuses an instance does not leave by itself for "available": waiting on is pointless.
+TERMINAL_STATUSES = frozenset({"failed", "incompatible-restore", "incompatible-network", "incompatible-parameters",
+                               "incompatible-option-group", "incompatible-credentials", "storage-full",
+                               "inaccessible-encryption-credentials"})
+#: restore-pitr's default RTO target: the whole restore (RDS restores take 10-30 min, more for big databases),
+#: not the failover KPI of 300 s, which every real restore would fail.
+RESTORE_PITR_MAX_RTO_S = 3600.0
 
 
 class DryRun(Exception):
@@ -75,6 +82,10 @@ class RdsOptions:
     #: Where to reach the database (the writer); None = measure from status and events only.
     settings: ConnectionSettings | None = None
     poll_s: float = 5.0
+    #: failover: reboot even when parameter changes wait for a reboot (the failover applies them too).
+    allow_pending_reboot: bool = False
+    #: The directory of Pulumi.yaml: the promote-replica advice names URNs from this program's plan.
+    project_dir: Path | None = None
 
     @property
     def grace_s(self) -> float:
@@ -112,6 +123,10 @@ class RdsDrill:
         self.notes: list[str] = []
         self.replica_lag_s: float | None = None
         self._events: list[dict[str, Any]] = []
+        #: PromoteReadReplica returned: the replica is (becoming) a standalone primary, for good.
+        self.promoted = False
+        #: restore-pitr's round got as far as its checks (an abort before leaves the scratch instance unchecked).
+        self.restore_checked = False
 
     # --- AWS -------------------------------------------------------------------------------
 
@@ -182,6 +197,7 @@ class RdsDrill:
                 raise DrillRefused(f"{self.primary_id} is not Multi-AZ: a reboot with failover needs a standby "
                                    "(pgha:multiAz true)")
             self._require_available(primary)
+            self._pending_reboot_guard(primary)
         elif self.name in ("promote-replica", "promote-dr"):
             replica = self.describe(self.subject_id, self.subject_region)
             self._check_stack(replica)
@@ -198,6 +214,33 @@ class RdsDrill:
         if protected and not self.options.yes:
             raise DryRun([f"stack {self.cfg.stack} has deletion protection: not running without --yes. "
                           "The drill would:"] + [f"  - {line}" for line in self.plan()])
+        self._heartbeat_guard()
+
+    def _heartbeat_guard(self) -> None:
+        """With --dsn (failover, promotions): create the heartbeat table now, as the round would, so a wrong
+        password, an unreachable writer or a missing CREATE privilege is refused (exit 2, nothing changed on
+        AWS) instead of aborting the round after the drill started (exit 1, a failed report)."""
+        if self.options.settings is None or self.name == "restore-pitr":
+            return
+        try:
+            WriteProbe(self.options.settings, interval=1.0, table=HEARTBEAT_TABLE, timeout=5).prepare()
+        except Exception as err:  # connection refused, authentication, permission denied, ...
+            raise DrillRefused(f"--dsn {self.options.settings.display()}: the heartbeat table {HEARTBEAT_TABLE} "
+                               f"could not be prepared ({type(err).__name__}: {str(err).strip()[:300]}); "
+                               "nothing was changed") from None
+
+    def _pending_reboot_guard(self, primary: dict[str, Any]) -> None:
+        """Refuse a failover while changes wait for a reboot (parameter group ``pending-reboot``, or
+        ``PendingModifiedValues``): the reboot would apply them, so the drill would change more than it
+        tests. ``--allow-pending-reboot`` reboots anyway."""
+        pending = [f"parameter group {g.get('DBParameterGroupName')} is pending-reboot"
+                   for g in primary.get("DBParameterGroups") or [] if g.get("ParameterApplyStatus") == "pending-reboot"]
+        modified = primary.get("PendingModifiedValues") or {}
+        if modified:
+            pending.append("pending modifications " + ", ".join(sorted(modified)))
+        if pending and not self.options.allow_pending_reboot:
+            raise DrillRefused(f"{self.primary_id}: {'; '.join(pending)}: the failover's reboot would apply them; "
+                               "refusing (apply them first, or --allow-pending-reboot to reboot anyway)")
 
     def _resolve_replica(self) -> None:
         if self.name == "promote-dr":
@@ -313,13 +356,43 @@ class RdsDrill:
          "restore-pitr": self._restore_pitr}[self.name](rnd)
 
     def restore(self) -> list[str]:
-        """Delete a scratch instance a failed restore round left behind; a promotion cannot be undone."""
-        if self.name == "restore-pitr" and self.scratch_id and not self.options.keep and self._exists(self.scratch_id):
+        """Delete a scratch instance a failed restore round left behind (a promotion cannot be undone: see
+        :meth:`left_changed`). A scratch instance that still exists afterwards is listed with the command that
+        deletes it: one a round aborted with --keep (left unchecked), or one whose deletion failed."""
+        if self.name != "restore-pitr" or not self.scratch_id or not self._exists(self.scratch_id):
+            return []
+        if self.options.keep and self.restore_checked:
+            return []  # kept on purpose after its checks: left_changed names it
+        why = "the round aborted; kept by --keep" if self.options.keep else "left behind"
+        if not self.options.keep:
             try:
                 self._delete_scratch()
             except _aws_errors() as err:
-                return [f"scratch instance {self.scratch_id} could not be deleted: {_aws_message(err)}"]
+                why = f"could not be deleted: {_aws_message(err)}"
+            if not self._exists(self.scratch_id):
+                return []
+        return [f"scratch instance {self.scratch_id} {why}: delete it with {self._delete_command()}"]
+
+    def left_changed(self) -> list[str]:
+        """What the drill leaves changed on purpose, with what to run: a promotion (one-way: from the moment
+        PromoteReadReplica returned, even when the round aborted after it), a scratch instance kept by --keep."""
+        stack = self.cfg.stack
+        if self.promoted and self.name == "promote-dr":
+            return [f"{self.subject_id} ({self.subject_region}) was promoted to a standalone primary - one-way, not "
+                    f"undone: declare it with pulumi config set --stack {stack} pgha:drPromoted true (or "
+                    f"--update-config), then pulumi up --refresh --stack {stack}"]
+        if self.promoted:
+            return [f"{self.subject_id} ({self.subject_region}) was promoted to a standalone primary - one-way, not "
+                    "undone: recreate the replica with the steps in the notes (rename or delete it, pulumi refresh, "
+                    "pulumi up)"]
+        if self.name == "restore-pitr" and self.options.keep and self.restore_checked and self.scratch_id \
+                and self._exists(self.scratch_id):
+            return [f"scratch instance {self.scratch_id} kept (--keep): delete it with {self._delete_command()}"]
         return []
+
+    def _delete_command(self) -> str:
+        return (f"aws rds delete-db-instance --region {self.cfg.region} --db-instance-identifier {self.scratch_id} "
+                "--skip-final-snapshot")
 
     def _heartbeat(self, rnd: Round) -> WriteProbe | None:
         if self.options.settings is None:
@@ -344,6 +417,9 @@ class RdsDrill:
                 self.say(f"{identifier}: {last_status}")
             if done(instance):
                 return instance, time.time()
+            if last_status in TERMINAL_STATUSES:
+                raise RuntimeError(f"{identifier} is {last_status!r}: RDS does not make it available from that "
+                                   "state by itself; stopped waiting")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{identifier} still {last_status} after {timeout:.0f} s")
             time.sleep(self.options.poll_s)
@@ -396,15 +472,19 @@ class RdsDrill:
         rnd.rto_source = "heartbeat through --dsn: from the API call until a write was acknowledged again"
 
     def _settled(self, called: float) -> Callable[[dict[str, Any]], bool]:
-        """True once the instance is available again after an API call: after it was seen busy, or stopped
-        listing a replication source, or still looks unchanged after the grace time (the call was a no-op)."""
+        """True once the instance is available again after an API call. A failover: after it was seen busy, or
+        still looks unchanged after the grace time (the call was a no-op). A promotion: once it no longer lists
+        a replication source (RDS clears it when the promotion completes), or still lists one after the grace
+        time, which the "standalone primary" check then fails."""
         seen = {"busy": False}
 
         def done(instance: dict[str, Any]) -> bool:
             status = instance.get("DBInstanceStatus")
             seen["busy"] |= status != "available"
-            promoted = self.name.startswith("promote") and not instance.get("ReadReplicaSourceDBInstanceIdentifier")
-            return status == "available" and (seen["busy"] or promoted or time.time() - called > self.options.grace_s)
+            late = time.time() - called > self.options.grace_s
+            if self.name.startswith("promote"):
+                return status == "available" and (not instance.get("ReadReplicaSourceDBInstanceIdentifier") or late)
+            return status == "available" and (seen["busy"] or late)
 
         return done
 
@@ -441,20 +521,22 @@ class RdsDrill:
         report = probe.stop() if probe is not None else None  # the primary counts as lost from here
         self.client("rds", self.subject_region).promote_read_replica(
             DBInstanceIdentifier=self.subject_id, BackupRetentionPeriod=retention)
+        # One-way from here: whatever aborts the round later (a throttled describe, a timeout), the config
+        # change and the advice are already set, so they are printed (and --update-config writes them).
+        self.promoted = True
         rnd.event("fault injected", f"PromoteReadReplica {self.subject_id} (backups {retention} days)", at=called)
+        rnd.facts.update(promoted=self.subject_id, region=self.subject_region)
+        self._config_advice(rnd)
         after, available_at = self._wait_status(self.subject_id, self.subject_region, self._settled(called))
         rnd.event("promoted instance available", self.subject_id, at=available_at)
         source = after.get("ReadReplicaSourceDBInstanceIdentifier")
-        rnd.facts.update(promoted=self.subject_id, region=self.subject_region,
-                         endpoint=(after.get("Endpoint") or {}).get("Address"),
-                         still_lists_source=source)
-        if source:
-            self.notes.append(f"{self.subject_id} still lists {source} as its source after promotion; "
-                              "check it in the console")
+        rnd.facts.update(endpoint=(after.get("Endpoint") or {}).get("Address"), still_lists_source=source)
         self._rds_events(rnd, self.subject_id, self.subject_region, called)
         self._measure_promoted(rnd, after, called, available_at, report)
-        rnd.check(f"{self.subject_id} available as a standalone primary", after.get("DBInstanceStatus") == "available")
-        self._config_advice(rnd)
+        status = after.get("DBInstanceStatus")
+        rnd.check(f"{self.subject_id} available as a standalone primary", status == "available" and not source,
+                  f"still lists {source} as its replication source" if source else
+                  ("" if status == "available" else f"status {status}"))
 
     def _measure_promoted(self, rnd: Round, instance: dict[str, Any], called: float, available_at: float,
                           report: ProbeReport | None) -> None:
@@ -527,19 +609,20 @@ class RdsDrill:
                 "replicateSourceDb and with its own backups, and change nothing else in that update")
             rnd.event("stack config change", f"{self.config_change.key}: {self.config_change.value}")
             return
-        self.advice = [
-            f"{self.subject_id} is now a standalone database outside the stack's replication; keep "
-            f"pgha:replicas = {self.cfg.replicas} (the stack config does not change) and let the program "
-            "recreate the replica:",
-            f"  1. keep the promoted copy under another name: aws rds modify-db-instance --db-instance-identifier "
-            f"{self.subject_id} --new-db-instance-identifier {self.subject_id}-promoted --apply-immediately "
-            "(or delete it)",
-            f"  2. forget it in the state: pulumi state delete --stack {self.cfg.stack} '<urn of {self.subject_id}>' "
-            f"(the URN: pgha plan --stack {self.cfg.stack} --json)",
-            f"  3. pulumi up --stack {self.cfg.stack}: creates {self.subject_id} again as a replica of "
-            f"{self.primary_id}",
-        ]
+        self.advice = replica_rollback_advice(self._plan(), self.cfg.stack, self.subject_id, self.primary_id,
+                                              self.cfg.replicas, self.subject_region)
         rnd.event("stack config unchanged", "the program recreates the replica; see the report's advice")
+
+    def _plan(self) -> Any:
+        """The stack's plan (the program under mocks, as ``pgha plan``): the URNs and dependents the
+        promote-replica advice names; None when the program cannot run here (the advice then says where to look)."""
+        from pgha.ci.harness import PROJECT_DIR, run_program
+
+        try:
+            return run_program(self.cfg.stack, project_dir=self.options.project_dir or PROJECT_DIR)
+        except Exception as err:  # the advice must still be given: the promotion already happened
+            self.notes.append(f"the stack's plan could not be computed for the advice: {type(err).__name__}: {err}")
+            return None
 
     def _restore_pitr(self, rnd: Round) -> None:
         primary = self.primary
@@ -580,6 +663,7 @@ class RdsDrill:
         rnd.check("in the primary's subnet group and security groups", subnet_group == args["DBSubnetGroupName"]
                   and groups == sorted(args["VpcSecurityGroupIds"]), f"{subnet_group}, {', '.join(groups)}")
         rnd.check("not publicly accessible", not restored.get("PubliclyAccessible"))
+        self.restore_checked = True
         if self.options.keep:
             rnd.event("scratch instance kept", f"delete it with: aws rds delete-db-instance --db-instance-identifier "
                                                f"{self.scratch_id} --skip-final-snapshot")
@@ -605,3 +689,38 @@ class RdsDrill:
         deadline = time.monotonic() + WAIT_TIMEOUT_S
         while self._exists(self.scratch_id) and time.monotonic() < deadline:
             time.sleep(self.options.poll_s)
+
+
+def replica_rollback_advice(plan: Any, stack: str, subject_id: str, primary_id: str, replicas: int,
+                            region: str) -> list[str]:
+    """The steps that give the stack its replica back after promote-replica, naming URNs from ``plan``.
+
+    Not ``pulumi state delete '<urn>'``: Pulumi refuses it for a resource others depend on (the replica's
+    alarms and the event subscription) and, without --force, for a protected one; ``--target-dependents``
+    would drop those dependents from the state too, and as their names are generated, ``pulumi up`` would
+    create second copies beside the old ones. Instead the promoted instance leaves the replica's identifier
+    (renamed, or deleted), so ``pulumi refresh`` of that URN finds nothing and drops it from the state,
+    while its dependents stay as they are; a protected one is unprotected first (``pulumi up`` protects the
+    new replica again, as the program declares). ``pulumi up`` then creates the replica again.
+    """
+    resource = next((r for r in getattr(plan, "resources", []) if r.name == subject_id), None)
+    urn = resource.urn if resource is not None else f"<urn of {subject_id}: pgha plan --stack {stack} --json>"
+    dependents = sorted(r.name for r in getattr(plan, "resources", [])
+                        if resource is not None and resource.urn in r.dependencies)
+    steps = [f"keep the promoted copy under another name: aws rds modify-db-instance --region {region} "
+             f"--db-instance-identifier {subject_id} --new-db-instance-identifier {subject_id}-promoted "
+             f"--apply-immediately, then aws rds wait db-instance-available --region {region} "
+             f"--db-instance-identifier {subject_id}-promoted (or delete it)"]
+    if resource is None or resource.protect:
+        steps.append(f"pulumi state unprotect --stack {stack} '{urn}'"
+                     + (" (it is protected: Pulumi keeps a protected resource; pulumi up protects the new "
+                        "replica again)" if resource is not None else " (if the stack protects it)"))
+    kept = f"; its dependents stay in the state: {', '.join(dependents)}" if dependents else ""
+    steps.append(f"pulumi refresh --stack {stack} --target '{urn}' --yes: no instance named {subject_id} exists "
+                 f"any more, so the refresh drops it from the state{kept} (not pulumi state delete: it refuses a "
+                 "resource others depend on, and --target-dependents would make pulumi up create those again "
+                 "beside the old ones)")
+    steps.append(f"pulumi up --stack {stack}: creates {subject_id} again as a replica of {primary_id}")
+    return [f"{subject_id} is now a standalone database outside the stack's replication; keep pgha:replicas = "
+            f"{replicas} (the stack config does not change) and let the program recreate the replica:"] + [
+        f"  {number}. {step}" for number, step in enumerate(steps, 1)]

@@ -60,8 +60,10 @@ def report_json(result: DrillResult) -> dict[str, Any]:
         "targets": {"max_rto_s": result.targets.max_rto_s, "max_rpo_s": result.targets.max_rpo_s,
                     "max_lost_commits": result.targets.max_lost},
         "verdict": {"passed": passed, "reasons": reasons},
-        "restored": not result.unrestored,
+        # restored: everything put back; False also when the drill left a change on purpose (left_changed)
+        "restored": not result.unrestored and not result.left_changed,
         "unrestored": result.unrestored,
+        "left_changed": result.left_changed,
         "rounds": [_round_json(r) for r in result.rounds],
         "notes": result.notes,
     }
@@ -110,8 +112,10 @@ def report_markdown(result: DrillResult, png_name: str | None = None) -> str:
         lines += ["", "| check | result | detail |", "|---|---|---|"]
         lines += [f"| {c.name} | {'ok' if c.ok else '**FAILED**'} | {c.detail} |" for c in rnd.checks]
     lines += ["", "## Restored", ""]
-    lines += ([f"- **not restored**: {p}" for p in result.unrestored] if result.unrestored
-              else ["- everything the drill changed was put back"])
+    lines += [f"- **not restored**: {p}" for p in result.unrestored]
+    lines += [f"- **left changed** (not put back, by design): {p}" for p in result.left_changed]
+    if not result.unrestored and not result.left_changed:
+        lines.append("- everything the drill changed was put back")
     if result.notes:
         lines += ["", "## Notes", ""] + [f"```\n{n.strip()}\n```" for n in result.notes]
     return "\n".join(lines) + "\n"
