@@ -728,3 +728,25 @@ def test_a_dsn_that_cannot_write_the_heartbeat_is_refused_before_anything_change
     assert "nothing was changed" in result.output and "not-the-password" not in result.output
     assert not (tmp_path / "reports").exists()
     assert instance("pgha-dev-replica-1")["ReadReplicaSourceDBInstanceIdentifier"] == "pgha-dev-primary"
+
+
+def test_a_dsn_without_create_privilege_is_refused_before_anything_changes(
+        aws: str, project: Path, tmp_path: Path, postgres) -> None:
+    """A login that may connect but not create the heartbeat table (no CREATE on schema public, the default for
+    a non-owner since PostgreSQL 15; revoked here so it holds on any version): exit 2, not an aborted round."""
+    from pgha.connect import connect
+
+    admin = connect(postgres.settings())
+    admin.run("DROP ROLE IF EXISTS pgha_drill_nocreate")
+    admin.run("CREATE ROLE pgha_drill_nocreate LOGIN PASSWORD 'no-create-1'")
+    admin.run("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    try:
+        deploy("prod", multi_az=True, replicas=0, dr_region=None, protected=True)
+        dsn = f"postgresql://pgha_drill_nocreate:no-create-1@127.0.0.1:{postgres.port}/app"
+        result = drill(project, tmp_path, "failover", "--stack", "prod", "--yes", "--dsn", dsn)
+        assert result.exit_code == 2, result.output
+        assert "could not be prepared" in result.output and "permission denied" in result.output
+        assert not (tmp_path / "reports").exists()
+    finally:
+        admin.run("DROP ROLE pgha_drill_nocreate")
+        admin.close()
