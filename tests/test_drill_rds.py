@@ -693,6 +693,8 @@ def test_restore_pitr_is_judged_against_its_own_default_rto_target(aws: str, pro
     [left] = data["left_changed"]
     assert left.startswith("scratch instance pgha-dev-pitr-") and "(--keep)" in left
     shutil.rmtree(tmp_path / "reports")
+    boto3.client("rds", region_name="eu-west-1").delete_db_instance(  # as the user would, with the printed command
+        DBInstanceIdentifier=left.split()[2], SkipFinalSnapshot=True)
     explicit = drill(project, tmp_path, "restore-pitr", "--stack", "dev", "--to", "latest", "--max-rto", "900")
     assert explicit.exit_code == 0 and report_of(tmp_path)["targets"]["max_rto_s"] == 900.0
 
@@ -750,3 +752,23 @@ def test_a_dsn_without_create_privilege_is_refused_before_anything_changes(
     finally:
         admin.run("DROP ROLE pgha_drill_nocreate")
         admin.close()
+
+
+def test_an_aborted_restore_never_deletes_an_instance_it_did_not_create(
+        aws: str, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scratch identifier is stamped to the second: a run in the same second as a --keep one finds that
+    instance there, its restore call fails, and what it puts back must not include deleting the kept one."""
+    from pgha.drill import rds
+
+    deploy("dev", multi_az=False, replicas=0, dr_region=None, protected=False)
+    kept = drill(project, tmp_path, "restore-pitr", "--stack", "dev", "--to", "latest", "--keep")
+    assert kept.exit_code == 0, kept.output
+    scratch = report_of(tmp_path)["rounds"][0]["facts"]["scratch"]
+    # the second run picks the same identifier, as it would within the same second
+    monkeypatch.setattr(rds.RdsDrill, "_restore_guard", lambda self, primary: (
+        setattr(self, "restore_time", None), setattr(self, "scratch_id", scratch), setattr(self, "primary", primary)))
+    shutil.rmtree(tmp_path / "reports")
+    again = drill(project, tmp_path, "restore-pitr", "--stack", "dev", "--to", "latest")
+    assert again.exit_code == 1, again.output
+    assert report_of(tmp_path)["unrestored"] == []
+    assert instance(scratch)["DBInstanceStatus"] == "available", "the kept instance is still there"

@@ -127,6 +127,8 @@ class RdsDrill:
         self.promoted = False
         #: restore-pitr's round got as far as its checks (an abort before leaves the scratch instance unchecked).
         self.restore_checked = False
+        #: RestoreDBInstanceToPointInTime returned: the scratch instance is this run's (restore() touches no other).
+        self.scratch_created = False
 
     # --- AWS -------------------------------------------------------------------------------
 
@@ -359,7 +361,7 @@ class RdsDrill:
         """Delete a scratch instance a failed restore round left behind (a promotion cannot be undone: see
         :meth:`left_changed`). A scratch instance that still exists afterwards is listed with the command that
         deletes it: one a round aborted with --keep (left unchecked), or one whose deletion failed."""
-        if self.name != "restore-pitr" or not self.scratch_id or not self._exists(self.scratch_id):
+        if self.name != "restore-pitr" or not self.scratch_created or not self._exists(self.scratch_id or ""):
             return []
         if self.options.keep and self.restore_checked:
             return []  # kept on purpose after its checks: left_changed names it
@@ -646,6 +648,7 @@ class RdsDrill:
             args["RestoreTime"] = self.restore_time
         called = time.time()
         rds.restore_db_instance_to_point_in_time(**args)
+        self.scratch_created = True
         rnd.event("restore started", f"{self.primary_id} as of "
                   f"{self.restore_time.isoformat() if self.restore_time else 'the latest restorable time'} "
                   f"into {self.scratch_id}", at=called)
