@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,16 @@ from pgha.connect import ConnectionSettings, connect
 from pgha.lab.cluster import Lab, removed_on_exit
 from pgha.local import PostgresServer
 from pgha.schema.migrate import migrate
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM (a `timeout`, a CI job cancelled, `kill`) stops the run as Ctrl-C does, so pytest still tears
+    the fixtures down: killed without this, a run left its PostgreSQL servers and lab processes behind."""
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 @pytest.fixture(scope="session")
