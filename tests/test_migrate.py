@@ -54,6 +54,15 @@ def recorded(settings: ConnectionSettings) -> list[str]:
         conn.close()
 
 
+def migrations_dir(tmp_path: Path, files: dict[str, str]) -> Path:
+    """A migrations directory holding ``name -> SQL``: a scenario the shipped migrations do not cover."""
+    directory = tmp_path / "migrations"
+    directory.mkdir()
+    for name, sql in files.items():
+        (directory / name).write_text(sql)
+    return directory
+
+
 def copy_migrations(tmp_path: Path, names: list[str]) -> Path:
     target = tmp_path / "migrations"
     target.mkdir()
@@ -253,10 +262,10 @@ def test_pending_migration_numbered_below_an_applied_one_is_refused(
     fresh_db: ConnectionSettings, tmp_path: Path
 ) -> None:
     # two branches each added a migration; the one numbered lower arrives after the other was applied
-    directory = tmp_path / "migrations"
-    directory.mkdir()
-    (directory / "0001_base.sql").write_text("CREATE TABLE base (id int);\n")
-    (directory / "0003_theirs.sql").write_text("CREATE TABLE theirs (id int);\n")
+    directory = migrations_dir(tmp_path, {
+        "0001_base.sql": "CREATE TABLE base (id int);\n",
+        "0003_theirs.sql": "CREATE TABLE theirs (id int);\n",
+    })
     conn = connect(fresh_db)
     migrate(conn, directory)
     (directory / "0002_ours.sql").write_text("CREATE TABLE ours (id int);\n")
@@ -279,13 +288,12 @@ def test_what_a_migration_sets_for_its_session_does_not_reach_the_next(
     fresh_db: ConnectionSettings, tmp_path: Path
 ) -> None:
     role = f"pgha_test_{uuid.uuid4().hex[:8]}"
-    directory = tmp_path / "migrations"
-    directory.mkdir()
-    (directory / "0001_audit.sql").write_text(
-        "CREATE SCHEMA audit;\nSET search_path = audit, public;\nCREATE TABLE audit_events (id int);\n"
-        f"CREATE ROLE {role} NOLOGIN;\nGRANT CREATE ON SCHEMA public TO {role};\nSET ROLE {role};\n"
-    )
-    (directory / "0002_things.sql").write_text("CREATE TABLE things (id int);\n")
+    directory = migrations_dir(tmp_path, {
+        "0001_audit.sql": (
+            "CREATE SCHEMA audit;\nSET search_path = audit, public;\nCREATE TABLE audit_events (id int);\n"
+            f"CREATE ROLE {role} NOLOGIN;\nGRANT CREATE ON SCHEMA public TO {role};\nSET ROLE {role};\n"),
+        "0002_things.sql": "CREATE TABLE things (id int);\n",
+    })
     conn = connect(fresh_db)
     try:
         migrate(conn, directory)
@@ -484,19 +492,16 @@ def test_transactional_migration_with_its_own_commit_is_refused_before_anything_
 
 
 def test_plpgsql_bodies_do_blocks_and_savepoints_are_applied(fresh_db: ConnectionSettings, tmp_path: Path) -> None:
-    directory = tmp_path / "migrations"
-    directory.mkdir()
-    (directory / "0001_bodies.sql").write_text(
-        "CREATE FUNCTION answer() RETURNS int LANGUAGE plpgsql AS $$\nBEGIN\n  RETURN 42;\nEND\n$$;\n"
-        "CREATE FUNCTION quoted() RETURNS text LANGUAGE plpgsql AS 'BEGIN RETURN ''COMMIT;''; END;';\n"
-        "DO $$\nBEGIN\n  EXECUTE 'CREATE TABLE made_by_do (id int)';\nEND\n$$;\n"
-        "DO $body$ BEGIN PERFORM 1; END $body$;\n"
-        "-- BEGIN; in a comment\nSELECT 'ROLLBACK;';\n"
-        "SAVEPOINT s;\nCREATE TABLE kept_after_savepoint (id int);\nRELEASE SAVEPOINT s;\n"
-    )
-    (directory / "0002_outside.sql").write_text(
-        "-- pgha:no-transaction\nBEGIN;\nCREATE TABLE in_own_transaction (id int);\nCOMMIT;\n"
-    )
+    directory = migrations_dir(tmp_path, {
+        "0001_bodies.sql": (
+            "CREATE FUNCTION answer() RETURNS int LANGUAGE plpgsql AS $$\nBEGIN\n  RETURN 42;\nEND\n$$;\n"
+            "CREATE FUNCTION quoted() RETURNS text LANGUAGE plpgsql AS 'BEGIN RETURN ''COMMIT;''; END;';\n"
+            "DO $$\nBEGIN\n  EXECUTE 'CREATE TABLE made_by_do (id int)';\nEND\n$$;\n"
+            "DO $body$ BEGIN PERFORM 1; END $body$;\n"
+            "-- BEGIN; in a comment\nSELECT 'ROLLBACK;';\n"
+            "SAVEPOINT s;\nCREATE TABLE kept_after_savepoint (id int);\nRELEASE SAVEPOINT s;\n"),
+        "0002_outside.sql": "-- pgha:no-transaction\nBEGIN;\nCREATE TABLE in_own_transaction (id int);\nCOMMIT;\n",
+    })
     conn = connect(fresh_db)
     assert migrate(conn, directory).applied == ["0001_bodies.sql", "0002_outside.sql"]
     assert conn.run("SELECT answer(), quoted()") == [[42, "COMMIT;"]]
@@ -507,9 +512,7 @@ def test_plpgsql_bodies_do_blocks_and_savepoints_are_applied(fresh_db: Connectio
 def test_login_without_create_on_public_fails_naming_the_step(
     postgres: PostgresServer, fresh_db: ConnectionSettings, tmp_path: Path
 ) -> None:
-    directory = tmp_path / "migrations"
-    directory.mkdir()
-    (directory / "0001_t.sql").write_text("CREATE TABLE t (id int);\n")
+    directory = migrations_dir(tmp_path, {"0001_t.sql": "CREATE TABLE t (id int);\n"})
     role, password = f"r_{uuid.uuid4().hex[:12]}", uuid.uuid4().hex
     admin = connect(fresh_db)
     admin.run(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
@@ -542,13 +545,11 @@ def test_login_without_create_on_public_fails_naming_the_step(
 def test_connection_lost_mid_migration_is_a_clear_error_and_leaves_nothing(
     fresh_db: ConnectionSettings, tmp_path: Path
 ) -> None:
-    directory = tmp_path / "migrations"
-    directory.mkdir()
-    (directory / "0001_ok.sql").write_text("CREATE TABLE kept (id int);\n")
-    (directory / "0002_killed.sql").write_text(
-        "CREATE TABLE half_done (id int);\nSELECT pg_terminate_backend(pg_backend_pid());\n"
-    )
-    (directory / "0003_after.sql").write_text("CREATE TABLE never_reached (id int);\n")
+    directory = migrations_dir(tmp_path, {
+        "0001_ok.sql": "CREATE TABLE kept (id int);\n",
+        "0002_killed.sql": "CREATE TABLE half_done (id int);\nSELECT pg_terminate_backend(pg_backend_pid());\n",
+        "0003_after.sql": "CREATE TABLE never_reached (id int);\n",
+    })
     conn = connect(fresh_db)
     with pytest.raises(MigrationError, match=r"(?s)0002_killed\.sql was interrupted and not committed.*"
                                              r"nothing of it remains.*connection to the server was lost"):
@@ -570,17 +571,15 @@ def test_connection_lost_during_commit_says_the_outcome_is_unknown_and_a_rerun_s
 ) -> None:
     # A deferred constraint trigger runs inside COMMIT: terminating its own backend there loses the
     # connection after COMMIT was sent, which a client cannot tell from a lost commit acknowledgement.
-    directory = tmp_path / "migrations"
-    directory.mkdir()
-    migration = directory / "0001_dies_at_commit.sql"
-    migration.write_text(
+    directory = migrations_dir(tmp_path, {"0001_dies_at_commit.sql": (
         "CREATE TABLE settled (id int);\n"
         "CREATE FUNCTION end_my_backend() RETURNS trigger LANGUAGE plpgsql AS $$\n"
         "BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NULL; END $$;\n"
         "CREATE CONSTRAINT TRIGGER at_commit AFTER INSERT ON settled DEFERRABLE INITIALLY DEFERRED\n"
         "  FOR EACH ROW EXECUTE FUNCTION end_my_backend();\n"
         "INSERT INTO settled VALUES (1);\n"
-    )
+    )})
+    migration = directory / "0001_dies_at_commit.sql"
     result = pgha("migrate", "--dsn", dsn(fresh_db), "--migrations", str(directory))
     assert result.returncode == 1, result.stdout + result.stderr
     assert "0001_dies_at_commit.sql was interrupted while committing: whether it committed is unknown" in (
@@ -636,9 +635,9 @@ class ResettingProxy:
 def test_a_connection_reset_mid_migration_is_a_clear_error_and_leaves_nothing(
     fresh_db: ConnectionSettings, tmp_path: Path
 ) -> None:
-    directory = tmp_path / "migrations"
-    directory.mkdir()
-    (directory / "0001_reset.sql").write_text("CREATE TABLE reset_midway (id int);\nSELECT pg_sleep(0.5);\n")
+    directory = migrations_dir(tmp_path, {
+        "0001_reset.sql": "CREATE TABLE reset_midway (id int);\nSELECT pg_sleep(0.5);\n",
+    })
     proxy = ResettingProxy(fresh_db.hosts[0], marker=b"pg_sleep")
     try:
         via_proxy = replace(fresh_db, hosts=[("127.0.0.1", proxy.port)])
@@ -663,12 +662,11 @@ def test_a_connection_reset_mid_migration_is_a_clear_error_and_leaves_nothing(
 def test_connection_lost_in_a_non_transactional_migration_says_what_stays(
     fresh_db: ConnectionSettings, tmp_path: Path
 ) -> None:
-    directory = tmp_path / "migrations"
-    directory.mkdir()
-    (directory / "0001_killed.sql").write_text(
-        "-- pgha:no-transaction\nCREATE TABLE first (id int);\nSELECT pg_terminate_backend(pg_backend_pid());\n"
-        "CREATE TABLE third (id int);\n"
-    )
+    directory = migrations_dir(tmp_path, {
+        "0001_killed.sql": (
+            "-- pgha:no-transaction\nCREATE TABLE first (id int);\nSELECT pg_terminate_backend(pg_backend_pid());\n"
+            "CREATE TABLE third (id int);\n"),
+    })
     result = pgha("migrate", "--dsn", dsn(fresh_db), "--migrations", str(directory))
     assert result.returncode == 1, result.stdout + result.stderr
     assert "0001_killed.sql (non-transactional) was interrupted at statement 2 of 3" in result.stderr
