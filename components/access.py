@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
@@ -39,10 +40,43 @@ def allow_tcp(
     )
 
 
+@dataclass
+class ServiceRole:
+    """A service's IAM role and the grants attached to it.
+
+    IAM is eventually consistent, and AWS checks a role's permissions when a resource that uses it is
+    created (RDS enhanced monitoring, a Lambda function in a VPC) or runs (the schema hook reading its
+    secrets): whoever uses the role waits for :attr:`grants`, not only for the role.
+    """
+
+    role: aws.iam.Role
+    #: Managed-policy attachments and inline policies, in the order they were declared.
+    grants: list[pulumi.Resource] = field(default_factory=list)
+
+    @property
+    def arn(self) -> pulumi.Output[str]:
+        """The role's ARN."""
+        return self.role.arn
+
+    @property
+    def name(self) -> pulumi.Output[str]:
+        """The role's name."""
+        return self.role.name
+
+    @property
+    def ready(self) -> list[pulumi.Resource]:
+        """The role and every grant: what a resource using the role depends on."""
+        return [self.role, *self.grants]
+
+
 def service_role(
     name: str, service: str, parent: pulumi.Resource, managed_policies: tuple[str, ...] = ()
-) -> aws.iam.Role:
-    """An IAM role only ``service`` (e.g. ``lambda.amazonaws.com``) may assume, with AWS managed policies attached."""
+) -> ServiceRole:
+    """An IAM role only ``service`` (e.g. ``lambda.amazonaws.com``) may assume, with AWS managed policies attached.
+
+    ``managed_policies`` are AWS managed policies by path (``service-role/AmazonRDSEnhancedMonitoringRole``),
+    their ARNs built in the stack's partition (``aws``, ``aws-us-gov``, ...).
+    """
     role = aws.iam.Role(
         name,
         assume_role_policy=json.dumps({
@@ -51,33 +85,48 @@ def service_role(
         }),
         opts=pulumi.ResourceOptions(parent=parent),
     )
+    granted = ServiceRole(role)
     for policy in managed_policies:
-        aws.iam.RolePolicyAttachment(
-            f"{name}-{policy.rsplit('/', 1)[-1]}", role=role.name, policy_arn=policy,
+        granted.grants.append(aws.iam.RolePolicyAttachment(
+            f"{name}-{policy.rsplit('/', 1)[-1]}", role=role.name, policy_arn=aws_managed_policy(policy, parent),
             opts=pulumi.ResourceOptions(parent=parent),
-        )
-    return role
+        ))
+    return granted
 
 
-def inline_policy(name: str, role: aws.iam.Role, statements: pulumi.Input[list[dict]], parent: pulumi.Resource) -> None:
-    """An inline policy of Allow statements ``{"Action": ..., "Resource": ...}`` on ``role``."""
-    aws.iam.RolePolicy(
+def partition(parent: pulumi.Resource) -> pulumi.Output[str]:
+    """The ARN partition of the region ``parent``'s provider works in: ``aws``, ``aws-us-gov``, ``aws-cn``, ..."""
+    return aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=parent)).partition
+
+
+def aws_managed_policy(policy: str, parent: pulumi.Resource) -> pulumi.Output[str]:
+    """The ARN of an AWS managed policy (``service-role/AmazonRDSEnhancedMonitoringRole``) in the stack's partition."""
+    return partition(parent).apply(lambda part: f"arn:{part}:iam::aws:policy/{policy}")
+
+
+def inline_policy(
+    name: str, role: ServiceRole, statements: pulumi.Input[list[dict]], parent: pulumi.Resource
+) -> aws.iam.RolePolicy:
+    """An inline policy of Allow statements ``{"Action": ..., "Resource": ...}`` on ``role``, counted in its grants."""
+    policy = aws.iam.RolePolicy(
         name,
-        role=role.id,
+        role=role.role.id,
         policy=pulumi.Output.from_input(statements).apply(lambda items: json.dumps({
             "Version": "2012-10-17",
             "Statement": [{"Effect": "Allow", **item} for item in items],
         })),
         opts=pulumi.ResourceOptions(parent=parent),
     )
+    role.grants.append(policy)
+    return policy
 
 
 def may_read_secret(
-    name: str, role: aws.iam.Role, secret_arn: pulumi.Input[str] | Sequence[pulumi.Input[str]],
+    name: str, role: ServiceRole, secret_arn: pulumi.Input[str] | Sequence[pulumi.Input[str]],
     key_arn: pulumi.Input[str], parent: pulumi.Resource,
-) -> None:
+) -> aws.iam.RolePolicy:
     """Let ``role`` read these Secrets Manager secrets (one ARN or a list) and decrypt with their key, nothing else."""
-    inline_policy(name, role, [
+    return inline_policy(name, role, [
         {"Action": "secretsmanager:GetSecretValue", "Resource": secret_arn},
         {"Action": "kms:Decrypt", "Resource": key_arn},
     ], parent)

@@ -17,6 +17,7 @@ from typing import Any
 
 from components.dr import DrReplicaArgs
 from components.kms import stack_prefix
+from components.names import stack_name_problems
 from components.network import NetworkArgs
 from components.rds import RdsPostgresArgs
 
@@ -95,6 +96,8 @@ class StackConfig:
     proxy: bool = False
     max_connections: int = RdsPostgresArgs.max_connections
     schema_runner: str = "lambda"
+    #: Reserved concurrency of the schema hook's function; None (the default) reserves none.
+    schema_reserved_concurrency: int | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
     patroni: PatroniSettings = field(default_factory=PatroniSettings)
     #: Valid but worth telling the user (e.g. settings the chosen engine ignores).
@@ -388,6 +391,9 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "proxy": ("proxy", _parse_bool),
     "maxConnections": ("max_connections", _int_in(20, 5000)),
     "schemaRunner": ("schema_runner", _one_of(*SCHEMA_RUNNERS)),
+    # Lambda keeps at least 100 of an account's concurrency unreserved: at the default quota of 1000 at most
+    # 900 can be reserved (Lambda Developer Guide, "Configuring reserved concurrency")
+    "schemaReservedConcurrency": ("schema_reserved_concurrency", _int_in(1, 900)),
     "tags": ("tags", _parse_tags),
     "patroni": ("patroni", _parse_patroni),
 }
@@ -421,6 +427,8 @@ def parse_config(raw: Mapping[str, str], *, project: str, stack: str, region: st
         problems.append("aws:region is not set: run `pulumi config set aws:region <region>`")
     elif not re.fullmatch(REGION_PATTERN, region):
         problems.append(f"aws:region = {region!r}: must be an AWS region such as eu-west-1")
+    problems += _partition_problems(region, values.get("dr_region"))
+    problems += _stack_name_problems(project, stack, values.get("engine", "rds"))
     if not problems:  # rules between keys only once each key is valid: a rejected key is not its default
         problems.extend(_cross_checks(values, region))
     if problems:
@@ -429,6 +437,42 @@ def parse_config(raw: Mapping[str, str], *, project: str, stack: str, region: st
         values["vpc_cidr"] = None
     values["warnings"] = _ignored_warnings(values)
     return StackConfig(project=project, stack=stack, region=str(region), **values)
+
+
+#: Region prefixes of the partitions pgha does not build in: their VPC endpoint service names
+#: (``cn.com.amazonaws.<region>.<service>``) and some service principals (``ec2.amazonaws.com.cn``) differ.
+UNSUPPORTED_PARTITIONS = {"cn-": "aws-cn", "us-iso-": "aws-iso", "us-isob-": "aws-iso-b", "eu-isoe-": "aws-iso-e",
+                          "us-isof-": "aws-iso-f"}
+
+
+def _partition_problems(region: str | None, dr_region: str | None) -> list[str]:
+    """Regions of a partition pgha does not support (the aws and aws-us-gov partitions are supported)."""
+    problems = []
+    for key, value in (("aws:region", region), (f"{NAMESPACE}:drRegion", dr_region)):
+        partition = next((p for prefix, p in UNSUPPORTED_PARTITIONS.items() if (value or "").startswith(prefix)), None)
+        if partition:
+            problems.append(f"{key} = {value!r}: pgha builds in the aws and aws-us-gov partitions, not {partition} "
+                            "(its endpoint service names and service principals differ)")
+    return problems
+
+
+def longest_stack_name(project: str, engine: str) -> int:
+    """The most characters a stack name of this project may have on this engine (every derived name then fits)."""
+    return max((n for n in range(1, 64) if not stack_name_problems(stack_prefix(project, "a" * n), engine)),
+               default=0)
+
+
+def _stack_name_problems(project: str, stack: str, engine: str) -> list[str]:
+    """The project and stack name make every physical name: the first that AWS would refuse, named."""
+    if engine not in ENGINES:
+        return []
+    prefix = stack_prefix(project, stack)
+    problems = stack_name_problems(prefix, engine)
+    if not problems:
+        return []
+    return [f"stack {stack!r} (project {project!r}) names resources {prefix}-...: AWS refuses {problems[0]}; use "
+            f"at most {longest_stack_name(project, engine)} lowercase letters, digits and single hyphens "
+            f"(engine {engine})"]
 
 
 def _reads_rds_keys(values: Mapping[str, Any]) -> bool:

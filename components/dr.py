@@ -8,10 +8,11 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components.access import ServiceRole
 from components.kms import create_cmk
 from components.network import Network, NetworkArgs
 from components.parameters import create_parameter_group
-from components.rds import RdsPostgresArgs, create_log_groups, instance_settings
+from components.rds import RdsPostgresArgs, create_log_groups, final_snapshot_identifier, instance_settings
 
 
 def dr_provider(
@@ -33,25 +34,27 @@ class DrReplicaArgs:
     source: aws.rds.Instance
     #: The primary's settings; the DR replica mirrors them in its own region.
     rds: RdsPostgresArgs
-    monitoring_role_arn: pulumi.Input[str]
+    #: The primary's enhanced-monitoring role (IAM is global): the replica waits for its grants.
+    monitoring_role: ServiceRole
     vpc_cidr: str = "10.41.0.0/16"
     tags: dict[str, str] | None = None
     #: The replica has been promoted (``pgha:drPromoted``): declare it as a standalone primary.
     promoted: bool = False
-    #: A Multi-AZ replica (production stacks): once promoted it is a Multi-AZ primary without a
-    #: change of its own, so the promotion update stays the promotion alone (see :func:`promotion_settings`).
+    #: A Multi-AZ replica (production stacks): once promoted it is a Multi-AZ primary straight away.
     multi_az: bool = False
 
 
 class DrReplica(pulumi.ComponentResource):
     """Everything in the DR region, under its own provider, KMS key and subnet group.
 
-    The replica keeps the primary's backup retention and window, and in production is Multi-AZ from
-    the start (RDS for PostgreSQL supports Multi-AZ read replicas, cross-region ones included), so
-    that, once promoted, it is a protected, Multi-AZ primary straight away (the policy pack's RDS.5
-    rule holds every production primary to Multi-AZ), and so that declaring the promotion changes
-    no backup or availability setting (see :func:`promotion_settings`). Changing ``multi_az`` on an
-    existing replica is an in-place modification, not a replacement.
+    While it replicates, the instance has no automated backups: RDS keeps none for a PostgreSQL read
+    replica (manual snapshots only), and the provider's ModifyDBInstance for a retention after creating
+    the replica fails. Until the promotion, the DR region's point-in-time restores come from the
+    primary's automated backups replicated there (``<name>-backup-replication``). In production the
+    replica is Multi-AZ from the start (RDS for PostgreSQL supports Multi-AZ read replicas, cross-region
+    ones included), so that, once promoted, it is a Multi-AZ primary straight away (the policy pack's
+    RDS.5 rule holds every production primary to Multi-AZ). What the promotion changes:
+    :func:`promotion_settings`.
     """
 
     instance: aws.rds.Instance
@@ -81,15 +84,14 @@ class DrReplica(pulumi.ComponentResource):
             db_subnet_group_name=self.network.db_subnet_group_name,
             vpc_security_group_ids=[self.network.db_security_group_id],
             multi_az=args.multi_az,
-            backup_retention_period=args.rds.backup_retention_days,
-            backup_window=args.rds.backup_window,
             maintenance_window=args.rds.maintenance_window,
-            **promotion_settings(identifier, args),
-            **instance_settings(args.rds, self.key.arn, args.monitoring_role_arn, params.name),
+            **promotion_settings(identifier, args, self.key.arn, self),
+            **instance_settings(args.rds, self.key.arn, args.monitoring_role.arn, params.name),
             opts=pulumi.ResourceOptions(
                 parent=self,
                 protect=protect,
-                depends_on=create_log_groups(identifier, self.key.arn, args.rds.log_retention_days, self, protect),
+                depends_on=[*create_log_groups(identifier, self.key.arn, args.rds.log_retention_days, self, protect),
+                            *args.monitoring_role.ready],
             ),
         )
         self.backups = aws.rds.InstanceAutomatedBackupsReplication(
@@ -102,26 +104,38 @@ class DrReplica(pulumi.ComponentResource):
         self.register_outputs({"drReplicaArn": self.instance.arn, "drKmsKeyArn": self.key.arn})
 
 
-def promotion_settings(identifier: str, args: DrReplicaArgs) -> dict[str, Any]:
-    """The only inputs of the DR instance that differ between replica and promoted primary.
+def promotion_settings(
+    identifier: str, args: DrReplicaArgs, key_arn: pulumi.Input[str], parent: pulumi.Resource
+) -> dict[str, Any]:
+    """The inputs of the DR instance that differ between replica and promoted primary.
 
-    As a replica it follows the primary (by ARN: it is cross-region) and skips the final
-    snapshot, which RDS refuses for a read replica (deleting one with a snapshot fails).
-    Promoted (``pgha:drPromoted``), it drops ``replicate_source_db`` (the provider promotes the
-    instance in place; after ``pgha drill rds promote-dr`` promoted it already, apply with
-    ``pulumi up --refresh`` so the state reads the standalone instance first) and takes a final
-    snapshot and keeps its automated backups on delete
-    when the stack is protected. Nothing else changes in that update: backups, windows and (in
-    production) Multi-AZ are already set on the replica, and the final-snapshot settings are only
-    read on delete, so the update is the promotion alone (hashicorp/terraform-provider-aws#4419:
-    promotion plus other modifications needs two applies).
+    As a replica it follows the primary (by ARN: it is cross-region), keeps no automated backups
+    (retention 0: RDS has none for a PostgreSQL replica) and skips the final snapshot, which RDS refuses
+    for a read replica.
+
+    Promoted (``pgha:drPromoted``), it drops ``replicate_source_db`` and declares what a primary needs.
+    The provider applies that in one update, in this order (terraform-provider-aws
+    internal/service/rds/instance.go, resourceInstanceUpdate): PromoteReadReplica with the declared
+    ``backup_retention_period`` and ``backup_window``, so the instance has automated backups from the
+    promotion on; a wait until it is available; then one ModifyDBInstance with the other changes:
+    the retention again (a no-op by then), and ``manage_master_user_password`` with the DR region's key,
+    so RDS makes the promoted instance a master secret in the DR region (the primary's is in the lost
+    one). The wait is what hashicorp/terraform-provider-aws#4419 lacked. After ``pgha drill rds
+    promote-dr`` promoted it already, apply with ``pulumi up --refresh`` so the state reads the
+    standalone instance first. On a protected stack it also takes a uniquely named final snapshot and
+    keeps its automated backups on delete.
     """
     if not args.promoted:
         # cross-region replicas name their source by ARN
-        return {"replicate_source_db": args.source.arn, "skip_final_snapshot": True}
+        return {"replicate_source_db": args.source.arn, "backup_retention_period": 0, "skip_final_snapshot": True}
     protected = args.rds.deletion_protection
     return {
+        "backup_retention_period": args.rds.backup_retention_days,
+        "backup_window": args.rds.backup_window,
+        "manage_master_user_password": True,
+        "master_user_secret_kms_key_id": key_arn,
         "skip_final_snapshot": not protected,
-        "final_snapshot_identifier": f"{identifier}-final" if protected else None,
+        "final_snapshot_identifier": final_snapshot_identifier(identifier, {"kmsKeyId": key_arn}, parent)
+        if protected else None,
         "delete_automated_backups": not protected,
     }

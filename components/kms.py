@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
@@ -19,16 +20,25 @@ def stack_prefix(project: str | None = None, stack: str | None = None) -> str:
     return re.sub(r"[^a-z0-9-]", "-", f"{project}-{stack}".lower())
 
 
-def stack_log_groups(account_id: str, region: str, prefix: str) -> list[str]:
+@dataclass(frozen=True)
+class Partition:
+    """Where a region's ARNs and service endpoints live: ``aws``/``amazonaws.com``, ``aws-us-gov``,
+    ``aws-cn``/``amazonaws.com.cn``, ... (from the provider's ``getPartition``)."""
+
+    name: str = "aws"
+    dns_suffix: str = "amazonaws.com"
+
+
+def stack_log_groups(account_id: str, region: str, prefix: str, part: Partition = Partition()) -> list[str]:
     """ARN patterns of the log groups a stack makes: RDS exports, its Lambda functions, ``/pgha/<prefix>-...``.
 
     The key policy lets CloudWatch Logs use a key only for these (FSBP: scope key use).
     """
-    base = f"arn:aws:logs:{region}:{account_id}:log-group:"
+    base = f"arn:{part.name}:logs:{region}:{account_id}:log-group:"
     return [f"{base}/aws/rds/instance/{prefix}-*", f"{base}/aws/lambda/{prefix}-*", f"{base}/pgha/{prefix}-*"]
 
 
-def key_policy(account_id: str, region: str, prefix: str | None = None) -> str:
+def key_policy(account_id: str, region: str, prefix: str | None = None, part: Partition = Partition()) -> str:
     """The CMK's explicit key policy.
 
     The account administers the key through IAM; CloudWatch Logs may use it only for this
@@ -36,7 +46,7 @@ def key_policy(account_id: str, region: str, prefix: str | None = None) -> str:
     event notifications only for their own encryption in this account.
     """
     prefix = prefix if prefix is not None else stack_prefix()
-    root = f"arn:aws:iam::{account_id}:root"
+    root = f"arn:{part.name}:iam::{account_id}:root"
     statements = [
         {
             "Sid": "AccountAdministersKeyThroughIam",
@@ -48,11 +58,11 @@ def key_policy(account_id: str, region: str, prefix: str | None = None) -> str:
         {
             "Sid": "CloudWatchLogsEncryptsDatabaseLogs",
             "Effect": "Allow",
-            "Principal": {"Service": f"logs.{region}.amazonaws.com"},
+            "Principal": {"Service": f"logs.{region}.{part.dns_suffix}"},
             "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
             "Resource": "*",
             "Condition": {
-                "ArnLike": {"kms:EncryptionContext:aws:logs:arn": stack_log_groups(account_id, region, prefix)}
+                "ArnLike": {"kms:EncryptionContext:aws:logs:arn": stack_log_groups(account_id, region, prefix, part)}
             },
         },
         {
@@ -76,7 +86,9 @@ def create_cmk(
     ``protect``: Pulumi refuses to delete it (everything it encrypted would be lost with it).
     """
     opts = pulumi.ResourceOptions(parent=parent)
-    identity = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=parent))
+    invoke = pulumi.InvokeOutputOptions(parent=parent)
+    identity = aws.get_caller_identity_output(opts=invoke)
+    part = aws.get_partition_output(opts=invoke)
     prefix = stack_prefix()
     key = aws.kms.Key(
         f"{name}-key",
@@ -84,8 +96,8 @@ def create_cmk(
         enable_key_rotation=True,
         rotation_period_in_days=365,
         deletion_window_in_days=30,
-        policy=pulumi.Output.all(identity.account_id, region).apply(
-            lambda values: key_policy(values[0], values[1], prefix)
+        policy=pulumi.Output.all(identity.account_id, region, part.partition, part.dns_suffix).apply(
+            lambda values: key_policy(values[0], values[1], prefix, Partition(values[2], values[3]))
         ),
         opts=pulumi.ResourceOptions(parent=parent, protect=protect),
     )

@@ -238,7 +238,8 @@ class Network(pulumi.ComponentResource):
             log_destination=group.arn,
             iam_role_arn=role.arn,
             max_aggregation_interval=60,
-            opts=pulumi.ResourceOptions(parent=self),
+            # CreateFlowLogs checks that the service can use the role to deliver
+            opts=pulumi.ResourceOptions(parent=self, depends_on=role.ready),
         )
 
     def _nat(

@@ -80,6 +80,10 @@ class PatroniClusterArgs:
     #: Replicate the backup bucket to this region (``pgha:drRegion``), through ``dr_provider`` (its provider).
     dr_region: str | None = None
     dr_provider: aws.Provider | None = None
+    #: Stem of the logical names of the NLB and its target groups (``<stem>-nlb``, ``<stem>-rw``, ``<stem>-ro``):
+    #: AWS allows them 32 characters and Pulumi's autonaming adds 8, so it is the stack's prefix, not the
+    #: cluster's longer name (None: the cluster's name). Clusters made before keep their names (aliases).
+    balancer_stem: str | None = None
 
 
 def ec2_node(name: str, address: str, postgres_version: int) -> NodeSpec:
@@ -200,6 +204,7 @@ class BackupReplica(pulumi.ComponentResource):
 
     def __init__(self, name: str, region: str, retention_days: int, protect: bool, opts: pulumi.ResourceOptions):
         super().__init__("pgha:patroni:BackupReplica", name, None, opts)
+        self.region = region
         # protected like the source's: losing the key loses every replicated backup
         self.key = create_cmk(f"{name}-backups", "pgha Patroni backup replica encryption (DR region)", region, self,
                               protect=protect)
@@ -237,11 +242,16 @@ class PatroniCluster(pulumi.ComponentResource):
         self.key = create_cmk(name, "pgha Patroni cluster encryption (volumes, secret, backups)", args.region, self,
                               protect=args.deletion_protection)
 
-        self.secret_arn = self._credentials(name, protect, child)
+        # the DR region's copy of the backups, and of the credentials that open them
+        replica = (BackupReplica(f"{name}-dr", args.dr_region, settings.backup_retention, args.deletion_protection,
+                                 pulumi.ResourceOptions(parent=self, providers={"aws": args.dr_provider}))
+                   if args.dr_region and args.dr_provider is not None else None)
+        self.secret_arn = self._credentials(name, protect, child, replica)
         self.backup_bucket = self._backup_bucket(name, settings, protect, child)
         self.dr_backup_bucket: aws.s3.Bucket | None = None
-        if args.dr_region and args.dr_provider is not None:
-            self.dr_backup_bucket = self._replicate_backups(name, args, args.dr_region, args.dr_provider).bucket
+        if replica is not None:
+            self._replicate_backups(name, args, replica)
+            self.dr_backup_bucket = replica.bucket
         bundle, bundle_key = node_bundle()
         # the code each node bootstraps with, fetched through the S3 gateway endpoint with the instance role
         bundle_object = aws.s3.BucketObjectv2(f"{name}-node-bundle", bucket=self.backup_bucket.id, key=bundle_key,
@@ -334,26 +344,28 @@ class PatroniCluster(pulumi.ComponentResource):
             )
             self.instances.append(instance)
 
+        stem = args.balancer_stem or name
         nlb = aws.lb.LoadBalancer(
-            f"{name}-nlb", internal=True, load_balancer_type="network", subnets=subnets,
+            f"{stem}-nlb", internal=True, load_balancer_type="network", subnets=subnets,
             security_groups=[self._nlb_sg.id], enable_cross_zone_load_balancing=True,
             # NLB access logs exist only for TLS listeners; these are TCP (PostgreSQL does its own TLS),
             # so connection logging is PostgreSQL's log_connections, not an access-log bucket
-            enable_deletion_protection=args.deletion_protection, opts=child,
+            enable_deletion_protection=args.deletion_protection,
+            opts=pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(name=f"{name}-nlb")]),
         )
         self._target_group_suffixes: dict[str, pulumi.Output[str]] = {}
         self.serving = []
-        for role, port, path in (("writer", POSTGRES_PORT, "/primary"),
-                                 ("reader", READER_PORT, f"/replica?lag={READER_MAX_LAG}")):
+        for role, short, port, path in (("writer", "rw", POSTGRES_PORT, "/primary"),
+                                        ("reader", "ro", READER_PORT, f"/replica?lag={READER_MAX_LAG}")):
             group = aws.lb.TargetGroup(
-                f"{name}-{role}", port=POSTGRES_PORT, protocol="TCP", target_type="ip", vpc_id=args.vpc_id,
+                f"{stem}-{short}", port=POSTGRES_PORT, protocol="TCP", target_type="ip", vpc_id=args.vpc_id,
                 deregistration_delay=0, connection_termination=True,
                 # Patroni's REST API speaks TLS only (the NLB does not verify the certificate)
                 health_check={"protocol": "HTTPS", "port": str(Ports().restapi), "path": path, "matcher": "200",
                               "interval": HEALTH_CHECK_INTERVAL, "timeout": 3,
                               "healthy_threshold": HEALTH_CHECK_THRESHOLD,
                               "unhealthy_threshold": HEALTH_CHECK_THRESHOLD},
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(name=f"{name}-{role}")]),
             )
             self._target_group_suffixes[role] = group.arn_suffix
             self.serving += [aws.lb.TargetGroupAttachment(f"{name}-{role}-{index + 1}", target_group_arn=group.arn,
@@ -426,9 +438,12 @@ class PatroniCluster(pulumi.ComponentResource):
         )
         return secret, version
 
-    def _credentials(self, name: str, protect: pulumi.ResourceOptions, child: pulumi.ResourceOptions
-                     ) -> pulumi.Output[str]:
+    def _credentials(self, name: str, protect: pulumi.ResourceOptions, child: pulumi.ResourceOptions,
+                     replica: BackupReplica | None) -> pulumi.Output[str]:
         """Random passwords, kept only in a CMK-encrypted Secrets Manager secret (and as secrets in state).
+
+        With a DR region the secret is replicated there under the DR backups' key: a cluster restored there
+        from the replicated backups has the passwords its roles were made with.
 
         Not rotated by Secrets Manager (FSBP SecretsManager.1 stays open for this secret, on purpose): each
         password lives in PostgreSQL and in every node's Patroni environment at once, and a rotation Lambda
@@ -442,6 +457,7 @@ class PatroniCluster(pulumi.ComponentResource):
         secret = aws.secretsmanager.Secret(
             f"{name}-credentials", description="pgha Patroni cluster credentials (superuser in username/password)",
             kms_key_id=self.key.arn, recovery_window_in_days=7, opts=protect,
+            replicas=[{"region": replica.region, "kms_key_id": replica.key.arn}] if replica is not None else None,
         )
         self._credentials_version = aws.secretsmanager.SecretVersion(
             f"{name}-credentials-v", secret_id=secret.id,
@@ -459,8 +475,7 @@ class PatroniCluster(pulumi.ComponentResource):
         self._access_logs(name, bucket, settings, protect, child)
         return bucket
 
-    def _replicate_backups(self, name: str, args: PatroniClusterArgs, dr_region: str,
-                           dr_provider: aws.Provider) -> BackupReplica:
+    def _replicate_backups(self, name: str, args: PatroniClusterArgs, replica: BackupReplica) -> None:
         """Cross-region replication of the backup bucket to a bucket of the DR region (FSBP S3.7).
 
         Delete markers are replicated: pgBackRest's own expiry (a delete, hence a delete marker in a
@@ -470,8 +485,7 @@ class PatroniCluster(pulumi.ComponentResource):
         to destroy data) are never replicated by S3, so the replica still holds them.
         """
         replica_name = f"{name}-dr"
-        replica = BackupReplica(replica_name, dr_region, args.settings.backup_retention, args.deletion_protection,
-                                pulumi.ResourceOptions(parent=self, providers={"aws": dr_provider}))
+        dr_region = replica.region
         # its access logs go to a log bucket of the DR region too (S3 logs only within a region)
         self._access_logs(replica_name, replica.bucket, args.settings,
                           pulumi.ResourceOptions(parent=replica, protect=args.deletion_protection),
@@ -505,9 +519,9 @@ class PatroniCluster(pulumi.ComponentResource):
                                 "encryption_configuration": {"replica_kms_key_id": replica.key.arn}},
             }],
             # S3 refuses a replication configuration until both buckets are versioned
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self._backups_versioning, replica.versioning]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self._backups_versioning, replica.versioning,
+                                                                 *role.ready]),
         )
-        return replica
 
     def _access_logs(self, name: str, bucket: aws.s3.Bucket, settings: PatroniSettings,
                      protect: pulumi.ResourceOptions, child: pulumi.ResourceOptions) -> None:
@@ -577,7 +591,7 @@ class PatroniCluster(pulumi.ComponentResource):
         the backup bucket, and write only pgBackRest's repository in it: the node bundle under ``bootstrap/``
         runs as root on every node launched later, so no node may replace it."""
         role = service_role(f"{node}-role", "ec2.amazonaws.com", self,
-                            ("arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",))
+                            ("AmazonSSMManagedInstanceCore",))
         bucket = self.backup_bucket.arn
         inline_policy(f"{node}-access", role, [
             {"Action": "secretsmanager:GetSecretValue", "Resource": [self.secret_arn, tls_secret_arn]},
@@ -587,7 +601,10 @@ class PatroniCluster(pulumi.ComponentResource):
             {"Action": ["s3:PutObject", "s3:DeleteObject"],
              "Resource": bucket.apply(lambda arn: f"{arn}/{BackupRepo.path.strip('/')}/*")},
         ], self)
-        return aws.iam.InstanceProfile(f"{node}-profile", role=role.name, opts=child)
+        # the node reads its secrets at boot: the instance (through its profile) waits for every grant
+        return aws.iam.InstanceProfile(f"{node}-profile", role=role.name,
+                                       opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
+                                           depends_on=role.ready)))
 
     def alarm_specs(self) -> list[AlarmSpec]:
         """No primary behind the writer listener, too few healthy replicas, a failing or overloaded node."""

@@ -65,7 +65,8 @@ class RdsProxy(pulumi.ComponentResource):
             vpc_security_group_ids=[sg.id],
             auths=[{"auth_scheme": "SECRETS", "secret_arn": arn, "iam_auth": "REQUIRED",
                     "client_password_auth_type": "POSTGRES_SCRAM_SHA_256"} for arn in args.auth_secret_arns],
-            opts=child,
+            # the proxy reads its secrets with the role as soon as it exists
+            opts=pulumi.ResourceOptions(parent=self, depends_on=role.ready),
         )
         group = aws.rds.ProxyDefaultTargetGroup(
             f"{name}-targets",

@@ -7,8 +7,9 @@ from typing import Any
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_random as random
 
-from components.access import service_role
+from components.access import ServiceRole, service_role
 from components.kms import create_cmk
 from components.network import POSTGRES_PORT
 from components.parameters import create_parameter_group
@@ -47,11 +48,16 @@ class RdsPostgresArgs:
     ca_cert_identifier: str = "rds-ca-rsa2048-g1"
 
 
-def create_monitoring_role(name: str, parent: pulumi.Resource) -> aws.iam.Role:
-    """The IAM role RDS enhanced monitoring uses to publish OS metrics (IAM is global)."""
+def create_monitoring_role(name: str, parent: pulumi.Resource) -> ServiceRole:
+    """The IAM role RDS enhanced monitoring uses to publish OS metrics (IAM is global).
+
+    RDS refuses to create an instance whose monitoring role lacks the policy yet ("IAM role ARN value is
+    invalid or does not include the required permissions for: ENHANCED_MONITORING"): instances wait for
+    its :attr:`~components.access.ServiceRole.ready`.
+    """
     return service_role(
         f"{name}-monitoring-role", "monitoring.rds.amazonaws.com", parent,
-        ("arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole",),
+        ("service-role/AmazonRDSEnhancedMonitoringRole",),
     )
 
 
@@ -75,15 +81,35 @@ def create_log_groups(
     ]
 
 
+def final_snapshot_identifier(
+    identifier: str, keepers: dict[str, pulumi.Input[str]], parent: pulumi.Resource
+) -> pulumi.Output[str]:
+    """The name of the snapshot RDS takes when this instance is deleted: ``<identifier>-final-<8 hex>``.
+
+    Unique per instance, not per identifier: RDS refuses a final snapshot whose name exists
+    (DBSnapshotAlreadyExists), so a fixed ``<identifier>-final`` would fail the second deletion (a stack
+    deleted and made again, a primary replaced). The suffix is drawn anew whenever ``keepers`` change:
+    pass the inputs whose change replaces the instance, so a replacement has a new name.
+    """
+    suffix = random.RandomId(f"{identifier}-final-snapshot-suffix", byte_length=4, keepers=keepers,
+                             opts=pulumi.ResourceOptions(parent=parent))
+    return suffix.hex.apply(lambda hex_: f"{identifier}-final-{hex_}")
+
+
 def instance_settings(
     args: RdsPostgresArgs,
     key_arn: pulumi.Input[str],
     monitoring_role_arn: pulumi.Input[str],
     parameter_group_name: pulumi.Input[str],
 ) -> dict[str, Any]:
-    """Settings every instance shares, primary or replica, in any region."""
+    """Settings every instance shares, primary or replica, in any region.
+
+    The storage autoscaling ceiling too: a replica that cannot grow stops replaying WAL when its disk
+    fills, however far its primary grew (autoscaling is set per instance, replicas do not inherit it).
+    """
     return {
         "instance_class": args.instance_class,
+        "max_allocated_storage": args.max_allocated_storage or None,
         "storage_encrypted": True,
         "kms_key_id": key_arn,
         "publicly_accessible": False,
@@ -109,7 +135,7 @@ class RdsPostgres(pulumi.ComponentResource):
     primary: aws.rds.Instance
     replicas: list[aws.rds.Instance]
     key: aws.kms.Key
-    monitoring_role: aws.iam.Role
+    monitoring_role: ServiceRole
 
     def __init__(self, name: str, args: RdsPostgresArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("pgha:rds:RdsPostgres", name, None, opts)
@@ -135,7 +161,6 @@ class RdsPostgres(pulumi.ComponentResource):
             manage_master_user_password=True,
             master_user_secret_kms_key_id=self.key.arn,
             allocated_storage=args.allocated_storage,
-            max_allocated_storage=args.max_allocated_storage or None,
             storage_type="gp3",
             multi_az=args.multi_az,
             # Only where the instance is first created: RDS refuses an AZ for a Multi-AZ instance, and a
@@ -150,13 +175,16 @@ class RdsPostgres(pulumi.ComponentResource):
             maintenance_window=args.maintenance_window,
             delete_automated_backups=not args.deletion_protection,
             skip_final_snapshot=not args.deletion_protection,
-            final_snapshot_identifier=f"{primary_id}-final" if args.deletion_protection else None,
+            final_snapshot_identifier=final_snapshot_identifier(
+                primary_id, {"kmsKeyId": self.key.arn, "dbName": args.db_name, "username": args.master_username},
+                self) if args.deletion_protection else None,
             **shared,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 protect=protect,
                 ignore_changes=["availabilityZone"],
-                depends_on=create_log_groups(primary_id, self.key.arn, args.log_retention_days, self, protect),
+                depends_on=[*create_log_groups(primary_id, self.key.arn, args.log_retention_days, self, protect),
+                            *self.monitoring_role.ready],
             ),
         )
 
@@ -180,8 +208,8 @@ class RdsPostgres(pulumi.ComponentResource):
                     opts=pulumi.ResourceOptions(
                         parent=self,
                         protect=protect,
-                        depends_on=create_log_groups(replica_id, self.key.arn, args.log_retention_days, self,
-                                                     protect),
+                        depends_on=[*create_log_groups(replica_id, self.key.arn, args.log_retention_days, self,
+                                                       protect), *self.monitoring_role.ready],
                     ),
                 )
             )

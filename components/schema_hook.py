@@ -90,6 +90,10 @@ class SchemaHookArgs:
     migrations_dir: Path = MIGRATIONS_DIR
     timeout_seconds: int = 900
     memory_mb: int = 512
+    #: Reserved concurrency of the function; None reserves none (the default: Lambda refuses any reservation
+    #: that leaves the account less than its minimum unreserved, which new accounts with a low quota hit).
+    #: Runs are serialized by the migrations' advisory lock either way.
+    reserved_concurrency: int | None = None
     log_retention_days: int = 30
 
 
@@ -154,8 +158,7 @@ class SchemaHook(pulumi.ComponentResource):
             ]
 
         role = service_role(f"{name}-role", "lambda.amazonaws.com", self,
-                            ("arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole",
-                             "arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess"))
+                            ("service-role/AWSLambdaVPCAccessExecutionRole", "AWSXRayDaemonWriteAccess"))
         may_read_secret(f"{name}-read-secrets", role,
                         [args.master_secret_arn, *[login.secret_arn for login in args.logins],
                          *([args.patroni.client_tls_secret_arn] if args.patroni is not None else [])],
@@ -177,10 +180,10 @@ class SchemaHook(pulumi.ComponentResource):
             memory_size=args.memory_mb,
             vpc_config={"subnet_ids": args.subnet_ids, "security_group_ids": [sg.id]},
             logging_config={"log_format": "Text", "log_group": logs.name},
-            # one run at a time: two deployments never migrate at once (the advisory lock is the second guard)
-            reserved_concurrent_executions=1,
+            reserved_concurrent_executions=args.reserved_concurrency,
             tracing_config={"mode": "Active"},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[logs]),
+            # CreateFunction with a VPC config checks the role may create network interfaces
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[logs, *role.ready]),
         )
         logins = [
             login.secret_arn.apply(lambda arn, group=login.login.member_of: {"secretArn": arn, "memberOf": group})
@@ -210,8 +213,9 @@ class SchemaHook(pulumi.ComponentResource):
                          if patroni is not None else {}),
                       **{f"login-{login.login.username}": version.version_id
                          for login, version in zip(args.logins, args.logins_ready, strict=False)}},
+            # every grant too: the handler reads its secrets at once (and retries a denial only for a while)
             opts=pulumi.ResourceOptions(parent=self, depends_on=[
-                *args.depends_on, *args.egress_ready, *args.logins_ready, *rules, function,
+                *args.depends_on, *args.egress_ready, *args.logins_ready, *rules, function, *role.ready,
                 *([patroni.client_tls_ready] if patroni is not None else []),
             ]),
         )

@@ -97,6 +97,7 @@ def build_stack(cfg: StackConfig, project_dir: Path) -> dict[str, Any]:
                 admit=lambda sg_id: db.admit(f"{name}-db-from-schema-hook", sg_id, "PostgreSQL from the schema hook"),
                 database=db.database,
                 migrations_dir=project_dir / "schema" / "migrations",
+                reserved_concurrency=cfg.schema_reserved_concurrency,
             ),
             opts,
         )
@@ -141,6 +142,7 @@ def _rds(cfg: StackConfig, name: str, network: Network, opts: pulumi.ResourceOpt
         alarmTopicArn=alarms.topic.arn,
     )
 
+    dr = None
     if cfg.dr_region:
         dr = DrReplica(
             f"{name}-dr",
@@ -148,7 +150,7 @@ def _rds(cfg: StackConfig, name: str, network: Network, opts: pulumi.ResourceOpt
                 region=cfg.dr_region,
                 source=db.primary,
                 rds=rds_args,
-                monitoring_role_arn=db.monitoring_role.arn,
+                monitoring_role=db.monitoring_role,
                 vpc_cidr=cfg.dr_vpc_cidr,
                 tags=cfg.all_tags,
                 promoted=cfg.dr_promoted,
@@ -163,13 +165,17 @@ def _rds(cfg: StackConfig, name: str, network: Network, opts: pulumi.ResourceOpt
         )
         outputs.update(drReplicaArn=dr.instance.arn, drRegion=cfg.dr_region)
         if cfg.dr_promoted:
-            # the promoted DR instance is the writer of the DR region
+            # the promoted DR instance is the writer of the DR region, with a master secret of its own there
             outputs["drWriterEndpoint"] = dr.instance.address
+            outputs["drMasterSecretArn"] = dr.instance.master_user_secrets.apply(lambda secrets: secrets[0].secret_arn)
 
-    logins = AppLogins(f"{name}-logins", AppLoginsArgs(kms_key_arn=db.key.arn, protect=cfg.deletion_protection),
-                       opts)
+    logins = AppLogins(f"{name}-logins", AppLoginsArgs(
+        kms_key_arn=db.key.arn, protect=cfg.deletion_protection,
+        replica_region=cfg.dr_region, replica_kms_key_arn=dr.key.arn if dr else None), opts)
     outputs["appSecretArns"] = {s.login.username: s.secret_arn for s in logins.secrets}
     outputs["appSecretArn"] = logins.secrets[0].secret_arn
+    if cfg.dr_region:
+        outputs["drAppSecretArns"] = logins.replica_arns(cfg.dr_region)
 
     if cfg.proxy:
         proxy = RdsProxy(
@@ -215,6 +221,7 @@ def _patroni(cfg: StackConfig, name: str, network: Network, opts: pulumi.Resourc
             # the backup bucket replicates to the DR region (Patroni has no DR replica instance)
             dr_region=cfg.dr_region,
             dr_provider=dr_provider(f"{name}-dr", cfg.dr_region, cfg.all_tags) if cfg.dr_region else None,
+            balancer_stem=name,
         ),
         opts,
     )

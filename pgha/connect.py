@@ -298,6 +298,41 @@ def secret_json(secret_arn: str, region: str | None = None) -> dict[str, str]:
     return secret
 
 
+#: The error codes of a read IAM has not allowed (yet): Secrets Manager's own, and KMS's through it.
+ACCESS_DENIED = ("AccessDeniedException", "AccessDenied")
+#: Seconds between two tries of a denied secret read.
+SECRET_RETRY_INTERVAL = 5.0
+
+
+def wait_for_secret_access(secret_arns: list[str], timeout: float, clock: Callable[[], float] = time.monotonic
+                           ) -> None:
+    """Return once every secret can be read; refused reads are retried for ``timeout`` seconds.
+
+    IAM is eventually consistent: a policy attached seconds before (the schema hook's first run after
+    ``pulumi up`` made its role) can still be denied for a while. Any other error, or a denial that
+    outlasts ``timeout``, raises :class:`ConnectError` naming the secret.
+    """
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    deadline = clock() + timeout
+    for arn in secret_arns:
+        region = arn.split(":")[3] if arn.startswith("arn:") else None
+        client = boto3.client("secretsmanager", region_name=region)
+        while True:
+            try:
+                client.get_secret_value(SecretId=arn)
+                break
+            except ClientError as err:
+                code = err.response.get("Error", {}).get("Code", "")
+                if code not in ACCESS_DENIED or clock() >= deadline:
+                    waited = f" (still denied after {timeout:g} s)" if code in ACCESS_DENIED else ""
+                    raise ConnectError(f"cannot read secret {arn}{waited}: {err}") from None
+            except BotoCoreError as err:
+                raise ConnectError(f"cannot read secret {arn}: {err}") from None
+            time.sleep(min(SECRET_RETRY_INTERVAL, max(0.0, deadline - clock())))
+
+
 def secret_credentials(secret_arn: str, region: str | None = None) -> tuple[str, str]:
     """(username, password) from a Secrets Manager secret such as the RDS-managed master secret."""
     secret = secret_json(secret_arn, region)

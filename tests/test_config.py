@@ -81,6 +81,12 @@ INVALID = [
     ({"replica": "2"}, "pgha:replica is not a pgha setting", "known:"),
     ({"aws:region": None}, "aws:region is not set", "pulumi config set aws:region"),
     ({"aws:region": "eu-west-\u0661"}, "aws:region = 'eu-west-\u0661'", "an AWS region"),
+    # Lambda keeps 100 of the default quota of 1000 unreserved
+    ({"schemaReservedConcurrency": "901"}, "pgha:schemaReservedConcurrency = '901'", "from 1 to 900"),
+    ({"schemaReservedConcurrency": "0"}, "pgha:schemaReservedConcurrency = '0'", "from 1 to 900"),
+    # VPC endpoint service names (cn.com.amazonaws...) and some service principals differ there
+    ({"aws:region": "cn-north-1"}, "aws:region = 'cn-north-1'", "not aws-cn"),
+    ({"drRegion": "us-iso-east-1"}, "pgha:drRegion = 'us-iso-east-1'", "not aws-iso"),
 ]
 
 

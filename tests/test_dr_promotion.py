@@ -1,4 +1,10 @@
-"""``pgha:drPromoted``: after a DR promotion the program declares what exists, in place, and nothing else."""
+"""``pgha:drPromoted``: after a DR promotion the program declares a primary in the DR region, in place.
+
+What the update may change, and in which order the provider applies it (terraform-provider-aws
+internal/service/rds/instance.go, resourceInstanceUpdate @1a5174b137): PromoteReadReplica with the
+declared backupRetentionPeriod and backupWindow, a wait until the instance is available, then one
+ModifyDBInstance with the rest (the managed master secret with the DR region's key).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +15,13 @@ from pgha.ci.policy import evaluate_plan
 from pgha.ci.stateful import force_new_inputs
 
 DR = "pgha-prod-dr-replica"
-#: What declaring the promotion may change on the DR instance: the promotion itself, and the final-snapshot
-#: settings the provider only reads when the instance is deleted (no API call on update).
-PROMOTION_INPUTS = {"replicateSourceDb", "skipFinalSnapshot", "finalSnapshotIdentifier", "deleteAutomatedBackups"}
+#: Sent with PromoteReadReplica itself: automated backups start with the promotion.
+PROMOTE_READ_REPLICA = {"replicateSourceDb", "backupRetentionPeriod", "backupWindow"}
+#: Sent in the ModifyDBInstance after it: a master secret of the DR region's own.
+MODIFY_AFTER = {"manageMasterUserPassword", "masterUserSecretKmsKeyId"}
+#: Read by the provider only when the instance is deleted (no API call on update).
+ON_DELETE = {"skipFinalSnapshot", "finalSnapshotIdentifier", "deleteAutomatedBackups"}
+PROMOTION_INPUTS = PROMOTE_READ_REPLICA | MODIFY_AFTER | ON_DELETE
 #: The top-level inputs that force a new aws_db_instance, from the one table pgha diff uses.
 FORCE_NEW = {f.path.split(".")[0] for f in force_new_inputs("aws:rds/instance:Instance")}
 
@@ -45,17 +55,39 @@ def test_promoted_dr_instance_is_the_same_resource_updated_in_place(prod_plan: P
         assert before.inputs.get(key) == after.inputs.get(key), key
 
 
-def test_promoted_dr_instance_keeps_its_own_backups_and_is_protected(promoted: Plan) -> None:
+def test_the_replica_has_no_automated_backups_and_the_promoted_instance_has_the_primarys(
+        prod_plan: Plan, promoted: Plan) -> None:
+    """A replica in ``backing-up`` cannot be promoted (PromoteReadReplica): the DR replica takes no backups of
+    its own; the promotion starts them, with the primary's retention and window."""
+    replica, primary = prod_plan.get(DR).inputs, prod_plan.get("pgha-prod-primary").inputs
+    assert replica["backupRetentionPeriod"] == 0 and "backupWindow" not in replica
     dr = promoted.get(DR).inputs
-    assert dr["backupRetentionPeriod"] == 14 and dr["backupWindow"] == "02:00-03:00"
-    assert dr["skipFinalSnapshot"] is False and dr["finalSnapshotIdentifier"] == f"{DR}-final"
+    assert dr["backupRetentionPeriod"] == primary["backupRetentionPeriod"] == 14
+    assert dr["backupWindow"] == primary["backupWindow"] == "02:00-03:00"
+
+
+def test_promoted_dr_instance_has_a_master_secret_in_its_own_region(prod_plan: Plan, promoted: Plan) -> None:
+    replica, dr = prod_plan.get(DR).inputs, promoted.get(DR).inputs
+    assert "manageMasterUserPassword" not in replica  # RDS refuses it on a read replica
+    dr_key = promoted.get("pgha-prod-dr-key")
+    assert dr["manageMasterUserPassword"] is True and dr["masterUserSecretKmsKeyId"] == dr["kmsKeyId"]
+    assert dr_key.urn in promoted.get(DR).property_dependencies["masterUserSecretKmsKeyId"]
+    secret = promoted.outputs["drMasterSecretArn"]
+    assert secret.split(":")[3] == "eu-central-1" and "drMasterSecretArn" not in prod_plan.outputs
+
+
+def test_promoted_dr_instance_is_protected_with_a_final_snapshot_of_its_own(promoted: Plan) -> None:
+    dr = promoted.get(DR).inputs
+    assert dr["skipFinalSnapshot"] is False and dr["finalSnapshotIdentifier"].startswith(f"{DR}-final-")
+    assert dr["finalSnapshotIdentifier"] != promoted.get("pgha-prod-primary").inputs["finalSnapshotIdentifier"]
     assert dr["deleteAutomatedBackups"] is False
     assert dr["deletionProtection"] is True and promoted.get(DR).protect
 
 
 def test_promotion_changes_nothing_else(prod_plan: Plan, promoted: Plan) -> None:
     before, after = by_urn(prod_plan), by_urn(promoted)
-    assert set(after) == set(before), "resources added or removed in the promotion update"
+    added = {after[urn].name for urn in set(after) - set(before)}
+    assert added == {f"{DR}-final-snapshot-suffix"} and set(before) <= set(after), "resources added or removed"
     for urn, resource in before.items():
         if resource.name == DR:
             continue
@@ -66,9 +98,10 @@ def test_promotion_changes_nothing_else(prod_plan: Plan, promoted: Plan) -> None
 
 def test_promoted_dr_instance_is_the_dr_regions_writer(prod_plan: Plan, promoted: Plan) -> None:
     assert "drWriterEndpoint" not in prod_plan.outputs
-    assert promoted.outputs["drWriterEndpoint"] == "pgha-prod-dr-replica.cmocked.eu-west-1.rds.amazonaws.com"
+    assert promoted.outputs["drWriterEndpoint"] == "pgha-prod-dr-replica.cmocked.eu-central-1.rds.amazonaws.com"
     assert promoted.outputs["drReplicaArn"] == prod_plan.outputs["drReplicaArn"]
-    assert {k: v for k, v in promoted.outputs.items() if k != "drWriterEndpoint"} == prod_plan.outputs
+    new = {"drWriterEndpoint", "drMasterSecretArn"}
+    assert {k: v for k, v in promoted.outputs.items() if k not in new} == prod_plan.outputs
 
 
 def test_unprotected_stack_promotes_without_a_final_snapshot() -> None:

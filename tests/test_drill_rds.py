@@ -326,7 +326,9 @@ def test_promote_dr_with_update_config_edits_only_that_key(aws: str, project: Pa
     data = report_of(tmp_path)
     assert data["settings"]["stack_config_change"].startswith("pgha:drPromoted: true")
     assert data["rounds"][0]["facts"]["region"] == "eu-central-1"
-    assert instance("pgha-prod-dr-replica", "eu-central-1")["BackupRetentionPeriod"] == 14
+    # backups from the promotion on, in the window the program declares (the refresh then finds them set)
+    promoted = instance("pgha-prod-dr-replica", "eu-central-1")
+    assert promoted["BackupRetentionPeriod"] == 14 and promoted["PreferredBackupWindow"] == "02:00-03:00"
     # what `pgha plan --stack prod` now shows: the DR instance declared as the standalone primary it is
     plan = run_program("prod", project_dir=project)
     assert "replicateSourceDb" not in plan.get("pgha-prod-dr-replica").inputs

@@ -147,7 +147,8 @@ def test_every_created_vpc_has_flow_logs_to_an_encrypted_log_group(prod_plan: Pl
         assert flow.inputs["logDestination"].endswith(group.name) and group.urn in flow.dependencies
         assert group.inputs["retentionInDays"] >= 365
         key = prod_plan.get(f"{net}-key")
-        assert group.inputs["kmsKeyId"] == f"arn:aws:kms:eu-west-1:123456789012:key/{_fake_id(key.name)}"
+        region = prod_plan.region_of(key)
+        assert group.inputs["kmsKeyId"] == f"arn:aws:kms:{region}:123456789012:key/{_fake_id(key.name)}"
         assert flow.provider == vpc.provider, "flow log in the VPC's own region"
         role = prod_plan.get(f"{net}-flow-logs-role")
         assert "vpc-flow-logs.amazonaws.com" in role.inputs["assumeRolePolicy"]
@@ -161,9 +162,10 @@ def test_default_security_group_of_every_created_vpc_has_no_rules(prod_plan: Pla
         assert not group.inputs.get("ingress") and not group.inputs.get("egress")
 
 
-def test_schema_function_runs_alone_and_is_traced(any_plan: Plan) -> None:
+def test_schema_function_reserves_no_concurrency_and_is_traced(any_plan: Plan) -> None:
     function = any_plan.get(f"pgha-{any_plan.stack}-schema-fn")
-    assert function.inputs["reservedConcurrentExecutions"] == 1
+    # a reservation fails in accounts with a low quota; the migrations' advisory lock serializes runs
+    assert "reservedConcurrentExecutions" not in function.inputs
     assert function.inputs["tracingConfig"] == {"mode": "Active"}
     attached = {a.inputs["policyArn"] for a in any_plan.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
                 if a.name.startswith(f"pgha-{any_plan.stack}-schema-role")}
@@ -176,7 +178,7 @@ def _logs_statement(key: RegisteredResource) -> dict:
 
 
 def test_logs_may_use_a_key_only_for_this_stacks_log_groups(any_plan: Plan) -> None:
-    keys = {f"arn:aws:kms:eu-west-1:123456789012:key/{_fake_id(k.name)}": k
+    keys = {f"arn:aws:kms:{any_plan.region_of(k)}:123456789012:key/{_fake_id(k.name)}": k
             for k in any_plan.of_type("aws:kms/key:Key")}
     groups = any_plan.of_type(LOG_GROUP)
     assert groups

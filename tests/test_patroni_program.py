@@ -82,10 +82,16 @@ def test_volumes_are_encrypted_gp3_with_the_cmk_and_imdsv2_is_required(plan: Pla
         assert template.inputs["imageId"] == "ami-0123456789abcdef0", "AMI comes from the lookup"
 
 
+def balancer(plan: Plan, suffix: str) -> RegisteredResource:
+    """The NLB (``nlb``) or a target group (``rw``, ``ro``): named from the stack's prefix, AWS allows them 32
+    characters."""
+    return plan.get(f"pgha-{plan.stack}-{suffix}")
+
+
 def test_nlb_health_checks_patronis_rest_api(plan: Plan) -> None:
-    nlb = part(plan, "nlb")
+    nlb = balancer(plan, "nlb")
     assert nlb.inputs["internal"] is True and nlb.inputs["loadBalancerType"] == "network"
-    writer, reader = part(plan, "writer"), part(plan, "reader")
+    writer, reader = balancer(plan, "rw"), balancer(plan, "ro")
     assert writer.inputs["healthCheck"]["path"] == "/primary"
     assert reader.inputs["healthCheck"]["path"].startswith("/replica?lag=")
     for group in (writer, reader):
@@ -368,7 +374,7 @@ def test_backup_replica_lives_in_the_dr_region_with_the_sources_controls(dr_plan
     replica, key = part(dr_plan, "dr-backups"), part(dr_plan, "dr-backups-key")
     assert replica.protect and key.protect and source.protect  # Pulumi.prod.yaml: deletionProtection true
     assert key.inputs["enableKeyRotation"] is True
-    dr_key_arn = f"arn:aws:kms:eu-west-1:123456789012:key/{_fake_id(key.name)}"  # the mocks' ARN
+    dr_key_arn = f"arn:aws:kms:eu-central-1:123456789012:key/{_fake_id(key.name)}"  # the mocks' ARN
     sse = part(dr_plan, "dr-backups-sse").inputs["rules"][0]
     assert sse["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "aws:kms", "kmsMasterKeyId": dr_key_arn}
     assert part(dr_plan, "dr-backups-versioning").inputs["versioningConfiguration"]["status"] == "Enabled"
@@ -397,8 +403,8 @@ def test_backup_bucket_replicates_kms_objects_with_a_least_privilege_role(dr_pla
     assert rule["sourceSelectionCriteria"] == {"sseKmsEncryptedObjects": {"status": "Enabled"}}
     assert rule["deleteMarkerReplication"] == {"status": "Enabled"}
     source_key = dr_plan.outputs["kmsKeyArn"]
-    dr_key = f"arn:aws:kms:eu-west-1:123456789012:key/{_fake_id('pgha-prod-patroni-dr-backups-key')}"
-    replica_arn = f"arn:aws:s3:eu-west-1:123456789012:{replica.name}"  # the mocks' ARN
+    dr_key = f"arn:aws:kms:eu-central-1:123456789012:key/{_fake_id('pgha-prod-patroni-dr-backups-key')}"
+    replica_arn = f"arn:aws:s3:eu-central-1:123456789012:{replica.name}"  # the mocks' ARN
     assert rule["destination"]["bucket"] == replica_arn
     assert rule["destination"]["encryptionConfiguration"] == {"replicaKmsKeyId": dr_key}
 
@@ -447,7 +453,7 @@ def test_alarms_fire_when_no_primary_is_behind_the_writer(plan: Plan) -> None:
     writer = alarms[f"pgha-{plan.stack}-alarms-writer-no-primary"]
     assert (writer["namespace"], writer["metricName"], writer["comparisonOperator"], writer["threshold"]) == (
         "AWS/NetworkELB", "HealthyHostCount", "LessThanThreshold", 1)
-    assert writer["dimensions"]["TargetGroup"].startswith(f"targetgroup/pgha-{plan.stack}-patroni-writer/")
+    assert writer["dimensions"]["TargetGroup"].startswith(f"targetgroup/pgha-{plan.stack}-rw/")
     assert writer["treatMissingData"] == "breaching" and writer["alarmActions"]
     assert alarms[f"pgha-{plan.stack}-alarms-reader-replicas"]["threshold"] == 2
     assert sum(1 for name in alarms if name.endswith("-status")) == 3
@@ -505,7 +511,7 @@ def test_units_pass_systemd_analyze_verify(plan: Plan, tmp_path: Path) -> None:
 
 def test_nlb_is_deletion_protected_with_protection_and_backup_access_is_logged(plan: Plan) -> None:
     protected = plan.stack == "prod"  # Pulumi.prod.yaml keeps deletionProtection on
-    assert bool(part(plan, "nlb").inputs.get("enableDeletionProtection")) is protected
+    assert bool(balancer(plan, "nlb").inputs.get("enableDeletionProtection")) is protected
     logging = plan.get(f"pgha-{plan.stack}-patroni-backups-logging").inputs
     logs = part(plan, "backup-logs")
     assert logging["targetBucket"] == logs.name  # the mocks give a bucket its name as id
@@ -598,3 +604,11 @@ def test_the_node_bundle_ships_the_sources_and_no_bytecode_cache() -> None:
     assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
     assert {"pgha/node/bootstrap.py", "pgha/__main__.py"} <= names
     assert any(name.startswith("patroni/") and name.endswith(".j2") for name in names)
+
+
+def test_the_balancers_keep_the_names_of_stacks_made_before(plan: Plan) -> None:
+    """Renamed to fit AWS's 32 characters with a longer stack name, they alias their old names: a deployed
+    cluster keeps its NLB and target groups (Pulumi reuses the autoname of the aliased state)."""
+    for new, old in (("nlb", "patroni-nlb"), ("rw", "patroni-writer"), ("ro", "patroni-reader")):
+        resource = balancer(plan, new)
+        assert resource.urn.rsplit("::", 1)[0] + f"::pgha-{plan.stack}-{old}" in resource.options["aliases"]

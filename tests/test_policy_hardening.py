@@ -20,7 +20,6 @@ from pgha.ci.policy.hardening import (
     kms_logs_scoped,
     lambda_tracing,
     log_groups_encrypted,
-    schema_hook_runs_alone,
     vpc_flow_logs,
 )
 
@@ -83,15 +82,6 @@ def test_a_default_security_group_with_rules_is_reported(prod_plan: Plan) -> Non
         "the default security group has ingress rules; it must have none (FSBP EC2.2)",
         "the default security group has egress rules; it must have none (FSBP EC2.2)",
     ]
-
-
-def test_a_schema_hook_that_may_run_twice_at_once_is_reported(prod_plan: Plan) -> None:
-    function = prod_plan.get("pgha-prod-schema-fn")
-    assert violations(schema_hook_runs_alone, changed(function, reservedConcurrentExecutions=None))
-    assert violations(schema_hook_runs_alone, changed(function, reservedConcurrentExecutions=5))
-    # another function is not the schema hook's business
-    other = changed(function, handler="app.handler", reservedConcurrentExecutions=None)
-    assert violations(schema_hook_runs_alone, other) == []
 
 
 def test_an_untraced_function_is_reported(prod_plan: Plan) -> None:

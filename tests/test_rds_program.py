@@ -23,7 +23,7 @@ def key_arn(plan: Plan, name: str) -> str:
     """The ARN the mocks gave the KMS key registered under ``name``."""
     key = plan.get(name)
     assert key.type == "aws:kms/key:Key"
-    return f"arn:aws:kms:eu-west-1:123456789012:key/{_fake_id(name)}"
+    return f"arn:aws:kms:{plan.region_of(key)}:123456789012:key/{_fake_id(name)}"
 
 
 def test_prod_primary_is_multi_az_encrypted_private_and_protected(prod_plan: Plan) -> None:
@@ -38,7 +38,7 @@ def test_prod_primary_is_multi_az_encrypted_private_and_protected(prod_plan: Pla
     assert db["iamDatabaseAuthenticationEnabled"] is True
     assert db["storageType"] == "gp3" and db["maxAllocatedStorage"] == 2000
     assert db["deletionProtection"] is True
-    assert db["skipFinalSnapshot"] is False and db["finalSnapshotIdentifier"] == "pgha-prod-primary-final"
+    assert db["skipFinalSnapshot"] is False and db["finalSnapshotIdentifier"].startswith("pgha-prod-primary-final-")
     assert db["backupRetentionPeriod"] == 14
     assert db["backupWindow"] == "02:00-03:00" and db["maintenanceWindow"] == "sun:04:00-sun:05:00"
     assert db["enabledCloudwatchLogsExports"] == ["postgresql", "upgrade"]
@@ -105,7 +105,9 @@ def test_dr_replica_uses_its_own_region_provider_key_and_subnets(prod_plan: Plan
     subnets = prod_plan.get("pgha-prod-dr-net-db-subnets")
     assert subnets.provider.startswith(provider.urn)
     assert subnets.urn in dr.dependencies
-    assert dr.inputs["backupRetentionPeriod"] == 14
+    # no automated backups while it replicates (a replica backing up cannot be promoted); the primary's
+    # are replicated to the DR region instead
+    assert dr.inputs["backupRetentionPeriod"] == 0
     backups = prod_plan.get("pgha-prod-dr-backup-replication")
     assert backups.provider.startswith(provider.urn)
     assert backups.inputs["kmsKeyId"] == dr.inputs["kmsKeyId"]
@@ -337,3 +339,45 @@ def test_an_impaired_az_moves_no_subnet_and_no_instance() -> None:
     assert during_incident.error is None, during_incident.error
     assert placement(during_incident) == healthy
     assert len(set(healthy.values())) == 3
+
+
+def test_replicas_grow_like_the_primary(prod_plan: Plan) -> None:
+    """Storage autoscaling is per instance: a replica without a ceiling stops replaying when its disk fills."""
+    ceiling = primary(prod_plan).inputs["maxAllocatedStorage"]
+    for name in ("pgha-prod-replica-1", "pgha-prod-replica-2", "pgha-prod-dr-replica"):
+        assert prod_plan.get(name).inputs["maxAllocatedStorage"] == ceiling == 2000, name
+        assert prod_plan.get(name).inputs["backupRetentionPeriod"] == 0, name
+
+
+def test_final_snapshot_names_are_drawn_per_instance(prod_plan: Plan) -> None:
+    """RDS refuses a final snapshot whose name exists: a name drawn for each instance (again when a change
+    replaces it: a new key, database or master user) lets a second deletion through."""
+    promoted = run_program("prod", {"drPromoted": "true"})
+    for plan, name in ((prod_plan, "pgha-prod-primary"), (promoted, "pgha-prod-dr-replica")):
+        db, suffix = plan.get(name), plan.get(f"{name}-final-snapshot-suffix")
+        assert suffix.type == "random:index/randomId:RandomId"
+        assert db.inputs["finalSnapshotIdentifier"] == f"{name}-final-{_fake_id(suffix.name)[:8]}"
+        assert suffix.urn in db.property_dependencies["finalSnapshotIdentifier"]
+        assert suffix.inputs["keepers"]["kmsKeyId"] == db.inputs["kmsKeyId"]
+    assert set(prod_plan.get("pgha-prod-primary-final-snapshot-suffix").inputs["keepers"]) == {
+        "kmsKeyId", "dbName", "username"}
+
+
+def test_login_secrets_are_replicated_to_the_dr_region_under_its_key(prod_plan: Plan) -> None:
+    dr_key = key_arn(prod_plan, "pgha-prod-dr-key")
+    for login in ("pgha-app", "pgha-exec"):
+        secret = prod_plan.get(f"pgha-prod-logins-{login}")
+        assert secret.inputs["replicas"] == [{"region": "eu-central-1", "kmsKeyId": dr_key}]
+    for user, arn in prod_plan.outputs["drAppSecretArns"].items():
+        primary_arn = prod_plan.outputs["appSecretArns"][user]
+        assert arn == primary_arn.replace(":eu-west-1:", ":eu-central-1:")
+    assert "replicas" not in run_program("dev").get("pgha-dev-logins-pgha-app").inputs
+
+
+def test_patroni_credentials_are_replicated_with_the_backups() -> None:
+    plan = run_program("prod", {"engine": "patroni"})
+    dr_key = plan.get("pgha-prod-patroni-dr-backups-key")
+    secret = plan.get("pgha-prod-patroni-credentials")
+    assert secret.inputs["replicas"] == [{"region": "eu-central-1",
+                                          "kmsKeyId": key_arn(plan, "pgha-prod-patroni-dr-backups-key")}]
+    assert dr_key.urn in secret.property_dependencies["replicas"]

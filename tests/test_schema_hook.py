@@ -29,6 +29,11 @@ def test_hook_resources_depend_on_the_database(dev_plan: Plan) -> None:
     primary = dev_plan.get("pgha-dev-primary")
     assert primary.urn in invocation.dependencies
     assert function.urn in invocation.dependencies
+    # every grant of its role: the first run reads the secrets at once
+    grants = [dev_plan.get(name).urn for name in ("pgha-dev-schema-read-secrets",
+                                                   "pgha-dev-schema-role-AWSLambdaVPCAccessExecutionRole",
+                                                   "pgha-dev-schema-role-AWSXRayDaemonWriteAccess")]
+    assert set(grants) <= set(invocation.dependencies) and set(grants) <= set(function.dependencies)
     assert invocation.inputs["triggers"]["migrationsHash"] == migrations_hash()
     assert invocation.inputs["triggers"]["writerEndpoint"] == dev_plan.outputs["writerEndpoint"]
     event = json.loads(invocation.inputs["input"])
@@ -210,3 +215,50 @@ def test_logins_are_made_by_a_master_user_that_is_not_a_superuser(fresh_db: Conn
     for role in (login, group, master):
         admin.run(f"DROP ROLE {role}")
     admin.close()
+
+
+def _denied_for(reads: int) -> object:
+    """A botocore hook that refuses the first ``reads`` GetSecretValue calls as IAM does before a new grant
+    has propagated (the secret itself is real, on moto)."""
+    from botocore.exceptions import ClientError
+
+    calls = {"denied": 0}
+
+    def deny(**_kwargs: object) -> None:
+        if calls["denied"] < reads:
+            calls["denied"] += 1
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not authorized to perform: "
+                                         "secretsmanager:GetSecretValue"}}, "GetSecretValue")
+
+    deny.calls = calls  # type: ignore[attr-defined]
+    return deny
+
+
+@mock_aws
+@pytest.mark.parametrize("denials, applies", [(2, True), (1000, False)])
+def test_handler_waits_for_a_grant_that_is_not_visible_yet_then_fails_naming_the_secret(
+        fresh_db: ConnectionSettings, monkeypatch: pytest.MonkeyPatch, denials: int, applies: bool) -> None:
+    import pgha.connect
+
+    monkeypatch.setattr(pgha.connect, "SECRET_RETRY_INTERVAL", 0.05)
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    secret = boto3.client("secretsmanager", region_name="eu-west-1").create_secret(
+        Name="rds!db-grant", SecretString=json.dumps({"username": fresh_db.user, "password": fresh_db.password}))
+    deny = _denied_for(denials)
+    boto3._get_default_session().events.register("before-call.secretsmanager.GetSecretValue", deny)
+    host, port = fresh_db.hosts[0]
+    event = {"host": host, "port": port, "database": fresh_db.database, "secretArn": secret["ARN"],
+             "sslmode": "disable", "grantWaitSeconds": 1}
+    try:
+        if applies:
+            assert handler(event)["applied"] == [m.name for m in discover()]
+            assert deny.calls["denied"] == 2  # type: ignore[attr-defined]
+        else:
+            with pytest.raises(pgha.connect.ConnectError, match=rf"cannot read secret {secret['ARN']} \(still "
+                                                                rf"denied after 1 s\).*AccessDeniedException"):
+                handler(event)
+            conn = connect(fresh_db)  # nothing was applied: the runner never connected
+            assert conn.run("SELECT to_regclass('pgha_schema_migrations')")[0][0] is None
+            conn.close()
+    finally:
+        boto3._get_default_session().events.unregister("before-call.secretsmanager.GetSecretValue", deny)

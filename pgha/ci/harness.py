@@ -39,6 +39,22 @@ BYO_ENDPOINT_SG = "sg-0e0d0e0d0e0d0e0d0"
 ZONE_STATES: dict[str, str] = {}
 
 
+#: The account's Lambda concurrency quota the mocked account has (``quota``): AWS's default. New accounts get
+#: less (10 or 50); set it with :func:`lambda_concurrency_quota`.
+LAMBDA_CONCURRENCY: dict[str, int] = {"quota": 1000}
+
+
+@contextlib.contextmanager
+def lambda_concurrency_quota(quota: int) -> Iterator[None]:
+    """Within the block, the mocked account's concurrent-executions quota is ``quota`` (a new account's)."""
+    saved = LAMBDA_CONCURRENCY["quota"]
+    LAMBDA_CONCURRENCY["quota"] = quota
+    try:
+        yield
+    finally:
+        LAMBDA_CONCURRENCY["quota"] = saved
+
+
 @contextlib.contextmanager
 def zone_states(states: Mapping[str, str]) -> Iterator[None]:
     """Within the block, the mocked region reports these AZ states (an AZ impaired during an incident)."""
@@ -112,10 +128,17 @@ class Plan:
     #: What the program logged at warning level or above (``pulumi.log.warn``).
     warnings: list[str] = field(default_factory=list)
     error: BaseException | None = None
+    #: The region of the stack's config (``aws:region``), and of each explicit AWS provider by URN.
+    region: str = "eu-west-1"
+    provider_regions: dict[str, str] = field(default_factory=dict)
 
     def of_type(self, type_: str) -> list[RegisteredResource]:
         """Resources of one Pulumi type token, in registration order."""
         return [r for r in self.resources if r.type == type_]
+
+    def region_of(self, resource: RegisteredResource) -> str:
+        """The region a resource is created in: its AWS provider's, else the stack's."""
+        return self.provider_regions.get(resource.provider.rsplit("::", 1)[0], self.region)
 
     def get(self, name: str) -> RegisteredResource:
         """The resource with this logical name (names are unique within a stack)."""
@@ -218,15 +241,28 @@ def _fake_id(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()[:17]
 
 
-def _computed_state(args: Any) -> dict[str, Any]:
-    """Plausible provider-computed outputs for the resource types the program reads back."""
+#: Region prefix -> (ARN partition, DNS suffix), as the provider's ``getPartition`` answers (the AWS SDK's
+#: endpoints: aws-us-gov for us-gov-*, aws-cn for cn-*, the ISO partitions for us-iso*-*); any other is ``aws``.
+PARTITIONS = {"us-gov-": ("aws-us-gov", "amazonaws.com"), "cn-": ("aws-cn", "amazonaws.com.cn"),
+              "us-isob-": ("aws-iso-b", "sc2s.sgov.gov"), "us-iso-": ("aws-iso", "c2s.ic.gov")}
+
+
+def partition_of(region: str) -> tuple[str, str]:
+    """(partition, DNS suffix) of a region."""
+    return next((value for prefix, value in PARTITIONS.items() if region.startswith(prefix)),
+                ("aws", "amazonaws.com"))
+
+
+def _computed_state(args: Any, region: str) -> dict[str, Any]:
+    """Plausible provider-computed outputs for the resource types the program reads back, in ``region``
+    (its provider's) and that region's partition."""
     from pulumi.runtime import rpc
 
     inputs = dict(args.inputs)
-    region = "eu-west-1"
+    part = partition_of(region)[0]
     service = args.typ.split(":")[1].split("/")[0] if args.typ.startswith("aws:") else "resource"
     state: dict[str, Any] = {
-        "arn": f"arn:aws:{service}:{region}:{ACCOUNT_ID}:{args.name}",
+        "arn": f"arn:{part}:{service}:{region}:{ACCOUNT_ID}:{args.name}",
         "id": args.name,
         "name": inputs.get("name", args.name),
         **inputs,
@@ -234,7 +270,7 @@ def _computed_state(args: Any) -> dict[str, Any]:
     if args.typ == "aws:rds/instance:Instance":
         identifier = inputs.get("identifier", args.name)
         state.update(
-            arn=f"arn:aws:rds:{region}:{ACCOUNT_ID}:db:{identifier}",
+            arn=f"arn:{part}:rds:{region}:{ACCOUNT_ID}:db:{identifier}",
             identifier=identifier,
             address=f"{identifier}.cmocked.{region}.rds.amazonaws.com",
             endpoint=f"{identifier}.cmocked.{region}.rds.amazonaws.com:5432",
@@ -242,11 +278,11 @@ def _computed_state(args: Any) -> dict[str, Any]:
         )
         if inputs.get("manageMasterUserPassword"):
             state["masterUserSecrets"] = [
-                {"secretArn": f"arn:aws:secretsmanager:{region}:{ACCOUNT_ID}:secret:rds!db-{_fake_id(identifier)}",
+                {"secretArn": f"arn:{part}:secretsmanager:{region}:{ACCOUNT_ID}:secret:rds!db-{_fake_id(identifier)}",
                  "kmsKeyId": inputs.get("masterUserSecretKmsKeyId", ""), "secretStatus": "active"}
             ]
     elif args.typ == "aws:kms/key:Key":
-        state.update(keyId=_fake_id(args.name), arn=f"arn:aws:kms:{region}:{ACCOUNT_ID}:key/{_fake_id(args.name)}")
+        state.update(keyId=_fake_id(args.name), arn=f"arn:{part}:kms:{region}:{ACCOUNT_ID}:key/{_fake_id(args.name)}")
     elif args.typ == "aws:ec2/vpc:Vpc":
         state.update(id=f"vpc-{_fake_id(args.name)}")
     elif args.typ == "aws:ec2/subnet:Subnet":
@@ -276,6 +312,8 @@ def _computed_state(args: Any) -> dict[str, Any]:
         padding = hashlib.sha256(args.name.encode()).hexdigest() * 4
         value = f"mock-password-{_fake_id(args.name)}"
         state.update(result=rpc.wrap_rpc_secret(value + padding[: max(0, int(inputs.get("length", 0)) - len(value))]))
+    elif args.typ == "random:index/randomId:RandomId":
+        state.update(hex=_fake_id(args.name)[: 2 * int(inputs.get("byteLength", 4))])
     elif args.typ == "aws:secretsmanager/secretVersion:SecretVersion":
         # a new value is a new version (as AWS assigns one per PutSecretValue): the digest covers the secret's
         # value (a mock's), which repr would show only as [secret]
@@ -288,21 +326,25 @@ class _InvokeFailure(Exception):
     """A mocked data source that fails the way the provider's does (e.g. nothing matched)."""
 
 
-def _invoke_result(token: str, args: dict[str, Any]) -> dict[str, Any]:
-    """Canned answers for the data sources the program calls."""
+def _invoke_result(token: str, args: dict[str, Any], region: str) -> dict[str, Any]:
+    """Canned answers for the data sources the program calls, through a provider of ``region``."""
+    part, dns_suffix = partition_of(region)
     if token == "aws:index/getCallerIdentity:getCallerIdentity":
-        return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/pgha", "userId": "AIDAMOCK"}
+        return {"accountId": ACCOUNT_ID, "arn": f"arn:{part}:iam::{ACCOUNT_ID}:user/pgha", "userId": "AIDAMOCK"}
+    if token == "aws:index/getPartition:getPartition":
+        return {"partition": part, "dnsSuffix": dns_suffix, "id": part, "reverseDnsPrefix": ".".join(
+            reversed(dns_suffix.split(".")))}
     if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-        region = args.get("region") or "eu-west-1"
+        region = args.get("region") or region
         names = [f"{region}{suffix}" for suffix in "abc"]
         if args.get("state"):  # like the provider: only the zones in that state
             names = [n for n in names if ZONE_STATES.get(n, "available") == args["state"]]
         return {"names": names, "zoneIds": [f"z-{n}" for n in names], "id": region}
     if token == "aws:index/getRegion:getRegion":
-        return {"name": "eu-west-1", "region": "eu-west-1", "id": "eu-west-1"}
+        return {"name": region, "region": region, "id": region}
     if token == "aws:ec2/getSubnet:getSubnet":
         subnet = args.get("id", "subnet-0")
-        return {"id": subnet, "availabilityZone": f"eu-west-1{'abc'[int(subnet[-1], 16) % 3]}", "vpcId": "vpc-mock"}
+        return {"id": subnet, "availabilityZone": f"{region}{'abc'[int(subnet[-1], 16) % 3]}", "vpcId": "vpc-mock"}
     if token == "aws:ec2/getVpc:getVpc":
         return {"id": args.get("id"), "cidrBlock": "10.99.0.0/16"}
     if token == "aws:ec2/getRouteTables:getRouteTables":
@@ -368,24 +410,32 @@ def _alias_urns(request: Any, urn: str) -> list[str]:
     return [*urns, *request.aliasURNs]
 
 
-def _recording_monitor(records: list[RegisteredResource]) -> Any:
+def _recording_monitor(records: list[RegisteredResource], default_region: str, regions: dict[str, str]) -> Any:
+    """A mock monitor that records every registration in ``records`` and each AWS provider's region in
+    ``regions`` (by URN), answering resources and data sources in their provider's region."""
     import pulumi
     from pulumi.runtime import mocks, rpc
 
+    def region_of(provider_reference: str | None) -> str:
+        return regions.get((provider_reference or "").rsplit("::", 1)[0], default_region)
+
     class PlanMocks(pulumi.runtime.Mocks):
         def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
-            state = _computed_state(args)
+            state = _computed_state(args, region_of(args.provider))
             return str(state.get("id", args.name)), state
 
         def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list]:
             try:
-                return _invoke_result(args.token, dict(args.args)), []
+                return _invoke_result(args.token, dict(args.args), region_of(args.provider)), []
             except _InvokeFailure as failure:  # as the provider reports a data source that found nothing
                 return {}, [("", str(failure))]
 
     class RecordingMonitor(mocks.MockMonitor):
         def RegisterResource(self, request: Any) -> Any:
             response = super().RegisterResource(request)
+            if request.type == "pulumi:providers:aws":
+                region = rpc.deserialize_properties(request.object, keep_internal=False).get("region")
+                regions[response.urn] = region or default_region
             if request.type != "pulumi:pulumi:Stack":
                 records.append(
                     RegisteredResource(
@@ -450,7 +500,7 @@ def _run_in_context(
             project=project_name(project_dir),
             stack=stack,
             preview=False,
-            monitor=_recording_monitor(plan.resources),
+            monitor=_recording_monitor(plan.resources, plan.region, plan.provider_regions),
             logger=_engine_logger(plan.warnings),
         )
         # Pulumi's settings fall back to process-wide defaults; this run gets its own pending-output set
@@ -495,9 +545,19 @@ def run_program(
     error is returned in ``Plan.error`` along with whatever was registered before it.
     """
     config, secret_keys = stack_config(stack, overrides, project_dir)
-    plan = Plan(stack=stack)
+    plan = Plan(stack=stack, region=config.get("aws:region") or "eu-west-1")
     # a fresh context per run: Pulumi keeps its settings, root stack and config in context variables
     contextvars.Context().run(_run_in_context, stack, config, secret_keys, project_dir, plan)
+    if plan.error is None:
+        plan.error = _refused(plan)
     if check and plan.error is not None:
         raise plan.error
     return plan
+
+
+def _refused(plan: Plan) -> BaseException | None:
+    """What ``pulumi up`` would fail with although the mocks accepted it: AWS's and the provider's refusals."""
+    from pgha.ci.aws_rules import AwsRefusalError, Stack, refusals
+
+    found = refusals(Stack(plan.resources, plan.provider_regions, plan.region))
+    return AwsRefusalError(found) if found else None

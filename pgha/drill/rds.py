@@ -518,15 +518,18 @@ class RdsDrill:
     def _promote(self, rnd: Round) -> None:
         probe = self._heartbeat(rnd)
         rnd.facts["replica_lag_s_before"] = getattr(self, "replica_lag_s", None)
-        retention = self.cfg.backup_retention_days
+        retention, window = self.cfg.backup_retention_days, self.cfg.backup_window
         called = time.time()
         report = probe.stop() if probe is not None else None  # the primary counts as lost from here
+        # backups from the promotion on, in the stack's window: what the program declares for the promoted
+        # instance, so the `pulumi up --refresh` that follows finds them already set
         self.client("rds", self.subject_region).promote_read_replica(
-            DBInstanceIdentifier=self.subject_id, BackupRetentionPeriod=retention)
+            DBInstanceIdentifier=self.subject_id, BackupRetentionPeriod=retention, PreferredBackupWindow=window)
         # One-way from here: whatever aborts the round later (a throttled describe, a timeout), the config
         # change and the advice are already set, so they are printed (and --update-config writes them).
         self.promoted = True
-        rnd.event("fault injected", f"PromoteReadReplica {self.subject_id} (backups {retention} days)", at=called)
+        rnd.event("fault injected", f"PromoteReadReplica {self.subject_id} (backups {retention} days, {window})",
+                  at=called)
         rnd.facts.update(promoted=self.subject_id, region=self.subject_region)
         self._config_advice(rnd)
         after, available_at = self._wait_status(self.subject_id, self.subject_region, self._settled(called))
@@ -607,8 +610,8 @@ class RdsDrill:
         if self.name == "promote-dr":
             self.config_change = ConfigChange(
                 "pgha:drPromoted", "true",
-                f"{self.subject_id} is now a standalone primary: the program must declare it without "
-                "replicateSourceDb and with its own backups, and change nothing else in that update")
+                f"{self.subject_id} is now a standalone primary with its own backups: the program declares it "
+                "without replicateSourceDb and gives it a master secret in its own region (pulumi up --refresh)")
             rnd.event("stack config change", f"{self.config_change.key}: {self.config_change.value}")
             return
         self.advice = replica_rollback_advice(self._plan(), self.cfg.stack, self.subject_id, self.primary_id,

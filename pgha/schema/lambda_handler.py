@@ -28,6 +28,7 @@ from pgha.connect import (
     resolve,
     secret_credentials,
     secret_json,
+    wait_for_secret_access,
     wait_for_writer,
 )
 from pgha.node.dynamic_config import DynamicConfigError, apply_dynamic_config, changed_keys
@@ -41,8 +42,12 @@ def handler(event: dict[str, Any], _context: Any = None) -> dict[str, Any]:
 
     Optional ``lockTimeout`` / ``statementTimeout`` (seconds; 0 = no limit) override the
     runner's defaults (5 s / none); outside 1 ms to 2147483647 ms they are refused before connecting
-    (ValueError from :class:`Timeouts`).
+    (ValueError from :class:`Timeouts`). ``grantWaitSeconds`` (default 120) bounds how long a denied
+    read of the event's secrets is retried: the role's grants were made moments before the first run.
     """
+    secrets = [event["secretArn"], *(item["secretArn"] for item in event.get("logins", [])),
+               *([event["clientTlsSecretArn"]] if event.get("clientTlsSecretArn") else [])]
+    wait_for_secret_access(secrets, timeout=float(event.get("grantWaitSeconds", 120)))
     settings = resolve(
         ConnectionSettings(
             hosts=((event["host"], int(event.get("port", 5432))),),

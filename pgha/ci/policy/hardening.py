@@ -78,18 +78,6 @@ default_security_group_closed = resource_rule(
 # --- the schema hook's Lambda (no FSBP control: pgha issue #12 item 5) -------------------------------
 
 
-def _schema_hook_runs_alone(args: ResourceValidationArgs) -> Iterable[str]:
-    if args.props.get("handler") == SCHEMA_HANDLER and args.props.get("reservedConcurrentExecutions") != 1:
-        yield "the schema hook must have reserved concurrency 1: two deployments must never migrate at once"
-
-
-schema_hook_runs_alone = resource_rule(
-    "pgha-schema-hook-runs-alone", PGHA_12,
-    "No FSBP control (pgha #12.5): the schema hook Lambda has reserved concurrency 1. Mandatory.",
-    MANDATORY, ["aws:lambda/function:Function"], _schema_hook_runs_alone,
-)
-
-
 def _lambda_traced(args: ResourceValidationArgs) -> Iterable[str]:
     if as_dict(args.props.get("tracingConfig")).get("mode") != "Active":
         yield "Lambda function without active X-Ray tracing"
@@ -157,7 +145,7 @@ log_groups_encrypted = resource_rule(
 
 #: Resource rules: ``validate(ResourceValidationArgs, report_violation)``.
 POLICIES: list[ResourceValidationPolicy] = [
-    flow_log_complete, default_security_group_closed, schema_hook_runs_alone, lambda_tracing, kms_logs_scoped,
+    flow_log_complete, default_security_group_closed, lambda_tracing, kms_logs_scoped,
     log_groups_encrypted,
 ]
 #: Rules over the whole stack: ``validate(StackValidationArgs, report_violation)``.
