@@ -416,11 +416,16 @@ def _recording_monitor(records: list[RegisteredResource], default_region: str, r
     import pulumi
     from pulumi.runtime import mocks, rpc
 
+    #: Logical name -> the name it had before, for a resource renamed with an alias: Pulumi carries the
+    #: aliased state over, so its ids, ARNs and endpoints stay those of the old name.
+    renamed: dict[str, str] = {}
+
     def region_of(provider_reference: str | None) -> str:
         return regions.get((provider_reference or "").rsplit("::", 1)[0], default_region)
 
     class PlanMocks(pulumi.runtime.Mocks):
         def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+            args.name = renamed.get(args.name, args.name)
             state = _computed_state(args, region_of(args.provider))
             return str(state.get("id", args.name)), state
 
@@ -432,6 +437,8 @@ def _recording_monitor(records: list[RegisteredResource], default_region: str, r
 
     class RecordingMonitor(mocks.MockMonitor):
         def RegisterResource(self, request: Any) -> Any:
+            renamed.update((request.name, alias.spec.name) for alias in request.aliases
+                           if alias.WhichOneof("alias") == "spec" and alias.spec.name)
             response = super().RegisterResource(request)
             if request.type == "pulumi:providers:aws":
                 region = rpc.deserialize_properties(request.object, keep_internal=False).get("region")
