@@ -13,13 +13,18 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from pgha.connect import ConnectionSettings, connect
 
 SERVICE_USER = "postgres"
+#: The Python venvs for the service user are made from: its files are readable by every user.
+SYSTEM_PYTHON = "/usr/bin/python3"
+#: What such a venv installs: Patroni and the lab's other needs.
+LAB_REQUIREMENTS = Path(__file__).resolve().parents[1] / "requirements-lab.txt"
 
 
 class PrerequisiteError(RuntimeError):
@@ -76,6 +81,28 @@ def service_user_can_run(command: list[str]) -> bool:
     service_user_ids()
     return subprocess.run(["runuser", "-u", SERVICE_USER, "--", *command], capture_output=True,
                           check=False).returncode == 0
+
+
+def service_user_python(venv: Path, report: Callable[[str], None] = print) -> str:
+    """A Python with Patroni that the service user can run.
+
+    This process's own when the service user can run it; otherwise (the project, and so its venv, sits
+    where that user cannot traverse: under /root, in a 0700 ``mktemp -d``) ``venv``, made from the system
+    Python with requirements-lab.txt unless a working one is already there. The service user must be able
+    to reach ``venv``'s parent.
+    """
+    needed = "import patroni, psycopg"
+    if service_user_can_run([sys.executable, "-c", needed]):
+        return sys.executable
+    python = venv / "bin" / "python"
+    if not service_user_can_run([str(python), "-c", needed]):
+        report(f"the {SERVICE_USER} user cannot read {sys.executable}: installing Patroni into {venv}")
+        subprocess.run([SYSTEM_PYTHON, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r",
+                        str(LAB_REQUIREMENTS)], check=True, capture_output=True)
+        if not service_user_can_run([str(python), "-c", needed]):
+            raise PrerequisiteError(f"the {SERVICE_USER} user cannot run {python}: is {venv.parent} out of its reach?")
+    return str(python)
 
 
 def give_to_service_user(*paths: Path) -> None:

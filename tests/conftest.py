@@ -14,7 +14,7 @@ import pytest
 from pgha.ci.harness import Plan, run_program
 from pgha.connect import ConnectionSettings, connect
 from pgha.lab.cluster import Lab, removed_on_exit
-from pgha.local import PostgresServer
+from pgha.local import PostgresServer, service_user_python
 from pgha.schema.migrate import migrate
 
 
@@ -49,6 +49,18 @@ def postgres() -> Iterator[PostgresServer]:
     server = PostgresServer(database="app").start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def service_python() -> Iterator[str]:
+    """A Python with Patroni the service user can run: this one, else (a checkout it cannot traverse, e.g. a
+    clone under /root or a 0700 `mktemp -d`) a venv made as the lab makes its own, removed afterwards."""
+    reachable = Path(tempfile.mkdtemp(prefix="pgha-service-python-"))
+    reachable.chmod(0o755)
+    try:
+        yield service_user_python(reachable / "venv", report=lambda _line: None)
+    finally:
+        shutil.rmtree(reachable, ignore_errors=True)
 
 
 @pytest.fixture

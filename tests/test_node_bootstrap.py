@@ -142,7 +142,7 @@ def test_the_service_user_owns_its_files_but_cannot_replace_the_node_file_root_r
 
 @pytest.mark.skipif(not running_as_root(), reason="the service user differs from the test's only as root")
 def test_patroni_as_the_service_user_can_write_beside_the_pgpass_of_an_ec2_node(
-        ec2_node_file_for_service_user: Path) -> None:
+        ec2_node_file_for_service_user: Path, service_python: str) -> None:
     node_file = ec2_node_file_for_service_user
     config = parse(node_file.read_text())
     # as pgha-mount-data leaves the fresh volume's root: root's, 0755
@@ -154,7 +154,7 @@ def test_patroni_as_the_service_user_can_write_beside_the_pgpass_of_an_ec2_node(
     # Patroni's own start-up check (Postgresql.config.check_directories), run as the user systemd runs it as
     check = ("import sys; from patroni.utils import validate_directory; "
              "validate_directory(sys.argv[1], \"'{}' is defined in postgresql.pgpass, {}\")")
-    result = subprocess.run(as_service_user([sys.executable, "-c", check, os.path.dirname(pgpass)]),
+    result = subprocess.run(as_service_user([service_python, "-c", check, os.path.dirname(pgpass)]),
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr.strip()[-300:]
     assert (mount.stat().st_uid, oct(mount.stat().st_mode & 0o777)) == (0, "0o755"), "the volume's root stays root's"

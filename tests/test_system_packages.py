@@ -54,7 +54,10 @@ def test_check_names_the_missing_package_and_the_one_command_to_run(tmp_path: Pa
 @pytest.mark.skipif(not running_as_root(), reason="needs root to run the script as an unprivileged user")
 def test_an_unprivileged_user_is_told_what_to_run_and_nothing_is_installed(tmp_path: Path) -> None:
     env = fake_dpkg(tmp_path, "cloud-init")
-    result = subprocess.run(["runuser", "-u", "postgres", "--", "env", f"PATH={env['PATH']}", str(SCRIPT)],
+    script = tmp_path / SCRIPT.name  # a copy where that user can read it: the checkout may be out of its reach
+    shutil.copyfile(SCRIPT, script)
+    script.chmod(0o755)
+    result = subprocess.run(["runuser", "-u", "postgres", "--", "env", f"PATH={env['PATH']}", str(script)],
                             capture_output=True, text=True, timeout=30, check=False, cwd="/")
     assert result.returncode == 1, result.stderr
     assert "missing system packages: cloud-init" in result.stderr and "run as root:" in result.stderr

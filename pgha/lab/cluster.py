@@ -40,6 +40,7 @@ from pgha.local import (
     running_as_root,
     service_user_can_run,
     service_user_ids,
+    service_user_python,
 )
 from pgha.node.bootstrap import ENV_FILE, read_env_file
 from pgha.node.config import AwsAccess, NodeConfig
@@ -72,7 +73,6 @@ BACKUP_BUCKET = "pgha-lab-backups"
 
 
 _BASE_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
-_SYSTEM_PYTHON = "/usr/bin/python3"
 
 
 def lab_addresses() -> tuple[str, ...]:
@@ -507,22 +507,8 @@ class Lab:
         return read_env_file(self.node_dir(node) / ENV_FILE)
 
     def patroni_python(self) -> str:
-        """A Python with Patroni that the service user can run.
-
-        This venv when the service user can read it; otherwise (the project sits somewhere it
-        cannot traverse, e.g. under /root) a copy of the lab requirements in the lab directory.
-        """
-        needed = "import patroni, psycopg"
-        if service_user_can_run([sys.executable, "-c", needed]):
-            return sys.executable
-        venv = self.root / "runtime-venv"
-        python = venv / "bin" / "python"
-        if not service_user_can_run([str(python), "-c", needed]):
-            self.report(f"the {SERVICE_USER} user cannot read {sys.executable}: installing Patroni into {venv}")
-            subprocess.run([_SYSTEM_PYTHON, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True)
-            subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r",
-                            str(PROJECT_DIR / "requirements-lab.txt")], check=True, capture_output=True)
-        return str(python)
+        """A Python with Patroni the service user can run: this venv, else one in ``runtime-venv`` of the lab."""
+        return service_user_python(self.root / "runtime-venv", self.report)
 
     # --- checks ---------------------------------------------------------------------------
 
