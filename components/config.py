@@ -19,6 +19,7 @@ from components.dr import DrReplicaArgs
 from components.kms import stack_prefix
 from components.names import stack_name_problems
 from components.network import NetworkArgs
+from components.partitions import SUPPORTED_PARTITIONS, partition_of
 from components.rds import RdsPostgresArgs
 
 NAMESPACE = "pgha"
@@ -439,18 +440,13 @@ def parse_config(raw: Mapping[str, str], *, project: str, stack: str, region: st
     return StackConfig(project=project, stack=stack, region=str(region), **values)
 
 
-#: Region prefixes of the partitions pgha does not build in: their VPC endpoint service names
-#: (``cn.com.amazonaws.<region>.<service>``) and some service principals (``ec2.amazonaws.com.cn``) differ.
-UNSUPPORTED_PARTITIONS = {"cn-": "aws-cn", "us-iso-": "aws-iso", "us-isob-": "aws-iso-b", "eu-isoe-": "aws-iso-e",
-                          "us-isof-": "aws-iso-f"}
-
-
 def _partition_problems(region: str | None, dr_region: str | None) -> list[str]:
-    """Regions of a partition pgha does not support (the aws and aws-us-gov partitions are supported)."""
+    """Regions of a partition pgha does not build in: there VPC endpoint service names
+    (``cn.com.amazonaws.<region>.<service>``) and some service principals (``ec2.amazonaws.com.cn``) differ."""
     problems = []
     for key, value in (("aws:region", region), (f"{NAMESPACE}:drRegion", dr_region)):
-        partition = next((p for prefix, p in UNSUPPORTED_PARTITIONS.items() if (value or "").startswith(prefix)), None)
-        if partition:
+        partition = partition_of(value or "").name
+        if partition not in SUPPORTED_PARTITIONS:
             problems.append(f"{key} = {value!r}: pgha builds in the aws and aws-us-gov partitions, not {partition} "
                             "(its endpoint service names and service principals differ)")
     return problems

@@ -47,13 +47,14 @@ class DrReplicaArgs:
 class DrReplica(pulumi.ComponentResource):
     """Everything in the DR region, under its own provider, KMS key and subnet group.
 
-    While it replicates, the instance has no automated backups: RDS keeps none for a PostgreSQL read
-    replica (manual snapshots only), and the provider's ModifyDBInstance for a retention after creating
-    the replica fails. Until the promotion, the DR region's point-in-time restores come from the
-    primary's automated backups replicated there (``<name>-backup-replication``). In production the
-    replica is Multi-AZ from the start (RDS for PostgreSQL supports Multi-AZ read replicas, cross-region
-    ones included), so that, once promoted, it is a Multi-AZ primary straight away (the policy pack's
-    RDS.5 rule holds every production primary to Multi-AZ). What the promotion changes:
+    While it replicates, the instance has no automated backups, by choice: a replica in ``backing-up``
+    cannot be promoted (PromoteReadReplica), and a DR promotion must not wait for a backup window
+    (RDS allows automated backups on a PostgreSQL replica from 14.1 on). Until the promotion, the DR
+    region's point-in-time restores come from the primary's automated backups replicated there
+    (``<name>-backup-replication``). In production the replica is Multi-AZ from the start (RDS for
+    PostgreSQL supports Multi-AZ read replicas, cross-region ones included), so that, once promoted,
+    it is a Multi-AZ primary straight away (the policy pack's RDS.5 rule holds every production
+    primary to Multi-AZ). What the promotion changes:
     :func:`promotion_settings`.
     """
 
@@ -110,8 +111,8 @@ def promotion_settings(
     """The inputs of the DR instance that differ between replica and promoted primary.
 
     As a replica it follows the primary (by ARN: it is cross-region), keeps no automated backups
-    (retention 0: RDS has none for a PostgreSQL replica) and skips the final snapshot, which RDS refuses
-    for a read replica.
+    (retention 0: see :class:`DrReplica`) and skips the final snapshot, which RDS refuses for a read
+    replica.
 
     Promoted (``pgha:drPromoted``), it drops ``replicate_source_db`` and declares what a primary needs.
     The provider applies that in one update, in this order (terraform-provider-aws

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
+
+from components.partitions import COMMERCIAL, Partition
 
 
 def stack_prefix(project: str | None = None, stack: str | None = None) -> str:
@@ -20,16 +21,7 @@ def stack_prefix(project: str | None = None, stack: str | None = None) -> str:
     return re.sub(r"[^a-z0-9-]", "-", f"{project}-{stack}".lower())
 
 
-@dataclass(frozen=True)
-class Partition:
-    """Where a region's ARNs and service endpoints live: ``aws``/``amazonaws.com``, ``aws-us-gov``,
-    ``aws-cn``/``amazonaws.com.cn``, ... (from the provider's ``getPartition``)."""
-
-    name: str = "aws"
-    dns_suffix: str = "amazonaws.com"
-
-
-def stack_log_groups(account_id: str, region: str, prefix: str, part: Partition = Partition()) -> list[str]:
+def stack_log_groups(account_id: str, region: str, prefix: str, part: Partition = COMMERCIAL) -> list[str]:
     """ARN patterns of the log groups a stack makes: RDS exports, its Lambda functions, ``/pgha/<prefix>-...``.
 
     The key policy lets CloudWatch Logs use a key only for these (FSBP: scope key use).
@@ -38,7 +30,7 @@ def stack_log_groups(account_id: str, region: str, prefix: str, part: Partition 
     return [f"{base}/aws/rds/instance/{prefix}-*", f"{base}/aws/lambda/{prefix}-*", f"{base}/pgha/{prefix}-*"]
 
 
-def key_policy(account_id: str, region: str, prefix: str | None = None, part: Partition = Partition()) -> str:
+def key_policy(account_id: str, region: str, prefix: str | None = None, part: Partition = COMMERCIAL) -> str:
     """The CMK's explicit key policy.
 
     The account administers the key through IAM; CloudWatch Logs may use it only for this

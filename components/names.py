@@ -17,7 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-TF_AWS = "hashicorp/terraform-provider-aws"
+#: The provider's repository at the commit its rules were read (see pgha/ci/aws_rules.py).
+TF_AWS = "hashicorp/terraform-provider-aws @1a5174b137"
 PULUMI_AWS = "pulumi/pulumi-aws provider/resource_overrides.go, autonaming.go"
 #: What autonaming appends after a separator: 7 random lowercase hex characters, shown as x.
 RANDOM_SUFFIX = "xxxxxxx"
@@ -37,8 +38,9 @@ class NameRule:
     min_length: int = 1
     #: Letters first, no ``--``, no trailing ``-`` (RDS identifiers and group names).
     rds_style: bool = False
-    #: A prefix AWS reserves (``internal-`` for load balancers, ``sg-``, ``alias/aws/``).
+    #: A prefix AWS reserves (``internal-`` for load balancers, ``sg-``, ``alias/aws/``), or a whole name.
     reserved_prefix: str = ""
+    reserved_name: str = ""
     #: Pulumi's autonaming: the longest name it makes (None: the type is not autonamed), its separator,
     #: and whether it lowercases the logical name.
     autoname_max: int | None = 255
@@ -56,6 +58,8 @@ class NameRule:
             found.append("must start with a letter, with no two hyphens in a row and no hyphen at the end")
         if self.reserved_prefix and name.startswith(self.reserved_prefix):
             found.append(f"must not start with {self.reserved_prefix!r}")
+        if self.reserved_name and name.lower() == self.reserved_name:
+            found.append(f"must not be {self.reserved_name!r}")
         return found
 
 
@@ -79,11 +83,11 @@ NAME_RULES: dict[str, NameRule] = {
         "identifier", 63, r"[a-z0-9-]+", "lowercase letters, digits and hyphens",
         f"{_RDS}, CreateDBInstance (DBInstanceIdentifier: 1 to 63)", rds_style=True, separator=""),
     "aws:rds/parameterGroup:ParameterGroup": NameRule(
-        "name", 255, r"[a-z0-9.-]+", "lowercase letters, digits, periods and hyphens",
+        "name", 255, r"[a-z0-9-]+", "lowercase letters, digits and hyphens",
         f"{_RDS}, CreateDBParameterGroup", rds_style=True),
     "aws:rds/subnetGroup:SubnetGroup": NameRule(
         "name", 255, r"[a-z0-9_ .-]+", "lowercase letters, digits, spaces, periods, underscores and hyphens",
-        f"{_RDS}, CreateDBSubnetGroup", reserved_prefix="default"),
+        f"{_RDS}, CreateDBSubnetGroup (must not be default)", reserved_name="default"),
     "aws:rds/proxy:Proxy": NameRule(
         "name", 63, r"[a-z0-9-]+", "lowercase letters, digits and hyphens",
         f"{_RDS}, CreateDBProxy (DBProxyName: an identifier like a DB instance's)", rds_style=True),

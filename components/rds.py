@@ -51,9 +51,9 @@ class RdsPostgresArgs:
 def create_monitoring_role(name: str, parent: pulumi.Resource) -> ServiceRole:
     """The IAM role RDS enhanced monitoring uses to publish OS metrics (IAM is global).
 
-    RDS refuses to create an instance whose monitoring role lacks the policy yet ("IAM role ARN value is
-    invalid or does not include the required permissions for: ENHANCED_MONITORING"): instances wait for
-    its :attr:`~components.access.ServiceRole.ready`.
+    RDS refuses an instance whose monitoring role lacks the policy yet ("IAM role ARN value is invalid or
+    does not include the required permissions for: ENHANCED_MONITORING"; the provider retries that for a
+    while): instances wait for its :attr:`~components.access.ServiceRole.ready` instead of racing IAM.
     """
     return service_role(
         f"{name}-monitoring-role", "monitoring.rds.amazonaws.com", parent,

@@ -13,7 +13,16 @@ import yaml
 
 from components.config import ConfigError, PatroniSettings
 from components.patroni_cluster import ec2_cluster_spec, node_bundle
-from pgha.ci.harness import PROJECT_DIR, Plan, RegisteredResource, Secret, _fake_id, plain_strings, run_program
+from pgha.ci.harness import (
+    PROJECT_DIR,
+    Plan,
+    RegisteredResource,
+    Secret,
+    _fake_id,
+    carrying_aliased_state,
+    plain_strings,
+    run_program,
+)
 from pgha.lab.cluster import LAB_TIMING, Lab
 from pgha.local import postgres_bindir
 from pgha.node.config import NodeConfig, parse
@@ -453,7 +462,7 @@ def test_alarms_fire_when_no_primary_is_behind_the_writer(plan: Plan) -> None:
     writer = alarms[f"pgha-{plan.stack}-alarms-writer-no-primary"]
     assert (writer["namespace"], writer["metricName"], writer["comparisonOperator"], writer["threshold"]) == (
         "AWS/NetworkELB", "HealthyHostCount", "LessThanThreshold", 1)
-    assert writer["dimensions"]["TargetGroup"].startswith(f"targetgroup/pgha-{plan.stack}-patroni-writer/")
+    assert writer["dimensions"]["TargetGroup"].startswith(f"targetgroup/pgha-{plan.stack}-rw/")
     assert writer["treatMissingData"] == "breaching" and writer["alarmActions"]
     assert alarms[f"pgha-{plan.stack}-alarms-reader-replicas"]["threshold"] == 2
     assert sum(1 for name in alarms if name.endswith("-status")) == 3
@@ -612,5 +621,8 @@ def test_the_balancers_keep_the_names_of_stacks_made_before(plan: Plan) -> None:
     for new, old in (("nlb", "patroni-nlb"), ("rw", "patroni-writer"), ("ro", "patroni-reader")):
         resource = balancer(plan, new)
         assert resource.urn.rsplit("::", 1)[0] + f"::pgha-{plan.stack}-{old}" in resource.options["aliases"]
-    # and the mocks, as the engine, carry the aliased state over: the endpoint is the old NLB's
-    assert plan.outputs["writerEndpoint"] == f"pgha-{plan.stack}-patroni-nlb.elb.amazonaws.com"
+    # a new stack's NLB has the new name; an update carries the aliased state over, as the engine does
+    assert plan.outputs["writerEndpoint"] == f"pgha-{plan.stack}-nlb.elb.amazonaws.com"
+    with carrying_aliased_state():
+        updated = run_program(plan.stack, {"engine": "patroni"})
+    assert updated.outputs["writerEndpoint"] == f"pgha-{plan.stack}-patroni-nlb.elb.amazonaws.com"

@@ -1,14 +1,16 @@
 """What AWS and the AWS provider refuse, checked on every resource the program registers under mocks.
 
 The mocks accept any input; a real ``pulumi up`` does not. Each :class:`AwsRule` states one refusal,
-where it comes from (a file of hashicorp/terraform-provider-aws, which pulumi-aws 7.x is generated
-from, or an AWS document) and which resources it applies to. :func:`refusals` applies every rule to
+where it comes from (an AWS document, or a file of hashicorp/terraform-provider-aws, from which
+pulumi-aws is generated) and which resources it applies to. :func:`refusals` applies every rule to
 what :func:`pgha.ci.harness.run_program` recorded, so a test, ``pgha plan``, ``pgha diff`` and
 ``pgha policy`` fail where ``pulumi up`` would, naming the rule and its source.
 
-``TF_AWS @1a5174b137`` is the provider commit read (v5.46, April 2024; later releases only add).
-What no table here can show, only a real deploy: account quotas other than Lambda concurrency,
-service availability per region, capacity, and anything the provider checks against live state.
+The provider files were read at ``1a5174b137`` (v5.46, the newest whole copy to hand); pulumi-aws 7.x
+is built on provider v6, whose versions of these files were not read, so each provider rule was also
+checked against the installed pulumi_aws docstrings. What no table here can show, only a real deploy:
+account quotas other than Lambda concurrency, service availability per region, capacity, and anything
+the provider checks against live state.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.names import NAME_RULES, physical_name
-from pgha.ci.harness import LAMBDA_CONCURRENCY, RegisteredResource, Secret, partition_of
+from components.names import NAME_RULES, TF_AWS, physical_name
+from components.partitions import partition_of
+from pgha.ci.harness import LAMBDA_CONCURRENCY, Plan, RegisteredResource, Secret
 
-TF_AWS = "hashicorp/terraform-provider-aws @1a5174b137"
 RDS_UG = "Amazon RDS User Guide"
 RDS_API = "Amazon RDS API Reference"
 
@@ -60,20 +62,22 @@ class AwsRefusalError(Exception):
 
 @dataclass
 class Stack:
-    """Everything registered in one run, indexed for rules that look beyond one resource."""
+    """Everything one run registered, indexed for rules that look beyond one resource."""
 
-    resources: Sequence[RegisteredResource]
-    #: The region of each explicit AWS provider (by URN); resources without one are in ``default_region``.
-    provider_regions: Mapping[str, str]
-    default_region: str
+    plan: Plan
     by_urn: dict[str, RegisteredResource] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.by_urn = {r.urn: r for r in self.resources}
+        self.by_urn = {r.urn: r for r in self.plan.resources}
+
+    @property
+    def resources(self) -> list[RegisteredResource]:
+        """What the run registered, in order."""
+        return self.plan.resources
 
     def region(self, resource: RegisteredResource) -> str:
-        """The region a resource is created in: its provider's, else the stack's."""
-        return self.provider_regions.get(resource.provider.rsplit("::", 1)[0], self.default_region)
+        """The region a resource is created in."""
+        return self.plan.region_of(resource)
 
     def instance(self, reference: Any) -> RegisteredResource | None:
         """The RDS instance a ``replicateSourceDb`` names (identifier or ARN), if this stack declares it."""
@@ -156,9 +160,18 @@ def _replica_fields(r: RegisteredResource, _stack: Stack) -> Iterator[str]:
         return
     if r.inputs.get("manageMasterUserPassword"):
         yield "manageMasterUserPassword on a read replica: ManageMasterUserPassword isn't supported for read replica"
-    for key in ("dbName", "username", "password"):
+    for key in ("dbName", "username"):
         if r.inputs.get(key):
             yield f"{key} conflicts with replicateSourceDb: a replica takes its source's"
+
+
+def _replica_source_backups(r: RegisteredResource, stack: Stack) -> Iterator[str]:
+    if r.inputs.get("replicateSourceDb") or r.inputs.get("backupRetentionPeriod") != 0:
+        return
+    replicas = [other.name for other in stack.resources if other.type == INSTANCE and other.inputs.get(
+        "replicateSourceDb") and stack.instance(other.inputs["replicateSourceDb"]) is r]
+    if replicas:
+        yield f"backupRetentionPeriod 0 on the source of {', '.join(replicas)}: a replica's source needs backups"
 
 
 def _multi_az_zone(r: RegisteredResource, _stack: Stack) -> Iterator[str]:
@@ -245,7 +258,7 @@ def _secret_replicas(r: RegisteredResource, stack: Stack) -> Iterator[str]:
         target, key = replica.get("region"), str(replica.get("kmsKeyId") or "")
         if target == region:
             yield f"replica region {target}: a secret cannot replicate to its own region"
-        elif partition_of(target or "")[0] != partition_of(region)[0]:
+        elif partition_of(target or "") != partition_of(region):
             yield f"replica region {target}: Secrets Manager replicates only within a partition"
         if key.startswith("arn:") and key.split(":")[3] != target:
             yield f"replica kmsKeyId {key}: the replica's key must be a key of {target}"
@@ -386,7 +399,7 @@ def _alarm(r: RegisteredResource, _stack: Stack) -> Iterator[str]:
 
 def _retention(r: RegisteredResource, _stack: Stack) -> Iterator[str]:
     days = r.inputs.get("retentionInDays")
-    if days is not None and days not in LOG_RETENTION_DAYS:
+    if days and days not in LOG_RETENTION_DAYS:  # 0: never expire
         yield f"retentionInDays {days}: not one of CloudWatch Logs' retention periods"
 
 
@@ -431,8 +444,8 @@ def _policy_document(r: RegisteredResource, _stack: Stack) -> Iterator[str]:
     except ValueError:
         yield f"{key} is not JSON: MalformedPolicyDocument"
         return
-    if not isinstance(document, Mapping) or document.get("Version") != "2012-10-17":
-        yield f"{key}: Version must be 2012-10-17 (variables and current grammar)"
+    if not isinstance(document, Mapping) or document.get("Version", "2008-10-17") not in ("2012-10-17", "2008-10-17"):
+        yield f"{key}: not a policy document with Version 2012-10-17 or 2008-10-17"
         return
     statements = document.get("Statement")
     statements = [statements] if isinstance(statements, Mapping) else statements
@@ -465,7 +478,7 @@ def _policy_document(r: RegisteredResource, _stack: Stack) -> Iterator[str]:
 
 
 def _partition(r: RegisteredResource, stack: Stack) -> Iterator[str]:
-    expected = partition_of(stack.region(r))[0]
+    expected = partition_of(stack.region(r)).name
     for text in _strings(r.inputs):
         for found in re.findall(r"\barn:([a-z-]+):", text):
             if found != expected:
@@ -510,8 +523,9 @@ def _grants_first(r: RegisteredResource, stack: Stack) -> Iterator[str]:
                   and role in g.property_dependencies.get("role", [])]
         missing = [g.name for g in grants if g.urn not in waits_for]
         if missing:
-            yield (f"uses role {stack.by_urn[role].name} before its grants {', '.join(missing)} exist: IAM is "
-                   "eventually consistent, and AWS checks the role's permissions when this is created or runs")
+            yield (f"uses role {stack.by_urn[role].name} without waiting for its grants {', '.join(missing)}: IAM is "
+                   "eventually consistent, and AWS checks the role's permissions when this is created or runs (the "
+                   "provider retries RDS's monitoring check for a while; a Lambda invocation, not at all)")
 
 
 # --- the table --------------------------------------------------------------------------
@@ -535,6 +549,9 @@ AWS_RULES: tuple[AwsRule, ...] = (
             f"{RDS_UG}, Password management with Secrets Manager (limitations: read replicas); "
             f"hashicorp/terraform-provider-aws#40188; {TF_AWS} internal/service/rds/instance.go (ConflictsWith "
             "replicate_source_db)", _replica_fields),
+    AwsRule("rds-replica-source-backups", (INSTANCE,),
+            f"{RDS_API}, CreateDBInstanceReadReplica (the source must have automated backups) and ModifyDBInstance "
+            "(BackupRetentionPeriod: can't be 0 for a source of read replicas)", _replica_source_backups),
     AwsRule("rds-multi-az-zone", (INSTANCE,),
             f"{RDS_API}, CreateDBInstance (AvailabilityZone: can't be specified if MultiAZ is true)", _multi_az_zone),
     AwsRule("rds-monitoring", (INSTANCE,),
@@ -588,8 +605,9 @@ AWS_RULES: tuple[AwsRule, ...] = (
 )
 
 
-def refusals(stack: Stack, rules: Sequence[AwsRule] = AWS_RULES) -> list[Refusal]:
-    """Every refusal of ``rules`` for the resources of ``stack``: empty when ``pulumi up`` would accept them."""
+def refusals(plan: Plan, rules: Sequence[AwsRule] = AWS_RULES) -> list[Refusal]:
+    """Every refusal of ``rules`` for what ``plan`` registered: empty when ``pulumi up`` would accept it."""
+    stack = Stack(plan)
     found = []
     for resource in stack.resources:
         if not resource.custom:

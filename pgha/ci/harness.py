@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from components.partitions import partition_of
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 ACCOUNT_ID = "123456789012"
 
@@ -53,6 +55,22 @@ def lambda_concurrency_quota(quota: int) -> Iterator[None]:
         yield
     finally:
         LAMBDA_CONCURRENCY["quota"] = saved
+
+
+#: ``carry``: the run models an update of a stack deployed before (``pgha diff``), not a new stack: a resource
+#: renamed with an alias then keeps the aliased state's ids and ARNs, as the engine carries that state over.
+ALIASED_STATE: dict[str, bool] = {"carry": False}
+
+
+@contextlib.contextmanager
+def carrying_aliased_state() -> Iterator[None]:
+    """Within the block, runs model an update of an existing stack (see :data:`ALIASED_STATE`)."""
+    saved = ALIASED_STATE["carry"]
+    ALIASED_STATE["carry"] = True
+    try:
+        yield
+    finally:
+        ALIASED_STATE["carry"] = saved
 
 
 @contextlib.contextmanager
@@ -241,25 +259,13 @@ def _fake_id(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()[:17]
 
 
-#: Region prefix -> (ARN partition, DNS suffix), as the provider's ``getPartition`` answers (the AWS SDK's
-#: endpoints: aws-us-gov for us-gov-*, aws-cn for cn-*, the ISO partitions for us-iso*-*); any other is ``aws``.
-PARTITIONS = {"us-gov-": ("aws-us-gov", "amazonaws.com"), "cn-": ("aws-cn", "amazonaws.com.cn"),
-              "us-isob-": ("aws-iso-b", "sc2s.sgov.gov"), "us-iso-": ("aws-iso", "c2s.ic.gov")}
-
-
-def partition_of(region: str) -> tuple[str, str]:
-    """(partition, DNS suffix) of a region."""
-    return next((value for prefix, value in PARTITIONS.items() if region.startswith(prefix)),
-                ("aws", "amazonaws.com"))
-
-
 def _computed_state(args: Any, region: str) -> dict[str, Any]:
     """Plausible provider-computed outputs for the resource types the program reads back, in ``region``
     (its provider's) and that region's partition."""
     from pulumi.runtime import rpc
 
     inputs = dict(args.inputs)
-    part = partition_of(region)[0]
+    part = partition_of(region).name
     service = args.typ.split(":")[1].split("/")[0] if args.typ.startswith("aws:") else "resource"
     state: dict[str, Any] = {
         "arn": f"arn:{part}:{service}:{region}:{ACCOUNT_ID}:{args.name}",
@@ -328,7 +334,7 @@ class _InvokeFailure(Exception):
 
 def _invoke_result(token: str, args: dict[str, Any], region: str) -> dict[str, Any]:
     """Canned answers for the data sources the program calls, through a provider of ``region``."""
-    part, dns_suffix = partition_of(region)
+    part, dns_suffix = partition_of(region).name, partition_of(region).dns_suffix
     if token == "aws:index/getCallerIdentity:getCallerIdentity":
         return {"accountId": ACCOUNT_ID, "arn": f"arn:{part}:iam::{ACCOUNT_ID}:user/pgha", "userId": "AIDAMOCK"}
     if token == "aws:index/getPartition:getPartition":
@@ -416,8 +422,8 @@ def _recording_monitor(records: list[RegisteredResource], default_region: str, r
     import pulumi
     from pulumi.runtime import mocks, rpc
 
-    #: Logical name -> the name it had before, for a resource renamed with an alias: Pulumi carries the
-    #: aliased state over, so its ids, ARNs and endpoints stay those of the old name.
+    #: Logical name -> the name it had before, for a resource renamed with an alias: when the run models an
+    #: update (:data:`ALIASED_STATE`), its ids, ARNs and endpoints stay those of the old name.
     renamed: dict[str, str] = {}
 
     def region_of(provider_reference: str | None) -> str:
@@ -437,8 +443,9 @@ def _recording_monitor(records: list[RegisteredResource], default_region: str, r
 
     class RecordingMonitor(mocks.MockMonitor):
         def RegisterResource(self, request: Any) -> Any:
-            renamed.update((request.name, alias.spec.name) for alias in request.aliases
-                           if alias.WhichOneof("alias") == "spec" and alias.spec.name)
+            if ALIASED_STATE["carry"]:
+                renamed.update((request.name, alias.spec.name) for alias in request.aliases
+                               if alias.WhichOneof("alias") == "spec" and alias.spec.name)
             response = super().RegisterResource(request)
             if request.type == "pulumi:providers:aws":
                 region = rpc.deserialize_properties(request.object, keep_internal=False).get("region")
@@ -564,7 +571,7 @@ def run_program(
 
 def _refused(plan: Plan) -> BaseException | None:
     """What ``pulumi up`` would fail with although the mocks accepted it: AWS's and the provider's refusals."""
-    from pgha.ci.aws_rules import AwsRefusalError, Stack, refusals
+    from pgha.ci.aws_rules import AwsRefusalError, refusals
 
-    found = refusals(Stack(plan.resources, plan.provider_regions, plan.region))
+    found = refusals(plan)
     return AwsRefusalError(found) if found else None

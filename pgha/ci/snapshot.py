@@ -71,7 +71,8 @@ def take(stack: str, overrides: Mapping[str, Any] | None = None, salt: str = "")
     from pgha.ci import harness
 
     try:
-        plan = harness.run_program(stack, overrides, check=False)
+        with harness.carrying_aliased_state():  # a diff is an update of the stack the base deployed
+            plan = harness.run_program(stack, overrides, check=False)
     except FileNotFoundError as err:
         return {"stack": stack, "missing_stack": True, "error": str(err), "resources": []}
     error = None if plan.error is None else f"{type(plan.error).__name__}: {plan.error}"
