@@ -76,11 +76,12 @@ def as_service_user(command: list[str]) -> list[str]:
 
 def service_user_can_run(command: list[str]) -> bool:
     """True when the service user can run ``command`` (always true when we are not root)."""
-    if not running_as_root():
-        return True
-    service_user_ids()
-    return subprocess.run(["runuser", "-u", SERVICE_USER, "--", *command], capture_output=True,
-                          check=False).returncode == 0
+    return _service_user_run(command).returncode == 0
+
+
+def _service_user_run(command: list[str]) -> subprocess.CompletedProcess[str]:
+    """``command`` run as the service user (as we are, when not root), its output captured."""
+    return subprocess.run(as_service_user(command), capture_output=True, text=True, check=False)
 
 
 def service_user_python(venv: Path, report: Callable[[str], None] = print) -> str:
@@ -100,8 +101,11 @@ def service_user_python(venv: Path, report: Callable[[str], None] = print) -> st
         subprocess.run([SYSTEM_PYTHON, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True)
         subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r",
                         str(LAB_REQUIREMENTS)], check=True, capture_output=True)
-        if not service_user_can_run([str(python), "-c", needed]):
-            raise PrerequisiteError(f"the {SERVICE_USER} user cannot run {python}: is {venv.parent} out of its reach?")
+        check = _service_user_run([str(python), "-c", needed])
+        if check.returncode != 0:
+            said = (check.stderr.strip().splitlines() or ["no output"])[-1]
+            raise PrerequisiteError(f"the {SERVICE_USER} user cannot run {python} -c {needed!r} ({said}): is "
+                                    f"{venv.parent} out of its reach?")
     return str(python)
 
 
