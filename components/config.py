@@ -1,9 +1,11 @@
 """The stack's configuration: the only reader of ``pulumi.Config``.
 
-Every ``pgha:*`` key is parsed and checked here, at program start, into one typed
-:class:`StackConfig`. All problems are collected and raised together as a
-:class:`ConfigError` before a single resource is registered, so a typo never
-half-applies a stack.
+Every ``pgha:*`` key is declared once, here, as a field of :class:`StackKeys` (a pydantic model): its
+type, range, default and description. Pulumi hands every value as a string (``"true"``, ``"5"``, JSON
+for lists and maps), so each field takes that string and no looser spelling of it. :func:`parse_config`
+validates the keys, then the rules between keys, and raises one :class:`ConfigError` listing every
+problem before a single resource is registered, so a typo never half-applies a stack. The README's
+configuration table is generated from the same fields (``python -m pgha.ci.config_table``).
 """
 
 from __future__ import annotations
@@ -11,9 +13,22 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from components.dr import DrReplicaArgs
 from components.kms import stack_prefix
@@ -24,8 +39,10 @@ from components.rds import RdsPostgresArgs
 
 NAMESPACE = "pgha"
 
-ENGINES = ("rds", "patroni")
-SCHEMA_RUNNERS = ("lambda", "off")
+Engine = Literal["rds", "patroni"]
+SchemaRunner = Literal["lambda", "off"]
+ENGINES: tuple[str, ...] = get_args(Engine)
+SCHEMA_RUNNERS: tuple[str, ...] = get_args(SchemaRunner)
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _MINUTES_PER_DAY = 24 * 60
 _MINUTES_PER_WEEK = 7 * _MINUTES_PER_DAY
@@ -33,22 +50,6 @@ _MINUTES_PER_WEEK = 7 * _MINUTES_PER_DAY
 #: ``is_production`` reads from the provider's default tags (``pgha.ci.policy.common.PRODUCTION``; a test
 #: keeps the two equal, since the policy pack imports nothing from ``components``).
 PRODUCTION_ENVIRONMENTS = frozenset({"prod", "production"})
-
-
-@dataclass(frozen=True)
-class PatroniSettings:
-    """The self-managed path (``pgha:patroni``). Timing defaults are Patroni's own."""
-
-    nodes: int = 3
-    instance_type: str = "m7g.large"
-    volume_size: int = 100
-    ttl: int = 30
-    loop_wait: int = 10
-    retry_timeout: int = 10
-    synchronous_mode: bool = True
-    synchronous_mode_strict: bool = False
-    backup_tool: str = "pgbackrest"
-    backup_retention: int = 14
 
 
 class ConfigError(ValueError):
@@ -61,118 +62,56 @@ class ConfigError(ValueError):
         )
 
 
-@dataclass(frozen=True)
-class StackConfig:
-    """Everything the program needs to know about one stack, validated.
-
-    Defaults are the secure choice: Multi-AZ, deletion protection, a week of
-    backups, nothing reachable until ``allowedCidrs`` says so.
-    """
-
-    project: str
-    stack: str
-    region: str
-    engine: str = "rds"
-    # The components' Args hold the secure defaults; the config takes them from there.
-    postgres_version: int = RdsPostgresArgs.postgres_version
-    instance_class: str = RdsPostgresArgs.instance_class
-    allocated_storage: int = RdsPostgresArgs.allocated_storage
-    max_allocated_storage: int = RdsPostgresArgs.max_allocated_storage
-    multi_az: bool = RdsPostgresArgs.multi_az
-    replicas: int = RdsPostgresArgs.replicas
-    dr_region: str | None = None
-    #: The DR replica has been promoted (``pgha drill rds promote-dr``): declare it as a standalone primary.
-    dr_promoted: bool = DrReplicaArgs.promoted
-    backup_retention_days: int = RdsPostgresArgs.backup_retention_days
-    backup_window: str = RdsPostgresArgs.backup_window
-    maintenance_window: str = RdsPostgresArgs.maintenance_window
-    deletion_protection: bool = RdsPostgresArgs.deletion_protection
-    vpc_cidr: str | None = NetworkArgs.vpc_cidr
-    dr_vpc_cidr: str = DrReplicaArgs.vpc_cidr
-    vpc_id: str | None = None
-    subnet_ids: tuple[str, ...] = ()
-    allowed_cidrs: tuple[str, ...] = ()
-    allowed_security_group_ids: tuple[str, ...] = ()
-    alarm_email: str | None = None
-    proxy: bool = False
-    max_connections: int = RdsPostgresArgs.max_connections
-    schema_runner: str = "lambda"
-    #: Reserved concurrency of the schema hook's function; None (the default) reserves none.
-    schema_reserved_concurrency: int | None = None
-    tags: Mapping[str, str] = field(default_factory=dict)
-    patroni: PatroniSettings = field(default_factory=PatroniSettings)
-    #: Valid but worth telling the user (e.g. settings the chosen engine ignores).
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def name_prefix(self) -> str:
-        """Physical-name prefix shared by every resource of this stack (e.g. ``pgha-prod``)."""
-        return stack_prefix(self.project, self.stack)
-
-    @property
-    def all_tags(self) -> dict[str, str]:
-        """The user's tags plus the ones pgha always sets."""
-        return {"pgha:project": self.project, "pgha:stack": self.stack, **self.tags}
-
-    @property
-    def production(self) -> bool:
-        """Whether this is a production stack: its ``environment`` tag (``pgha:tags``) is prod or production.
-
-        The policy pack decides the same way from the provider's default tags, which carry these tags.
-        """
-        return str(self.all_tags.get("environment", "")).lower() in PRODUCTION_ENVIRONMENTS
-
-
-# --- parsers: each takes the raw string Pulumi holds and returns a value or raises ValueError.
+# --- value types. Pulumi holds every value as a string; each type takes exactly one spelling of it.
 # Digits are [0-9], never \d: in a str pattern \d is any Unicode digit (Arabic-Indic, full-width...),
 # which int() converts.
 
 
-def _parse_bool(raw: str) -> bool:
-    if raw in ("true", "false"):
-        return raw == "true"
-    raise ValueError("must be true or false")
+def _from_pulumi_bool(raw: Any) -> Any:
+    """Pulumi's ``true``/``false`` as a bool; anything else is left for the strict bool to refuse."""
+    return {"true": True, "false": False}.get(raw, raw) if isinstance(raw, str) else raw
 
 
-def _int_in(low: int, high: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        if not re.fullmatch(r"-?[0-9]+", raw.strip()):
-            raise ValueError(f"must be a whole number from {low} to {high}, in the digits 0-9")
-        value = int(raw)
-        if not low <= value <= high:
-            raise ValueError(f"must be from {low} to {high}")
-        return value
-
-    return parse
-
-
-def _one_of(*allowed: str) -> Callable[[Any], str]:
-    def parse(raw: Any) -> str:
-        if raw not in allowed:
-            raise ValueError("must be one of " + ", ".join(allowed))
+def _from_pulumi_int(raw: Any) -> Any:
+    """Pulumi's digits as an int; the field's ``ge``/``le`` then check the range."""
+    if not isinstance(raw, str):
         return raw
+    if not re.fullmatch(r"-?[0-9]+", raw.strip()):
+        raise PydanticCustomError("ascii_int", "must be a whole number in the digits 0-9")
+    return int(raw)
 
-    return parse
+
+def _odd(value: int) -> int:
+    if value % 2 == 0:
+        raise PydanticCustomError("odd_number", "must be an odd number")
+    return value
 
 
-def _matching(pattern: str, what: str) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        if not re.fullmatch(pattern, raw):
+#: A boolean: exactly ``true`` or ``false`` (not ``yes``, ``1`` or ``True``).
+PulumiBool = Annotated[bool, BeforeValidator(_from_pulumi_bool), Strict()]
+#: A whole number in the digits 0-9; its range is the field's ``ge``/``le``.
+PulumiInt = Annotated[int, BeforeValidator(_from_pulumi_int), Strict()]
+#: Inside a JSON object (``pgha:patroni``): a JSON number or boolean, never a string of one.
+JsonInt = Annotated[int, Strict()]
+JsonBool = Annotated[bool, Strict()]
+
+
+def _matching(pattern: str, what: str) -> BeforeValidator:
+    """A string that matches ``pattern`` as a whole; ``what`` says what is allowed."""
+    def check(raw: Any) -> Any:
+        if not isinstance(raw, str) or not re.fullmatch(pattern, raw):
             raise ValueError(f"must be {what}")
         return raw
 
-    return parse
+    return BeforeValidator(check)
 
 
 #: An AWS region name (``eu-west-1``): ASCII letters and digits only.
 REGION_PATTERN = r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]"
-_parse_region = _matching(REGION_PATTERN, "an AWS region such as eu-west-1")
-_parse_instance_class = _matching(r"db\.[a-z0-9]+\.[a-z0-9]+", "an RDS instance class such as db.m7g.large")
-_parse_email = _matching(r"[^@\s]+@[^@\s]+\.[^@\s]+", "an email address")
-_parse_vpc_id = _matching(r"vpc-[0-9a-f]{8,17}", "a VPC id such as vpc-0123456789abcdef0")
+_REGION = _matching(REGION_PATTERN, "an AWS region such as eu-west-1")
 
 
-def _parse_json(raw: str, kind: type, what: str) -> Any:
+def _json(raw: str, kind: type, what: str) -> Any:
     try:
         value = json.loads(raw)
     except json.JSONDecodeError:
@@ -209,7 +148,7 @@ def _parse_vpc_cidr(raw: str) -> str:
 
 def _parse_allowed_cidrs(raw: str) -> tuple[str, ...]:
     """IPv4 blocks (the VPC and its security group rules are IPv4-only), none the whole internet, none twice."""
-    items = _parse_json(raw, list, 'a list of CIDR blocks, e.g. ["10.0.0.0/16"]')
+    items = _json(raw, list, 'a list of CIDR blocks, e.g. ["10.0.0.0/16"]')
     cidrs: list[str] = []
     for item in items:
         if not isinstance(item, str):
@@ -226,9 +165,10 @@ def _parse_allowed_cidrs(raw: str) -> tuple[str, ...]:
     return tuple(cidrs)
 
 
-def _parse_id_list(prefix: str) -> Callable[[str], tuple[str, ...]]:
+def _id_list(prefix: str) -> BeforeValidator:
+    """A JSON list of AWS ids (``subnet-…``, ``sg-…``), each once."""
     def parse(raw: str) -> tuple[str, ...]:
-        items = _parse_json(raw, list, f'a list of ids, e.g. ["{prefix}-0123456789abcdef0"]')
+        items = _json(raw, list, f'a list of ids, e.g. ["{prefix}-0123456789abcdef0"]')
         for item in items:
             if not isinstance(item, str) or not re.fullmatch(rf"{prefix}-[0-9a-f]{{8,17}}", item):
                 raise ValueError(f"{item!r} is not a {prefix} id ({prefix}- and 8 to 17 hex digits)")
@@ -236,11 +176,11 @@ def _parse_id_list(prefix: str) -> Callable[[str], tuple[str, ...]]:
             raise ValueError("lists an id twice")
         return tuple(items)
 
-    return parse
+    return BeforeValidator(parse)
 
 
 def _parse_tags(raw: str) -> dict[str, str]:
-    tags = _parse_json(raw, dict, 'a map of strings, e.g. {"team": "data"}')
+    tags = _json(raw, dict, 'a map of strings, e.g. {"team": "data"}')
     for key, value in tags.items():
         if not isinstance(value, str) or not key or len(key) > 128 or len(value) > 256:
             raise ValueError(f"tag {key!r} must map a 1-128 character key to a string of at most 256")
@@ -296,148 +236,267 @@ def windows_overlap(backup: tuple[int, int], maintenance: tuple[int, int]) -> bo
     return False
 
 
-def _json_int(low: int, high: int, odd: bool = False) -> Callable[[Any], int]:
-    def parse(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"must be a whole number from {low} to {high}")
-        if not low <= value <= high or (odd and value % 2 == 0):
-            raise ValueError(f"must be {'an odd number' if odd else 'a number'} from {low} to {high}")
-        return value
-
-    return parse
+def _json_object(raw: Any) -> Any:
+    """``pgha:patroni`` as Pulumi holds it (JSON text) decoded; the model then checks each key."""
+    if isinstance(raw, str):
+        return _json(raw, dict, 'an object, e.g. {"nodes": 3, "instanceType": "m7g.large"}')
+    return raw
 
 
-def _json_bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError("must be true or false")
-    return value
+#: The keys are the fields' names in camelCase (``postgres_version`` is ``pgha:postgresVersion``).
+_KEYS_CONFIG = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, validate_by_name=True,
+                          validate_by_alias=True)
 
 
-def _json_instance_type(value: Any) -> str:
-    if not isinstance(value, str) or not re.fullmatch(r"[a-z][a-z0-9-]*\.[a-z0-9]+", value):
-        raise ValueError("must be an EC2 instance type such as m7g.large")
-    return value
+class PatroniSettings(BaseModel):
+    """The self-managed path (``pgha:patroni``, a JSON object). Timing defaults are Patroni's own."""
 
+    model_config = _KEYS_CONFIG
 
-PATRONI_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "nodes": ("nodes", _json_int(3, 7, odd=True)),
-    "instanceType": ("instance_type", _json_instance_type),
-    "volumeSize": ("volume_size", _json_int(20, 16384)),
-    "ttl": ("ttl", _json_int(20, 600)),
-    "loopWait": ("loop_wait", _json_int(1, 300)),
-    "retryTimeout": ("retry_timeout", _json_int(3, 300)),
-    "synchronousMode": ("synchronous_mode", _json_bool),
-    "synchronousModeStrict": ("synchronous_mode_strict", _json_bool),
-    "backupTool": ("backup_tool", _one_of("pgbackrest")),
-    "backupRetention": ("backup_retention", _json_int(1, 365)),
-}
+    nodes: Annotated[JsonInt, AfterValidator(_odd)] = Field(
+        3, ge=3, le=7, description="members, spread round-robin over the subnets' AZs")
+    instance_type: Annotated[str, _matching(r"[a-z][a-z0-9-]*\.[a-z0-9]+", "an EC2 instance type such as m7g.large")] \
+        = Field("m7g.large", description="an EC2 type (Graviton types get the arm64 AMI)")
+    volume_size: JsonInt = Field(100, ge=20, le=16384, description="GiB of gp3 per node")
+    ttl: JsonInt = Field(30, ge=20, le=600,
+                         description="seconds the leader lock lives: an unplanned failover waits for it to expire")
+    loop_wait: JsonInt = Field(
+        10, ge=1, le=300,
+        description="seconds between Patroni's loops; Patroni's rule loopWait + 2·retryTimeout ≤ ttl must hold "
+                    "(`PatroniTiming`, which a node's own file and the lab also obey, caps ttl at 3600)")
+    retry_timeout: JsonInt = Field(10, ge=3, le=300,
+                                   description="seconds Patroni retries etcd and PostgreSQL before demoting")
+    synchronous_mode: JsonBool = Field(True, description="a synchronous standby")
+    synchronous_mode_strict: JsonBool = Field(False, description="no writes without a synchronous standby; "
+                                                                 "needs synchronousMode")
+    backup_tool: Literal["pgbackrest"] = Field("pgbackrest", description="`pgbackrest` (WAL-G is not offered)")
+    backup_retention: JsonInt = Field(14, ge=1, le=365, description="days of backups kept")
 
+    @model_validator(mode="after")
+    def _rules_between_keys(self) -> PatroniSettings:
+        """Patroni's timing rule and synchronous mode, once every key is valid: a ConfigError of them all."""
+        from pgha.node.render import PatroniTiming
 
-def _parse_patroni(raw: str) -> PatroniSettings:
-    """The structured ``pgha:patroni`` object; every problem is reported as ``patroni.<key>``."""
-    from pgha.node.render import PatroniTiming
-
-    given = _parse_json(raw, dict, 'an object, e.g. {"nodes": 3, "instanceType": "m7g.large"}')
-    problems, values = [], {}
-    for key, value in given.items():
-        if key not in PATRONI_KEYS:
-            problems.append(f"{key} is not a Patroni setting (known: {', '.join(PATRONI_KEYS)})")
-            continue
-        attr, parse = PATRONI_KEYS[key]
-        try:
-            values[attr] = parse(value)
-        except ValueError as err:
-            problems.append(f"{key} = {json.dumps(value)}: {err}")
-    if not problems:
-        settings = PatroniSettings(**values)
-        timing = PatroniTiming(settings.ttl, settings.loop_wait, settings.retry_timeout)
-        problems += [f"timing: {p}" for p in timing.problems()]
-        if settings.synchronous_mode_strict and not settings.synchronous_mode:
+        problems = [f"timing: {p}" for p in PatroniTiming(self.ttl, self.loop_wait, self.retry_timeout).problems()]
+        if self.synchronous_mode_strict and not self.synchronous_mode:
             problems.append("synchronousModeStrict = true needs synchronousMode = true")
-    if problems:
-        raise ConfigError(problems)
-    return settings
+        if problems:
+            raise ConfigError(problems)
+        return self
 
 
-#: Keys only the RDS engine reads; with engine patroni they are reported as ignored. ``drRegion`` is
-#: read by both: with patroni it replicates the backup bucket (there is no DR replica instance, so
-#: ``drVpcCidr`` and ``drPromoted`` stay RDS-only).
-RDS_ONLY = ("instanceClass", "allocatedStorage", "maxAllocatedStorage", "multiAz", "replicas",
-            "drPromoted", "drVpcCidr", "backupRetentionDays", "backupWindow", "maintenanceWindow", "proxy")
-#: RDS-only keys about the DR replica instance, which engine patroni does not build.
-DR_REPLICA_ONLY = ("drPromoted", "drVpcCidr")
+class StackKeys(BaseModel):
+    """Every ``pgha:*`` key, declared: type, range, default (the secure choice) and what it means.
 
-# key -> (dataclass field, parser). Order is the order errors are reported in.
-KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "engine": ("engine", _one_of(*ENGINES)),
-    "postgresVersion": ("postgres_version", _int_in(14, 18)),
-    "instanceClass": ("instance_class", _parse_instance_class),
-    "allocatedStorage": ("allocated_storage", _int_in(20, 65536)),
-    "maxAllocatedStorage": ("max_allocated_storage", _int_in(0, 65536)),
-    "multiAz": ("multi_az", _parse_bool),
-    "replicas": ("replicas", _int_in(0, 5)),
-    "drRegion": ("dr_region", _parse_region),
-    "drPromoted": ("dr_promoted", _parse_bool),
-    "backupRetentionDays": ("backup_retention_days", _int_in(1, 35)),
-    "backupWindow": ("backup_window", lambda raw: (parse_backup_window(raw), raw)[1]),
-    "maintenanceWindow": ("maintenance_window", lambda raw: (parse_maintenance_window(raw), raw.lower())[1]),
-    "deletionProtection": ("deletion_protection", _parse_bool),
-    "vpcCidr": ("vpc_cidr", _parse_vpc_cidr),
-    "drVpcCidr": ("dr_vpc_cidr", _parse_vpc_cidr),
-    "vpcId": ("vpc_id", _parse_vpc_id),
-    "subnetIds": ("subnet_ids", _parse_id_list("subnet")),
-    "allowedCidrs": ("allowed_cidrs", _parse_allowed_cidrs),
-    "allowedSecurityGroupIds": ("allowed_security_group_ids", _parse_id_list("sg")),
-    "alarmEmail": ("alarm_email", _parse_email),
-    "proxy": ("proxy", _parse_bool),
-    "maxConnections": ("max_connections", _int_in(20, 5000)),
-    "schemaRunner": ("schema_runner", _one_of(*SCHEMA_RUNNERS)),
+    Each field's description is its row in the README's configuration table. Defaults come from the
+    components' Args, which hold the secure defaults. Field order is the order problems are reported in.
+    """
+
+    model_config = _KEYS_CONFIG
+
+    engine: Engine = Field("rds", description="`rds` (Multi-AZ RDS) or `patroni` (Patroni + etcd on EC2, see below)")
+    postgres_version: PulumiInt = Field(
+        RdsPostgresArgs.postgres_version, ge=14, le=18,
+        description="major version; a change creates a new parameter group (`<stack>-pg<N>`)")
+    instance_class: Annotated[str, _matching(r"db\.[a-z0-9]+\.[a-z0-9]+",
+                                             "an RDS instance class such as db.m7g.large")] = Field(
+        RdsPostgresArgs.instance_class, description="an RDS class `db.<family>.<size>`")
+    allocated_storage: PulumiInt = Field(RdsPostgresArgs.allocated_storage, ge=20, le=65536,
+                                         description="GiB (gp3)")
+    max_allocated_storage: PulumiInt = Field(
+        RdsPostgresArgs.max_allocated_storage, ge=0, le=65536,
+        description="storage autoscaling ceiling; `0` = off, else ≥ 110% of allocatedStorage, rounded up (RDS "
+                    "refuses a smaller ceiling: 1000 GiB needs ≥ 1100)")
+    multi_az: PulumiBool = Field(RdsPostgresArgs.multi_az, description="synchronous standby in another AZ")
+    replicas: PulumiInt = Field(
+        RdsPostgresArgs.replicas, ge=0, le=5,
+        description="same-region read replicas, spread over the subnets' AZs from the second on (see below)")
+    dr_region: Annotated[str | None, _REGION] = Field(
+        None, description="≠ `aws:region`. RDS: cross-region DR replica (Multi-AZ in a production stack, see `tags`) "
+                          "+ automated-backup replication; Patroni: the pgBackRest backup bucket replicates to a "
+                          "bucket in this region (its own provider and KMS key; `docs/patroni.md`)")
+    dr_promoted: PulumiBool = Field(
+        DrReplicaArgs.promoted,
+        description="RDS only: `true` once the DR replica has been promoted (`pgha drill rds promote-dr`): the "
+                    "program declares it as a standalone primary (below); needs `drRegion`")
+    backup_retention_days: PulumiInt = Field(RdsPostgresArgs.backup_retention_days, ge=1, le=35,
+                                             description="days of automated backups")
+    backup_window: Annotated[str, BeforeValidator(lambda raw: (parse_backup_window(raw), raw)[1])] = Field(
+        RdsPostgresArgs.backup_window, description="`hh:mm-hh:mm` UTC, ≥ 30 min")
+    maintenance_window: Annotated[str, BeforeValidator(lambda raw: (parse_maintenance_window(raw), raw.lower())[1])] \
+        = Field(RdsPostgresArgs.maintenance_window,
+                description="`ddd:hh:mm-ddd:hh:mm` UTC, ≥ 30 min, must not overlap any day's backup window")
+    deletion_protection: PulumiBool = Field(
+        RdsPostgresArgs.deletion_protection,
+        description="also takes a final snapshot on delete (`<stack>-primary-final-<8 hex>`, drawn anew for each "
+                    "instance: RDS refuses a snapshot name that exists, so a fixed one would fail the second "
+                    "deletion), and Pulumi-`protect`s the stateful resources (below)")
+    vpc_cidr: Annotated[str | None, BeforeValidator(_parse_vpc_cidr)] = Field(
+        NetworkArgs.vpc_cidr,
+        description="create a private VPC over 3 AZs: an IPv4 /16 to /24 inside `10.0.0.0/8`, `172.16.0.0/12`, "
+                    "`192.168.0.0/16` (RFC 1918) or `100.64.0.0/10` (shared address space)")
+    dr_vpc_cidr: Annotated[str, BeforeValidator(_parse_vpc_cidr)] = Field(
+        DrReplicaArgs.vpc_cidr,
+        description="RDS only: VPC created for the DR replica (same rule as `vpcCidr`); without `drRegion` it is "
+                    "ignored, with a warning")
+    vpc_id: Annotated[str | None, _matching(r"vpc-[0-9a-f]{8,17}", "a VPC id such as vpc-0123456789abcdef0")] = Field(
+        None, description="bring your own VPC, with `subnetIds` (excludes `vpcCidr`)")
+    subnet_ids: Annotated[tuple[str, ...], _id_list("subnet")] = Field(
+        (), description="with `vpcId`: ≥ 2 private subnets in ≥ 2 AZs")
+    allowed_cidrs: Annotated[tuple[str, ...], BeforeValidator(_parse_allowed_cidrs)] = Field(
+        (), description="IPv4 CIDRs that may reach 5432, each once (`10.0.0.5` counts as `10.0.0.5/32`); "
+                        "`0.0.0.0/0` is refused, and so is IPv6 (the VPC is IPv4-only). Each block's security-group "
+                        "rules are named after it (`…-from-10-40-0-0-16`), so removing or reordering one touches "
+                        "only its own rules. Stacks whose rules were named by position (`…-from-cidr-0`) keep them "
+                        "through aliases: run the first `pulumi up` of this version with the list unchanged (no "
+                        "change), and edit the list afterwards")
+    allowed_security_group_ids: Annotated[tuple[str, ...], _id_list("sg")] = Field(
+        (), description="security groups that may reach 5432")
+    alarm_email: Annotated[str | None, _matching(r"[^@\s]+@[^@\s]+\.[^@\s]+", "an email address")] = Field(
+        None, description="email subscribed to the alarm topic")
+    proxy: PulumiBool = Field(False, description="RDS Proxy in front of the primary (TLS and IAM auth required)")
+    max_connections: PulumiInt = Field(
+        RdsPostgresArgs.max_connections, ge=20, le=5000,
+        description="`max_connections`; the connections alarm fires at 80% of it")
+    schema_runner: SchemaRunner = Field("lambda", description="post-deploy schema hook: `lambda` or `off`")
     # Lambda keeps at least 100 of an account's concurrency unreserved: at the default quota of 1000 at most
     # 900 can be reserved (Lambda Developer Guide, "Configuring reserved concurrency")
-    "schemaReservedConcurrency": ("schema_reserved_concurrency", _int_in(1, 900)),
-    "tags": ("tags", _parse_tags),
-    "patroni": ("patroni", _parse_patroni),
-}
+    schema_reserved_concurrency: PulumiInt | None = Field(
+        None, ge=1, le=900,
+        description="reserved concurrency of the schema hook's function; unset reserves none. Lambda "
+                    "refuses a reservation that leaves the account less than its minimum unreserved concurrency "
+                    "(100 at the default quota of 1000; new accounts with a quota of 10 or 50 can reserve none), "
+                    "and the migrations' advisory lock already serializes runs")
+    tags: Annotated[dict[str, str], BeforeValidator(_parse_tags)] = Field(
+        default_factory=dict,
+        description="extra tags on every resource (through the provider's default tags); `environment: prod` or "
+                    "`production` (any case) makes the stack production: the policy pack's production rules are "
+                    "mandatory and the DR replica is Multi-AZ")
+    patroni: Annotated[PatroniSettings, BeforeValidator(_json_object)] = Field(
+        default_factory=PatroniSettings,
+        description="engine `patroni` only (still validated, and ignored with a warning on engine `rds`): a JSON "
+                    "object; its keys, ranges and defaults are in `docs/patroni.md`")
+
+
+#: The ``pgha:*`` keys, in the order problems are reported in.
+KEYS: tuple[str, ...] = tuple(field.alias or name for name, field in StackKeys.model_fields.items())
+PATRONI_KEYS: tuple[str, ...] = tuple(field.alias or name for name, field in PatroniSettings.model_fields.items())
+
+
+class StackConfig(StackKeys):
+    """Everything the program needs to know about one stack, validated: its keys, and whose stack it is.
+
+    Defaults are the secure choice: Multi-AZ, deletion protection, a week of
+    backups, nothing reachable until ``allowedCidrs`` says so.
+    """
+
+    project: str
+    stack: str
+    region: str
+    #: Valid but worth telling the user (e.g. settings the chosen engine ignores).
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def name_prefix(self) -> str:
+        """Physical-name prefix shared by every resource of this stack (e.g. ``pgha-prod``)."""
+        return stack_prefix(self.project, self.stack)
+
+    @property
+    def all_tags(self) -> dict[str, str]:
+        """The user's tags plus the ones pgha always sets."""
+        return {"pgha:project": self.project, "pgha:stack": self.stack, **self.tags}
+
+    @property
+    def production(self) -> bool:
+        """Whether this is a production stack: its ``environment`` tag (``pgha:tags``) is prod or production.
+
+        The policy pack decides the same way from the provider's default tags, which carry these tags.
+        """
+        return str(self.all_tags.get("environment", "")).lower() in PRODUCTION_ENVIRONMENTS
+
+
+# --- reporting: one line per problem, naming the key, the value and what is allowed.
 
 
 def _shown(raw: str) -> str:
     return raw if len(raw) <= 80 else raw[:77] + "..."
 
 
+def _allowed(error: ErrorDetails, field: FieldInfo) -> str:
+    """What the field allows, in the words of the rule ``error`` broke (ranges read from the field's ge/le)."""
+    kind = error["type"]
+    if kind == "value_error":
+        return str(error.get("ctx", {}).get("error"))
+    if kind == "bool_type":
+        return "must be true or false"
+    if kind == "literal_error":
+        return "must be one of " + ", ".join(get_args(field.annotation))
+    low = next((m.ge for m in field.metadata if hasattr(m, "ge")), None)
+    high = next((m.le for m in field.metadata if hasattr(m, "le")), None)
+    odd = any(getattr(m, "func", None) is _odd for m in field.metadata)
+    if kind == "ascii_int":
+        return f"must be a whole number from {low} to {high}, in the digits 0-9"
+    if kind == "int_type":
+        return f"must be a whole number from {low} to {high}"
+    if kind in ("odd_number", "greater_than_equal", "less_than_equal"):
+        return f"must be {'an odd number ' if odd else ''}from {low} to {high}"
+    return error["msg"]
+
+
+def _key_problems(error: ErrorDetails, given: Mapping[str, str]) -> list[str]:
+    """The report lines for one pydantic error about the ``pgha:*`` keys (``pgha:patroni.<key>`` inside it)."""
+    key, *inner = error["loc"]
+    if error["type"] == "extra_forbidden":
+        if inner:
+            return [f"{NAMESPACE}:{key}.{inner[0]} is not a Patroni setting (known: {', '.join(PATRONI_KEYS)})"]
+        return [f"{NAMESPACE}:{key} is not a pgha setting (known: {', '.join(KEYS)})"]
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, ConfigError):  # PatroniSettings' rules between its keys
+        return [f"{NAMESPACE}:{key}.{p}" for p in cause.problems]
+    if inner:
+        field = PatroniSettings.model_fields[_field_name(PatroniSettings, str(inner[0]))]
+        return [f"{NAMESPACE}:{key}.{inner[0]} = {json.dumps(error['input'])}: {_allowed(error, field)}"]
+    field = StackKeys.model_fields[_field_name(StackKeys, str(key))]
+    return [f"{NAMESPACE}:{key} = {_shown(given[str(key)])!r}: {_allowed(error, field)}"]
+
+
+def _field_name(model: type[BaseModel], key: str) -> str:
+    return next(name for name, field in model.model_fields.items() if field.alias == key)
+
+
 def parse_config(raw: Mapping[str, str], *, project: str, stack: str, region: str | None) -> StackConfig:
     """Validate raw ``pgha:*`` values (keys without the namespace) into a StackConfig.
 
-    Raises ConfigError naming every bad key, its value and what is allowed.
+    Values are the strings Pulumi holds; a None value counts as unset. Raises ConfigError naming every
+    bad key, its value and what is allowed; the rules between keys are checked once each key is valid.
     """
+    given = {key: str(value) for key, value in raw.items() if value is not None}
     problems: list[str] = []
-    values: dict[str, Any] = {}
-    for key in raw:
-        if key not in KEYS:
-            problems.append(f"{NAMESPACE}:{key} is not a pgha setting (known: {', '.join(KEYS)})")
-    for key, (attr, parse) in KEYS.items():
-        if key not in raw or raw[key] is None:
-            continue
-        try:
-            values[attr] = parse(str(raw[key]))
-        except ConfigError as err:
-            problems.extend(f"{NAMESPACE}:{key}.{p}" for p in err.problems)
-        except ValueError as err:
-            problems.append(f"{NAMESPACE}:{key} = {_shown(str(raw[key]))!r}: {err}")
+    keys = None
+    try:
+        keys = StackKeys.model_validate(given, by_alias=True, by_name=False)
+    except ValidationError as err:
+        # unknown keys first, then the fields in their declared order
+        errors = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        problems += [p for e in errors for p in _key_problems(e, given)]
 
     if not region:
         problems.append("aws:region is not set: run `pulumi config set aws:region <region>`")
     elif not re.fullmatch(REGION_PATTERN, region):
         problems.append(f"aws:region = {region!r}: must be an AWS region such as eu-west-1")
-    problems += _partition_problems(region, values.get("dr_region"))
-    problems += _stack_name_problems(project, stack, values.get("engine", "rds"))
-    if not problems:  # rules between keys only once each key is valid: a rejected key is not its default
-        problems.extend(_cross_checks(values, region))
-    if problems:
+    dr_region = given.get("drRegion", "")
+    problems += _partition_problems(region, dr_region if re.fullmatch(REGION_PATTERN, dr_region) else None)
+    engine = given.get("engine", "rds")
+    problems += _stack_name_problems(project, stack, engine if engine in ENGINES else "rds")
+    if keys is not None and not problems:  # rules between keys only once each key is valid
+        problems.extend(_cross_checks(keys, region))
+    if keys is None or problems:
         raise ConfigError(problems)
-    if "vpc_id" in values:
+    values = dict(keys)
+    if "vpc_id" in keys.model_fields_set:
         values["vpc_cidr"] = None
-    values["warnings"] = _ignored_warnings(values)
-    return StackConfig(project=project, stack=stack, region=str(region), **values)
+    return StackConfig.model_construct(keys.model_fields_set, project=project, stack=stack, region=str(region),
+                                       warnings=_ignored_warnings(keys), **values)
 
 
 def _partition_problems(region: str | None, dr_region: str | None) -> list[str]:
@@ -471,25 +530,35 @@ def _stack_name_problems(project: str, stack: str, engine: str) -> list[str]:
             f"(engine {engine})"]
 
 
-def _reads_rds_keys(values: Mapping[str, Any]) -> bool:
-    """False for engine patroni, which ignores the :data:`RDS_ONLY` keys: they are neither used nor cross-checked."""
-    return values.get("engine") != "patroni"
+#: Keys only the RDS engine reads; with engine patroni they are reported as ignored. ``drRegion`` is
+#: read by both: with patroni it replicates the backup bucket (there is no DR replica instance, so
+#: ``drVpcCidr`` and ``drPromoted`` stay RDS-only).
+RDS_ONLY = ("instanceClass", "allocatedStorage", "maxAllocatedStorage", "multiAz", "replicas",
+            "drPromoted", "drVpcCidr", "backupRetentionDays", "backupWindow", "maintenanceWindow", "proxy")
+#: RDS-only keys about the DR replica instance, which engine patroni does not build.
+DR_REPLICA_ONLY = ("drPromoted", "drVpcCidr")
 
 
-def _ignored_warnings(values: Mapping[str, Any]) -> tuple[str, ...]:
+def _given(keys: StackKeys) -> set[str]:
+    """The keys the stack sets (by their ``pgha:*`` names), as opposed to those left at their defaults."""
+    return {StackKeys.model_fields[name].alias or name for name in keys.model_fields_set}
+
+
+def _ignored_warnings(keys: StackKeys) -> tuple[str, ...]:
     """Warnings naming keys that are set but that nothing reads with this config, so a setting never
     silently does nothing: the RDS-only keys with engine patroni, ``patroni`` with engine rds, and
     ``drVpcCidr`` without a ``drRegion`` (there is no DR replica whose VPC it would be)."""
-    if _reads_rds_keys(values):
+    given = _given(keys)
+    if keys.engine != "patroni":
         warnings = []
-        if "patroni" in values:
+        if "patroni" in given:
             warnings.append(f"engine rds ignores {NAMESPACE}:patroni (the Patroni engine's settings); "
                             f"set {NAMESPACE}:engine to patroni to use them, or remove the key")
-        if "dr_vpc_cidr" in values and not values.get("dr_region"):
-            warnings.append(f"{NAMESPACE}:drVpcCidr = {values['dr_vpc_cidr']!r} is ignored: it is the VPC of the DR "
+        if "drVpcCidr" in given and not keys.dr_region:
+            warnings.append(f"{NAMESPACE}:drVpcCidr = {keys.dr_vpc_cidr!r} is ignored: it is the VPC of the DR "
                             f"replica, and without {NAMESPACE}:drRegion there is none")
         return tuple(warnings)
-    ignored = [key for key in RDS_ONLY if KEYS[key][0] in values]
+    ignored = [key for key in RDS_ONLY if key in given]
     if not ignored:
         return ()
     dr_note = ("; with patroni there is no DR replica instance: drRegion replicates the backup bucket only"
@@ -497,10 +566,11 @@ def _ignored_warnings(values: Mapping[str, Any]) -> tuple[str, ...]:
     return (f"engine patroni ignores the RDS-only {', '.join(f'{NAMESPACE}:{k}' for k in ignored)}{dr_note}",)
 
 
-def _cross_checks(values: dict[str, Any], region: str | None) -> list[str]:
-    """Rules that involve more than one key; those about RDS-only keys only for an engine that reads them."""
-    rds = _rds_cross_checks(values) if _reads_rds_keys(values) else []
-    return rds + _shared_cross_checks(values, region)
+def _cross_checks(keys: StackKeys, region: str | None) -> list[str]:
+    """Rules that involve more than one key; those about RDS-only keys only for an engine that reads them
+    (engine patroni ignores the :data:`RDS_ONLY` keys: they are neither used nor cross-checked)."""
+    rds = _rds_cross_checks(keys) if keys.engine != "patroni" else []
+    return rds + _shared_cross_checks(keys, region)
 
 
 def min_autoscaling_ceiling(allocated_storage: int) -> int:
@@ -513,41 +583,39 @@ def min_autoscaling_ceiling(allocated_storage: int) -> int:
     return -(-allocated_storage * 11 // 10)
 
 
-def _rds_cross_checks(values: dict[str, Any]) -> list[str]:
+def _rds_cross_checks(keys: StackKeys) -> list[str]:
     """Rules about RDS-only keys: storage autoscaling, the promoted DR replica, backup vs maintenance window."""
     problems = []
-    defaults = StackConfig(project="", stack="", region="")
-    get = lambda attr: values.get(attr, getattr(defaults, attr))
-
-    max_storage, storage = get("max_allocated_storage"), get("allocated_storage")
+    max_storage, storage = keys.max_allocated_storage, keys.allocated_storage
     if max_storage and max_storage < min_autoscaling_ceiling(storage):
         problems.append(
             f"{NAMESPACE}:maxAllocatedStorage = {max_storage}: must be 0 (autoscaling off) or at least "
             f"{min_autoscaling_ceiling(storage)} GiB, 10% above allocatedStorage ({storage}): RDS refuses a "
             "smaller ceiling (Invalid max storage size)"
         )
-    if values.get("dr_promoted") and not values.get("dr_region"):
+    if keys.dr_promoted and not keys.dr_region:
         problems.append(f"{NAMESPACE}:drPromoted = true: needs {NAMESPACE}:drRegion (the region of the promoted "
                         "DR replica); without a DR region there is nothing to promote")
-    if windows_overlap(parse_backup_window(get("backup_window")), parse_maintenance_window(get("maintenance_window"))):
+    if windows_overlap(parse_backup_window(keys.backup_window), parse_maintenance_window(keys.maintenance_window)):
         problems.append(
-            f"{NAMESPACE}:maintenanceWindow = {get('maintenance_window')!r}: overlaps the daily "
-            f"backupWindow {get('backup_window')!r}; move one of them"
+            f"{NAMESPACE}:maintenanceWindow = {keys.maintenance_window!r}: overlaps the daily "
+            f"backupWindow {keys.backup_window!r}; move one of them"
         )
     return problems
 
 
-def _shared_cross_checks(values: dict[str, Any], region: str | None) -> list[str]:
+def _shared_cross_checks(keys: StackKeys, region: str | None) -> list[str]:
     """Rules about keys both engines read: the DR region and the network."""
     problems = []
-    if values.get("dr_region") and values["dr_region"] == region:
+    given = _given(keys)
+    if keys.dr_region and keys.dr_region == region:
         problems.append(f"{NAMESPACE}:drRegion = {region!r}: must differ from aws:region")
-    has_vpc, has_subnets = "vpc_id" in values, "subnet_ids" in values
+    has_vpc, has_subnets = "vpcId" in given, "subnetIds" in given
     if has_vpc != has_subnets:
         problems.append(f"{NAMESPACE}:vpcId and {NAMESPACE}:subnetIds go together: set both to bring your own VPC")
-    if has_subnets and len(values["subnet_ids"]) < 2:
+    if has_subnets and len(keys.subnet_ids) < 2:
         problems.append(f"{NAMESPACE}:subnetIds: give at least 2 subnets in at least 2 availability zones")
-    if has_vpc and "vpc_cidr" in values:
+    if has_vpc and "vpcCidr" in given:
         problems.append(f"{NAMESPACE}:vpcCidr and {NAMESPACE}:vpcId exclude each other: create a VPC or bring one")
     return problems
 
