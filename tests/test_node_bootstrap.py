@@ -222,6 +222,10 @@ def test_unreadable_secret_fails_naming_the_secret(node_file: Path) -> None:
     (lambda d: d["node"].update(name="node9"), "node 'node9' is not among the peers"),
     (lambda d: d.update(data_mount="var/lib/pgha"), "data_mount = 'var/lib/pgha': must be an absolute path"),
     (lambda d: d.update(data_mount="/elsewhere"), "is not under data_mount '/elsewhere'"),
+    # the file's types are declared: a number is no address, a string no ttl (this once ended in a TypeError)
+    (lambda d: d["node"].update(address=5), "node.address = 5: must be a valid string"),
+    (lambda d: d["cluster"].update(timing={"ttl": "30"}), "cluster.timing.ttl = '30': must be a valid integer"),
+    (lambda d: d["node"].update(datadir="/x"), "node.datadir is not a node file setting (known: name, address,"),
 ])
 def test_bad_node_file_is_refused_with_one_line(node_file: Path, change, message: str) -> None:
     data = json.loads(node_file.read_text())

@@ -2,21 +2,30 @@
 
 The same file format for an EC2 instance (cloud-init writes it; the Pulumi program renders it) and
 for each lab node (the lab writes it). It holds addresses, paths and where secrets live, never a
-secret. :func:`load` checks every field and names the first problem in one line.
+secret. Its format is declared (a strict pydantic model of the dataclasses below): :func:`load` checks
+every field's type, refuses unknown keys, and names every problem on one line.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args, get_type_hints
 
-from pgha.node.render import BackupRepo, ClusterSpec, NodeSpec, PatroniTiming, Ports, Users
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic_core import ErrorDetails
+
+from pgha.node.render import ClusterSpec, NodeSpec
 
 
 class NodeConfigError(ValueError):
-    """The node file is missing, not JSON, or a field is absent or of the wrong kind."""
+    """The node file is missing, not JSON, or a field is absent, unknown or of the wrong kind."""
+
+
+#: The node file holds JSON values as they are: no string for a number, no number for a string.
+_STRICT = ConfigDict(strict=True, extra="forbid")
 
 
 @dataclass(frozen=True)
@@ -42,7 +51,7 @@ class NodeConfig:
     node: NodeSpec
     aws: AwsAccess
     #: "systemd": enable and start the units (EC2); "external": write files only, a supervisor starts them (lab).
-    service_manager: str = "systemd"
+    service_manager: Literal["systemd", "external"] = "systemd"
     #: The OS user that runs etcd, Patroni and PostgreSQL.
     service_user: str = "postgres"
     #: Where to write a root-only patronictl configuration (EC2); empty: none.
@@ -75,58 +84,96 @@ class NodeConfig:
         }, indent=2) + "\n"
 
 
-def _section(data: dict[str, Any], key: str, kind: type, where: str) -> Any:
-    if key not in data:
-        raise NodeConfigError(f"{where}: missing {key!r}")
-    value = data[key]
-    if not isinstance(value, kind):
-        raise NodeConfigError(f"{where}.{key} = {value!r}: must be a {kind.__name__}")
-    return value
+class _Peer(BaseModel):
+    """A member as the node file lists it; the others' paths are this node's (every member has one layout)."""
+
+    model_config = _STRICT
+    name: str
+    address: str
 
 
-def _build(cls: type, data: dict[str, Any], where: str) -> Any:
-    try:
-        return cls(**data)
-    except TypeError as err:
-        raise NodeConfigError(f"{where}: {err}") from None
+def _file_model(name: str, cls: type, *, drop: tuple[str, ...] = (), **kinds: Any) -> type[BaseModel]:
+    """A strict model of dataclass ``cls``'s fields as the node file spells them: its types and defaults,
+    without the ``drop``ped fields, with ``kinds`` replacing (or adding) the type of a field (type or
+    (type, default))."""
+    hints = get_type_hints(cls)
+    fields: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):
+        if field.name in drop:
+            continue
+        if field.default is not dataclasses.MISSING:
+            default: Any = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            default = Field(default_factory=field.default_factory)
+        else:
+            default = ...
+        fields[field.name] = (hints[field.name], default)
+    for key, kind in kinds.items():
+        fields[key] = kind if isinstance(kind, tuple) else (kind, fields.get(key, (None, ...))[1])
+    return create_model(name, __config__=_STRICT, **fields)
+
+
+#: The ``cluster`` object: a ClusterSpec whose members come from ``peers`` and ``node``.
+_ClusterFile = _file_model("ClusterFile", ClusterSpec, drop=("nodes",))
+#: The whole file: NodeConfig's fields, with the cluster as above and the members' names and addresses.
+_NodeFile = _file_model("NodeFile", NodeConfig, cluster=_ClusterFile,
+                        peers=(Annotated[list[_Peer], Field(min_length=1)], ...))
+
+
+def _fields_of(kind: Any) -> dict[str, Any]:
+    """The field names and types of a model or dataclass in the node file (empty for anything else)."""
+    if isinstance(kind, type) and issubclass(kind, BaseModel):
+        return {name: field.annotation for name, field in kind.model_fields.items()}
+    return get_type_hints(kind) if dataclasses.is_dataclass(kind) else {}
+
+
+def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the object holding ``loc`` may have."""
+    kind: Any = _NodeFile
+    for part in loc[:-1]:  # a list's items (peers) are the type it holds
+        kind = get_args(kind)[0] if isinstance(part, int) else _fields_of(kind).get(part)
+    return list(_fields_of(kind))
+
+
+def _problem(error: ErrorDetails) -> str:
+    """One pydantic error as a node file problem: the key, the value and what is allowed."""
+    loc, kind = error["loc"], error["type"]
+    where = ".".join(map(str, loc))
+    if kind == "json_invalid":
+        return f"not JSON ({error.get('ctx', {}).get('error')})"
+    if not loc:
+        return "must be a JSON object"
+    if kind == "missing":
+        return f"missing {where!r}"
+    if kind in ("extra_forbidden", "unexpected_keyword_argument"):
+        return f"{where} is not a node file setting (known: {', '.join(_known_keys(loc))})"
+    return f"{where} = {error['input']!r}: {error['msg'].replace('Input should be', 'must be')}"
 
 
 def parse(text: str, source: str = "node config") -> NodeConfig:
-    """A NodeConfig from the file's text; NodeConfigError names the first bad field."""
+    """A NodeConfig from the file's text.
+
+    The file is checked against its declared model (types, unknown keys, missing keys), then against the
+    rules between its fields; NodeConfigError names every problem found, on one line.
+    """
     try:
-        data = json.loads(text)
-    except ValueError as err:
-        raise NodeConfigError(f"{source}: not JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise NodeConfigError(f"{source}: must be a JSON object")
-    cluster = dict(_section(data, "cluster", dict, source))
-    peers = _section(data, "peers", list, source)
-    node_data = _section(data, "node", dict, source)
-    aws = _build(AwsAccess, _section(data, "aws", dict, source), f"{source}: aws")
-    node = _build(NodeSpec, node_data, f"{source}: node")
-    if not peers or not all(isinstance(p, dict) and {"name", "address"} <= set(p) for p in peers):
-        raise NodeConfigError(f"{source}: peers must list objects with name and address")
-    if node.name not in {p["name"] for p in peers}:
+        data = _NodeFile.model_validate_json(text)
+    except ValidationError as err:
+        raise NodeConfigError(f"{source}: " + "; ".join(_problem(e) for e in err.errors())) from None
+    node: NodeSpec = data.node
+    if node.name not in {p.name for p in data.peers}:
         raise NodeConfigError(f"{source}: node {node.name!r} is not among the peers")
     # every member uses the same layout; only names and addresses differ
-    members = [node if p["name"] == node.name else NodeSpec(**{**node_data, **p}) for p in peers]
-    for key, cls in (("timing", PatroniTiming), ("ports", Ports), ("users", Users), ("backup", BackupRepo)):
-        if key in cluster:
-            cluster[key] = _build(cls, _section(cluster, key, dict, f"{source}: cluster"), f"{source}: cluster.{key}")
-    for key in ("member_cidrs", "client_cidrs", "preload_libraries"):
-        if key in cluster:
-            cluster[key] = tuple(_section(cluster, key, list, f"{source}: cluster"))
-    spec = _build(ClusterSpec, {**cluster, "nodes": tuple(members)}, f"{source}: cluster")
-    manager = data.get("service_manager", "systemd")
-    if manager not in ("systemd", "external"):
-        raise NodeConfigError(f"{source}: service_manager = {manager!r}: must be systemd or external")
+    members = tuple(node if p.name == node.name else replace(node, name=p.name, address=p.address)
+                    for p in data.peers)
+    cluster = {key: tuple(value) if isinstance(value, list) else value for key, value in dict(data.cluster).items()}
+    spec = ClusterSpec(**cluster, nodes=members)
     problems = spec.timing.problems()
     if problems:
         raise NodeConfigError(f"{source}: cluster.timing: {'; '.join(problems)}")
-    config = NodeConfig(cluster=spec, node=node, aws=aws, service_manager=manager,
-                        service_user=data.get("service_user", "postgres"),
-                        patronictl_config=data.get("patronictl_config", ""),
-                        data_mount=data.get("data_mount", ""))
+    config = NodeConfig(cluster=spec, node=node, aws=data.aws, service_manager=data.service_manager,
+                        service_user=data.service_user, patronictl_config=data.patronictl_config,
+                        data_mount=data.data_mount)
     _check_data_mount(config, source)
     return config
 
