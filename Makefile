@@ -5,7 +5,7 @@ SYSTEM_PYTHON ?= /usr/bin/python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: up down status plan test lint bench bench-quick soak bench-diff bench-tenants clean system
+.PHONY: up down status plan config-table test lint bench bench-quick soak bench-diff bench-tenants clean system
 
 # Debian packages first (PostgreSQL, etcd, cloud-init, ...): installs only what is missing.
 system:
@@ -27,6 +27,10 @@ down: $(VENV)/.installed
 
 plan: $(VENV)/.installed
 	$(PY) -m pgha plan --stack $(or $(STACK),dev)
+
+# README.md's configuration table, generated from the fields of components/config.py (a test checks it)
+config-table: $(VENV)/.installed
+	$(PY) -m pgha.ci.config_table
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -374,8 +374,8 @@ class StackKeys(BaseModel):
                     "mandatory and the DR replica is Multi-AZ")
     patroni: Annotated[PatroniSettings, BeforeValidator(_json_object)] = Field(
         default_factory=PatroniSettings,
-        description="engine `patroni` only (still validated, and ignored with a warning on engine `rds`): a JSON "
-                    "object; its keys, ranges and defaults are in `docs/patroni.md`")
+        description="engine `patroni` only (still validated, and ignored with a warning on engine `rds`); its "
+                    "keys, ranges and defaults are in `docs/patroni.md`")
 
 
 #: The ``pgha:*`` keys, in the order problems are reported in.
