@@ -31,12 +31,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pgha.drill.compare import fmt, rto_cell, summarize
 from pgha.drill.engine import Targets, run_drill
-from pgha.drill.lab import LabDrill, _wait, healthy
+from pgha.drill.lab import LabDrill
 from pgha.drill.probe import ProbeReport, WriteProbe, missing_acknowledged
 from pgha.drill.report import render_comparison_png, report_dir_problem, write_report
+from pgha.drill.scenarios import LAB_ROUNDS
 from pgha.lab.cluster import Lab, LabError, removed_on_exit
+from pgha.node.health import health_problems
+from pgha.wait import holds_within
 
-MIX = ("switchover", "kill-leader", "crash-leader", "freeze-leader", "kill-replica", "etcd-member-loss")
+#: Every lab scenario but the restore (it measures a copy, not the cluster under faults).
+MIX = tuple(name for name in LAB_ROUNDS if name != "restore-pitr")
 SOAK_TABLE = "pgha_soak_probe"
 
 
@@ -64,9 +68,11 @@ def evidence(lab: Lab) -> dict[str, Any]:
 
 def cluster_state(lab: Lab) -> dict[str, Any]:
     """Members, roles, states and timelines after a drill, and what keeps the cluster from being healthy."""
-    settled = _wait("a healthy lab", lambda: not healthy(lab.members()), 60)
+    size = len(lab.addresses)
+    settled = holds_within("a healthy lab", lambda: not health_problems(lab.members(), size), 60, 0.25)
     members = lab.members()
-    return {"healthy": settled and not healthy(members), "problems": healthy(members),
+    problems = health_problems(members, size)
+    return {"healthy": settled and not problems, "problems": problems,
             "members": [f"{m.name}: {m.role}, {m.state}, timeline {m.timeline}" for m in members]}
 
 

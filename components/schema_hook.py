@@ -32,7 +32,7 @@ PGHA_DIR = Path(__file__).resolve().parent.parent / "pgha"
 RUNNER_MODULES = (
     "__init__.py", "connect.py", "schema/__init__.py", "schema/migrate.py", "schema/migrations.py",
     "schema/logins.py", "schema/lambda_handler.py", "node/__init__.py", "node/dynamic_config.py",
-    "node/rest.py",
+    "node/patroni_api.py", "node/rest.py",
 )
 #: Pure-Python distributions the runner needs (boto3 is part of the Lambda runtime).
 RUNNER_DISTRIBUTIONS = ("pg8000", "sqlparse", "scramp")

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from pgha.drill.scenarios import LAB_ROUNDS, RDS_ROUNDS, one_of
 from pgha.schema.migrations import MIGRATIONS_DIR
 
 if TYPE_CHECKING:
@@ -414,6 +415,8 @@ def _print_status(status: dict) -> None:
         table.add_row(m["name"], m["host"], str(m["port"]), m["role"], state, str(m["timeline"] or ""),
                       str(m["lag"] if m["lag"] is not None else ""))
     console.print(table)
+    if status.get("health_problems"):
+        _say("not healthy: " + "; ".join(status["health_problems"]))
     ttl = status.get("timing_in_dcs", status["timing"]).get("ttl")
     for m in gone:
         _say(f"{m['name']}: its Patroni is not running; etcd keeps its last report ({m['role']}, {m['state']}) "
@@ -663,8 +666,7 @@ def _progress() -> tuple[Status, Callable[[str], None]]:
 
 @drill_app.command("lab")
 def drill_lab(
-    scenario: Annotated[str, typer.Argument(help="switchover, kill-leader, crash-leader, freeze-leader, "
-                                                 "kill-replica, etcd-member-loss or restore-pitr.")],
+    scenario: Annotated[str, typer.Argument(help=f"{one_of(LAB_ROUNDS)}.")],
     rounds: Annotated[int, typer.Option(min=1, max=20, help="How many times to run it.")] = 1,
     rejoin: Annotated[str, typer.Option(help="kill-leader only: how the old leader comes back: rewind (pg_rewind) "
                                              "or reclone (its data directory deleted, Patroni re-clones it).")
@@ -698,7 +700,7 @@ def drill_lab(
 
 @drill_app.command("rds")
 def drill_rds(
-    scenario: Annotated[str, typer.Argument(help="failover, promote-replica, promote-dr or restore-pitr.")],
+    scenario: Annotated[str, typer.Argument(help=f"{one_of(RDS_ROUNDS)}.")],
     stack: Annotated[str, typer.Option(help="Stack whose Pulumi.<stack>.yaml names the instances.")],
     yes: Annotated[bool, typer.Option("--yes", help="Really run on a stack with deletion protection.")] = False,
     replica: Annotated[str | None, typer.Option(help="promote-replica: N or the replica's identifier.")] = None,

@@ -13,9 +13,10 @@ import pytest
 
 from pgha.connect import connect
 from pgha.drill.engine import DrillResult, Targets, run_drill
-from pgha.drill.lab import BASELINE_S, LabDrill, healthy
+from pgha.drill.lab import BASELINE_S, LabDrill
 from pgha.drill.report import write_report
 from pgha.lab.cluster import Lab, LabError
+from pgha.node.health import health_problems as healthy
 
 pytestmark = pytest.mark.lab
 

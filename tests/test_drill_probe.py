@@ -124,17 +124,18 @@ def test_an_outage_before_the_first_commit_counts(server: PostgresServer) -> Non
     assert rnd.rto_window == (report.started, report.commits[0].at)
 
 
+SPAN = "from the start of the restore until the scratch instance was promoted"
+
+
 def test_restore_pitr_rpo_is_lost_seconds_like_every_other_drill() -> None:
     """One commit acknowledged before the target is missing from the restored copy: its RPO is the writes it spans
     since the newest one that survived (50 ms), not 0 s."""
-    from pgha.drill.lab import measure_restore
-
     commits = [Commit(i, 100.0 + i * 0.05, "a") for i in range(1, 41)]
     rnd = Round(1)
-    measure_restore(rnd, ProbeReport(commits=commits), [40], started=110.0, ready=111.5)
+    rnd.measure_restore(ProbeReport(commits=commits), [40], started=110.0, ready=111.5, span=SPAN)
     assert rnd.lost == [40] and rnd.rpo_s == lost_seconds(commits, [40]) == 0.05
     everything = Round(2)
-    measure_restore(everything, ProbeReport(commits=commits), [], started=110.0, ready=111.5)
+    everything.measure_restore(ProbeReport(commits=commits), [], started=110.0, ready=111.5, span=SPAN)
     assert everything.rpo_s == 0.0 and everything.rto_s == 1.5
 
 

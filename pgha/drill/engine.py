@@ -135,6 +135,22 @@ class Round:
         if report.errors:  # why writes failed, in order (distinct messages, the first ten)
             self.facts["write_errors"] = [f"{at - self.started:.2f} s: {message}" for at, message in report.errors[:10]]
 
+    def measure_restore(self, report: ProbeReport | None, missing: list[int], started: float, ready: float,
+                        span: str) -> None:
+        """A restore's cost, as both the lab's and RDS's restore-pitr count it: RTO the ``span`` from ``started``
+        until the copy was ``ready``; RPO, with a probe's ``report``, the commits acknowledged before the target
+        time that the copy lacks (``missing``), in seconds of writes as every drill counts them
+        (:func:`pgha.drill.probe.lost_seconds`); without one, not applicable (a restore to a chosen time)."""
+        self.rto_s, self.rto_window = round(ready - started, 3), (started, ready)
+        self.rto_source = f"restore: {span}"
+        if report is None:
+            self.rpo_source = "not applicable: a restore to a chosen time"
+            return
+        self.commits = list(report.commits)
+        self.lost = list(missing)
+        self.rpo_s = lost_seconds(self.commits, self.lost)
+        self.rpo_source = "commits acknowledged before the target time that the restored copy lacks"
+
     def writes_not_back(self, since: float, until: float, source: str) -> None:
         """The writes had not come back by ``until`` (the end of the measurement): no RTO, but the open stretch
         since ``since`` (the last acknowledged write) as its lower bound, which fails the round."""

@@ -23,16 +23,17 @@ from typing import Any
 
 from pgha.connect import ConnectionSettings, connect
 from pgha.drill.engine import DrillRefused, Round
-from pgha.drill.probe import ProbeReport, WriteProbe, lost_seconds, missing_acknowledged, present_ids
+from pgha.drill.probe import WriteProbe, missing_acknowledged, present_ids
+from pgha.drill.scenarios import LAB_ROUNDS
 from pgha.lab.cluster import Lab, LabError, Member
 from pgha.local import as_service_user, free_port, give_to_service_user, postgres_bindir
+from pgha.node.health import REPLICA_ROLES, health_problems
+from pgha.wait import holds_within
 
-SCENARIOS = ("switchover", "kill-leader", "crash-leader", "freeze-leader", "kill-replica", "etcd-member-loss",
-             "restore-pitr")
+SCENARIOS = tuple(LAB_ROUNDS)
 #: Seconds of steady writes before the fault, so the chart shows a baseline.
 BASELINE_S = 2.0
 SETTLE_TIMEOUT_S = 120.0
-REPLICA_ROLES = ("replica", "sync_standby")
 #: How kill-leader's old leader comes back: rewound by pg_rewind (Patroni's way), or re-cloned from scratch.
 REJOIN_WAYS = ("rewind", "reclone")
 #: Patroni log lines that mark a step of a rejoin (timestamp, message).
@@ -48,30 +49,10 @@ CRASH_STEP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+: .*?(Retry
 RESTART_IN_PLACE = "starting primary after failure"
 
 
-def healthy(members: list[Member], size: int = 3) -> list[str]:
-    """What keeps the cluster from being healthy (three members, one running leader, streaming replicas)."""
-    problems = []
-    if len(members) != size:
-        problems.append(f"{len(members)} of {size} members answer")
-    leaders = [m for m in members if m.role == "leader" and m.state == "running"]
-    if len(leaders) != 1:
-        problems.append(f"{len(leaders)} running leaders")
-    problems += [f"{m.name} is {m.role}, {m.state}" for m in members
-                 if m.role != "leader" and not (m.role in REPLICA_ROLES and m.state == "streaming")]
-    return problems
-
-
-def _wait(what: str, condition: Callable[[], bool], timeout: float = SETTLE_TIMEOUT_S) -> bool:
-    """Poll until ``condition`` holds (a moment without a leader counts as not yet); False on timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return True
-        except LabError:
-            pass
-        time.sleep(0.25)
-    return False
+def _wait(what: str, condition: Callable[[], object], timeout: float = SETTLE_TIMEOUT_S) -> bool:
+    """Whether ``condition`` held within ``timeout`` (a moment without a leader counts as not yet): a drill
+    reports a check that failed rather than stopping, so this is :func:`pgha.wait.holds_within`."""
+    return holds_within(what, condition, timeout, 0.25, ignore=(LabError,))
 
 
 class MemberWatcher:
@@ -157,18 +138,22 @@ class LabDrill:
         holder = self.lab.drill_holder()
         if holder:
             raise DrillRefused(f"another drill (pid {holder}) is using the lab: wait for it")
-        if not _wait("a healthy lab", lambda: not healthy(self.lab.members()), 60):
-            raise DrillRefused("the lab is not healthy: " + "; ".join(healthy(self.lab.members())))
+        if not _wait("a healthy lab", lambda: not self._problems(), 60):
+            raise DrillRefused("the lab is not healthy: " + "; ".join(self._problems()))
 
     def _pre_check(self, rnd: Round) -> Member:
-        ok = _wait("a healthy lab", lambda: not healthy(self.lab.members()) and self._sync_standby() is not None)
+        ok = _wait("a healthy lab", lambda: not self._problems())
         rnd.check("lab healthy before the fault (3 members, 1 leader, streaming replicas, a sync standby)", ok,
-                  "; ".join(healthy(self.lab.members())))
+                  "; ".join(self._problems()))
         if not ok:
             raise LabError("the lab is not healthy; not injecting a fault")
         leader = self.lab.leader()
         rnd.facts.update(leader_before=leader.name, timeline_before=leader.timeline)
         return leader
+
+    def _problems(self) -> list[str]:
+        """What keeps the lab from being healthy now, by the one rule (:func:`pgha.node.health.health_problems`)."""
+        return health_problems(self.lab.members(), len(self.lab.addresses))
 
     def _sync_standby(self) -> Member | None:
         return next((m for m in self.lab.members() if m.role == "sync_standby"), None)
@@ -187,23 +172,15 @@ class LabDrill:
                 self.lab.up()
             except (LabError, OSError) as err:
                 problems.append(f"could not restart {', '.join(missing)}: {err}")
-        if not _wait("a healthy lab", lambda: not healthy(self.lab.members())):
-            problems += healthy(self.lab.members()) or ["the lab did not settle"]
+        if not _wait("a healthy lab", lambda: not self._problems()):
+            problems += self._problems() or ["the lab did not settle"]
         return problems
 
     # --- rounds ---------------------------------------------------------------------------------
 
     def run_round(self, rnd: Round) -> None:
-        """Dispatch to the scenario."""
-        {
-            "switchover": self._switchover,
-            "kill-leader": self._kill_leader,
-            "crash-leader": self._crash_leader,
-            "freeze-leader": self._freeze_leader,
-            "kill-replica": self._kill_replica,
-            "etcd-member-loss": self._etcd_member_loss,
-            "restore-pitr": self._restore_pitr,
-        }[self.name](rnd)
+        """Dispatch to the scenario (:data:`pgha.drill.scenarios.LAB_ROUNDS`)."""
+        getattr(self, LAB_ROUNDS[self.name])(rnd)
 
     def _under_load(self, rnd: Round, victim: str, old_leader: str, fault: Callable[[], None],
                     recover: Callable[[MemberWatcher], None]) -> tuple[WriteProbe, MemberWatcher]:
@@ -369,7 +346,7 @@ class LabDrill:
         def recover(watcher: MemberWatcher) -> None:
             ok = _wait("a running leader", leads_again)
             if not rnd.check("a running leader again", ok, f"{crash['leader'].name}, timeline "
-                             f"{crash['leader'].timeline}" if ok else "; ".join(healthy(self.lab.members()))):
+                             f"{crash['leader'].timeline}" if ok else "; ".join(self._problems())):
                 return
             steps = self._log_steps(old.name, crash["offset"], CRASH_STEP)
             if steps:
@@ -389,8 +366,8 @@ class LabDrill:
         leader = crash.get("leader")
         in_place = leader is not None and leader.name == old.name
         if in_place:
-            rnd.check("the replicas stream from it again", _wait("a healthy lab", lambda: not healthy(
-                self.lab.members()), 60), "; ".join(healthy(self.lab.members())))
+            rnd.check("the replicas stream from it again", _wait("a healthy lab", lambda: not self._problems(), 60),
+                      "; ".join(self._problems()))
         elif leader is not None:
             self._rejoin_checks(rnd, watcher, old.name, crash["offset"])
         pid_after = self.lab.postmaster_pid(old.name)
@@ -501,8 +478,8 @@ class LabDrill:
         rnd.check("the leader stayed", not watcher.leader_lost and watcher.new_leader is None
                   and self.lab.leader().name == leader.name, f"leader {self.lab.leader().name}")
         rnd.check("etcd healthy again (3 members)", _wait("etcd", self.lab.etcd_healthy, 60))
-        rnd.check("members healthy", _wait("healthy", lambda: not healthy(self.lab.members()), 60),
-                  "; ".join(healthy(self.lab.members())))
+        rnd.check("members healthy", _wait("healthy", lambda: not self._problems(), 60),
+                  "; ".join(self._problems()))
 
     def _restore_pitr(self, rnd: Round) -> None:
         """Restore the cluster as of a time between two known commits into a scratch instance; exactly the
@@ -540,7 +517,8 @@ class LabDrill:
         present = present_ids(settings) if promoted else set()
         missing = sorted(before - present)
         extra = sorted(present - before)
-        measure_restore(rnd, report, missing, started, ready)
+        rnd.measure_restore(report, missing, started, ready,
+                            "from the start of the restore until the scratch instance was promoted")
         rnd.facts.update(target_time=target.isoformat(), commits_before=len(before), commits_after=len(after),
                          restored_rows=len(present), scratch_port=port)
         rnd.check("the scratch instance promoted at the target time", promoted)
@@ -557,18 +535,6 @@ class LabDrill:
     def _node_settings(self, host: str) -> ConnectionSettings:
         base = self.lab.settings()
         return replace(base, hosts=((host, self.lab.ports.postgres),), application_name="pgha-drill")
-
-
-def measure_restore(rnd: Round, report: ProbeReport, missing: list[int], started: float, ready: float) -> None:
-    """A restore's cost: RTO from the start of the restore until the copy was promoted; RPO the commits acknowledged
-    before the target time that the copy lacks, in seconds of writes as every drill counts them
-    (:func:`pgha.drill.probe.lost_seconds`)."""
-    rnd.commits = list(report.commits)
-    rnd.lost = missing
-    rnd.rto_s, rnd.rto_window = round(ready - started, 3), (started, ready)
-    rnd.rto_source = "restore: from the start of the restore until the scratch instance was promoted"
-    rnd.rpo_s = lost_seconds(rnd.commits, missing)
-    rnd.rpo_source = "commits acknowledged before the target time that the restored copy lacks"
 
 
 def _writable(settings: ConnectionSettings) -> bool:

@@ -22,9 +22,10 @@ from typing import Any
 from pgha.connect import ConnectionSettings, connect
 from pgha.drill.engine import DrillRefused, Round
 from pgha.drill.probe import ProbeReport, WriteProbe, missing_acknowledged, present_ids
+from pgha.drill.scenarios import RDS_ROUNDS
 from pgha.drill.stack_config import ConfigChange
 
-SCENARIOS = ("failover", "promote-replica", "promote-dr", "restore-pitr")
+SCENARIOS = tuple(RDS_ROUNDS)
 HEARTBEAT_TABLE = "pgha_drill_heartbeat"
 WAIT_TIMEOUT_S = 3600.0
 #: How long to try the promoted endpoint once RDS says it is available (then RTO falls back to the status).
@@ -353,9 +354,8 @@ class RdsDrill:
     # --- rounds -----------------------------------------------------------------------------
 
     def run_round(self, rnd: Round) -> None:
-        """Dispatch to the scenario."""
-        {"failover": self._failover, "promote-replica": self._promote, "promote-dr": self._promote,
-         "restore-pitr": self._restore_pitr}[self.name](rnd)
+        """Dispatch to the scenario (:data:`pgha.drill.scenarios.RDS_ROUNDS`)."""
+        getattr(self, RDS_ROUNDS[self.name])(rnd)
 
     def restore(self) -> list[str]:
         """Delete a scratch instance a failed restore round left behind (a promotion cannot be undone: see
@@ -658,9 +658,8 @@ class RdsDrill:
         restored, available_at = self._wait_status(self.scratch_id, self.cfg.region,
                                                    lambda i: i.get("DBInstanceStatus") == "available")
         rnd.event("scratch instance available", (restored.get("Endpoint") or {}).get("Address", ""), at=available_at)
-        rnd.rto_window, rnd.rto_s = (called, available_at), round(available_at - called, 3)
-        rnd.rto_source = "restore: from the API call until the scratch instance was available"
-        rnd.rpo_source = "not applicable: a restore to a chosen time"
+        rnd.measure_restore(None, [], called, available_at,
+                            "from the API call until the scratch instance was available")
         subnet_group = (restored.get("DBSubnetGroup") or {}).get("DBSubnetGroupName")
         groups = sorted(g["VpcSecurityGroupId"] for g in restored.get("VpcSecurityGroups") or [])
         rnd.facts.update(scratch=self.scratch_id, subnet_group=subnet_group, security_groups=groups,

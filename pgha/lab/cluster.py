@@ -22,8 +22,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,8 @@ from pgha.local import (
 from pgha.node.bootstrap import ENV_FILE, read_env_file
 from pgha.node.config import AwsAccess, NodeConfig
 from pgha.node.dynamic_config import apply_dynamic_config, changed_keys
+from pgha.node.health import health_problems
+from pgha.node.patroni_api import Member, PatroniApi
 from pgha.node.render import (
     SECRET_JSON_KEYS,
     BackupRepo,
@@ -56,7 +58,8 @@ from pgha.node.render import (
     Users,
     dynamic_config,
 )
-from pgha.node.rest import call_json
+from pgha.node.rest import NoMemberAnswered, call_json, first_answer
+from pgha.wait import WaitTimeout, wait_until
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 #: Where the lab lives when the project directory is out of the service user's reach (e.g. under /root).
@@ -136,28 +139,15 @@ class LabError(RuntimeError):
 
 def _only_child(proc: subprocess.Popen[bytes], log: Path, timeout: float = 10.0) -> int:
     """The pid of the one process tini (``proc``) starts, once it has forked it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(psutil.Error):
-            if children := psutil.Process(proc.pid).children():
-                return children[0].pid
+    def tini_running() -> None:
         if proc.poll() is not None:
             raise LabError(f"tini exited with {proc.returncode} before starting its command; see {log}")
-        time.sleep(0.01)
-    raise LabError(f"tini started nothing within {timeout:.0f} s; see {log}")
 
-
-@dataclass(frozen=True)
-class Member:
-    """One member as Patroni reports it."""
-
-    name: str
-    host: str
-    port: int
-    role: str
-    state: str
-    timeline: int | None
-    lag: int | str | None
+    try:
+        return wait_until("tini's command", lambda: psutil.Process(proc.pid).children(), timeout, 0.01,
+                          ignore=(psutil.Error,), check=tini_running)[0].pid
+    except WaitTimeout:
+        raise LabError(f"tini started nothing within {timeout:.0f} s; see {log}") from None
 
 
 class Lab:
@@ -237,15 +227,19 @@ class Lab:
         self.timing_file.write_text(json.dumps(asdict(timing)) + "\n")
         self._timing = timing
 
+    def patroni(self, hosts: Sequence[str] | None = None, auth: bool = False) -> PatroniApi:
+        """The members' Patroni REST APIs (``hosts``, by default every member's) over the lab's TLS; with
+        ``auth``, the REST API password for unsafe calls (switchover, PATCH /config)."""
+        return PatroniApi([f"https://{host}:{self.ports.restapi}" for host in hosts or self.addresses],
+                          context=self.tls_context(),
+                          auth=(self.users.restapi, self.secrets().restapi) if auth else None)
+
     def rest(self, path: str, address: str | None = None) -> Any:
         """GET ``path`` from Patroni's REST API on ``address``, else on the first member that answers."""
-        context = self.tls_context()
-        for host in [address] if address else self.addresses:
-            try:
-                return call_json(f"https://{host}:{self.ports.restapi}{path}", context=context)
-            except (OSError, ValueError):
-                continue
-        raise LabError(f"no member answers GET {path}: is the lab running? (`pgha lab up`)")
+        try:
+            return self.patroni([address] if address else None).get(path)
+        except NoMemberAnswered:
+            raise LabError(f"no member answers GET {path}: is the lab running? (`pgha lab up`)") from None
 
     def dynamic_config(self) -> dict[str, Any]:
         """Patroni's dynamic configuration as stored in etcd (GET /config)."""
@@ -643,15 +637,13 @@ class Lab:
 
     def _wait(self, what: str, ready: Callable[[], bool], timeout: float, processes: tuple[str, ...],
               state: Callable[[], str] | None = None) -> None:
+        """:func:`pgha.wait.wait_until`, stopping early when one of ``processes`` exited; LabError pointing at
+        the logs on a timeout."""
         self.report(f"waiting for {what}...")
-        deadline = time.monotonic() + timeout
-        while not ready():
-            if time.monotonic() > deadline:
-                now = f" ({state()})" if state else ""
-                raise LabError(f"timed out after {timeout:.0f} s waiting for {what}{now}; "
-                               f"logs are in {self.root}/node*/")
-            self._check_alive(processes)
-            time.sleep(0.5)
+        try:
+            wait_until(what, ready, timeout, check=lambda: self._check_alive(processes), state=state)
+        except WaitTimeout as err:
+            raise LabError(f"{err}; logs are in {self.root}/node*/") from None
 
     def _check_alive(self, processes: tuple[str, ...]) -> None:
         dead = [
@@ -676,25 +668,14 @@ class Lab:
             return False
 
     def members(self) -> list[Member]:
-        """The members as Patroni reports them (empty when no node answers)."""
+        """The members as Patroni reports them (empty when no node answers, or no lab is here yet)."""
         try:
-            context = self.tls_context()
-        except OSError:  # no lab here (yet)
+            return self.patroni().members()
+        except (OSError, NoMemberAnswered):
             return []
-        for address in self.addresses:
-            try:
-                data = call_json(f"https://{address}:{self.ports.restapi}/cluster", context=context)
-            except (OSError, ValueError):
-                continue
-            return [
-                Member(name=m["name"], host=m["host"], port=m["port"], role=m["role"], state=m["state"],
-                       timeline=m.get("timeline"), lag=m.get("lag"))
-                for m in sorted(data.get("members", []), key=lambda m: m["name"])
-            ]
-        return []
 
     def _cluster_formed(self) -> bool:
-        """One running leader, every other member streaming, one of them the synchronous standby; and every
+        """The cluster is healthy by the one rule (:func:`pgha.node.health.health_problems`), and every
         node's own Patroni says so. etcd keeps a killed member's last report until its key expires, so
         without asking the node a restarted one counted as streaming before its new Patroni reported."""
         members = self.members()
@@ -703,10 +684,7 @@ class Lab:
             if self._seen.get(member.name) != now:
                 self.report(f"  {member.name}: {now}")
                 self._seen[member.name] = now
-        leaders = [m for m in members if m.role == "leader" and m.state == "running"]
-        streaming = [m for m in members if m.role != "leader" and m.state == "streaming"]
-        sync = [m for m in streaming if m.role == "sync_standby"]
-        if not (len(leaders) == 1 and len(streaming) == len(self.addresses) - 1 and len(sync) == 1):
+        if health_problems(members, len(self.addresses)):
             return False
         try:
             return all(self.rest("/patroni", member.host).get("state") in ("running", "streaming")
@@ -767,6 +745,7 @@ class Lab:
         status: dict[str, Any] = {"lab_dir": str(self.root), "members": [asdict(m) for m in members],
                                   "dsns": self.dsns(), "processes": self.running(), "timing": asdict(self.timing)}
         if members:
+            status["health_problems"] = health_problems(members, len(self.addresses))
             with contextlib.suppress(LabError, OSError, ValueError):
                 config = self.dynamic_config()
                 status["timing_in_dcs"] = {key: config.get(key) for key in asdict(self.timing)}
@@ -784,11 +763,9 @@ class Lab:
         if candidate is not None:
             self._known_node(candidate, "candidate")
         leader = self.leader()
-        body = {"leader": leader.name, **({"candidate": candidate} if candidate else {})}
-        secret = self.secrets().restapi
+        api = self.patroni(auth=True)
         try:
-            call_json(f"https://{leader.host}:{self.ports.restapi}/switchover", method="POST", body=body,
-                      auth=(self.users.restapi, secret), timeout=30, context=self.tls_context())
+            api.switchover(f"https://{leader.host}:{self.ports.restapi}", leader.name, candidate)
         except urllib.error.HTTPError as err:
             reason = err.read().decode(errors="replace").strip() or err.reason
             raise LabError(f"Patroni refused the switchover{f' to {candidate}' if candidate else ''} "
@@ -1047,12 +1024,14 @@ class Lab:
 
     def etcd_members(self) -> list[dict[str, Any]]:
         """The etcd cluster's members (ID, name, peerURLs, clientURLs) as the first member that answers lists them."""
-        for address in self.addresses:
-            with contextlib.suppress(OSError, ValueError):
-                answer = call_json(f"https://{address}:{self.ports.etcd_client}/v3/cluster/member/list",
-                                   method="POST", body={}, context=self.tls_context())
-                return list(answer.get("members", []))
-        raise LabError("no etcd member answers")
+        context = self.tls_context()
+        try:
+            answer = first_answer([f"https://{address}:{self.ports.etcd_client}" for address in self.addresses],
+                                  lambda base: call_json(f"{base}/v3/cluster/member/list", method="POST", body={},
+                                                         context=context))
+        except NoMemberAnswered:
+            raise LabError("no etcd member answers") from None
+        return list(answer.get("members", []))
 
     def restore_point_in_time(self, target_time: datetime, data_dir: Path) -> None:
         """Leave in data_dir a copy of the cluster as of target_time, ready to start: on start PostgreSQL

@@ -12,11 +12,11 @@ Standard library only: the post-deploy hook runs it inside the VPC, in AWS Lambd
 from __future__ import annotations
 
 import ssl
-import urllib.error
 from collections.abc import Sequence
 from typing import Any
 
-from pgha.node.rest import call_json
+from pgha.node.patroni_api import PatroniApi
+from pgha.node.rest import NoMemberAnswered, first_answer
 
 
 class DynamicConfigError(RuntimeError):
@@ -59,19 +59,15 @@ def apply_dynamic_config(urls: Sequence[str], wanted: dict[str, Any], auth: tupl
     member writes to the same etcd. Patroni applies the change on every member's next HA loop; a
     PostgreSQL parameter that needs a restart shows as ``pending_restart`` in ``patronictl list``.
     """
-    problems = []
-    for url in urls:
-        base = url.rstrip("/")
-        try:
-            current = call_json(f"{base}/config", timeout=timeout, context=context)
-            if not isinstance(current, dict):
-                raise ValueError(f"GET /config answered {str(current)[:80]!r}, not a JSON object")
-            patch = config_patch(current, wanted)
-            if patch:
-                call_json(f"{base}/config", timeout=timeout, method="PATCH", body=patch, auth=auth, context=context)
-            return patch
-        except urllib.error.HTTPError as err:
-            problems.append(f"{base}: HTTP {err.code} {err.reason}")
-        except (OSError, ValueError) as err:
-            problems.append(f"{base}: {err}")
-    raise DynamicConfigError("no Patroni REST API took the dynamic config: " + "; ".join(problems))
+    api = PatroniApi(urls, context=context, auth=auth, timeout=timeout)
+
+    def reconcile(url: str) -> dict[str, Any]:
+        patch = config_patch(api.config(url), wanted)
+        if patch:
+            api.patch_config(patch, url)
+        return patch
+
+    try:
+        return first_answer(api.urls, reconcile)
+    except NoMemberAnswered as err:
+        raise DynamicConfigError(f"no Patroni REST API took the dynamic config: {err}") from None
