@@ -10,6 +10,7 @@ import pulumi_aws as aws
 
 from components.access import ServiceRole
 from components.kms import create_cmk
+from components.names import dr_replica_identifier
 from components.network import Network, NetworkArgs
 from components.parameters import create_parameter_group
 from components.rds import RdsPostgresArgs, create_log_groups, final_snapshot_identifier, instance_settings
@@ -78,7 +79,7 @@ class DrReplica(pulumi.ComponentResource):
         params = create_parameter_group(
             name, args.rds.postgres_version, args.rds.max_connections, args.rds.db_name, self, protect=protect
         )
-        identifier = f"{name}-replica"
+        identifier = dr_replica_identifier(name)
         self.instance = aws.rds.Instance(
             identifier,
             identifier=identifier,

@@ -163,6 +163,26 @@ def autoname_problems(rule: NameRule, logical: str) -> list[str]:
     return rule.problems(name)
 
 
+def primary_identifier(prefix: str) -> str:
+    """The RDS primary's identifier (``<prefix>-primary``): the program names it, the RDS drills find it by it."""
+    return f"{prefix}-primary"
+
+
+def replica_identifier(prefix: str, number: int | str) -> str:
+    """The identifier of read replica ``number`` (1-based: ``<prefix>-replica-N``; ``""`` gives the stem)."""
+    return f"{prefix}-replica-{number}"
+
+
+def dr_name(prefix: str) -> str:
+    """The cross-region DR component's name (``<prefix>-dr``), which its resources' names start with."""
+    return f"{prefix}-dr"
+
+
+def dr_replica_identifier(dr_component: str) -> str:
+    """The DR replica's identifier from its component's name (:func:`dr_name`): ``<prefix>-dr-replica``."""
+    return f"{dr_component}-replica"
+
+
 #: Per engine, the longest name of each type the program derives from the stack's prefix (``pgha-<stack>``):
 #: (type, the name with ``{prefix}`` for the prefix, autonamed: the template is then the logical name's).
 #: tests/test_names.py keeps it equal to what both engines register with every count at its maximum, so a

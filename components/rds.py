@@ -11,6 +11,7 @@ import pulumi_random as random
 
 from components.access import ServiceRole, service_role
 from components.kms import create_cmk
+from components.names import primary_identifier, replica_identifier
 from components.network import POSTGRES_PORT
 from components.parameters import create_parameter_group
 
@@ -149,7 +150,7 @@ class RdsPostgres(pulumi.ComponentResource):
         shared = instance_settings(args, self.key.arn, self.monitoring_role.arn, params.name)
         azs = pulumi.Output.from_input(args.azs)
 
-        primary_id = f"{name}-primary"
+        primary_id = primary_identifier(name)
         self.primary = aws.rds.Instance(
             primary_id,
             identifier=primary_id,
@@ -190,7 +191,7 @@ class RdsPostgres(pulumi.ComponentResource):
 
         self.replicas = []
         for index in range(args.replicas):
-            replica_id = f"{name}-replica-{index + 1}"
+            replica_id = replica_identifier(name, index + 1)
             self.replicas.append(
                 aws.rds.Instance(
                     replica_id,

@@ -30,9 +30,9 @@ from pgha.schema.migrations import MIGRATIONS_DIR, migrations_hash
 PGHA_DIR = Path(__file__).resolve().parent.parent / "pgha"
 #: The runner's modules: everything the handler imports, nothing that needs the CLI's packages.
 RUNNER_MODULES = (
-    "__init__.py", "connect.py", "schema/__init__.py", "schema/migrate.py", "schema/migrations.py",
+    "__init__.py", "connect.py", "secret_store.py", "schema/__init__.py", "schema/migrate.py", "schema/migrations.py",
     "schema/logins.py", "schema/lambda_handler.py", "node/__init__.py", "node/dynamic_config.py",
-    "node/patroni_api.py", "node/rest.py",
+    "node/patroni_api.py", "node/rest.py", "wait.py",
 )
 #: Pure-Python distributions the runner needs (boto3 is part of the Lambda runtime).
 RUNNER_DISTRIBUTIONS = ("pg8000", "sqlparse", "scramp")

@@ -14,6 +14,7 @@ from components.alarms import DatabaseAlarms, DatabaseAlarmsArgs, MonitoredInsta
 from components.config import StackConfig
 from components.dr import DrReplica, DrReplicaArgs, dr_provider
 from components.logins import AppLogins, AppLoginsArgs, LoginSecret
+from components.names import dr_name
 from components.network import POSTGRES_PORT, Network, NetworkArgs
 from components.patroni_cluster import READER_PORT, PatroniCluster, PatroniClusterArgs
 from components.proxy import RdsProxy, RdsProxyArgs
@@ -145,7 +146,7 @@ def _rds(cfg: StackConfig, name: str, network: Network, opts: pulumi.ResourceOpt
     dr = None
     if cfg.dr_region:
         dr = DrReplica(
-            f"{name}-dr",
+            dr_name(name),
             DrReplicaArgs(
                 region=cfg.dr_region,
                 source=db.primary,
@@ -220,7 +221,7 @@ def _patroni(cfg: StackConfig, name: str, network: Network, opts: pulumi.Resourc
             egress=network.egress,
             # the backup bucket replicates to the DR region (Patroni has no DR replica instance)
             dr_region=cfg.dr_region,
-            dr_provider=dr_provider(f"{name}-dr", cfg.dr_region, cfg.all_tags) if cfg.dr_region else None,
+            dr_provider=dr_provider(dr_name(name), cfg.dr_region, cfg.all_tags) if cfg.dr_region else None,
             balancer_stem=name,
         ),
         opts,

@@ -12,7 +12,6 @@ insists on TLS without verifying; ``verify-ca`` also verifies the server's certi
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import ssl
@@ -24,6 +23,8 @@ from dataclasses import dataclass, replace
 from urllib.parse import unquote, urlsplit
 
 import pg8000.native
+
+from pgha.secret_store import SecretError, read_secret_json, region_of, secrets_client
 
 DEFAULT_USER = "postgres"
 SSL_MODES = ("disable", "prefer", "require", "verify-ca", "verify-full")
@@ -279,23 +280,12 @@ def _connect_timeout(raw: str | None) -> int:
 
 
 def secret_json(secret_arn: str, region: str | None = None) -> dict[str, str]:
-    """The JSON object a Secrets Manager secret holds (e.g. the Patroni cluster's passwords)."""
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    if region is None and secret_arn.startswith("arn:"):
-        region = secret_arn.split(":")[3]
+    """The JSON object a Secrets Manager secret holds (e.g. the Patroni cluster's passwords); ConnectError
+    when it cannot be read (:func:`pgha.secret_store.read_secret_json`)."""
     try:
-        value = boto3.client("secretsmanager", region_name=region).get_secret_value(SecretId=secret_arn)
-    except (BotoCoreError, ClientError) as err:
-        raise ConnectError(f"cannot read secret {secret_arn}: {err}") from None
-    try:
-        secret = json.loads(value["SecretString"])
-    except (KeyError, ValueError):
-        secret = None
-    if not isinstance(secret, dict):
-        raise ConnectError(f"secret {secret_arn} is not a JSON object")
-    return secret
+        return read_secret_json(secret_arn, secrets_client(region or region_of(secret_arn)))
+    except SecretError as err:
+        raise ConnectError(str(err)) from None
 
 
 #: The error codes of a read IAM has not allowed (yet): Secrets Manager's own, and KMS's through it.
@@ -312,13 +302,11 @@ def wait_for_secret_access(secret_arns: list[str], timeout: float, clock: Callab
     ``pulumi up`` made its role) can still be denied for a while. Any other error, or a denial that
     outlasts ``timeout``, raises :class:`ConnectError` naming the secret.
     """
-    import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
     deadline = clock() + timeout
     for arn in secret_arns:
-        region = arn.split(":")[3] if arn.startswith("arn:") else None
-        client = boto3.client("secretsmanager", region_name=region)
+        client = secrets_client(region_of(arn))
         while True:
             try:
                 client.get_secret_value(SecretId=arn)

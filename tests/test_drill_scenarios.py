@@ -19,7 +19,7 @@ def test_every_scenario_runs_a_method_of_its_drill(drill: type, rounds: dict[str
 
 
 def test_the_drills_accept_exactly_the_scenarios_of_their_tables() -> None:
-    assert LAB_SCENARIOS == tuple(LAB_ROUNDS) and RDS_SCENARIOS == tuple(RDS_ROUNDS)
+    assert tuple(LAB_ROUNDS) == LAB_SCENARIOS and tuple(RDS_ROUNDS) == RDS_SCENARIOS
 
 
 @pytest.mark.parametrize(("target", "rounds"), [("lab", LAB_ROUNDS), ("rds", RDS_ROUNDS)])

@@ -19,11 +19,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from components.names import dr_name, dr_replica_identifier, primary_identifier, replica_identifier
 from pgha.connect import ConnectionSettings, connect
 from pgha.drill.engine import DrillRefused, Round
 from pgha.drill.probe import ProbeReport, WriteProbe, missing_acknowledged, present_ids
 from pgha.drill.scenarios import RDS_ROUNDS
 from pgha.drill.stack_config import ConfigChange
+from pgha.wait import WaitTimeout, holds_within, wait_until
 
 SCENARIOS = tuple(RDS_ROUNDS)
 HEARTBEAT_TABLE = "pgha_drill_heartbeat"
@@ -115,7 +117,7 @@ class RdsDrill:
             raise DrillRefused(f"unknown RDS scenario {name!r}: choose one of {', '.join(SCENARIOS)}")
         self.cfg, self.name, self.options, self.say = cfg, name, options, say
         self.target = f"rds-{cfg.stack}"
-        self.primary_id = f"{cfg.name_prefix}-primary"
+        self.primary_id = primary_identifier(cfg.name_prefix)
         self.subject_id, self.subject_region = self.primary_id, cfg.region
         self.scratch_id: str | None = None
         self.restore_time: datetime | None = None
@@ -249,15 +251,16 @@ class RdsDrill:
         if self.name == "promote-dr":
             if not self.cfg.dr_region:
                 raise DrillRefused(f"stack {self.cfg.stack} has no DR replica (pgha:drRegion is not set)")
-            self.subject_id, self.subject_region = f"{self.cfg.name_prefix}-dr-replica", self.cfg.dr_region
+            self.subject_id = dr_replica_identifier(dr_name(self.cfg.name_prefix))
+            self.subject_region = self.cfg.dr_region
             return
         wanted = self.options.replica
         if not wanted:
             raise DrillRefused("promote-replica needs --replica N (or the replica's identifier)")
         # ASCII digits only: str.isdigit() is also true of Arabic-Indic, full-width and superscript digits
         number = lambda text: text.isascii() and text.isdigit()
-        identifier = f"{self.cfg.name_prefix}-replica-{wanted}" if number(wanted) else wanted
-        prefix = f"{self.cfg.name_prefix}-replica-"
+        identifier = replica_identifier(self.cfg.name_prefix, wanted) if number(wanted) else wanted
+        prefix = replica_identifier(self.cfg.name_prefix, "")
         if not identifier.startswith(prefix) or not number(identifier[len(prefix):]):
             raise DrillRefused(f"--replica {wanted}: not one of this stack's replicas ({prefix}N)")
         if int(identifier[len(prefix):]) > self.cfg.replicas:
@@ -410,21 +413,27 @@ class RdsDrill:
     def _wait_status(self, identifier: str, region: str, done: Callable[[dict[str, Any]], bool],
                      timeout: float = WAIT_TIMEOUT_S) -> tuple[dict[str, Any], float]:
         """Poll DescribeDBInstances until ``done``; returns the instance and when it was seen done."""
-        deadline = time.monotonic() + timeout
-        last_status = None
-        while True:
+        seen: dict[str, Any] = {}
+
+        def settled() -> dict[str, Any] | None:
             instance = self.describe(identifier, region)
-            if instance.get("DBInstanceStatus") != last_status:
-                last_status = instance.get("DBInstanceStatus")
-                self.say(f"{identifier}: {last_status}")
-            if done(instance):
-                return instance, time.time()
-            if last_status in TERMINAL_STATUSES:
-                raise RuntimeError(f"{identifier} is {last_status!r}: RDS does not make it available from that "
-                                   "state by itself; stopped waiting")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{identifier} still {last_status} after {timeout:.0f} s")
-            time.sleep(self.options.poll_s)
+            if instance.get("DBInstanceStatus") != seen.get("DBInstanceStatus"):
+                self.say(f"{identifier}: {instance.get('DBInstanceStatus')}")
+            seen.clear()
+            seen.update(instance)
+            return instance if done(instance) else None
+
+        def not_stuck() -> None:
+            if seen.get("DBInstanceStatus") in TERMINAL_STATUSES:
+                raise RuntimeError(f"{identifier} is {seen['DBInstanceStatus']!r}: RDS does not make it available "
+                                   "from that state by itself; stopped waiting")
+
+        try:
+            instance = wait_until(f"{identifier} to settle", settled, timeout, self.options.poll_s, check=not_stuck)
+        except WaitTimeout:
+            not_stuck()
+            raise TimeoutError(f"{identifier} still {seen.get('DBInstanceStatus')} after {timeout:.0f} s") from None
+        return instance, time.time()
 
     def _failover(self, rnd: Round) -> None:
         probe = self._heartbeat(rnd)
@@ -441,9 +450,7 @@ class RdsDrill:
             self._rds_events(rnd, self.primary_id, self.cfg.region, called)
             if probe is not None:
                 acked = len(probe.report.commits)
-                deadline = time.monotonic() + 300
-                while len(probe.report.commits) < acked + 3 and time.monotonic() < deadline:
-                    time.sleep(1)
+                holds_within("three more heartbeats", lambda: len(probe.report.commits) >= acked + 3, 300, 1)
         finally:
             report = probe.stop() if probe is not None else None
         if report is not None:
@@ -569,16 +576,18 @@ class RdsDrill:
             return False
         settings = replace(self.options.settings, hosts=((endpoint["Address"], int(endpoint.get("Port") or 5432)),),
                            connect_timeout=5)
-        deadline, last = time.monotonic() + PROMOTED_CONNECT_S, ""
-        while time.monotonic() < deadline:
+        last = [""]
+
+        def accepts_a_write() -> bool:
             try:
                 connect(settings, writable=True).close()  # a server out of recovery accepts writes
-                break
             except Exception as err:  # not reachable, or still read-only
-                last = str(err)
-                time.sleep(2)
-        else:
-            rnd.event("promoted endpoint not reachable", last[:200])
+                last[0] = str(err)
+                return False
+            return True
+
+        if not holds_within("the promoted endpoint to accept a write", accepts_a_write, PROMOTED_CONNECT_S, 2):
+            rnd.event("promoted endpoint not reachable", last[0][:200])
             return False
         writable_at = time.time()
         rnd.event("writes accepted by the promoted instance", endpoint["Address"], at=writable_at)
@@ -691,9 +700,8 @@ class RdsDrill:
                                    ApplyImmediately=True)
         rds.delete_db_instance(DBInstanceIdentifier=self.scratch_id, SkipFinalSnapshot=True,
                                DeleteAutomatedBackups=True)
-        deadline = time.monotonic() + WAIT_TIMEOUT_S
-        while self._exists(self.scratch_id) and time.monotonic() < deadline:
-            time.sleep(self.options.poll_s)
+        holds_within(f"{self.scratch_id} to be deleted", lambda: not self._exists(self.scratch_id or ""),
+                     WAIT_TIMEOUT_S, self.options.poll_s)
 
 
 def replica_rollback_advice(plan: Any, stack: str, subject_id: str, primary_id: str, replicas: int,

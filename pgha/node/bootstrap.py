@@ -9,13 +9,13 @@ Passwords land only in a root-only environment file (and, on EC2, a root-only pa
 
 from __future__ import annotations
 
-import json
 import os
 import ssl
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -32,6 +32,7 @@ from pgha.node.render import (
     render_post_bootstrap,
     render_stanza_create,
 )
+from pgha.secret_store import SecretError, read_secret_json, secrets_client
 
 ENV_FILE = "patroni.env"
 
@@ -49,33 +50,23 @@ class NodeTls:
     key: str
 
 
-def _secrets_client(aws: AwsAccess):
-    import boto3
+def _secrets_client(aws: AwsAccess) -> Any:
     from botocore.config import Config
 
-    return boto3.client(
-        "secretsmanager", region_name=aws.region, endpoint_url=aws.endpoint_url or None,
-        verify=aws.ca_bundle or None,
+    return secrets_client(
+        aws.region, endpoint_url=aws.endpoint_url or None, verify=aws.ca_bundle or None,
         # a node often boots while its NAT or endpoint is still settling: retry before failing
         config=Config(retries={"mode": "standard", "max_attempts": 10}, connect_timeout=5, read_timeout=10),
     )
 
 
 def fetch_json_secret(aws: AwsAccess, arn: str) -> dict[str, str]:
-    """One Secrets Manager secret's JSON object; BootstrapError (naming the ARN, never a value) otherwise."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
+    """One Secrets Manager secret's JSON object (:func:`pgha.secret_store.read_secret_json`, with the node's
+    endpoint, CA bundle and boot-time retries); BootstrapError (naming the ARN, never a value) otherwise."""
     try:
-        text = _secrets_client(aws).get_secret_value(SecretId=arn)["SecretString"]
-    except (BotoCoreError, ClientError) as err:
-        raise BootstrapError(f"cannot read secret {arn}: {err}") from None
-    try:
-        value = json.loads(text)
-    except ValueError:
-        raise BootstrapError(f"secret {arn} is not a JSON object") from None
-    if not isinstance(value, dict):
-        raise BootstrapError(f"secret {arn} is not a JSON object")
-    return value
+        return read_secret_json(arn, _secrets_client(aws))
+    except SecretError as err:
+        raise BootstrapError(str(err)) from None
 
 
 def _pick(secret: dict[str, str], keys: list[str], arn: str) -> list[str]:

@@ -50,6 +50,7 @@ from pgha.schema.migrations import (
     split_statements,
     transaction_control,
 )
+from pgha.wait import WaitTimeout, wait_until
 
 #: pg_advisory_lock key: a fixed 8-byte constant, as a signed bigint. Never change it: runs of an older
 #: and a newer pgha (a Lambda and a laptop) must serialize on the same key.
@@ -565,15 +566,18 @@ def _acquire_lock(conn: pg8000.native.Connection, timeout: float, report: Callab
     the run holding the lock waits for every such snapshot: a deadlock. Polling with
     pg_try_advisory_lock() leaves no snapshot open between tries.
     """
-    deadline = time.monotonic() + timeout
-    waiting = False
-    while not conn.run("SELECT pg_try_advisory_lock(:key)", key=LOCK_KEY)[0][0]:
-        if time.monotonic() > deadline:
-            raise MigrationError(f"another pgha migrate run held the lock for more than {timeout:.0f} s")
-        if not waiting:
+    told: list[bool] = []
+
+    def say_once() -> None:
+        if not told:
             report("waiting for another pgha migrate run to finish")
-            waiting = True
-        time.sleep(0.2)
+            told.append(True)
+
+    try:
+        wait_until("the migration lock", lambda: conn.run("SELECT pg_try_advisory_lock(:key)", key=LOCK_KEY)[0][0],
+                   timeout, 0.2, check=say_once)
+    except WaitTimeout:
+        raise MigrationError(f"another pgha migrate run held the lock for more than {timeout:.0f} s") from None
 
 
 def migrate(
