@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import tempfile
@@ -26,6 +27,18 @@ def pytest_configure(config: pytest.Config) -> None:
     """SIGTERM (a `timeout`, a CI job cancelled, `kill`) stops the run as Ctrl-C does, so pytest still tears
     the fixtures down: killed without this, a run left its PostgreSQL servers and lab processes behind."""
     signal.signal(signal.SIGTERM, _interrupt)
+
+
+@pytest.fixture(autouse=True)
+def _umask_kept() -> Iterator[None]:
+    """Each test leaves the process umask as it found it. Importing Patroni's modules (patroni.validator, in a
+    test) sets it to 077 for the whole process, after which every later subprocess made files only root can read:
+    a venv built for the service user could not be run by it (tests/test_private_checkout.py failed that way in
+    the full suite only)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    yield
+    os.umask(umask)
 
 
 @pytest.fixture(scope="session")
