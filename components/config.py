@@ -98,7 +98,7 @@ JsonBool = Annotated[bool, Strict()]
 
 def _matching(pattern: str, what: str) -> BeforeValidator:
     """A string that matches ``pattern`` as a whole; ``what`` says what is allowed."""
-    def check(raw: Any) -> Any:
+    def check(raw: object) -> str:
         if not isinstance(raw, str) or not re.fullmatch(pattern, raw):
             raise ValueError(f"must be {what}")
         return raw
@@ -254,23 +254,23 @@ class PatroniSettings(BaseModel):
     model_config = _KEYS_CONFIG
 
     nodes: Annotated[JsonInt, AfterValidator(_odd)] = Field(
-        3, ge=3, le=7, description="members, spread round-robin over the subnets' AZs")
+        default=3, ge=3, le=7, description="members, spread round-robin over the subnets' AZs")
     instance_type: Annotated[str, _matching(r"[a-z][a-z0-9-]*\.[a-z0-9]+", "an EC2 instance type such as m7g.large")] \
-        = Field("m7g.large", description="an EC2 type (Graviton types get the arm64 AMI)")
-    volume_size: JsonInt = Field(100, ge=20, le=16384, description="GiB of gp3 per node")
-    ttl: JsonInt = Field(30, ge=20, le=600,
+        = Field(default="m7g.large", description="an EC2 type (Graviton types get the arm64 AMI)")
+    volume_size: JsonInt = Field(default=100, ge=20, le=16384, description="GiB of gp3 per node")
+    ttl: JsonInt = Field(default=30, ge=20, le=600,
                          description="seconds the leader lock lives: an unplanned failover waits for it to expire")
     loop_wait: JsonInt = Field(
-        10, ge=1, le=300,
+        default=10, ge=1, le=300,
         description="seconds between Patroni's loops; Patroni's rule loopWait + 2·retryTimeout ≤ ttl must hold "
                     "(`PatroniTiming`, which a node's own file and the lab also obey, caps ttl at 3600)")
-    retry_timeout: JsonInt = Field(10, ge=3, le=300,
+    retry_timeout: JsonInt = Field(default=10, ge=3, le=300,
                                    description="seconds Patroni retries etcd and PostgreSQL before demoting")
-    synchronous_mode: JsonBool = Field(True, description="a synchronous standby")
-    synchronous_mode_strict: JsonBool = Field(False, description="no writes without a synchronous standby; "
+    synchronous_mode: JsonBool = Field(default=True, description="a synchronous standby")
+    synchronous_mode_strict: JsonBool = Field(default=False, description="no writes without a synchronous standby; "
                                                                  "needs synchronousMode")
-    backup_tool: Literal["pgbackrest"] = Field("pgbackrest", description="`pgbackrest` (WAL-G is not offered)")
-    backup_retention: JsonInt = Field(14, ge=1, le=365, description="days of backups kept")
+    backup_tool: Literal["pgbackrest"] = Field(default="pgbackrest", description="`pgbackrest` (WAL-G is not offered)")
+    backup_retention: JsonInt = Field(default=14, ge=1, le=365, description="days of backups kept")
 
     @model_validator(mode="after")
     def _rules_between_keys(self) -> PatroniSettings:
@@ -294,75 +294,78 @@ class StackKeys(BaseModel):
 
     model_config = _KEYS_CONFIG
 
-    engine: Engine = Field("rds", description="`rds` (Multi-AZ RDS) or `patroni` (Patroni + etcd on EC2, see below)")
+    engine: Engine = Field(default="rds",
+                           description="`rds` (Multi-AZ RDS) or `patroni` (Patroni + etcd on EC2, see below)")
     postgres_version: PulumiInt = Field(
-        RdsPostgresArgs.postgres_version, ge=14, le=18,
+        default=RdsPostgresArgs.postgres_version, ge=14, le=18,
         description="major version; a change creates a new parameter group (`<stack>-pg<N>`)")
     instance_class: Annotated[str, _matching(r"db\.[a-z0-9]+\.[a-z0-9]+",
                                              "an RDS instance class such as db.m7g.large")] = Field(
-        RdsPostgresArgs.instance_class, description="an RDS class `db.<family>.<size>`")
-    allocated_storage: PulumiInt = Field(RdsPostgresArgs.allocated_storage, ge=20, le=65536,
+        default=RdsPostgresArgs.instance_class, description="an RDS class `db.<family>.<size>`")
+    allocated_storage: PulumiInt = Field(default=RdsPostgresArgs.allocated_storage, ge=20, le=65536,
                                          description="GiB (gp3)")
     max_allocated_storage: PulumiInt = Field(
-        RdsPostgresArgs.max_allocated_storage, ge=0, le=65536,
+        default=RdsPostgresArgs.max_allocated_storage, ge=0, le=65536,
         description="storage autoscaling ceiling; `0` = off, else ≥ 110% of allocatedStorage, rounded up (RDS "
                     "refuses a smaller ceiling: 1000 GiB needs ≥ 1100)")
-    multi_az: PulumiBool = Field(RdsPostgresArgs.multi_az, description="synchronous standby in another AZ")
+    multi_az: PulumiBool = Field(default=RdsPostgresArgs.multi_az, description="synchronous standby in another AZ")
     replicas: PulumiInt = Field(
-        RdsPostgresArgs.replicas, ge=0, le=5,
+        default=RdsPostgresArgs.replicas, ge=0, le=5,
         description="same-region read replicas, spread over the subnets' AZs from the second on (see below)")
     dr_region: Annotated[str | None, _REGION] = Field(
-        None, description="≠ `aws:region`. RDS: cross-region DR replica (Multi-AZ in a production stack, see `tags`) "
-                          "+ automated-backup replication; Patroni: the pgBackRest backup bucket replicates to a "
-                          "bucket in this region (its own provider and KMS key; `docs/patroni.md`)")
+        default=None,
+        description="≠ `aws:region`. RDS: cross-region DR replica (Multi-AZ in a production stack, see `tags`) "
+                    "+ automated-backup replication; Patroni: the pgBackRest backup bucket replicates to a "
+                    "bucket in this region (its own provider and KMS key; `docs/patroni.md`)")
     dr_promoted: PulumiBool = Field(
-        DrReplicaArgs.promoted,
+        default=DrReplicaArgs.promoted,
         description="RDS only: `true` once the DR replica has been promoted (`pgha drill rds promote-dr`): the "
                     "program declares it as a standalone primary (below); needs `drRegion`")
-    backup_retention_days: PulumiInt = Field(RdsPostgresArgs.backup_retention_days, ge=1, le=35,
+    backup_retention_days: PulumiInt = Field(default=RdsPostgresArgs.backup_retention_days, ge=1, le=35,
                                              description="days of automated backups")
     backup_window: Annotated[str, BeforeValidator(lambda raw: (parse_backup_window(raw), raw)[1])] = Field(
-        RdsPostgresArgs.backup_window, description="`hh:mm-hh:mm` UTC, ≥ 30 min")
+        default=RdsPostgresArgs.backup_window, description="`hh:mm-hh:mm` UTC, ≥ 30 min")
     maintenance_window: Annotated[str, BeforeValidator(lambda raw: (parse_maintenance_window(raw), raw.lower())[1])] \
-        = Field(RdsPostgresArgs.maintenance_window,
+        = Field(default=RdsPostgresArgs.maintenance_window,
                 description="`ddd:hh:mm-ddd:hh:mm` UTC, ≥ 30 min, must not overlap any day's backup window")
     deletion_protection: PulumiBool = Field(
-        RdsPostgresArgs.deletion_protection,
+        default=RdsPostgresArgs.deletion_protection,
         description="also takes a final snapshot on delete (`<stack>-primary-final-<8 hex>`, drawn anew for each "
                     "instance: RDS refuses a snapshot name that exists, so a fixed one would fail the second "
                     "deletion), and Pulumi-`protect`s the stateful resources (below)")
     vpc_cidr: Annotated[str | None, BeforeValidator(_parse_vpc_cidr)] = Field(
-        NetworkArgs.vpc_cidr,
+        default=NetworkArgs.vpc_cidr,
         description="create a private VPC over 3 AZs: an IPv4 /16 to /24 inside `10.0.0.0/8`, `172.16.0.0/12`, "
                     "`192.168.0.0/16` (RFC 1918) or `100.64.0.0/10` (shared address space)")
     dr_vpc_cidr: Annotated[str, BeforeValidator(_parse_vpc_cidr)] = Field(
-        DrReplicaArgs.vpc_cidr,
+        default=DrReplicaArgs.vpc_cidr,
         description="RDS only: VPC created for the DR replica (same rule as `vpcCidr`); without `drRegion` it is "
                     "ignored, with a warning")
     vpc_id: Annotated[str | None, _matching(r"vpc-[0-9a-f]{8,17}", "a VPC id such as vpc-0123456789abcdef0")] = Field(
-        None, description="bring your own VPC, with `subnetIds` (excludes `vpcCidr`)")
+        default=None, description="bring your own VPC, with `subnetIds` (excludes `vpcCidr`)")
     subnet_ids: Annotated[tuple[str, ...], _id_list("subnet")] = Field(
-        (), description="with `vpcId`: ≥ 2 private subnets in ≥ 2 AZs")
+        default=(), description="with `vpcId`: ≥ 2 private subnets in ≥ 2 AZs")
     allowed_cidrs: Annotated[tuple[str, ...], BeforeValidator(_parse_allowed_cidrs)] = Field(
-        (), description="IPv4 CIDRs that may reach 5432, each once (`10.0.0.5` counts as `10.0.0.5/32`); "
+        default=(), description="IPv4 CIDRs that may reach 5432, each once (`10.0.0.5` counts as `10.0.0.5/32`); "
                         "`0.0.0.0/0` is refused, and so is IPv6 (the VPC is IPv4-only). Each block's security-group "
                         "rules are named after it (`…-from-10-40-0-0-16`), so removing or reordering one touches "
                         "only its own rules. Stacks whose rules were named by position (`…-from-cidr-0`) keep them "
                         "through aliases: run the first `pulumi up` of this version with the list unchanged (no "
                         "change), and edit the list afterwards")
     allowed_security_group_ids: Annotated[tuple[str, ...], _id_list("sg")] = Field(
-        (), description="security groups that may reach 5432")
+        default=(), description="security groups that may reach 5432")
     alarm_email: Annotated[str | None, _matching(r"[^@\s]+@[^@\s]+\.[^@\s]+", "an email address")] = Field(
-        None, description="email subscribed to the alarm topic")
-    proxy: PulumiBool = Field(False, description="RDS Proxy in front of the primary (TLS and IAM auth required)")
+        default=None, description="email subscribed to the alarm topic")
+    proxy: PulumiBool = Field(default=False,
+                              description="RDS Proxy in front of the primary (TLS and IAM auth required)")
     max_connections: PulumiInt = Field(
-        RdsPostgresArgs.max_connections, ge=20, le=5000,
+        default=RdsPostgresArgs.max_connections, ge=20, le=5000,
         description="`max_connections`; the connections alarm fires at 80% of it")
-    schema_runner: SchemaRunner = Field("lambda", description="post-deploy schema hook: `lambda` or `off`")
+    schema_runner: SchemaRunner = Field(default="lambda", description="post-deploy schema hook: `lambda` or `off`")
     # Lambda keeps at least 100 of an account's concurrency unreserved: at the default quota of 1000 at most
     # 900 can be reserved (Lambda Developer Guide, "Configuring reserved concurrency")
     schema_reserved_concurrency: PulumiInt | None = Field(
-        None, ge=1, le=900,
+        default=None, ge=1, le=900,
         description="reserved concurrency of the schema hook's function; unset reserves none. Lambda "
                     "refuses a reservation that leaves the account less than its minimum unreserved concurrency "
                     "(100 at the default quota of 1000; new accounts with a quota of 10 or 50 can reserve none), "
@@ -625,7 +628,7 @@ def load_config() -> StackConfig:
     import pulumi
 
     conf = pulumi.Config(NAMESPACE)
-    raw = {key: conf.get(key) for key in KEYS if conf.get(key) is not None}
+    raw = {key: value for key in KEYS if (value := conf.get(key)) is not None}
     raw.update(_unknown_keys())
     return parse_config(
         raw,

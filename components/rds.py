@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pulumi
 import pulumi_aws as aws
@@ -227,4 +227,5 @@ class RdsPostgres(pulumi.ComponentResource):
     @property
     def master_secret_arn(self) -> pulumi.Output[str]:
         """ARN of the RDS-managed Secrets Manager secret holding the master password."""
-        return self.primary.master_user_secrets.apply(lambda secrets: secrets[0].secret_arn)
+        # always set: the primary's password is RDS-managed (manage_master_user_password)
+        return self.primary.master_user_secrets.apply(lambda secrets: cast(str, secrets[0].secret_arn))

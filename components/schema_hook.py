@@ -80,7 +80,7 @@ class SchemaHookArgs:
     #: Application logins the hook creates with the passwords of their secrets.
     logins: Sequence[LoginSecret] = ()
     #: The logins' secret values: the invocation reads them, so it waits for them.
-    logins_ready: tuple[pulumi.Resource, ...] = ()
+    logins_ready: tuple[aws.secretsmanager.SecretVersion, ...] = ()
     #: Opens the database to the hook's security group; returns the rule (the invocation waits for it).
     admit: Callable[[pulumi.Output[str]], pulumi.Resource] | None = None
     #: The Patroni engine's cluster: its dynamic config follows the stack (None for RDS).
@@ -111,17 +111,18 @@ def _distribution_closure(names: tuple[str, ...]) -> list[importlib.metadata.Dis
     return list(seen.values())
 
 
-def lambda_bundle(migrations_dir: Path = MIGRATIONS_DIR) -> dict[str, pulumi.Asset]:
+def lambda_bundle(migrations_dir: Path = MIGRATIONS_DIR) -> dict[str, pulumi.Asset | pulumi.Archive]:
     """The function's files: the runner, the migrations, and its pure-Python dependencies as installed.
 
     Built from this machine's installed packages, so deploying needs no network for them.
     """
-    files: dict[str, pulumi.Asset] = {f"pgha/{m}": pulumi.FileAsset(str(PGHA_DIR / m)) for m in RUNNER_MODULES}
+    files: dict[str, pulumi.Asset | pulumi.Archive] = {
+        f"pgha/{m}": pulumi.FileAsset(str(PGHA_DIR / m)) for m in RUNNER_MODULES}
     for sql in sorted(migrations_dir.glob("*.sql")):
         files[f"schema/migrations/{sql.name}"] = pulumi.FileAsset(str(sql))
     for dist in _distribution_closure(RUNNER_DISTRIBUTIONS):
         for entry in dist.files or []:
-            path = Path(dist.locate_file(entry))
+            path = Path(str(dist.locate_file(entry)))
             if entry.suffix != ".pyc" and ".." not in entry.parts and path.is_file():
                 files[str(entry)] = pulumi.FileAsset(str(path))
     return files

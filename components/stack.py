@@ -35,7 +35,7 @@ class Database:
     admit: Callable[[str, pulumi.Input[str], str], pulumi.Resource]
     #: Application logins the schema hook creates, and their secret values.
     logins: tuple[LoginSecret, ...] = ()
-    logins_ready: tuple[pulumi.Resource, ...] = ()
+    logins_ready: tuple[aws.secretsmanager.SecretVersion, ...] = ()
     #: The Patroni engine's cluster, whose dynamic config the hook keeps at the stack's (None for RDS).
     patroni: PatroniTarget | None = None
 

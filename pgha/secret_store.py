@@ -7,7 +7,10 @@ module. Errors name the secret, never its value.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from botocore.client import BaseClient
 
 
 class SecretError(RuntimeError):
@@ -19,14 +22,14 @@ def region_of(secret_arn: str) -> str | None:
     return secret_arn.split(":")[3] if secret_arn.startswith("arn:") else None
 
 
-def secrets_client(region: str | None = None, **options: Any) -> Any:
+def secrets_client(region: str | None = None, **options: Any) -> BaseClient:
     """A Secrets Manager client for ``region`` (``options``: endpoint_url, verify, config, as boto3 takes them)."""
     import boto3
 
     return boto3.client("secretsmanager", region_name=region, **options)
 
 
-def read_secret_json(secret_arn: str, client: Any = None) -> dict[str, Any]:
+def read_secret_json(secret_arn: str, client: BaseClient | None = None) -> dict[str, Any]:
     """The JSON object a secret holds, read with ``client`` (default: one for the ARN's region).
 
     Every secret pgha reads is a JSON object (passwords, TLS material, the RDS master secret), so anything

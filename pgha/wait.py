@@ -20,7 +20,7 @@ class WaitTimeout(TimeoutError):
         super().__init__(f"timed out after {timeout:.0f} s waiting for {what}" + (f" ({state})" if state else ""))
 
 
-def wait_until(what: str, condition: Callable[[], T], timeout: float, interval: float = 0.5, *,
+def wait_until(what: str, condition: Callable[[], T | None], timeout: float, interval: float = 0.5, *,
                ignore: tuple[type[Exception], ...] = (), check: Callable[[], None] | None = None,
                state: Callable[[], str] | None = None) -> T:
     """Poll ``condition`` every ``interval`` s until it returns something true, and return that.

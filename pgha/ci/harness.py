@@ -18,7 +18,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -504,13 +504,13 @@ def _run_in_context(
 ) -> None:
     import pulumi
     from pulumi.runtime.config import set_all_config
-    from pulumi.runtime.stack import wait_for_rpcs
+    from pulumi.runtime.stack import Stack, wait_for_rpcs
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
         pulumi.runtime.set_mocks(
-            None,  # replaced by the recording monitor
+            None,  # pyright: ignore[reportArgumentType] - replaced by the recording monitor
             project=project_name(project_dir),
             stack=stack,
             preview=False,
@@ -518,13 +518,13 @@ def _run_in_context(
             logger=_engine_logger(plan.warnings),
         )
         # Pulumi's settings fall back to process-wide defaults; this run gets its own pending-output set
-        pulumi.runtime.settings.SETTINGS.outputs = set()
+        pulumi.runtime.settings.SETTINGS.outputs = set()  # pyright: ignore[reportAttributeAccessIssue]
         set_all_config(config, secret_keys)
         sys.path.insert(0, str(project_dir))
         try:
             runpy.run_path(str(project_dir / "__main__.py"), run_name="__main__")
             loop.run_until_complete(wait_for_rpcs())
-            root = pulumi.runtime.settings.get_root_resource()
+            root = cast(Stack, pulumi.runtime.settings.get_root_resource())  # the program's stack, once it ran
             plan.outputs = {name: _resolve(value, loop) for name, value in root.outputs.items()}
         finally:
             sys.path.remove(str(project_dir))

@@ -218,9 +218,11 @@ class Scenario(Protocol):
 
     def run_round(self, rnd: Round) -> None:
         """Pre-checks, the fault, waiting for recovery, measurements and post-checks of one round."""
+        ...
 
     def restore(self) -> list[str]:
         """Put back what the drill changed; return what could not be restored (empty when all was)."""
+        ...
 
     # Optional: ``left_changed() -> list[str]``, what the drill left changed on purpose (one-way changes,
     # --keep), read by :func:`run_drill` after :meth:`restore` into :attr:`DrillResult.left_changed`.
@@ -255,7 +257,7 @@ def run_drill(scenario: Scenario, rounds: int, targets: Targets, say: Say = prin
             result.unrestored = scenario.restore()
         except Exception as err:  # report, never hide, what could not be restored
             result.unrestored = [f"restore failed: {type(err).__name__}: {err}"]
-        left_changed = getattr(scenario, "left_changed", None)
+        left_changed: Callable[[], list[str]] | None = getattr(scenario, "left_changed", None)
         if callable(left_changed):
             result.left_changed = list(left_changed())
         result.finished = time.time()

@@ -394,7 +394,7 @@ class LabDrill:
         freeze_s = self.lab.timing.ttl + 10
         stale_conn = connect(replace(self._node_settings(old.host), connect_timeout=30, read_timeout=30,
                                      application_name="pgha-drill-stale-client"))
-        stale: dict[str, object] = {}
+        stale: dict[str, Any] = {}
 
         def stale_write() -> None:
             try:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from components.names import dr_name, dr_replica_identifier, primary_identifier, replica_identifier
 from pgha.connect import ConnectionSettings, connect
@@ -26,6 +26,12 @@ from pgha.drill.probe import ProbeReport, WriteProbe, missing_acknowledged, pres
 from pgha.drill.scenarios import RDS_ROUNDS
 from pgha.drill.stack_config import ConfigChange
 from pgha.wait import WaitTimeout, holds_within, wait_until
+
+if TYPE_CHECKING:
+    from botocore.client import BaseClient
+
+    from components.config import StackConfig
+    from pgha.ci.harness import Plan
 
 SCENARIOS = tuple(RDS_ROUNDS)
 HEARTBEAT_TABLE = "pgha_drill_heartbeat"
@@ -51,7 +57,7 @@ class DryRun(Exception):
         super().__init__("\n".join(lines))
 
 
-def load_stack(stack: str, project_dir: Path) -> Any:
+def load_stack(stack: str, project_dir: Path) -> StackConfig:
     """The stack's validated StackConfig, read like the program reads it (harness conversion + config loader)."""
     from components.config import ConfigError, parse_config
     from pgha.ci.harness import project_name, stack_config
@@ -119,7 +125,7 @@ class RdsDrill:
         self.target = f"rds-{cfg.stack}"
         self.primary_id = primary_identifier(cfg.name_prefix)
         self.subject_id, self.subject_region = self.primary_id, cfg.region
-        self.scratch_id: str | None = None
+        self.scratch_id = ""  # restore-pitr: the scratch instance, named by the pre-checks
         self.restore_time: datetime | None = None
         self.config_change: ConfigChange | None = None
         self.advice: list[str] = []
@@ -135,7 +141,7 @@ class RdsDrill:
 
     # --- AWS -------------------------------------------------------------------------------
 
-    def client(self, service: str, region: str | None = None) -> Any:
+    def client(self, service: str, region: str | None = None) -> BaseClient:
         """A boto3 client for the stack's region (or ``region``); honours AWS_ENDPOINT_URL."""
         import boto3
 
@@ -364,7 +370,7 @@ class RdsDrill:
         """Delete a scratch instance a failed restore round left behind (a promotion cannot be undone: see
         :meth:`left_changed`). A scratch instance that still exists afterwards is listed with the command that
         deletes it: one a round aborted with --keep (left unchecked), or one whose deletion failed."""
-        if self.name != "restore-pitr" or not self.scratch_created or not self._exists(self.scratch_id or ""):
+        if self.name != "restore-pitr" or not self.scratch_created or not self._exists(self.scratch_id):
             return []
         if self.options.keep and self.restore_checked:
             return []  # kept on purpose after its checks: left_changed names it
@@ -453,7 +459,7 @@ class RdsDrill:
                 holds_within("three more heartbeats", lambda: len(probe.report.commits) >= acked + 3, 300, 1)
         finally:
             report = probe.stop() if probe is not None else None
-        if report is not None:
+        if report is not None and probe is not None and self.options.settings is not None:  # one implies the others
             rnd.measure_probe(report, missing_acknowledged(self.options.settings, report.acknowledged,
                                                            HEARTBEAT_TABLE), source="heartbeat through --dsn",
                               noise_s=2 * probe.interval)
@@ -627,7 +633,7 @@ class RdsDrill:
                                               self.cfg.replicas, self.subject_region)
         rnd.event("stack config unchanged", "the program recreates the replica; see the report's advice")
 
-    def _plan(self) -> Any:
+    def _plan(self) -> Plan | None:
         """The stack's plan (the program under mocks, as ``pgha plan``): the URNs and dependents the
         promote-replica advice names; None when the program cannot run here (the advice then says where to look)."""
         from pgha.ci.harness import PROJECT_DIR, run_program
@@ -700,11 +706,11 @@ class RdsDrill:
                                    ApplyImmediately=True)
         rds.delete_db_instance(DBInstanceIdentifier=self.scratch_id, SkipFinalSnapshot=True,
                                DeleteAutomatedBackups=True)
-        holds_within(f"{self.scratch_id} to be deleted", lambda: not self._exists(self.scratch_id or ""),
+        holds_within(f"{self.scratch_id} to be deleted", lambda: not self._exists(self.scratch_id),
                      WAIT_TIMEOUT_S, self.options.poll_s)
 
 
-def replica_rollback_advice(plan: Any, stack: str, subject_id: str, primary_id: str, replicas: int,
+def replica_rollback_advice(plan: Plan | None, stack: str, subject_id: str, primary_id: str, replicas: int,
                             region: str) -> list[str]:
     """The steps that give the stack its replica back after promote-replica, naming URNs from ``plan``.
 

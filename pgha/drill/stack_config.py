@@ -51,7 +51,7 @@ def set_stack_value(path: Path, key: str, value: str) -> str | None:
             path.write_text("".join(lines))
             return old
     content = [i for i in range(start + 1, end) if lines[i].strip() and not lines[i].lstrip().startswith("#")]
-    indent = re.match(r"^(\s*)", lines[content[0]])[1] if content else "  "
+    indent = lines[content[0]][:len(lines[content[0]]) - len(lines[content[0]].lstrip())] if content else "  "
     last = content[-1] if content else start
     if not lines[last].endswith("\n"):
         lines[last] += "\n"

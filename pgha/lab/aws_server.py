@@ -21,7 +21,7 @@ def sized(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]
     def wrapper(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         captured: dict[str, Any] = {}
 
-        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: object = None) -> Callable[[bytes], None]:
             captured.update(status=status, headers=headers, exc_info=exc_info)
             return lambda _data: None
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
@@ -60,6 +60,9 @@ from pgha.node.render import (
 )
 from pgha.node.rest import NoMemberAnswered, call_json, first_answer
 from pgha.wait import WaitTimeout, wait_until
+
+if TYPE_CHECKING:
+    from pgha.connect import ConnectionSettings
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 #: Where the lab lives when the project directory is out of the service user's reach (e.g. under /root).
@@ -137,7 +140,7 @@ class LabError(RuntimeError):
     """The lab could not do what was asked; the message says why and what to do."""
 
 
-def _only_child(proc: subprocess.Popen[bytes], log: Path, timeout: float = 10.0) -> int:
+def _only_child(proc: subprocess.Popen[bytes] | subprocess.Popen[str], log: Path, timeout: float = 10.0) -> int:
     """The pid of the one process tini (``proc``) starts, once it has forked it."""
     def tini_running() -> None:
         if proc.poll() is not None:
@@ -716,7 +719,7 @@ class Lab:
 
     # --- connection strings ---------------------------------------------------------------
 
-    def settings(self, database: str = DATABASE) -> Any:
+    def settings(self, database: str = DATABASE) -> ConnectionSettings:
         """ConnectionSettings for the superuser over all three nodes (the writable one is used)."""
         from pgha.connect import ConnectionSettings
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 from dataclasses import dataclass
+from typing import cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -61,7 +62,8 @@ def issue(ca: Issued, common_name: str, addresses: tuple[str, ...] = (), dns_nam
     DNS names only, Python and libpq against IP addresses.
     """
     ca_cert = x509.load_pem_x509_certificate(ca.cert.encode())
-    ca_key = serialization.load_pem_private_key(ca.key.encode(), password=None)
+    ca_key = cast(ec.EllipticCurvePrivateKey,  # the lab's CA key is one _key() made
+                  serialization.load_pem_private_key(ca.key.encode(), password=None))
     key = _key()
     names: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]
     names += [x509.DNSName(n) for n in (*dns_names, *addresses)]

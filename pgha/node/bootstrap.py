@@ -15,7 +15,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -34,6 +34,9 @@ from pgha.node.render import (
 )
 from pgha.secret_store import SecretError, read_secret_json, secrets_client
 
+if TYPE_CHECKING:
+    from botocore.client import BaseClient
+
 ENV_FILE = "patroni.env"
 
 
@@ -50,7 +53,7 @@ class NodeTls:
     key: str
 
 
-def _secrets_client(aws: AwsAccess) -> Any:
+def _secrets_client(aws: AwsAccess) -> BaseClient:
     from botocore.config import Config
 
     return secrets_client(

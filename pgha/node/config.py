@@ -157,7 +157,7 @@ def parse(text: str, source: str = "node config") -> NodeConfig:
     rules between its fields; NodeConfigError names every problem found, on one line.
     """
     try:
-        data = _NodeFile.model_validate_json(text)
+        data: Any = _NodeFile.model_validate_json(text)  # a model built at import time: its fields are not static
     except ValidationError as err:
         raise NodeConfigError(f"{source}: " + "; ".join(_problem(e) for e in err.errors())) from None
     node: NodeSpec = data.node
@@ -166,7 +166,8 @@ def parse(text: str, source: str = "node config") -> NodeConfig:
     # every member uses the same layout; only names and addresses differ
     members = tuple(node if p.name == node.name else replace(node, name=p.name, address=p.address)
                     for p in data.peers)
-    cluster = {key: tuple(value) if isinstance(value, list) else value for key, value in dict(data.cluster).items()}
+    cluster: dict[str, Any] = {key: tuple(value) if isinstance(value, list) else value
+                               for key, value in dict(data.cluster).items()}
     spec = ClusterSpec(**cluster, nodes=members)
     problems = spec.timing.problems()
     if problems:

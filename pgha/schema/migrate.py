@@ -172,7 +172,7 @@ class LockWatch:
         self.waited_for = None
         if self.observer is not None:
             self._stop.clear()
-            self._thread = threading.Thread(target=self._poll, daemon=True)
+            self._thread = threading.Thread(target=self._poll, args=(self.observer,), daemon=True)
             self._thread.start()
         return self
 
@@ -182,10 +182,10 @@ class LockWatch:
             self._thread.join()
             self._thread = None
 
-    def _poll(self) -> None:
+    def _poll(self, observer: pg8000.native.Connection) -> None:
         while not self._stop.wait(self.interval):
             try:
-                rows = self.observer.run(self.QUERY, pid=self.pid)
+                rows = observer.run(self.QUERY, pid=self.pid)
             except Exception:  # the watch only explains; it must never break a migration
                 return
             if rows:
@@ -434,7 +434,7 @@ def _with_lock_retries(
             return
         except pg8000.native.DatabaseError as err:
             if sqlstate(err) != LOCK_NOT_AVAILABLE or number == timeouts.lock_retries:
-                err.waited_for = watch.waited_for
+                err.waited_for = watch.waited_for  # pyright: ignore[reportAttributeAccessIssue] - read by _lock_failure
                 raise
             on_retry()
             time.sleep(timeouts.backoff * 2**number)
@@ -444,8 +444,9 @@ def _lock_failure(err: Exception, timeouts: Timeouts) -> str:
     """What a migration that failed on SQLSTATE 55P03 tried and which lock it waited for ('' for other errors)."""
     if sqlstate(err) != LOCK_NOT_AVAILABLE:
         return ""
-    if getattr(err, "waited_for", None):
-        lock = f"waiting for {err.waited_for}"
+    waited_for = getattr(err, "waited_for", None)
+    if waited_for:
+        lock = f"waiting for {waited_for}"
     elif timeouts.lock:
         lock = "waiting for a lock (not seen: set a longer --lock-timeout to see which)"
     else:

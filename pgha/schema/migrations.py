@@ -131,7 +131,8 @@ def transaction_control(sql: str) -> list[TransactionControl]:
     for statement in split_statements(sql):
         start = sql.find(statement, position)
         position = start + len(statement) if start >= 0 else position
-        lead = LEADING_COMMENTS.match(statement).end()
+        leading = LEADING_COMMENTS.match(statement)  # always matches, if only the empty string
+        lead = leading.end() if leading else 0
         if TRANSACTION_CONTROL.match(statement, lead):
             code = statement[lead:].splitlines()[0].strip()
             line = sql.count("\n", 0, start + lead) + 1 if start >= 0 else 0
