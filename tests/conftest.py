@@ -23,6 +23,18 @@ def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt("SIGTERM")
 
 
+#: The fixtures that start (or use) the suite's own PostgreSQL server: a test using one is marked `postgres`.
+SERVER_FIXTURES = frozenset({"postgres", "fresh_db", "schema_db"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `postgres` every test that needs the real server (directly or through another fixture), so
+    `-m "not postgres"` leaves out exactly those and `-m postgres` runs exactly those."""
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgres)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """SIGTERM (a `timeout`, a CI job cancelled, `kill`) stops the run as Ctrl-C does, so pytest still tears
     the fixtures down: killed without this, a run left its PostgreSQL servers and lab processes behind."""

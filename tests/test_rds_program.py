@@ -382,3 +382,13 @@ def test_patroni_credentials_are_replicated_with_the_backups() -> None:
     assert secret.inputs["replicas"] == [{"region": "eu-central-1",
                                           "kmsKeyId": key_arn(plan, "pgha-prod-patroni-dr-backups-key")}]
     assert dr_key.urn in secret.property_dependencies["replicas"]
+
+
+def test_replicas_skip_the_final_snapshot_rds_refuses_for_them(prod_plan: Plan) -> None:
+    reps = [r for r in prod_plan.of_type(INSTANCE) if r.name != "pgha-prod-primary"]
+    assert {r.name for r in reps} == {"pgha-prod-replica-1", "pgha-prod-replica-2", "pgha-prod-dr-replica"}
+    for replica in reps:
+        assert replica.inputs["replicateSourceDb"]
+        assert replica.inputs["skipFinalSnapshot"] is True, replica.name
+        assert "finalSnapshotIdentifier" not in replica.inputs, replica.name
+    assert prod_plan.get("pgha-prod-primary").inputs["skipFinalSnapshot"] is False

@@ -262,3 +262,13 @@ def test_handler_waits_for_a_grant_that_is_not_visible_yet_then_fails_naming_the
             conn.close()
     finally:
         boto3._get_default_session().events.unregister("before-call.secretsmanager.GetSecretValue", deny)
+
+
+def test_schema_function_reserves_no_concurrency_and_is_traced(any_plan: Plan) -> None:
+    function = any_plan.get(f"pgha-{any_plan.stack}-schema-fn")
+    # a reservation fails in accounts with a low quota; the migrations' advisory lock serializes runs
+    assert "reservedConcurrentExecutions" not in function.inputs
+    assert function.inputs["tracingConfig"] == {"mode": "Active"}
+    attached = {a.inputs["policyArn"] for a in any_plan.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+                if a.name.startswith(f"pgha-{any_plan.stack}-schema-role")}
+    assert "arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess" in attached
