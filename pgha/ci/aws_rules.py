@@ -79,7 +79,7 @@ class Stack:
         """The region a resource is created in."""
         return self.plan.region_of(resource)
 
-    def instance(self, reference: Any) -> RegisteredResource | None:
+    def instance(self, reference: object) -> RegisteredResource | None:
         """The RDS instance a ``replicateSourceDb`` names (identifier or ARN), if this stack declares it."""
         identifier = str(reference).rsplit(":", 1)[-1]
         return next((r for r in self.resources if r.type == INSTANCE and r.inputs.get("identifier") == identifier),

@@ -134,7 +134,7 @@ def _is_secret(value: Any) -> bool:
     return isinstance(value, dict) and set(value) == {snapshot_module.SECRET_KEY}
 
 
-def show(value: Any, width: int = 60) -> str:
+def show(value: object, width: int = 60) -> str:
     """A value as a reviewer sees it: JSON, secrets as ``[secret]``, long values cut."""
     if value is None:
         return "(none)"

@@ -36,7 +36,7 @@ from pgha.schema.logins import LoginSpec, ensure_logins
 from pgha.schema.migrate import Timeouts, migrate
 
 
-def handler(event: dict[str, Any], _context: Any = None) -> dict[str, Any]:
+def handler(event: dict[str, Any], _context: object = None) -> dict[str, Any]:
     """Apply pending migrations to the writer named in ``event`` (and on Patroni, its dynamic config);
     return what was applied.
 

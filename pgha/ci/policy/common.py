@@ -44,7 +44,7 @@ StackCheck = Callable[[Sequence[PolicyResource]], Iterable[tuple[str, str]]]
 # (pgha.ci.policy.as_the_engine_sends).
 
 
-def as_dict(value: Any) -> Mapping[str, Any]:
+def as_dict(value: object) -> Mapping[str, Any]:
     """An object input, also when it arrives JSON-encoded (provider inputs are strings)."""
     if isinstance(value, str):
         try:
@@ -54,21 +54,21 @@ def as_dict(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def as_list(value: Any) -> list[Any]:
+def as_list(value: object) -> list[Any]:
     """A list input; one value (a policy's single Statement, a lone Service) as a list of one; None as []."""
     if value is None:
         return []
     return list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
 
 
-def whole_number(value: Any) -> int | None:
+def whole_number(value: object) -> int | None:
     """A whole-number input (14 or 14.0, as the engine sends it); None for anything else."""
     if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
         return None
     return int(value)
 
 
-def truthy(value: Any) -> bool:
+def truthy(value: object) -> bool:
     """A boolean input, also the string forms some inputs take (launch template ``"true"``)."""
     return value is True or (isinstance(value, str) and value.lower() == "true")
 
