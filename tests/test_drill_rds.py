@@ -454,8 +454,8 @@ def test_a_non_finite_or_negative_drill_target_is_refused_before_anything_runs(
     def touched(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("the drill started")
 
-    monkeypatch.setattr("pgha.cli._lab", touched)
-    monkeypatch.setattr("pgha.cli._progress", touched)
+    monkeypatch.setattr("pgha.drill.cli.open_lab", touched)
+    monkeypatch.setattr("pgha.drill.cli._progress", touched)
     result = runner.invoke(app, ["drill", *command, option, value, "--report", str(tmp_path / "reports")])
     assert result.exit_code == 2, result.output
     assert f"Invalid value for '{option}'" in result.output and problem in result.output
@@ -469,8 +469,8 @@ def test_a_report_directory_that_cannot_be_written_is_refused_before_anything_ru
     def touched(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("the drill started")
 
-    monkeypatch.setattr("pgha.cli._lab", touched)
-    monkeypatch.setattr("pgha.cli._progress", touched)
+    monkeypatch.setattr("pgha.drill.cli.open_lab", touched)
+    monkeypatch.setattr("pgha.drill.cli._progress", touched)
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     for report, problem in ((blocker / "reports", f"cannot be created: {blocker} is not a directory"),
@@ -486,7 +486,7 @@ def test_reports_that_fail_to_write_after_the_drill_still_print_rto_and_verdict(
     and the verdict are printed, and the run fails naming the directory, without a traceback."""
     import typer
 
-    from pgha.cli import _finish_drill
+    from pgha.drill.cli import _finish_drill
     from pgha.drill.engine import DrillResult, Round, Targets
 
     rnd = Round(1)

@@ -374,7 +374,7 @@ def test_a_migration_file_that_is_not_utf8_is_one_error_line_from_the_cli(tmp_pa
 def test_a_timeout_is_written_in_ascii_digits() -> None:
     import typer
 
-    from pgha.cli import _seconds
+    from pgha.schema.cli import _seconds
 
     assert _seconds("--lock-timeout", "500ms") == 0.5
     for value in ("\uff15s", "\u0665"):  # 5 full-width, 5 Arabic-Indic: float() would take both

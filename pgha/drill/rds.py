@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from components.names import dr_name, dr_replica_identifier, primary_identifier, replica_identifier
 from pgha.connect import ConnectionSettings, connect
-from pgha.drill.engine import DrillRefused, Round
+from pgha.drill.engine import DrillRefused, DrillResult, Round
 from pgha.drill.probe import ProbeReport, WriteProbe, missing_acknowledged, present_ids
 from pgha.drill.scenarios import RDS_ROUNDS
-from pgha.drill.stack_config import ConfigChange
+from pgha.drill.stack_config import ConfigChange, announce_change
 from pgha.wait import WaitTimeout, holds_within, wait_until
 
 if TYPE_CHECKING:
@@ -400,6 +400,22 @@ class RdsDrill:
                 and self._exists(self.scratch_id):
             return [f"scratch instance {self.scratch_id} kept (--keep): delete it with {self._delete_command()}"]
         return []
+
+    def conclude(self, result: DrillResult, stack_file: Path, *, update_config: bool,
+                 say: Callable[[str], None]) -> None:
+        """After the run: the drill's notes into ``result``, then what the operator does next, said and recorded
+        in the report: the stack config change a promote-dr calls for (written into ``stack_file`` with
+        ``update_config``), or how to recreate a promoted replica."""
+        result.notes += self.notes
+        if self.config_change is not None:
+            result.settings["stack_config_change"] = announce_change(
+                self.config_change, self.cfg.stack, stack_file, update=update_config, say=say)
+        if self.advice:
+            result.notes.append("\n".join(self.advice))
+            for line in self.advice:
+                say(line)
+            if update_config:
+                say("--update-config: no stack config change for promote-replica (see above)")
 
     def _delete_command(self) -> str:
         return (f"aws rds delete-db-instance --region {self.cfg.region} --db-instance-identifier {self.scratch_id} "

@@ -8,6 +8,7 @@ output always names the equivalent ``pulumi config set`` command for a machine t
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,25 @@ class ConfigChange:
     def pulumi_command(self, stack: str) -> str:
         """The equivalent Pulumi CLI command."""
         return f"pulumi config set --stack {stack} {self.key} {self.value}"
+
+
+def announce_change(change: ConfigChange, stack: str, stack_file: Path, *, update: bool,
+                    say: Callable[[str], None]) -> str:
+    """Tell the operator the config change a promotion calls for, the Pulumi CLI command for it and why the next
+    ``pulumi up`` needs ``--refresh``; with ``update``, write it into ``stack_file`` (else say how to).
+    Returns the change as the drill's report records it."""
+    say(f"stack config: {change.key}: {change.value} - {change.reason}")
+    say(f"  with the Pulumi CLI: {change.pulumi_command(stack)}")
+    say(f"  then pulumi up --refresh --stack {stack}: the refresh first reads the promoted instance (no "
+        "source any more); a plain pulumi up would ask the provider to promote it again, which can fail on "
+        "an instance already promoted")
+    if update:
+        old = set_stack_value(stack_file, change.key, change.value)
+        say(f"  updated {stack_file}: {change.key}: {change.value} (was {old or 'unset'}); "
+            f"see it with pgha plan --stack {stack}, then pulumi up --refresh --stack {stack}")
+    else:
+        say("  or run this drill with --update-config to write it into " + str(stack_file))
+    return f"{change.key}: {change.value} ({change.pulumi_command(stack)})"
 
 
 _TOP_LEVEL = re.compile(r"^[^\s#]")

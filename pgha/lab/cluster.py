@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from pgha.lab.status import LabDsns, LabStatus
 from pgha.local import (
     SERVICE_USER,
     PrerequisiteError,
@@ -553,7 +554,7 @@ class Lab:
             for i in range(1, len(self.addresses) + 1)
         }
 
-    def up(self, timeout: float = 120.0, timing: PatroniTiming | None = None) -> dict[str, Any]:
+    def up(self, timeout: float = 120.0, timing: PatroniTiming | None = None) -> LabStatus:
         """Start whatever is not running, wait for a healthy cluster, apply the schema; return status.
 
         ``timing`` (validated first: nothing starts on timing Patroni would adjust) becomes the lab's and is
@@ -729,24 +730,24 @@ class Lab:
             application_name="pgha-lab",
         )
 
-    def dsns(self) -> dict[str, Any]:
+    def dsns(self) -> LabDsns:
         """Writer, reader and per-node DSNs (no password: it is in PGPASSWORD, see `pgha lab password`)."""
         hosts = ",".join(f"{a}:{self.ports.postgres}" for a in self.addresses)
         base = f"postgresql://{self.users.superuser}@{hosts}/{DATABASE}?sslmode=require"
-        return {
-            "writer": f"{base}&target_session_attrs=read-write",
-            "reader": f"{base}&target_session_attrs=prefer-standby",
-            "nodes": {
+        return LabDsns(
+            writer=f"{base}&target_session_attrs=read-write",
+            reader=f"{base}&target_session_attrs=prefer-standby",
+            nodes={
                 f"node{i}": f"postgresql://{self.users.superuser}@{a}:{self.ports.postgres}/{DATABASE}?sslmode=require"
                 for i, a in enumerate(self.addresses, 1)
             },
-        }
+        )
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> LabStatus:
         """Members and DSNs, as `pgha lab status --json` prints them."""
         members = self.members()
-        status: dict[str, Any] = {"lab_dir": str(self.root), "members": [asdict(m) for m in members],
-                                  "dsns": self.dsns(), "processes": self.running(), "timing": asdict(self.timing)}
+        status = LabStatus(lab_dir=str(self.root), members=[asdict(m) for m in members],
+                           dsns=self.dsns(), processes=self.running(), timing=asdict(self.timing))
         if members:
             status["health_problems"] = health_problems(members, len(self.addresses))
             with contextlib.suppress(LabError, OSError, ValueError):

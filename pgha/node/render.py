@@ -9,7 +9,7 @@ environment variables Patroni reads them from.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,13 @@ class PatroniTiming:
                 f"{ttl} = {self.ttl}: Patroni would shorten them silently"
             )
         return found
+
+    def with_changes(self, ttl: int | None = None, loop_wait: int | None = None,
+                     retry_timeout: int | None = None) -> PatroniTiming:
+        """These values with the ones given replaced; None keeps the current one (``pgha lab up --ttl 30``
+        changes the ttl and keeps the lab's loop_wait and retry_timeout). Not validated: see :meth:`problems`."""
+        given = {"ttl": ttl, "loop_wait": loop_wait, "retry_timeout": retry_timeout}
+        return replace(self, **{key: value for key, value in given.items() if value is not None})
 
     def validate(self) -> PatroniTiming:
         """Return self, or raise TimingError naming every broken rule."""

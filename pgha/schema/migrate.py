@@ -99,6 +99,31 @@ def timeout_problem(seconds: float | None) -> str | None:
     return None
 
 
+#: A timeout as written on the command line: a number with an optional unit. [0-9], not \d: \d and float()
+#: also take non-ASCII digits (Arabic-Indic, full-width).
+_TIMEOUT_TEXT = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|min)?\s*")
+_TIMEOUT_UNITS = {"ms": 0.001, "s": 1, "min": 60, None: 1}
+
+
+def parse_timeout(value: str | None, name: str) -> float | None:
+    """A timeout written as seconds (``5``, ``2.5``), with ``ms``/``s``/``min``, or ``none``/``0``/``off`` for
+    no limit (None).
+
+    ValueError naming the value as ``name`` spells it (the CLI passes its option) for text that is not a
+    timeout and for a value :func:`timeout_problem` refuses: refused before anything connects.
+    """
+    if value is None or value.strip().lower() in ("none", "0", "off"):
+        return None
+    match = _TIMEOUT_TEXT.fullmatch(value)
+    if not match:
+        raise ValueError(f"{name} {value!r}: expected seconds like 5, 2.5s, 500ms or 2min, or none")
+    seconds = float(match[1]) * _TIMEOUT_UNITS[match[2]] or None
+    problem = timeout_problem(seconds)
+    if problem is not None:
+        raise ValueError(f"{name} {value!r} {problem}")
+    return seconds
+
+
 @dataclass(frozen=True)
 class Timeouts:
     """Limits the runner sets on its session, in seconds (None or 0: no limit). A value
