@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 
 .PHONY: help up down status plan config-table check test lint types bench bench-quick soak bench-diff bench-tenants \
-	clean system venv
+	clean system venv format
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /\1\t/' \
@@ -42,9 +42,13 @@ plan: $(VENV)/.installed ## the program under mocks for STACK (default dev): wha
 config-table: $(VENV)/.installed ## regenerate README's configuration table
 	$(PY) -m pgha.ci.config_table
 
-lint: $(VENV)/.installed ## ruff, then the type checker (pyright, basic, on pgha/ and components/)
+lint: $(VENV)/.installed ## ruff (lint and format check), then the type checker (pyright, basic)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/basedpyright --pythonpath $(PY)
+
+format: $(VENV)/.installed ## format the tree with ruff format
+	$(VENV)/bin/ruff format .
 
 types: $(VENV)/.installed ## the type checker alone
 	$(VENV)/bin/basedpyright --pythonpath $(PY)

@@ -26,8 +26,13 @@ TARGET_SECONDS = 10.0
 def time_diff(stack: str, base: str) -> tuple[float, int]:
     """Wall-clock seconds and exit code of one `pgha diff --markdown` run."""
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "pgha", "diff", "--stack", stack, "--base", base, "--markdown"],
-                            cwd=PROJECT_DIR, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "pgha", "diff", "--stack", stack, "--base", base, "--markdown"],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     elapsed = time.perf_counter() - start
     if result.returncode not in (0, 3):
         raise SystemExit(f"pgha diff --stack {stack} failed: {result.stderr.strip()}")
@@ -54,8 +59,11 @@ def main() -> int:
     print(f"\nboth stacks: {max(both):.2f} s at worst, {'within' if met else 'OVER'} the {TARGET_SECONDS:.0f} s target")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"base": args.base, "rounds": rounds, "both": both,
-                                         "target_s": TARGET_SECONDS, "met": met}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {"base": args.base, "rounds": rounds, "both": both, "target_s": TARGET_SECONDS, "met": met}, indent=2
+            )
+        )
     return 0 if met else 1
 
 

@@ -65,8 +65,14 @@ PARTS = ("kill", "crash", "switchover", "rejoin")
 #: The unplanned leader losses of (a): bench part -> lab drill scenario.
 LOSSES = {"kill": "kill-leader", "crash": "crash-leader"}
 ROW_BYTES = 1000  # padding per row of the bulk table; ~1.1 kB per row on disk
-TARGETS = {"kill_tuned_p95_s": 22.0, "kill_speedup": 1.5, "switchover_p95_s": 3.0, "rejoin_speedup": 5.0,
-           "rewind_p95_s": 10.0, "lost_commits": 0}
+TARGETS = {
+    "kill_tuned_p95_s": 22.0,
+    "kill_speedup": 1.5,
+    "switchover_p95_s": 3.0,
+    "rejoin_speedup": 5.0,
+    "rewind_p95_s": 10.0,
+    "lost_commits": 0,
+}
 
 
 def say(line: str) -> None:
@@ -76,41 +82,71 @@ def say(line: str) -> None:
 
 def machine() -> dict[str, Any]:
     """What the figures were measured on (the PostgreSQL is the one the lab runs: pgha.local.postgres_bindir)."""
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                  if line.startswith("MemTotal"))
-    postgres = subprocess.run([str(postgres_bindir() / "postgres"), "--version"], capture_output=True,
-                              text=True, check=False).stdout.strip()
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem_kb = next(
+        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
+    )
+    postgres = subprocess.run(
+        [str(postgres_bindir() / "postgres"), "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
     from importlib.metadata import version
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(mem_kb / 1024 / 1024, 1),
-            "kernel": platform.release(), "postgres": postgres, "patroni": version("patroni"),
-            "load_avg_at_start": [round(x, 2) for x in os.getloadavg()]}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(mem_kb / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "postgres": postgres,
+        "patroni": version("patroni"),
+        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def round_row(result: DrillResult, side: str, number: int) -> dict[str, Any]:
     """The figures of a one-round drill, for the JSON."""
     rnd: Round = result.rounds[0] if result.rounds else Round(0)
     passed, reasons = result.verdict()
-    return {"side": side, "round": number, "rto_s": rnd.rto_s, "not_recovered_s": rnd.not_recovered_s,
-            "lost_commits": len(rnd.lost),
-            "acknowledged": len(rnd.commits), "passed_checks": rnd.passed_checks, "error": rnd.error,
-            "facts": {k: v for k, v in rnd.facts.items() if k != "write_errors"},
-            "events": [{"t_s": round(e.at - rnd.started, 3), "name": e.name, "detail": e.detail}
-                       for e in sorted(rnd.events, key=lambda e: e.at)],
-            "verdict": {"passed": passed, "reasons": reasons}}
+    return {
+        "side": side,
+        "round": number,
+        "rto_s": rnd.rto_s,
+        "not_recovered_s": rnd.not_recovered_s,
+        "lost_commits": len(rnd.lost),
+        "acknowledged": len(rnd.commits),
+        "passed_checks": rnd.passed_checks,
+        "error": rnd.error,
+        "facts": {k: v for k, v in rnd.facts.items() if k != "write_errors"},
+        "events": [
+            {"t_s": round(e.at - rnd.started, 3), "name": e.name, "detail": e.detail}
+            for e in sorted(rnd.events, key=lambda e: e.at)
+        ],
+        "verdict": {"passed": passed, "reasons": reasons},
+    }
 
 
 def one_round(lab: Lab, scenario: str, side: str, number: int, reports: Path | None, **drill: Any) -> dict:
     """Run one round of a lab drill through the engine and return its row."""
-    result = run_drill(LabDrill(lab, scenario, **drill), 1, Targets(), say=say,
-                       settings={"bench": scenario, "side": side, "round": number, "timing": asdict(lab.timing)})
+    result = run_drill(
+        LabDrill(lab, scenario, **drill),
+        1,
+        Targets(),
+        say=say,
+        settings={"bench": scenario, "side": side, "round": number, "timing": asdict(lab.timing)},
+    )
     if reports:
         write_report(result, reports)
     row = round_row(result, side, number)
-    say(f"{scenario} {side} round {number}: RTO {rto_cell(row, ' s')}, lost {row['lost_commits']}"
-        + (f", rejoin {row['facts'].get('rejoin_s')} s" if "rejoin_s" in row["facts"] else ""))
+    say(
+        f"{scenario} {side} round {number}: RTO {rto_cell(row, ' s')}, lost {row['lost_commits']}"
+        + (f", rejoin {row['facts'].get('rejoin_s')} s" if "rejoin_s" in row["facts"] else "")
+    )
     return row
 
 
@@ -129,8 +165,11 @@ def fill(lab: Lab, megabytes: int, table: str = "bench_bulk") -> float:
         conn.run(f"CREATE TABLE IF NOT EXISTS {table} (id bigserial, pad text)")
         rows = megabytes * 1024 * 1024 // (ROW_BYTES + 100)
         for done in range(0, rows, 90_000):
-            conn.run(f"INSERT INTO {table} (pad) SELECT repeat(md5(g::text), {ROW_BYTES // 32}) "  # noqa: S608 - our own names
-                     "FROM generate_series(1, :n) AS g", n=min(90_000, rows - done))
+            conn.run(
+                f"INSERT INTO {table} (pad) SELECT repeat(md5(g::text), {ROW_BYTES // 32}) "  # noqa: S608 - our own names
+                "FROM generate_series(1, :n) AS g",
+                n=min(90_000, rows - done),
+            )
     finally:
         conn.close()
     return round(time.monotonic() - started, 3)
@@ -210,15 +249,18 @@ def by_side(rows: list[dict], side: str) -> list[float]:
 
 def not_recovered(data: dict[str, Any]) -> list[str]:
     """The rounds whose writes had not come back when the probe stopped (no RTO), with their open stretch."""
-    return [f"{part} {r['side']} round {r['round']}: ≥ {r['not_recovered_s']:.2f} s"
-            for part in PARTS for r in data[part] if r.get("not_recovered_s") is not None]
+    return [
+        f"{part} {r['side']} round {r['round']}: ≥ {r['not_recovered_s']:.2f} s"
+        for part in PARTS
+        for r in data[part]
+        if r.get("not_recovered_s") is not None
+    ]
 
 
 def summary(data: dict[str, Any]) -> tuple[dict[str, Any], list]:
     """p50/p95 per side, ratios, and the verdicts against the targets."""
     losses = {part: {side: summarize(by_side(data[part], side)) for side in TIMINGS} for part in LOSSES}
-    speedups = {part: {q: ratio(s["defaults"][q], s["tuned"][q]) for q in ("p50", "p95")}
-                for part, s in losses.items()}
+    speedups = {part: {q: ratio(s["defaults"][q], s["tuned"][q]) for q in ("p50", "p95")} for part, s in losses.items()}
     switch = summarize(values(data["switchover"]))
     sizes = rejoin_sizes(data)
     rejoin = {str(size): {way: summarize(rejoin_values(data, way, size)) for way in REJOIN_WAYS} for size in sizes}
@@ -226,34 +268,56 @@ def summary(data: dict[str, Any]) -> tuple[dict[str, Any], list]:
     headline = str(data["data_mb"])
     every = [r for part in PARTS for r in data[part]]
     lost = sum(r["lost_commits"] for r in every)
-    invalid = [f"{r['side']} round {r['round']}: " + "; ".join(r["verdict"]["reasons"])
-               for r in every if not r["verdict"]["passed"]]
+    invalid = [
+        f"{r['side']} round {r['round']}: " + "; ".join(r["verdict"]["reasons"])
+        for r in every
+        if not r["verdict"]["passed"]
+    ]
     figures = {
-        "leader_loss_rto_s": losses, "leader_loss_speedup": speedups, "switchover_rto_s": switch,
-        "rejoin_s": rejoin, "rejoin_speedup_p50": rejoin_speedup,
-        "lost_commits": lost, "rounds": len(every), "rounds_with_problems": invalid,
+        "leader_loss_rto_s": losses,
+        "leader_loss_speedup": speedups,
+        "switchover_rto_s": switch,
+        "rejoin_s": rejoin,
+        "rejoin_speedup_p50": rejoin_speedup,
+        "lost_commits": lost,
+        "rounds": len(every),
+        "rounds_with_problems": invalid,
         "rounds_not_recovered": not_recovered(data),
     }
     head_rejoin = rejoin.get(headline, {way: summarize([]) for way in REJOIN_WAYS})
     verdicts = []
     if data["kill"]:
         verdicts += [
-            at_most("node loss (kill -9 leader) RTO p95, tuned", losses["kill"]["tuned"]["p95"],
-                    TARGETS["kill_tuned_p95_s"]),
-            at_least("node loss RTO p50, defaults / tuned", speedups["kill"]["p50"], TARGETS["kill_speedup"],
-                     detail="bounded by ttl: ≤ 30/20 with Patroni's ttl ≥ 20 (docs/bench.md)"),
+            at_most(
+                "node loss (kill -9 leader) RTO p95, tuned", losses["kill"]["tuned"]["p95"], TARGETS["kill_tuned_p95_s"]
+            ),
+            at_least(
+                "node loss RTO p50, defaults / tuned",
+                speedups["kill"]["p50"],
+                TARGETS["kill_speedup"],
+                detail="bounded by ttl: ≤ 30/20 with Patroni's ttl ≥ 20 (docs/bench.md)",
+            ),
         ]
     if data["crash"]:
-        verdicts.append(at_least("PostgreSQL crash on the leader RTO p50, defaults / tuned", speedups["crash"]["p50"],
-                                 TARGETS["kill_speedup"]))
+        verdicts.append(
+            at_least(
+                "PostgreSQL crash on the leader RTO p50, defaults / tuned",
+                speedups["crash"]["p50"],
+                TARGETS["kill_speedup"],
+            )
+        )
     if data["switchover"]:
         verdicts.append(at_most("switchover write gap p95", switch["p95"], TARGETS["switchover_p95_s"]))
     if data["rejoin"]:
         verdicts += [
-            at_least(f"rejoin p50 at {headline} MB, re-clone / pg_rewind", rejoin_speedup.get(headline),
-                     TARGETS["rejoin_speedup"]),
-            at_most(f"rejoin with pg_rewind p95 at {headline} MB", head_rejoin["rewind"]["p95"],
-                    TARGETS["rewind_p95_s"]),
+            at_least(
+                f"rejoin p50 at {headline} MB, re-clone / pg_rewind",
+                rejoin_speedup.get(headline),
+                TARGETS["rejoin_speedup"],
+            ),
+            at_most(
+                f"rejoin with pg_rewind p95 at {headline} MB", head_rejoin["rewind"]["p95"], TARGETS["rewind_p95_s"]
+            ),
         ]
     verdicts += [
         at_most("acknowledged commits lost, all rounds", lost, TARGETS["lost_commits"], unit=""),
@@ -272,15 +336,20 @@ def markdown(data: dict[str, Any], figures: dict[str, Any], verdicts: list) -> s
     m = data["machine"]
     losses, speedups = figures["leader_loss_rto_s"], figures["leader_loss_speedup"]
     lines = [
-        f"# pgha HA benchmark ({data['started_at'][:16]} UTC{', QUICK' if data['quick'] else ''})", "",
+        f"# pgha HA benchmark ({data['started_at'][:16]} UTC{', QUICK' if data['quick'] else ''})",
+        "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, Linux {m['kernel']}, {m['postgres']}, "
         f"Patroni {m['patroni']}; load average at start {m['load_avg_at_start']}. One lab (3 nodes, etcd, "
-        "synchronous mode) on loopback; rounds interleaved (order flipping every round).", "",
-        "| figure | rounds | p50 | p95 | min | max |", "|---|---|---|---|---|---|",
+        "synchronous mode) on loopback; rounds interleaved (order flipping every round).",
+        "",
+        "| figure | rounds | p50 | p95 | min | max |",
+        "|---|---|---|---|---|---|",
     ]
     rows: list[tuple[str, dict]] = []
-    for part, label in (("kill", "node loss (kill -9 Patroni + PostgreSQL) RTO"),
-                        ("crash", "PostgreSQL crash on the leader (kill -9 postmaster) RTO")):
+    for part, label in (
+        ("kill", "node loss (kill -9 Patroni + PostgreSQL) RTO"),
+        ("crash", "PostgreSQL crash on the leader (kill -9 postmaster) RTO"),
+    ):
         if data[part]:
             rows += [(f"{label}, {_timing_label(side)}", losses[part][side]) for side in TIMINGS]
     if data["switchover"]:
@@ -288,31 +357,57 @@ def markdown(data: dict[str, Any], figures: dict[str, Any], verdicts: list) -> s
     for size, ways in figures["rejoin_s"].items():
         rows += [(f"old leader rejoin, {way} ({size} MB + {data['after_mb']} MB)", ways[way]) for way in REJOIN_WAYS]
     for label, s in rows:
-        lines.append(f"| {label} | {s['n']} | {fmt(s['p50'], ' s')} | {fmt(s['p95'], ' s')} | "
-                     f"{fmt(s['min'], ' s')} | {fmt(s['max'], ' s')} |")
+        lines.append(
+            f"| {label} | {s['n']} | {fmt(s['p50'], ' s')} | {fmt(s['p95'], ' s')} | "
+            f"{fmt(s['min'], ' s')} | {fmt(s['max'], ' s')} |"
+        )
     unrecovered = figures["rounds_not_recovered"]
-    lines += ["", "Rounds whose writes had not come back when the probe stopped (no RTO, left out of the figures "
-              f"above): {len(unrecovered)}" + (f" ({'; '.join(unrecovered)})" if unrecovered else "") + "."]
-    said = [f"{name} defaults/tuned p50 {fmt(speedups[part]['p50'], 'x')} (p95 {fmt(speedups[part]['p95'], 'x')})"
-            for part, name in (("kill", "node loss"), ("crash", "PostgreSQL crash")) if data[part]]
-    said += [f"rejoin re-clone/pg_rewind p50 at {size} MB {fmt(x, 'x')}"
-             for size, x in figures["rejoin_speedup_p50"].items()]
-    lines += ["", "Speed-up: " + "; ".join(said) + f". Acknowledged commits lost over {figures['rounds']} "
-              f"rounds: {figures['lost_commits']}.", "", "## Targets", ""]
+    lines += [
+        "",
+        "Rounds whose writes had not come back when the probe stopped (no RTO, left out of the figures "
+        f"above): {len(unrecovered)}" + (f" ({'; '.join(unrecovered)})" if unrecovered else "") + ".",
+    ]
+    said = [
+        f"{name} defaults/tuned p50 {fmt(speedups[part]['p50'], 'x')} (p95 {fmt(speedups[part]['p95'], 'x')})"
+        for part, name in (("kill", "node loss"), ("crash", "PostgreSQL crash"))
+        if data[part]
+    ]
+    said += [
+        f"rejoin re-clone/pg_rewind p50 at {size} MB {fmt(x, 'x')}" for size, x in figures["rejoin_speedup_p50"].items()
+    ]
+    lines += [
+        "",
+        "Speed-up: " + "; ".join(said) + f". Acknowledged commits lost over {figures['rounds']} "
+        f"rounds: {figures['lost_commits']}.",
+        "",
+        "## Targets",
+        "",
+    ]
     lines += verdict_table(verdicts)
-    lines += ["", "![bench](bench.png)", "", "## Rounds (in run order)", "",
-              "| part | side | round | RTO (s) | rejoin (s) | pg_rewind (s) | leader pg_wal (MB) | lost | checks |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "![bench](bench.png)",
+        "",
+        "## Rounds (in run order)",
+        "",
+        "| part | side | round | RTO (s) | rejoin (s) | pg_rewind (s) | leader pg_wal (MB) | lost | checks |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for part in PARTS:
         for r in data[part]:
             facts = r["facts"]
             steps = facts.get("rejoin_steps") or {}
-            rewind = (round(steps["pg_rewind exit code"] - steps["running pg_rewind"], 2)
-                      if {"pg_rewind exit code", "running pg_rewind"} <= steps.keys() else None)
+            rewind = (
+                round(steps["pg_rewind exit code"] - steps["running pg_rewind"], 2)
+                if {"pg_rewind exit code", "running pg_rewind"} <= steps.keys()
+                else None
+            )
             label = f"{part} {r['size_mb']} MB" if part == "rejoin" else part
-            lines.append(f"| {label} | {r['side']} | {r['round']} | {rto_cell(r)} | {fmt(facts.get('rejoin_s'))} | "
-                         f"{fmt(rewind)} | {fmt(facts.get('leader_wal_mb'))} | {r['lost_commits']} | "
-                         f"{'ok' if r['verdict']['passed'] else 'problem'} |")
+            lines.append(
+                f"| {label} | {r['side']} | {r['round']} | {rto_cell(r)} | {fmt(facts.get('rejoin_s'))} | "
+                f"{fmt(rewind)} | {fmt(facts.get('leader_wal_mb'))} | {r['lost_commits']} | "
+                f"{'ok' if r['verdict']['passed'] else 'problem'} |"
+            )
     lines += ["", "What these figures do and do not mean: docs/bench.md."]
     return "\n".join(lines) + "\n"
 
@@ -328,10 +423,21 @@ def write_reports(out: Path, data: dict[str, Any]) -> bool:
     if data["switchover"]:
         panels.append((titles["switchover"], {"tuned": values(data["switchover"])}))
     if data["rejoin"]:
-        panels.append(("old leader rejoin", {f"{way}\n{size} MB": rejoin_values(data, way, size)
-                                             for size in rejoin_sizes(data) for way in REJOIN_WAYS}))
-    render_comparison_png(panels, out / "bench.png", targets={titles["kill"]: TARGETS["kill_tuned_p95_s"],
-                                                             titles["switchover"]: TARGETS["switchover_p95_s"]})
+        panels.append(
+            (
+                "old leader rejoin",
+                {
+                    f"{way}\n{size} MB": rejoin_values(data, way, size)
+                    for size in rejoin_sizes(data)
+                    for way in REJOIN_WAYS
+                },
+            )
+        )
+    render_comparison_png(
+        panels,
+        out / "bench.png",
+        targets={titles["kill"]: TARGETS["kill_tuned_p95_s"], titles["switchover"]: TARGETS["switchover_p95_s"]},
+    )
     (out / "bench.md").write_text(markdown(data, figures, verdicts))
     return all(v.met for v in verdicts)
 
@@ -360,16 +466,22 @@ def rejoin_rounds(lab: Lab, data: dict[str, Any], size_mb: int, args: argparse.N
 def main() -> int:
     """Run (a)-(d), write the reports, return the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=int(os.environ.get("ROUNDS") or 5),
-                        help="rounds per side for (a) and rounds of (b) (default $ROUNDS or 5)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=int(os.environ.get("ROUNDS") or 5),
+        help="rounds per side for (a) and rounds of (b) (default $ROUNDS or 5)",
+    )
     parser.add_argument("--rejoin-rounds", type=int, default=3, help="rounds per way for (c), at each size")
     parser.add_argument("--data-mb", type=int, default=1024, help="data before the rejoin rounds")
-    parser.add_argument("--large-mb", type=int, default=4096,
-                        help="then the rejoin rounds again at this database size (0: not)")
+    parser.add_argument(
+        "--large-mb", type=int, default=4096, help="then the rejoin rounds again at this database size (0: not)"
+    )
     parser.add_argument("--after-mb", type=int, default=100, help="written on the new leader after the failover")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"which of {', '.join(PARTS)} to run")
-    parser.add_argument("--quick", action="store_true",
-                        help="2 rounds, 128 MB + 16 MB, 1 rejoin round per way, no larger database")
+    parser.add_argument(
+        "--quick", action="store_true", help="2 rounds, 128 MB + 16 MB, 1 rejoin round per way, no larger database"
+    )
     parser.add_argument("--out", type=Path, default=Path("reports"))
     parser.add_argument("--drill-reports", type=Path, help="also write every round's drill report here")
     parser.add_argument("--keep", action="store_true", help="leave the lab running (and its directory)")
@@ -391,13 +503,25 @@ def main() -> int:
         args.rounds, args.rejoin_rounds, args.data_mb, args.after_mb, args.large_mb = 2, 1, 128, 16, 0
     root = Path(tempfile.mkdtemp(prefix="pgha-bench-"))
     lab = Lab(root=root, report=lambda _line: None)
-    data: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat(timespec="seconds"), "quick": args.quick,
-                            "machine": machine(), "parts": parts, "rounds": args.rounds,
-                            "rejoin_rounds": args.rejoin_rounds, "data_mb": args.data_mb, "large_mb": args.large_mb,
-                            "after_mb": args.after_mb, "lab_addresses": list(lab.addresses),
-                            "timings": {k: asdict(v) for k, v in TIMINGS.items()},
-                            "fill_s": [], "filled_mb": [], "steady_s": [],
-                            "database_mb_before_rejoin": {}, "notes": [], **{part: [] for part in PARTS}}
+    data: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "machine": machine(),
+        "parts": parts,
+        "rounds": args.rounds,
+        "rejoin_rounds": args.rejoin_rounds,
+        "data_mb": args.data_mb,
+        "large_mb": args.large_mb,
+        "after_mb": args.after_mb,
+        "lab_addresses": list(lab.addresses),
+        "timings": {k: asdict(v) for k, v in TIMINGS.items()},
+        "fill_s": [],
+        "filled_mb": [],
+        "steady_s": [],
+        "database_mb_before_rejoin": {},
+        "notes": [],
+        **{part: [] for part in PARTS},
+    }
     with removed_on_exit(lab, keep=args.keep):
         try:
             say(f"lab up in {root} on {', '.join(lab.addresses)}")

@@ -55,8 +55,9 @@ def evidence(lab: Lab) -> dict[str, Any]:
     for address in lab.addresses:
         try:
             node = lab.rest("/patroni", address)
-            found["members"][address] = {k: node.get(k) for k in ("role", "state", "timeline", "xlog",
-                                                                    "replication_state", "sync_standby")}
+            found["members"][address] = {
+                k: node.get(k) for k in ("role", "state", "timeline", "xlog", "replication_state", "sync_standby")
+            }
         except LabError as err:
             found["members"][address] = {"error": str(err)}
     try:
@@ -72,8 +73,11 @@ def cluster_state(lab: Lab) -> dict[str, Any]:
     settled = holds_within("a healthy lab", lambda: not health_problems(lab.members(), size), 60, 0.25)
     members = lab.members()
     problems = health_problems(members, size)
-    return {"healthy": settled and not problems, "problems": problems,
-            "members": [f"{m.name}: {m.role}, {m.state}, timeline {m.timeline}" for m in members]}
+    return {
+        "healthy": settled and not problems,
+        "problems": problems,
+        "members": [f"{m.name}: {m.role}, {m.state}, timeline {m.timeline}" for m in members],
+    }
 
 
 def markdown(data: dict[str, Any]) -> str:
@@ -81,26 +85,47 @@ def markdown(data: dict[str, Any]) -> str:
     drill."""
     probe = data["soak_probe"]
     gap = rto_cell({"rto_s": probe["longest_gap_s"], "not_recovered_s": probe.get("not_recovered_s")}, " s")
-    lines = [f"# pgha drill soak ({data['started_at'][:16]} UTC): {'PASSED' if data['passed'] else 'FAILED'}", "",
-             f"{len(data['drills'])} of {data['planned']} drills back to back on one lab ({data['timing']}), under a "
-             f"soak-long write probe ({probe['acknowledged']} commits acknowledged, {len(probe['lost'])} lost, "
-             f"longest stretch without one {gap}) and each drill's own. RTO figures leave out drills whose writes "
-             "had not come back when their probe stopped (no RTO; counted as not recovered).", ""]
+    lines = [
+        f"# pgha drill soak ({data['started_at'][:16]} UTC): {'PASSED' if data['passed'] else 'FAILED'}",
+        "",
+        f"{len(data['drills'])} of {data['planned']} drills back to back on one lab ({data['timing']}), under a "
+        f"soak-long write probe ({probe['acknowledged']} commits acknowledged, {len(probe['lost'])} lost, "
+        f"longest stretch without one {gap}) and each drill's own. RTO figures leave out drills whose writes "
+        "had not come back when their probe stopped (no RTO; counted as not recovered).",
+        "",
+    ]
     if data.get("stopped"):
-        lines += [f"**Stopped:** {data['stopped']}", "", "```json", json.dumps(data.get("evidence"), indent=2)[:6000],
-                  "```", ""]
-    lines += ["| scenario | drills | RTO p50 | RTO p95 | RTO max | not recovered | lost commits | healthy after | "
-              "passed |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"**Stopped:** {data['stopped']}",
+            "",
+            "```json",
+            json.dumps(data.get("evidence"), indent=2)[:6000],
+            "```",
+            "",
+        ]
+    lines += [
+        "| scenario | drills | RTO p50 | RTO p95 | RTO max | not recovered | lost commits | healthy after | passed |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, s in data["per_scenario"].items():
-        lines.append(f"| {name} | {s['count']} | {fmt(s['rto_s']['p50'], ' s')} | {fmt(s['rto_s']['p95'], ' s')} | "
-                     f"{fmt(s['rto_s']['max'], ' s')} | {s['not_recovered']} | {s['lost_commits']} | "
-                     f"{s['healthy_after']}/{s['count']} | {s['passed']}/{s['count']} |")
-    lines += ["", "![soak](soak.png)", "", "| # | scenario | RTO | lost | passed | cluster after |",
-              "|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {name} | {s['count']} | {fmt(s['rto_s']['p50'], ' s')} | {fmt(s['rto_s']['p95'], ' s')} | "
+            f"{fmt(s['rto_s']['max'], ' s')} | {s['not_recovered']} | {s['lost_commits']} | "
+            f"{s['healthy_after']}/{s['count']} | {s['passed']}/{s['count']} |"
+        )
+    lines += [
+        "",
+        "![soak](soak.png)",
+        "",
+        "| # | scenario | RTO | lost | passed | cluster after |",
+        "|---|---|---|---|---|---|",
+    ]
     for d in data["drills"]:
-        lines.append(f"| {d['n']} | {d['scenario']} | {rto_cell(d, ' s')} | {d['lost_commits']} | "
-                     f"{'yes' if d['passed'] else 'no: ' + '; '.join(d['reasons'])[:200]} | "
-                     f"{'; '.join(d['cluster_after']['members'])} |")
+        lines.append(
+            f"| {d['n']} | {d['scenario']} | {rto_cell(d, ' s')} | {d['lost_commits']} | "
+            f"{'yes' if d['passed'] else 'no: ' + '; '.join(d['reasons'])[:200]} | "
+            f"{'; '.join(d['cluster_after']['members'])} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -111,11 +136,14 @@ def summarize_soak(drills: list[dict[str, Any]]) -> dict[str, Any]:
     for name in MIX:
         rows = [d for d in drills if d["scenario"] == name]
         if rows:
-            out[name] = {"count": len(rows), "rto_s": summarize([d["rto_s"] for d in rows if d["rto_s"] is not None]),
-                         "not_recovered": sum(d.get("not_recovered_s") is not None for d in rows),
-                         "lost_commits": sum(d["lost_commits"] for d in rows),
-                         "healthy_after": sum(d["cluster_after"]["healthy"] for d in rows),
-                         "passed": sum(d["passed"] for d in rows)}
+            out[name] = {
+                "count": len(rows),
+                "rto_s": summarize([d["rto_s"] for d in rows if d["rto_s"] is not None]),
+                "not_recovered": sum(d.get("not_recovered_s") is not None for d in rows),
+                "lost_commits": sum(d["lost_commits"] for d in rows),
+                "healthy_after": sum(d["cluster_after"]["healthy"] for d in rows),
+                "passed": sum(d["passed"] for d in rows),
+            }
     return out
 
 
@@ -124,9 +152,12 @@ def soak_probe_figures(report: ProbeReport, lost: list[int]) -> dict[str, Any]:
     by the drills' RTO definition (``ProbeReport.outage``): ``longest_gap_s``, or ``not_recovered_s`` (a lower
     bound) when its writes had not come back when it stopped."""
     outage = report.outage()
-    return {"acknowledged": len(report.acknowledged), "lost": lost[:100],
-            "longest_gap_s": outage.seconds if outage is not None and outage.recovered else None,
-            "not_recovered_s": outage.seconds if outage is not None and not outage.recovered else None}
+    return {
+        "acknowledged": len(report.acknowledged),
+        "lost": lost[:100],
+        "longest_gap_s": outage.seconds if outage is not None and outage.recovered else None,
+        "not_recovered_s": outage.seconds if outage is not None and not outage.recovered else None,
+    }
 
 
 def main() -> int:
@@ -142,8 +173,13 @@ def main() -> int:
             parser.error(f"{option} {problem}")
     root = Path(tempfile.mkdtemp(prefix="pgha-soak-"))
     lab = Lab(root=root, report=lambda _line: None)
-    data: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat(timespec="seconds"), "planned": args.drills,
-                            "lab_addresses": list(lab.addresses), "drills": [], "stopped": None}
+    data: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "planned": args.drills,
+        "lab_addresses": list(lab.addresses),
+        "drills": [],
+        "stopped": None,
+    }
     soak: WriteProbe | None = None
     with removed_on_exit(lab):
         try:
@@ -156,27 +192,40 @@ def main() -> int:
             with lab.drill_lock():
                 for n in range(1, args.drills + 1):
                     scenario = MIX[(n - 1) % len(MIX)]
-                    result = run_drill(LabDrill(lab, scenario), 1, Targets(), say=say,
-                                       settings={"soak": n, "timing": data["timing"]})
+                    result = run_drill(
+                        LabDrill(lab, scenario), 1, Targets(), say=say, settings={"soak": n, "timing": data["timing"]}
+                    )
                     if args.drill_reports:
                         write_report(result, args.drill_reports)
                     rnd = result.rounds[0] if result.rounds else None
                     passed, reasons = result.verdict()
                     state = cluster_state(lab)
                     soak_lost = missing_acknowledged(lab.settings(), soak.report.acknowledged, SOAK_TABLE)
-                    row = {"n": n, "scenario": scenario, "rto_s": rnd.rto_s if rnd else None,
-                           "not_recovered_s": rnd.not_recovered_s if rnd else None,
-                           "lost_commits": len(rnd.lost) if rnd else 0, "lost_ids": rnd.lost[:50] if rnd else [],
-                           "soak_probe_lost": len(soak_lost), "passed": passed, "reasons": reasons,
-                           "cluster_after": state, "leader_after": (rnd.facts.get("leader_after") if rnd else None)}
+                    row = {
+                        "n": n,
+                        "scenario": scenario,
+                        "rto_s": rnd.rto_s if rnd else None,
+                        "not_recovered_s": rnd.not_recovered_s if rnd else None,
+                        "lost_commits": len(rnd.lost) if rnd else 0,
+                        "lost_ids": rnd.lost[:50] if rnd else [],
+                        "soak_probe_lost": len(soak_lost),
+                        "passed": passed,
+                        "reasons": reasons,
+                        "cluster_after": state,
+                        "leader_after": (rnd.facts.get("leader_after") if rnd else None),
+                    }
                     data["drills"].append(row)
-                    say(f"drill {n}/{args.drills} {scenario}: RTO {rto_cell(row, ' s')}, lost {row['lost_commits']}"
+                    say(
+                        f"drill {n}/{args.drills} {scenario}: RTO {rto_cell(row, ' s')}, lost {row['lost_commits']}"
                         f" (soak probe {len(soak_lost)}), {'passed' if passed else 'FAILED'}, "
-                        f"{'healthy' if state['healthy'] else 'UNHEALTHY: ' + '; '.join(state['problems'])}")
+                        f"{'healthy' if state['healthy'] else 'UNHEALTHY: ' + '; '.join(state['problems'])}"
+                    )
                     if row["lost_commits"] or soak_lost:
                         ids = (row["lost_ids"] or soak_lost)[:20]
-                        data["stopped"] = (f"drill {n} ({scenario}) lost {row['lost_commits']} commits of its probe "
-                                           f"and {len(soak_lost)} of the soak probe (ids {ids})")
+                        data["stopped"] = (
+                            f"drill {n} ({scenario}) lost {row['lost_commits']} commits of its probe "
+                            f"and {len(soak_lost)} of the soak probe (ids {ids})"
+                        )
                         data["evidence"] = evidence(lab)
                         break
         except Exception as err:  # the report still says what was measured, and why it stopped
@@ -195,14 +244,24 @@ def main() -> int:
             data["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     data.setdefault("timing", None)
     data["per_scenario"] = summarize_soak(data["drills"])
-    data["passed"] = (not data["stopped"] and len(data["drills"]) == args.drills and not data["soak_probe"]["lost"]
-                      and data["soak_probe"]["not_recovered_s"] is None
-                      and all(d["passed"] and d["cluster_after"]["healthy"] for d in data["drills"]))
+    data["passed"] = (
+        not data["stopped"]
+        and len(data["drills"]) == args.drills
+        and not data["soak_probe"]["lost"]
+        and data["soak_probe"]["not_recovered_s"] is None
+        and all(d["passed"] and d["cluster_after"]["healthy"] for d in data["drills"])
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "soak.json").write_text(json.dumps(data, indent=2) + "\n")
-    render_comparison_png([("drill soak: RTO per scenario",
-                            {name: [d["rto_s"] for d in data["drills"] if d["scenario"] == name and d["rto_s"]]
-                             for name in MIX})], args.out / "soak.png")
+    render_comparison_png(
+        [
+            (
+                "drill soak: RTO per scenario",
+                {name: [d["rto_s"] for d in data["drills"] if d["scenario"] == name and d["rto_s"]] for name in MIX},
+            )
+        ],
+        args.out / "soak.png",
+    )
     (args.out / "soak.md").write_text(markdown(data))
     print((args.out / "soak.md").read_text())
     return 0 if data["passed"] else 1

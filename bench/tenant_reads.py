@@ -53,12 +53,17 @@ class Shape:
 SHAPES = (Shape("many small", 2000, 25, 10), Shape("few large", 200, 250, 100))
 
 QUERIES = {
-    "activity": ("application_role",
-                 "SELECT id, user_id, action, resource_type, resource_id, created_at "
-                 "FROM activity_logs ORDER BY created_at DESC LIMIT 50", 20.0),
-    "projects": ("application_role",
-                 "SELECT id, name, status, metadata, created_at, updated_at FROM projects ORDER BY created_at DESC",
-                 5.0),
+    "activity": (
+        "application_role",
+        "SELECT id, user_id, action, resource_type, resource_id, created_at "
+        "FROM activity_logs ORDER BY created_at DESC LIMIT 50",
+        20.0,
+    ),
+    "projects": (
+        "application_role",
+        "SELECT id, name, status, metadata, created_at, updated_at FROM projects ORDER BY created_at DESC",
+        5.0,
+    ),
     "dashboard": ("owner", "SELECT * FROM executive_dashboard_metrics WHERE organization_id = :org", 5.0),
 }
 
@@ -106,13 +111,20 @@ def load(server: PostgresServer, shape: Shape, rows: int, report) -> str:
     conn = connect(server.settings(database))
     migrate(conn)
     started = time.monotonic()
-    params = {"orgs": shape.organizations, "users": shape.users_per_org, "projects": shape.projects_per_org,
-              "user_count": shape.organizations * shape.users_per_org, "rows": rows}
+    params = {
+        "orgs": shape.organizations,
+        "users": shape.users_per_org,
+        "projects": shape.projects_per_org,
+        "user_count": shape.organizations * shape.users_per_org,
+        "rows": rows,
+    }
     for statement in GENERATE:
         conn.run(statement, **{k: v for k, v in params.items() if f":{k}" in statement})
     counted = conn.run("SELECT count(*), count(DISTINCT organization_id) FROM activity_logs")[0]
-    report(f"{shape.name}: {counted[0]} activity rows of {counted[1]} organizations loaded in "
-           f"{time.monotonic() - started:.0f} s")
+    report(
+        f"{shape.name}: {counted[0]} activity rows of {counted[1]} organizations loaded in "
+        f"{time.monotonic() - started:.0f} s"
+    )
     conn.close()
     return database
 
@@ -140,10 +152,15 @@ def measure(server: PostgresServer, database: str, role: tuple[str, str], iterat
         plan = "\n".join(r[0] for r in conn.run("EXPLAIN " + sql, **({"org": orgs[0]} if ":org" in sql else {})))
         figures = summarize(timings)  # iterations >= 10: never empty
         results[name] = {
-            "as": who, "p50_ms": figures["p50"], "p95_ms": figures["p95"], "max_ms": figures["max"],
-            "target_p95_ms": target, "met": figures["p95"] <= target,
+            "as": who,
+            "p50_ms": figures["p50"],
+            "p95_ms": figures["p95"],
+            "max_ms": figures["max"],
+            "target_p95_ms": target,
+            "met": figures["p95"] <= target,
             "rows_returned_median": statistics.median(returned),
-            "iterations": len(timings), "plan": plan,
+            "iterations": len(timings),
+            "plan": plan,
         }
     tenant.close()
     owner.close()
@@ -152,28 +169,46 @@ def measure(server: PostgresServer, database: str, role: tuple[str, str], iterat
 
 def machine(server: PostgresServer) -> dict:
     """What the numbers were measured on."""
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    memory_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                     if line.startswith("MemTotal"))
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory_kb = next(
+        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
+    )
     conn = connect(server.settings("postgres"))
     version = conn.run("SHOW server_version")[0][0]
     conn.close()
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(memory_kb / 2**20, 1),
-            "postgres": version, "settings": server.extra_settings, "python": platform.python_version()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory_kb / 2**20, 1),
+        "postgres": version,
+        "settings": server.extra_settings,
+        "python": platform.python_version(),
+    }
 
 
 def markdown(results: dict, info: dict, rows: int) -> str:
     """The results as a Markdown table with the machine they ran on."""
-    lines = [f"Tenant reads through RLS, {rows:,} activity rows over 6 months "
-             f"({info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, PostgreSQL {info['postgres']}):",
-             "", "| shape | read | as | p50 (ms) | p95 (ms) | target p95 (ms) | met | rows |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Tenant reads through RLS, {rows:,} activity rows over 6 months "
+        f"({info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, PostgreSQL {info['postgres']}):",
+        "",
+        "| shape | read | as | p50 (ms) | p95 (ms) | target p95 (ms) | met | rows |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for shape, queries in results.items():
         for name, r in queries.items():
-            lines.append(f"| {shape} | {name} | {r['as']} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | "
-                         f"{r['target_p95_ms']:g} | {'yes' if r['met'] else '**no**'} | "
-                         f"{r['rows_returned_median']:g} |")
+            lines.append(
+                f"| {shape} | {name} | {r['as']} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | "
+                f"{r['target_p95_ms']:g} | {'yes' if r['met'] else '**no**'} | "
+                f"{r['rows_returned_median']:g} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -187,10 +222,17 @@ def main() -> int:
     args = parser.parse_args()
     if args.rows < 1 or args.iterations < 10:
         parser.error("--rows must be >= 1 and --iterations >= 10")
-    server = PostgresServer(database="bench", extra_settings={
-        "shared_buffers": "512MB", "work_mem": "16MB", "maintenance_work_mem": "256MB",
-        "effective_cache_size": "2GB", "random_page_cost": "1.1", "max_wal_size": "4GB",
-    })
+    server = PostgresServer(
+        database="bench",
+        extra_settings={
+            "shared_buffers": "512MB",
+            "work_mem": "16MB",
+            "maintenance_work_mem": "256MB",
+            "effective_cache_size": "2GB",
+            "random_page_cost": "1.1",
+            "max_wal_size": "4GB",
+        },
+    )
     results: dict[str, dict] = {}
     try:
         server.start()
@@ -207,10 +249,19 @@ def main() -> int:
         server.stop()
     table = markdown(results, info, args.rows)
     print(table)
-    report = {"rows": args.rows, "machine": info,
-              "shapes": {s.name: {"organizations": s.organizations, "users_per_org": s.users_per_org,
-                                  "projects_per_org": s.projects_per_org} for s in SHAPES},
-              "results": results}
+    report = {
+        "rows": args.rows,
+        "machine": info,
+        "shapes": {
+            s.name: {
+                "organizations": s.organizations,
+                "users_per_org": s.users_per_org,
+                "projects_per_org": s.projects_per_org,
+            }
+            for s in SHAPES
+        },
+        "results": results,
+    }
     for path, text in ((args.json, json.dumps(report, indent=2)), (args.markdown, table)):
         if path:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -79,18 +79,24 @@ def service_role(
     """
     role = aws.iam.Role(
         name,
-        assume_role_policy=json.dumps({
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": service}}],
-        }),
+        assume_role_policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": service}}],
+            }
+        ),
         opts=pulumi.ResourceOptions(parent=parent),
     )
     granted = ServiceRole(role)
     for policy in managed_policies:
-        granted.grants.append(aws.iam.RolePolicyAttachment(
-            f"{name}-{policy.rsplit('/', 1)[-1]}", role=role.name, policy_arn=aws_managed_policy(policy, parent),
-            opts=pulumi.ResourceOptions(parent=parent),
-        ))
+        granted.grants.append(
+            aws.iam.RolePolicyAttachment(
+                f"{name}-{policy.rsplit('/', 1)[-1]}",
+                role=role.name,
+                policy_arn=aws_managed_policy(policy, parent),
+                opts=pulumi.ResourceOptions(parent=parent),
+            )
+        )
     return granted
 
 
@@ -111,10 +117,14 @@ def inline_policy(
     policy = aws.iam.RolePolicy(
         name,
         role=role.role.id,
-        policy=pulumi.Output.from_input(statements).apply(lambda items: json.dumps({
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", **item} for item in items],
-        })),
+        policy=pulumi.Output.from_input(statements).apply(
+            lambda items: json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", **item} for item in items],
+                }
+            )
+        ),
         opts=pulumi.ResourceOptions(parent=parent),
     )
     role.grants.append(policy)
@@ -122,11 +132,19 @@ def inline_policy(
 
 
 def may_read_secret(
-    name: str, role: ServiceRole, secret_arn: pulumi.Input[str] | Sequence[pulumi.Input[str]],
-    key_arn: pulumi.Input[str], parent: pulumi.Resource,
+    name: str,
+    role: ServiceRole,
+    secret_arn: pulumi.Input[str] | Sequence[pulumi.Input[str]],
+    key_arn: pulumi.Input[str],
+    parent: pulumi.Resource,
 ) -> aws.iam.RolePolicy:
     """Let ``role`` read these Secrets Manager secrets (one ARN or a list) and decrypt with their key, nothing else."""
-    return inline_policy(name, role, [
-        {"Action": "secretsmanager:GetSecretValue", "Resource": secret_arn},
-        {"Action": "kms:Decrypt", "Resource": key_arn},
-    ], parent)
+    return inline_policy(
+        name,
+        role,
+        [
+            {"Action": "secretsmanager:GetSecretValue", "Resource": secret_arn},
+            {"Action": "kms:Decrypt", "Resource": key_arn},
+        ],
+        parent,
+    )

@@ -99,7 +99,9 @@ class Thresholds:
 
 
 def rds_alarm_specs(
-    instances: Sequence[MonitoredInstance], allocated_storage_gib: int, max_connections: int,
+    instances: Sequence[MonitoredInstance],
+    allocated_storage_gib: int,
+    max_connections: int,
     t: Thresholds = Thresholds(),
 ) -> list[AlarmSpec]:
     """CPU, free storage, connections and memory on every instance; replica lag where it can mean lag."""
@@ -108,17 +110,46 @@ def rds_alarm_specs(
     for i in instances:
         kpis = [
             ("cpu", "CPUUtilization", gt, t.cpu_percent, f"CPU above {t.cpu_percent:.0f}%", "Maximum", "missing"),
-            ("storage", "FreeStorageSpace", lt, int(allocated_storage_gib * GIB * t.free_storage_fraction),
-             f"free storage below {t.free_storage_fraction:.0%} of {allocated_storage_gib} GiB", "Average", "missing"),
-            ("connections", "DatabaseConnections", gt, int(max_connections * t.connection_utilisation),
-             f"connections above {t.connection_utilisation:.0%} of max_connections {max_connections}", "Average",
-             "missing"),
-            ("memory", "FreeableMemory", lt, t.freeable_memory_bytes, "freeable memory below 256 MiB", "Average",
-             "missing"),
+            (
+                "storage",
+                "FreeStorageSpace",
+                lt,
+                int(allocated_storage_gib * GIB * t.free_storage_fraction),
+                f"free storage below {t.free_storage_fraction:.0%} of {allocated_storage_gib} GiB",
+                "Average",
+                "missing",
+            ),
+            (
+                "connections",
+                "DatabaseConnections",
+                gt,
+                int(max_connections * t.connection_utilisation),
+                f"connections above {t.connection_utilisation:.0%} of max_connections {max_connections}",
+                "Average",
+                "missing",
+            ),
+            (
+                "memory",
+                "FreeableMemory",
+                lt,
+                t.freeable_memory_bytes,
+                "freeable memory below 256 MiB",
+                "Average",
+                "missing",
+            ),
         ]
         specs += [
-            AlarmSpec(f"{i.label}-{kpi}", "AWS/RDS", metric, {"DBInstanceIdentifier": i.identifier}, comparison,
-                      threshold, what, statistic, missing)
+            AlarmSpec(
+                f"{i.label}-{kpi}",
+                "AWS/RDS",
+                metric,
+                {"DBInstanceIdentifier": i.identifier},
+                comparison,
+                threshold,
+                what,
+                statistic,
+                missing,
+            )
             for kpi, metric, comparison, threshold, what, statistic, missing in kpis
         ]
         specs += _lag_specs(i, t)
@@ -130,24 +161,41 @@ def _lag_specs(i: MonitoredInstance, t: Thresholds) -> list[AlarmSpec]:
     specs = []
     wal = lambda source: MetricInput("wal", "TransactionLogsGeneration", {"DBInstanceIdentifier": source})
     if i.replica and i.source is not None:
-        specs.append(AlarmSpec(
-            f"{i.label}-replica-lag", "AWS/RDS", "ReplicaLag while the primary writes",
-            {"DBInstanceIdentifier": i.identifier}, "GreaterThanThreshold", t.replica_lag_seconds,
-            f"replica lag above {t.replica_lag_seconds:g} s while the primary writes", missing_data="notBreaching",
-            expression=f"IF(wal >= {WAL_FLOOR}, lag, 0)",
-            inputs=(MetricInput("lag", "ReplicaLag", {"DBInstanceIdentifier": i.identifier}, "Maximum"),
-                    wal(i.source)),
-        ))
+        specs.append(
+            AlarmSpec(
+                f"{i.label}-replica-lag",
+                "AWS/RDS",
+                "ReplicaLag while the primary writes",
+                {"DBInstanceIdentifier": i.identifier},
+                "GreaterThanThreshold",
+                t.replica_lag_seconds,
+                f"replica lag above {t.replica_lag_seconds:g} s while the primary writes",
+                missing_data="notBreaching",
+                expression=f"IF(wal >= {WAL_FLOOR}, lag, 0)",
+                inputs=(
+                    MetricInput("lag", "ReplicaLag", {"DBInstanceIdentifier": i.identifier}, "Maximum"),
+                    wal(i.source),
+                ),
+            )
+        )
     if i.watch_slots:
-        specs.append(AlarmSpec(
-            f"{i.label}-slowest-replica", "AWS/RDS", "seconds of WAL the slowest replica has not received",
-            {"DBInstanceIdentifier": i.identifier}, "GreaterThanThreshold", t.replica_lag_seconds,
-            f"a replica (e.g. the DR replica) more than {t.replica_lag_seconds:g} s of WAL behind",
-            missing_data="notBreaching",
-            expression=f"IF(wal >= {WAL_FLOOR}, slot / wal, 0)",
-            inputs=(MetricInput("slot", "OldestReplicationSlotLag", {"DBInstanceIdentifier": i.identifier},
-                                "Maximum"), wal(i.identifier)),
-        ))
+        specs.append(
+            AlarmSpec(
+                f"{i.label}-slowest-replica",
+                "AWS/RDS",
+                "seconds of WAL the slowest replica has not received",
+                {"DBInstanceIdentifier": i.identifier},
+                "GreaterThanThreshold",
+                t.replica_lag_seconds,
+                f"a replica (e.g. the DR replica) more than {t.replica_lag_seconds:g} s of WAL behind",
+                missing_data="notBreaching",
+                expression=f"IF(wal >= {WAL_FLOOR}, slot / wal, 0)",
+                inputs=(
+                    MetricInput("slot", "OldestReplicationSlotLag", {"DBInstanceIdentifier": i.identifier}, "Maximum"),
+                    wal(i.identifier),
+                ),
+            )
+        )
     return specs
 
 
@@ -207,8 +255,15 @@ class DatabaseAlarms(pulumi.ComponentResource):
                 source_type="db-instance",
                 source_ids=list(args.rds_event_sources),
                 # "read replica": replication error, stopped, terminated (lag alarms cannot see a stopped replica)
-                event_categories=["availability", "failover", "failure", "low storage", "maintenance", "read replica",
-                                  "recovery"],
+                event_categories=[
+                    "availability",
+                    "failover",
+                    "failure",
+                    "low storage",
+                    "maintenance",
+                    "read replica",
+                    "recovery",
+                ],
                 opts=child,
             )
         self.register_outputs({"topicArn": self.topic.arn})
@@ -217,15 +272,32 @@ class DatabaseAlarms(pulumi.ComponentResource):
 def _metric(spec: AlarmSpec) -> dict:
     """The alarm's metric: one metric and statistic, or a metric-math expression over its inputs."""
     if spec.expression is None:
-        return {"namespace": spec.namespace, "metric_name": spec.metric, "dimensions": dict(spec.dimensions),
-                "statistic": spec.statistic, "period": PERIOD_SECONDS}
-    return {"metric_queries": [
-        {"id": "e1", "expression": spec.expression, "label": spec.metric, "return_data": True},
-        *[{"id": m.id, "return_data": False,
-           "metric": {"namespace": m.namespace, "metric_name": m.metric, "dimensions": dict(m.dimensions),
-                      "stat": m.statistic, "period": PERIOD_SECONDS}}
-          for m in spec.inputs],
-    ]}
+        return {
+            "namespace": spec.namespace,
+            "metric_name": spec.metric,
+            "dimensions": dict(spec.dimensions),
+            "statistic": spec.statistic,
+            "period": PERIOD_SECONDS,
+        }
+    return {
+        "metric_queries": [
+            {"id": "e1", "expression": spec.expression, "label": spec.metric, "return_data": True},
+            *[
+                {
+                    "id": m.id,
+                    "return_data": False,
+                    "metric": {
+                        "namespace": m.namespace,
+                        "metric_name": m.metric,
+                        "dimensions": dict(m.dimensions),
+                        "stat": m.statistic,
+                        "period": PERIOD_SECONDS,
+                    },
+                }
+                for m in spec.inputs
+            ],
+        ]
+    }
 
 
 def _topic_policy(topic_arn: str) -> str:

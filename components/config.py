@@ -57,9 +57,7 @@ class ConfigError(ValueError):
 
     def __init__(self, problems: list[str]):
         self.problems = problems
-        super().__init__(
-            "invalid pgha stack config:\n" + "\n".join(f"  - {p}" for p in problems)
-        )
+        super().__init__("invalid pgha stack config:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 # --- value types. Pulumi holds every value as a string; each type takes exactly one spelling of it.
@@ -98,6 +96,7 @@ JsonBool = Annotated[bool, Strict()]
 
 def _matching(pattern: str, what: str) -> BeforeValidator:
     """A string that matches ``pattern`` as a whole; ``what`` says what is allowed."""
+
     def check(raw: object) -> str:
         if not isinstance(raw, str) or not re.fullmatch(pattern, raw):
             raise ValueError(f"must be {what}")
@@ -131,8 +130,9 @@ def _parse_cidr(raw: str) -> str:
 
 #: Where a VPC's IPv4 block may come from: RFC 1918 and the shared address space (RFC 6598), which AWS
 #: VPCs accept. ``is_private`` would also take loopback, link-local and reserved blocks.
-VPC_RANGES = tuple(ipaddress.IPv4Network(block) for block in
-                   ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"))
+VPC_RANGES = tuple(
+    ipaddress.IPv4Network(block) for block in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+)
 
 
 def _parse_vpc_cidr(raw: str) -> str:
@@ -167,6 +167,7 @@ def _parse_allowed_cidrs(raw: str) -> tuple[str, ...]:
 
 def _id_list(prefix: str) -> BeforeValidator:
     """A JSON list of AWS ids (``subnet-…``, ``sg-…``), each once."""
+
     def parse(raw: str) -> tuple[str, ...]:
         items = _json(raw, list, f'a list of ids, e.g. ["{prefix}-0123456789abcdef0"]')
         for item in items:
@@ -244,8 +245,9 @@ def _json_object(raw: Any) -> Any:
 
 
 #: The keys are the fields' names in camelCase (``postgres_version`` is ``pgha:postgresVersion``).
-_KEYS_CONFIG = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, validate_by_name=True,
-                          validate_by_alias=True)
+_KEYS_CONFIG = ConfigDict(
+    extra="forbid", frozen=True, alias_generator=to_camel, validate_by_name=True, validate_by_alias=True
+)
 
 
 class PatroniSettings(BaseModel):
@@ -254,21 +256,32 @@ class PatroniSettings(BaseModel):
     model_config = _KEYS_CONFIG
 
     nodes: Annotated[JsonInt, AfterValidator(_odd)] = Field(
-        default=3, ge=3, le=7, description="members, spread round-robin over the subnets' AZs")
-    instance_type: Annotated[str, _matching(r"[a-z][a-z0-9-]*\.[a-z0-9]+", "an EC2 instance type such as m7g.large")] \
-        = Field(default="m7g.large", description="an EC2 type (Graviton types get the arm64 AMI)")
+        default=3, ge=3, le=7, description="members, spread round-robin over the subnets' AZs"
+    )
+    instance_type: Annotated[
+        str, _matching(r"[a-z][a-z0-9-]*\.[a-z0-9]+", "an EC2 instance type such as m7g.large")
+    ] = Field(default="m7g.large", description="an EC2 type (Graviton types get the arm64 AMI)")
     volume_size: JsonInt = Field(default=100, ge=20, le=16384, description="GiB of gp3 per node")
-    ttl: JsonInt = Field(default=30, ge=20, le=600,
-                         description="seconds the leader lock lives: an unplanned failover waits for it to expire")
+    ttl: JsonInt = Field(
+        default=30,
+        ge=20,
+        le=600,
+        description="seconds the leader lock lives: an unplanned failover waits for it to expire",
+    )
     loop_wait: JsonInt = Field(
-        default=10, ge=1, le=300,
+        default=10,
+        ge=1,
+        le=300,
         description="seconds between Patroni's loops; Patroni's rule loopWait + 2·retryTimeout ≤ ttl must hold "
-                    "(`PatroniTiming`, which a node's own file and the lab also obey, caps ttl at 3600)")
-    retry_timeout: JsonInt = Field(default=10, ge=3, le=300,
-                                   description="seconds Patroni retries etcd and PostgreSQL before demoting")
+        "(`PatroniTiming`, which a node's own file and the lab also obey, caps ttl at 3600)",
+    )
+    retry_timeout: JsonInt = Field(
+        default=10, ge=3, le=300, description="seconds Patroni retries etcd and PostgreSQL before demoting"
+    )
     synchronous_mode: JsonBool = Field(default=True, description="a synchronous standby")
-    synchronous_mode_strict: JsonBool = Field(default=False, description="no writes without a synchronous standby; "
-                                                                 "needs synchronousMode")
+    synchronous_mode_strict: JsonBool = Field(
+        default=False, description="no writes without a synchronous standby; needs synchronousMode"
+    )
     backup_tool: Literal["pgbackrest"] = Field(default="pgbackrest", description="`pgbackrest` (WAL-G is not offered)")
     backup_retention: JsonInt = Field(default=14, ge=1, le=365, description="days of backups kept")
 
@@ -294,91 +307,127 @@ class StackKeys(BaseModel):
 
     model_config = _KEYS_CONFIG
 
-    engine: Engine = Field(default="rds",
-                           description="`rds` (Multi-AZ RDS) or `patroni` (Patroni + etcd on EC2, see below)")
+    engine: Engine = Field(
+        default="rds", description="`rds` (Multi-AZ RDS) or `patroni` (Patroni + etcd on EC2, see below)"
+    )
     postgres_version: PulumiInt = Field(
-        default=RdsPostgresArgs.postgres_version, ge=14, le=18,
-        description="major version; a change creates a new parameter group (`<stack>-pg<N>`)")
-    instance_class: Annotated[str, _matching(r"db\.[a-z0-9]+\.[a-z0-9]+",
-                                             "an RDS instance class such as db.m7g.large")] = Field(
-        default=RdsPostgresArgs.instance_class, description="an RDS class `db.<family>.<size>`")
-    allocated_storage: PulumiInt = Field(default=RdsPostgresArgs.allocated_storage, ge=20, le=65536,
-                                         description="GiB (gp3)")
+        default=RdsPostgresArgs.postgres_version,
+        ge=14,
+        le=18,
+        description="major version; a change creates a new parameter group (`<stack>-pg<N>`)",
+    )
+    instance_class: Annotated[
+        str, _matching(r"db\.[a-z0-9]+\.[a-z0-9]+", "an RDS instance class such as db.m7g.large")
+    ] = Field(default=RdsPostgresArgs.instance_class, description="an RDS class `db.<family>.<size>`")
+    allocated_storage: PulumiInt = Field(
+        default=RdsPostgresArgs.allocated_storage, ge=20, le=65536, description="GiB (gp3)"
+    )
     max_allocated_storage: PulumiInt = Field(
-        default=RdsPostgresArgs.max_allocated_storage, ge=0, le=65536,
+        default=RdsPostgresArgs.max_allocated_storage,
+        ge=0,
+        le=65536,
         description="storage autoscaling ceiling; `0` = off, else ≥ 110% of allocatedStorage, rounded up (RDS "
-                    "refuses a smaller ceiling: 1000 GiB needs ≥ 1100)")
+        "refuses a smaller ceiling: 1000 GiB needs ≥ 1100)",
+    )
     multi_az: PulumiBool = Field(default=RdsPostgresArgs.multi_az, description="synchronous standby in another AZ")
     replicas: PulumiInt = Field(
-        default=RdsPostgresArgs.replicas, ge=0, le=5,
-        description="same-region read replicas, spread over the subnets' AZs from the second on (see below)")
+        default=RdsPostgresArgs.replicas,
+        ge=0,
+        le=5,
+        description="same-region read replicas, spread over the subnets' AZs from the second on (see below)",
+    )
     dr_region: Annotated[str | None, _REGION] = Field(
         default=None,
         description="≠ `aws:region`. RDS: cross-region DR replica (Multi-AZ in a production stack, see `tags`) "
-                    "+ automated-backup replication; Patroni: the pgBackRest backup bucket replicates to a "
-                    "bucket in this region (its own provider and KMS key; `docs/patroni.md`)")
+        "+ automated-backup replication; Patroni: the pgBackRest backup bucket replicates to a "
+        "bucket in this region (its own provider and KMS key; `docs/patroni.md`)",
+    )
     dr_promoted: PulumiBool = Field(
         default=DrReplicaArgs.promoted,
         description="RDS only: `true` once the DR replica has been promoted (`pgha drill rds promote-dr`): the "
-                    "program declares it as a standalone primary (below); needs `drRegion`")
-    backup_retention_days: PulumiInt = Field(default=RdsPostgresArgs.backup_retention_days, ge=1, le=35,
-                                             description="days of automated backups")
+        "program declares it as a standalone primary (below); needs `drRegion`",
+    )
+    backup_retention_days: PulumiInt = Field(
+        default=RdsPostgresArgs.backup_retention_days, ge=1, le=35, description="days of automated backups"
+    )
     backup_window: Annotated[str, BeforeValidator(lambda raw: (parse_backup_window(raw), raw)[1])] = Field(
-        default=RdsPostgresArgs.backup_window, description="`hh:mm-hh:mm` UTC, ≥ 30 min")
-    maintenance_window: Annotated[str, BeforeValidator(lambda raw: (parse_maintenance_window(raw), raw.lower())[1])] \
-        = Field(default=RdsPostgresArgs.maintenance_window,
-                description="`ddd:hh:mm-ddd:hh:mm` UTC, ≥ 30 min, must not overlap any day's backup window")
+        default=RdsPostgresArgs.backup_window, description="`hh:mm-hh:mm` UTC, ≥ 30 min"
+    )
+    maintenance_window: Annotated[str, BeforeValidator(lambda raw: (parse_maintenance_window(raw), raw.lower())[1])] = (
+        Field(
+            default=RdsPostgresArgs.maintenance_window,
+            description="`ddd:hh:mm-ddd:hh:mm` UTC, ≥ 30 min, must not overlap any day's backup window",
+        )
+    )
     deletion_protection: PulumiBool = Field(
         default=RdsPostgresArgs.deletion_protection,
         description="also takes a final snapshot on delete (`<stack>-primary-final-<8 hex>`, drawn anew for each "
-                    "instance: RDS refuses a snapshot name that exists, so a fixed one would fail the second "
-                    "deletion), and Pulumi-`protect`s the stateful resources (below)")
+        "instance: RDS refuses a snapshot name that exists, so a fixed one would fail the second "
+        "deletion), and Pulumi-`protect`s the stateful resources (below)",
+    )
     vpc_cidr: Annotated[str | None, BeforeValidator(_parse_vpc_cidr)] = Field(
         default=NetworkArgs.vpc_cidr,
         description="create a private VPC over 3 AZs: an IPv4 /16 to /24 inside `10.0.0.0/8`, `172.16.0.0/12`, "
-                    "`192.168.0.0/16` (RFC 1918) or `100.64.0.0/10` (shared address space)")
+        "`192.168.0.0/16` (RFC 1918) or `100.64.0.0/10` (shared address space)",
+    )
     dr_vpc_cidr: Annotated[str, BeforeValidator(_parse_vpc_cidr)] = Field(
         default=DrReplicaArgs.vpc_cidr,
         description="RDS only: VPC created for the DR replica (same rule as `vpcCidr`); without `drRegion` it is "
-                    "ignored, with a warning")
+        "ignored, with a warning",
+    )
     vpc_id: Annotated[str | None, _matching(r"vpc-[0-9a-f]{8,17}", "a VPC id such as vpc-0123456789abcdef0")] = Field(
-        default=None, description="bring your own VPC, with `subnetIds` (excludes `vpcCidr`)")
+        default=None, description="bring your own VPC, with `subnetIds` (excludes `vpcCidr`)"
+    )
     subnet_ids: Annotated[tuple[str, ...], _id_list("subnet")] = Field(
-        default=(), description="with `vpcId`: ≥ 2 private subnets in ≥ 2 AZs")
+        default=(), description="with `vpcId`: ≥ 2 private subnets in ≥ 2 AZs"
+    )
     allowed_cidrs: Annotated[tuple[str, ...], BeforeValidator(_parse_allowed_cidrs)] = Field(
-        default=(), description="IPv4 CIDRs that may reach 5432, each once (`10.0.0.5` counts as `10.0.0.5/32`); "
-                        "`0.0.0.0/0` is refused, and so is IPv6 (the VPC is IPv4-only). Each block's security-group "
-                        "rules are named after it (`…-from-10-40-0-0-16`), so removing or reordering one touches "
-                        "only its own rules. Stacks whose rules were named by position (`…-from-cidr-0`) keep them "
-                        "through aliases: run the first `pulumi up` of this version with the list unchanged (no "
-                        "change), and edit the list afterwards")
+        default=(),
+        description="IPv4 CIDRs that may reach 5432, each once (`10.0.0.5` counts as `10.0.0.5/32`); "
+        "`0.0.0.0/0` is refused, and so is IPv6 (the VPC is IPv4-only). Each block's security-group "
+        "rules are named after it (`…-from-10-40-0-0-16`), so removing or reordering one touches "
+        "only its own rules. Stacks whose rules were named by position (`…-from-cidr-0`) keep them "
+        "through aliases: run the first `pulumi up` of this version with the list unchanged (no "
+        "change), and edit the list afterwards",
+    )
     allowed_security_group_ids: Annotated[tuple[str, ...], _id_list("sg")] = Field(
-        default=(), description="security groups that may reach 5432")
+        default=(), description="security groups that may reach 5432"
+    )
     alarm_email: Annotated[str | None, _matching(r"[^@\s]+@[^@\s]+\.[^@\s]+", "an email address")] = Field(
-        default=None, description="email subscribed to the alarm topic")
-    proxy: PulumiBool = Field(default=False,
-                              description="RDS Proxy in front of the primary (TLS and IAM auth required)")
+        default=None, description="email subscribed to the alarm topic"
+    )
+    proxy: PulumiBool = Field(
+        default=False, description="RDS Proxy in front of the primary (TLS and IAM auth required)"
+    )
     max_connections: PulumiInt = Field(
-        default=RdsPostgresArgs.max_connections, ge=20, le=5000,
-        description="`max_connections`; the connections alarm fires at 80% of it")
+        default=RdsPostgresArgs.max_connections,
+        ge=20,
+        le=5000,
+        description="`max_connections`; the connections alarm fires at 80% of it",
+    )
     schema_runner: SchemaRunner = Field(default="lambda", description="post-deploy schema hook: `lambda` or `off`")
     # Lambda keeps at least 100 of an account's concurrency unreserved: at the default quota of 1000 at most
     # 900 can be reserved (Lambda Developer Guide, "Configuring reserved concurrency")
     schema_reserved_concurrency: PulumiInt | None = Field(
-        default=None, ge=1, le=900,
+        default=None,
+        ge=1,
+        le=900,
         description="reserved concurrency of the schema hook's function; unset reserves none. Lambda "
-                    "refuses a reservation that leaves the account less than its minimum unreserved concurrency "
-                    "(100 at the default quota of 1000; new accounts with a quota of 10 or 50 can reserve none), "
-                    "and the migrations' advisory lock already serializes runs")
+        "refuses a reservation that leaves the account less than its minimum unreserved concurrency "
+        "(100 at the default quota of 1000; new accounts with a quota of 10 or 50 can reserve none), "
+        "and the migrations' advisory lock already serializes runs",
+    )
     tags: Annotated[dict[str, str], BeforeValidator(_parse_tags)] = Field(
         default_factory=dict,
         description="extra tags on every resource (through the provider's default tags); `environment: prod` or "
-                    "`production` (any case) makes the stack production: the policy pack's production rules are "
-                    "mandatory and the DR replica is Multi-AZ")
+        "`production` (any case) makes the stack production: the policy pack's production rules are "
+        "mandatory and the DR replica is Multi-AZ",
+    )
     patroni: Annotated[PatroniSettings, BeforeValidator(_json_object)] = Field(
         default_factory=PatroniSettings,
         description="engine `patroni` only (still validated, and ignored with a warning on engine `rds`); its "
-                    "keys, ranges and defaults are in `docs/patroni.md`")
+        "keys, ranges and defaults are in `docs/patroni.md`",
+    )
 
 
 #: The ``pgha:*`` keys, in the order problems are reported in.
@@ -498,8 +547,14 @@ def parse_config(raw: Mapping[str, str], *, project: str, stack: str, region: st
     values = dict(keys)
     if "vpc_id" in keys.model_fields_set:
         values["vpc_cidr"] = None
-    return StackConfig.model_construct(keys.model_fields_set, project=project, stack=stack, region=str(region),
-                                       warnings=_ignored_warnings(keys), **values)
+    return StackConfig.model_construct(
+        keys.model_fields_set,
+        project=project,
+        stack=stack,
+        region=str(region),
+        warnings=_ignored_warnings(keys),
+        **values,
+    )
 
 
 def _partition_problems(region: str | None, dr_region: str | None) -> list[str]:
@@ -509,15 +564,16 @@ def _partition_problems(region: str | None, dr_region: str | None) -> list[str]:
     for key, value in (("aws:region", region), (f"{NAMESPACE}:drRegion", dr_region)):
         partition = partition_of(value or "").name
         if partition not in SUPPORTED_PARTITIONS:
-            problems.append(f"{key} = {value!r}: pgha builds in the aws and aws-us-gov partitions, not {partition} "
-                            "(its endpoint service names and service principals differ)")
+            problems.append(
+                f"{key} = {value!r}: pgha builds in the aws and aws-us-gov partitions, not {partition} "
+                "(its endpoint service names and service principals differ)"
+            )
     return problems
 
 
 def longest_stack_name(project: str, engine: str) -> int:
     """The most characters a stack name of this project may have on this engine (every derived name then fits)."""
-    return max((n for n in range(1, 64) if not stack_name_problems(stack_prefix(project, "a" * n), engine)),
-               default=0)
+    return max((n for n in range(1, 64) if not stack_name_problems(stack_prefix(project, "a" * n), engine)), default=0)
 
 
 def _stack_name_problems(project: str, stack: str, engine: str) -> list[str]:
@@ -528,16 +584,29 @@ def _stack_name_problems(project: str, stack: str, engine: str) -> list[str]:
     problems = stack_name_problems(prefix, engine)
     if not problems:
         return []
-    return [f"stack {stack!r} (project {project!r}) names resources {prefix}-...: AWS refuses {problems[0]}; use "
-            f"at most {longest_stack_name(project, engine)} lowercase letters, digits and single hyphens "
-            f"(engine {engine})"]
+    return [
+        f"stack {stack!r} (project {project!r}) names resources {prefix}-...: AWS refuses {problems[0]}; use "
+        f"at most {longest_stack_name(project, engine)} lowercase letters, digits and single hyphens "
+        f"(engine {engine})"
+    ]
 
 
 #: Keys only the RDS engine reads; with engine patroni they are reported as ignored. ``drRegion`` is
 #: read by both: with patroni it replicates the backup bucket (there is no DR replica instance, so
 #: ``drVpcCidr`` and ``drPromoted`` stay RDS-only).
-RDS_ONLY = ("instanceClass", "allocatedStorage", "maxAllocatedStorage", "multiAz", "replicas",
-            "drPromoted", "drVpcCidr", "backupRetentionDays", "backupWindow", "maintenanceWindow", "proxy")
+RDS_ONLY = (
+    "instanceClass",
+    "allocatedStorage",
+    "maxAllocatedStorage",
+    "multiAz",
+    "replicas",
+    "drPromoted",
+    "drVpcCidr",
+    "backupRetentionDays",
+    "backupWindow",
+    "maintenanceWindow",
+    "proxy",
+)
 #: RDS-only keys about the DR replica instance, which engine patroni does not build.
 DR_REPLICA_ONLY = ("drPromoted", "drVpcCidr")
 
@@ -555,17 +624,24 @@ def _ignored_warnings(keys: StackKeys) -> tuple[str, ...]:
     if keys.engine != "patroni":
         warnings = []
         if "patroni" in given:
-            warnings.append(f"engine rds ignores {NAMESPACE}:patroni (the Patroni engine's settings); "
-                            f"set {NAMESPACE}:engine to patroni to use them, or remove the key")
+            warnings.append(
+                f"engine rds ignores {NAMESPACE}:patroni (the Patroni engine's settings); "
+                f"set {NAMESPACE}:engine to patroni to use them, or remove the key"
+            )
         if "drVpcCidr" in given and not keys.dr_region:
-            warnings.append(f"{NAMESPACE}:drVpcCidr = {keys.dr_vpc_cidr!r} is ignored: it is the VPC of the DR "
-                            f"replica, and without {NAMESPACE}:drRegion there is none")
+            warnings.append(
+                f"{NAMESPACE}:drVpcCidr = {keys.dr_vpc_cidr!r} is ignored: it is the VPC of the DR "
+                f"replica, and without {NAMESPACE}:drRegion there is none"
+            )
         return tuple(warnings)
     ignored = [key for key in RDS_ONLY if key in given]
     if not ignored:
         return ()
-    dr_note = ("; with patroni there is no DR replica instance: drRegion replicates the backup bucket only"
-               if set(ignored) & set(DR_REPLICA_ONLY) else "")
+    dr_note = (
+        "; with patroni there is no DR replica instance: drRegion replicates the backup bucket only"
+        if set(ignored) & set(DR_REPLICA_ONLY)
+        else ""
+    )
     return (f"engine patroni ignores the RDS-only {', '.join(f'{NAMESPACE}:{k}' for k in ignored)}{dr_note}",)
 
 
@@ -597,8 +673,10 @@ def _rds_cross_checks(keys: StackKeys) -> list[str]:
             "smaller ceiling (Invalid max storage size)"
         )
     if keys.dr_promoted and not keys.dr_region:
-        problems.append(f"{NAMESPACE}:drPromoted = true: needs {NAMESPACE}:drRegion (the region of the promoted "
-                        "DR replica); without a DR region there is nothing to promote")
+        problems.append(
+            f"{NAMESPACE}:drPromoted = true: needs {NAMESPACE}:drRegion (the region of the promoted "
+            "DR replica); without a DR region there is nothing to promote"
+        )
     if windows_overlap(parse_backup_window(keys.backup_window), parse_maintenance_window(keys.maintenance_window)):
         problems.append(
             f"{NAMESPACE}:maintenanceWindow = {keys.maintenance_window!r}: overlaps the daily "

@@ -92,8 +92,10 @@ class DrReplica(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self,
                 protect=protect,
-                depends_on=[*create_log_groups(identifier, self.key.arn, args.rds.log_retention_days, self, protect),
-                            *args.monitoring_role.ready],
+                depends_on=[
+                    *create_log_groups(identifier, self.key.arn, args.rds.log_retention_days, self, protect),
+                    *args.monitoring_role.ready,
+                ],
             ),
         )
         self.backups = aws.rds.InstanceAutomatedBackupsReplication(
@@ -138,6 +140,7 @@ def promotion_settings(
         "master_user_secret_kms_key_id": key_arn,
         "skip_final_snapshot": not protected,
         "final_snapshot_identifier": final_snapshot_identifier(identifier, {"kmsKeyId": key_arn}, parent)
-        if protected else None,
+        if protected
+        else None,
         "delete_automated_backups": not protected,
     }

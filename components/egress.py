@@ -73,7 +73,10 @@ def _endpoint_security_groups(
 
 
 def inspect_vpc_egress(
-    vpc_id: str, subnet_ids: Sequence[str], region: str, services: Sequence[str],
+    vpc_id: str,
+    subnet_ids: Sequence[str],
+    region: str,
+    services: Sequence[str],
     parent: pulumi.Resource | None = None,
 ) -> HttpsEgress:
     """Look up what a bring-your-own VPC offers the ``subnet_ids`` for HTTPS to ``services``.
@@ -110,13 +113,29 @@ def allow_https_egress(
     Returns the rules, so that whatever runs in the group (an invocation) can depend on them.
     """
     rules: list[pulumi.Resource] = [
-        allow_tcp(f"{name}-to-endpoints-{index}", security_group_id, HTTPS, "HTTPS to the VPC endpoints", parent,
-                  source_security_group_id=group, egress=True)
+        allow_tcp(
+            f"{name}-to-endpoints-{index}",
+            security_group_id,
+            HTTPS,
+            "HTTPS to the VPC endpoints",
+            parent,
+            source_security_group_id=group,
+            egress=True,
+        )
         for index, group in enumerate(egress.endpoint_security_group_ids)
     ]
     if egress.via_nat or not egress.endpoint_security_group_ids:
         if not egress.nat:
             raise EgressError(f"{name}: no endpoint and no NAT to reach AWS APIs through")
-        rules.append(allow_tcp(f"{name}-to-https", security_group_id, HTTPS, "HTTPS to AWS APIs through the NAT",
-                               parent, cidr=ANYWHERE, egress=True))
+        rules.append(
+            allow_tcp(
+                f"{name}-to-https",
+                security_group_id,
+                HTTPS,
+                "HTTPS to AWS APIs through the NAT",
+                parent,
+                cidr=ANYWHERE,
+                egress=True,
+            )
+        )
     return rules

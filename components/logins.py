@@ -65,7 +65,9 @@ class AppLogins(pulumi.ComponentResource):
             slug = login.username.replace("_", "-")
             # no special characters: the password travels in DSNs and URLs without quoting
             password = random.RandomPassword(
-                f"{name}-{slug}-password", length=args.password_length, special=False,
+                f"{name}-{slug}-password",
+                length=args.password_length,
+                special=False,
                 opts=pulumi.ResourceOptions(parent=self),
             )
             secret = aws.secretsmanager.Secret(
@@ -74,17 +76,22 @@ class AppLogins(pulumi.ComponentResource):
                 kms_key_id=args.kms_key_arn,
                 recovery_window_in_days=30,
                 replicas=[{"region": args.replica_region, "kms_key_id": args.replica_kms_key_arn}]
-                if args.replica_region else None,
+                if args.replica_region
+                else None,
                 opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
             )
-            self.versions.append(aws.secretsmanager.SecretVersion(
-                f"{name}-{slug}-value",
-                secret_id=secret.id,
-                secret_string=pulumi.Output.secret(password.result.apply(
-                    lambda value, user=login.username: json.dumps({"username": user, "password": value})
-                )),
-                opts=pulumi.ResourceOptions(parent=self),
-            ))
+            self.versions.append(
+                aws.secretsmanager.SecretVersion(
+                    f"{name}-{slug}-value",
+                    secret_id=secret.id,
+                    secret_string=pulumi.Output.secret(
+                        password.result.apply(
+                            lambda value, user=login.username: json.dumps({"username": user, "password": value})
+                        )
+                    ),
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+            )
             self.secrets.append(LoginSecret(login, secret.arn))
         self.register_outputs({"secretArns": {s.login.username: s.secret_arn for s in self.secrets}})
 

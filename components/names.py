@@ -68,70 +68,141 @@ _RDS = f"{TF_AWS} internal/service/rds/validate.go; Amazon RDS API Reference"
 
 def _iam(limit: int, source: str, autoname_max: int = 255) -> NameRule:
     """An IAM name (role, inline policy, instance profile): up to ``limit`` of letters, digits and +=,.@_-."""
-    return NameRule("name", limit, r"[\w+=,.@-]+", "letters, digits and +=,.@_-", f"{TF_AWS} {source}",
-                    autoname_max=autoname_max)
+    return NameRule(
+        "name", limit, r"[\w+=,.@-]+", "letters, digits and +=,.@_-", f"{TF_AWS} {source}", autoname_max=autoname_max
+    )
 
 
 def _elb(source: str, **options: Any) -> NameRule:
     """A load balancer's or target group's name: at most 32 letters, digits and hyphens, none at either end."""
-    return NameRule("name", 32, r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?",
-                    "letters, digits and hyphens, not at either end", f"{TF_AWS} {source}", **options)
+    return NameRule(
+        "name",
+        32,
+        r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?",
+        "letters, digits and hyphens, not at either end",
+        f"{TF_AWS} {source}",
+        **options,
+    )
 
 
 NAME_RULES: dict[str, NameRule] = {
     "aws:rds/instance:Instance": NameRule(
-        "identifier", 63, r"[a-z0-9-]+", "lowercase letters, digits and hyphens",
-        f"{_RDS}, CreateDBInstance (DBInstanceIdentifier: 1 to 63)", rds_style=True, separator=""),
+        "identifier",
+        63,
+        r"[a-z0-9-]+",
+        "lowercase letters, digits and hyphens",
+        f"{_RDS}, CreateDBInstance (DBInstanceIdentifier: 1 to 63)",
+        rds_style=True,
+        separator="",
+    ),
     "aws:rds/parameterGroup:ParameterGroup": NameRule(
-        "name", 255, r"[a-z0-9-]+", "lowercase letters, digits and hyphens",
-        f"{_RDS}, CreateDBParameterGroup", rds_style=True),
+        "name",
+        255,
+        r"[a-z0-9-]+",
+        "lowercase letters, digits and hyphens",
+        f"{_RDS}, CreateDBParameterGroup",
+        rds_style=True,
+    ),
     "aws:rds/subnetGroup:SubnetGroup": NameRule(
-        "name", 255, r"[a-z0-9_ .-]+", "lowercase letters, digits, spaces, periods, underscores and hyphens",
-        f"{_RDS}, CreateDBSubnetGroup (must not be default)", reserved_name="default"),
+        "name",
+        255,
+        r"[a-z0-9_ .-]+",
+        "lowercase letters, digits, spaces, periods, underscores and hyphens",
+        f"{_RDS}, CreateDBSubnetGroup (must not be default)",
+        reserved_name="default",
+    ),
     "aws:rds/proxy:Proxy": NameRule(
-        "name", 63, r"[a-z0-9-]+", "lowercase letters, digits and hyphens",
-        f"{_RDS}, CreateDBProxy (DBProxyName: an identifier like a DB instance's)", rds_style=True),
+        "name",
+        63,
+        r"[a-z0-9-]+",
+        "lowercase letters, digits and hyphens",
+        f"{_RDS}, CreateDBProxy (DBProxyName: an identifier like a DB instance's)",
+        rds_style=True,
+    ),
     "aws:rds/eventSubscription:EventSubscription": NameRule(
-        "name", 255, r"[A-Za-z0-9-]+", "letters, digits and hyphens", f"{_RDS}, CreateEventSubscription",
-        rds_style=True),
-    "aws:iam/role:Role": _iam(64, f"internal/service/iam/role.go (roleNameMaxLen 64); {PULUMI_AWS} (AutoName 64)",
-                              autoname_max=64),
+        "name", 255, r"[A-Za-z0-9-]+", "letters, digits and hyphens", f"{_RDS}, CreateEventSubscription", rds_style=True
+    ),
+    "aws:iam/role:Role": _iam(
+        64, f"internal/service/iam/role.go (roleNameMaxLen 64); {PULUMI_AWS} (AutoName 64)", autoname_max=64
+    ),
     "aws:iam/rolePolicy:RolePolicy": _iam(128, "internal/service/iam/role_policy.go (rolePolicyNameMaxLen 128)"),
     "aws:iam/instanceProfile:InstanceProfile": _iam(
-        128, "internal/service/iam/instance_profile.go (instanceProfileNameMaxLen 128)"),
+        128, "internal/service/iam/instance_profile.go (instanceProfileNameMaxLen 128)"
+    ),
     "aws:lambda/function:Function": NameRule(
-        "name", 64, r"[A-Za-z0-9_-]+", "letters, digits, hyphens and underscores",
+        "name",
+        64,
+        r"[A-Za-z0-9_-]+",
+        "letters, digits, hyphens and underscores",
         f"{TF_AWS} internal/service/lambda/validate.go (function name at most 64); {PULUMI_AWS} (AutoName 64)",
-        autoname_max=64),
-    "aws:lb/loadBalancer:LoadBalancer": _elb("internal/service/elbv2/validate.go (validName: at most 32)",
-                                             reserved_prefix="internal-"),
+        autoname_max=64,
+    ),
+    "aws:lb/loadBalancer:LoadBalancer": _elb(
+        "internal/service/elbv2/validate.go (validName: at most 32)", reserved_prefix="internal-"
+    ),
     "aws:lb/targetGroup:TargetGroup": _elb(
-        f"internal/service/elbv2/validate.go (validTargetGroupName); {PULUMI_AWS} (AutoName 32)", autoname_max=32),
+        f"internal/service/elbv2/validate.go (validTargetGroupName); {PULUMI_AWS} (AutoName 32)", autoname_max=32
+    ),
     "aws:kms/alias:Alias": NameRule(
-        "name", 256, r"alias/[A-Za-z0-9_/-]+", "alias/ and letters, digits, /, _ and -",
+        "name",
+        256,
+        r"alias/[A-Za-z0-9_/-]+",
+        "alias/ and letters, digits, /, _ and -",
         f"{TF_AWS} internal/service/kms/validate.go; AWS KMS API Reference, CreateAlias (AliasName: 1 to 256)",
-        reserved_prefix="alias/aws/", autoname_max=None),
+        reserved_prefix="alias/aws/",
+        autoname_max=None,
+    ),
     "aws:cloudwatch/logGroup:LogGroup": NameRule(
-        "name", 512, r"[A-Za-z0-9_./#-]+", "letters, digits and _./#-",
-        f"{TF_AWS} internal/service/logs/validate.go (validLogGroupName)"),
+        "name",
+        512,
+        r"[A-Za-z0-9_./#-]+",
+        "letters, digits and _./#-",
+        f"{TF_AWS} internal/service/logs/validate.go (validLogGroupName)",
+    ),
     "aws:cloudwatch/metricAlarm:MetricAlarm": NameRule(
-        "name", 255, r"[^\x00-\x1f]+", "printable characters", f"{TF_AWS} internal/service/cloudwatch/metric_alarm.go"),
+        "name", 255, r"[^\x00-\x1f]+", "printable characters", f"{TF_AWS} internal/service/cloudwatch/metric_alarm.go"
+    ),
     "aws:ec2/securityGroup:SecurityGroup": NameRule(
-        "name", 255, r"[^\x00-\x1f]+", "printable characters",
-        f"{TF_AWS} internal/service/ec2/vpc_security_group.go", reserved_prefix="sg-"),
+        "name",
+        255,
+        r"[^\x00-\x1f]+",
+        "printable characters",
+        f"{TF_AWS} internal/service/ec2/vpc_security_group.go",
+        reserved_prefix="sg-",
+    ),
     "aws:ec2/launchTemplate:LaunchTemplate": NameRule(
-        "name", 125, r"[A-Za-z0-9()./_-]+", "letters, digits and ()./_-",
-        f"{TF_AWS} internal/verify/validate.go (ValidLaunchTemplateName)", min_length=3),
+        "name",
+        125,
+        r"[A-Za-z0-9()./_-]+",
+        "letters, digits and ()./_-",
+        f"{TF_AWS} internal/verify/validate.go (ValidLaunchTemplateName)",
+        min_length=3,
+    ),
     "aws:s3/bucket:Bucket": NameRule(
-        "bucket", 63, r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?", "lowercase letters, digits, periods and hyphens",
+        "bucket",
+        63,
+        r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?",
+        "lowercase letters, digits, periods and hyphens",
         f"{TF_AWS} internal/service/s3/bucket.go (validBucketName); {PULUMI_AWS} (AutoNameTransform 63, lowercase)",
-        min_length=3, autoname_max=63, lowercase=True),
+        min_length=3,
+        autoname_max=63,
+        lowercase=True,
+    ),
     "aws:secretsmanager/secret:Secret": NameRule(
-        "name", 512, r"[A-Za-z0-9/_+=.@-]+", "letters, digits and /_+=.@-",
-        f"{TF_AWS} internal/service/secretsmanager/validate.go"),
+        "name",
+        512,
+        r"[A-Za-z0-9/_+=.@-]+",
+        "letters, digits and /_+=.@-",
+        f"{TF_AWS} internal/service/secretsmanager/validate.go",
+    ),
     "aws:sns/topic:Topic": NameRule(
-        "name", 256, r"[A-Za-z0-9_-]+", "letters, digits, hyphens and underscores",
-        f"{TF_AWS} internal/service/sns/topic.go (CustomizeDiff); {PULUMI_AWS} (AutoName 80)", autoname_max=80),
+        "name",
+        256,
+        r"[A-Za-z0-9_-]+",
+        "letters, digits, hyphens and underscores",
+        f"{TF_AWS} internal/service/sns/topic.go (CustomizeDiff); {PULUMI_AWS} (AutoName 80)",
+        autoname_max=80,
+    ),
 }
 
 
@@ -158,8 +229,9 @@ def autoname_problems(rule: NameRule, logical: str) -> list[str]:
     """Why an autoname from ``logical`` would be refused: by the bridge (too long) or by AWS."""
     name = autoname(rule, logical)
     if rule.autoname_max is not None and len(name) > rule.autoname_max:
-        return [f"name '{logical}{rule.separator}' plus 7 random chars is longer than maximum length "
-                f"{rule.autoname_max}"]
+        return [
+            f"name '{logical}{rule.separator}' plus 7 random chars is longer than maximum length {rule.autoname_max}"
+        ]
     return rule.problems(name)
 
 
@@ -224,8 +296,9 @@ DERIVED_NAMES: dict[str, tuple[tuple[str, str, bool], ...]] = {
 }
 
 
-def longest_derived(resources: Iterable[tuple[str, str, Mapping[str, Any]]], prefix: str
-                    ) -> tuple[tuple[str, str, bool], ...]:
+def longest_derived(
+    resources: Iterable[tuple[str, str, Mapping[str, Any]]], prefix: str
+) -> tuple[tuple[str, str, bool], ...]:
     """From registered resources ``(type, logical name, inputs)``: per type, the longest physical name made from
     ``prefix``, as (type, template with ``{prefix}``, autonamed) sorted by type: what :data:`DERIVED_NAMES` holds.
     For an autonamed resource the template is its logical name's."""

@@ -101,8 +101,12 @@ class Network(pulumi.ComponentResource):
             if args.interface_endpoints:
                 # before anything is registered: a VPC without a way out fails the deployment here
                 self.https_egress = inspect_vpc_egress(
-                    args.vpc_id, args.subnet_ids, args.region or aws.get_region(opts=pulumi.InvokeOptions(
-                        parent=self)).region, args.interface_endpoints, self)
+                    args.vpc_id,
+                    args.subnet_ids,
+                    args.region or aws.get_region(opts=pulumi.InvokeOptions(parent=self)).region,
+                    args.interface_endpoints,
+                    self,
+                )
             subnets = [aws.ec2.get_subnet_output(id=sid, opts=invoke) for sid in args.subnet_ids]
             self.vpc_id = pulumi.Output.from_input(args.vpc_id)
             self.vpc_cidr = aws.ec2.get_vpc_output(id=args.vpc_id, opts=invoke).cidr_block
@@ -150,8 +154,9 @@ class Network(pulumi.ComponentResource):
             opts=child,
         )
         # FSBP EC2.2: the default security group admits and emits nothing (this resource strips its rules)
-        aws.ec2.DefaultSecurityGroup(f"{name}-default-sg", vpc_id=vpc.id, tags={"Name": f"{name}-default-unused"},
-                                     opts=child)
+        aws.ec2.DefaultSecurityGroup(
+            f"{name}-default-sg", vpc_id=vpc.id, tags={"Name": f"{name}-default-unused"}, opts=child
+        )
         self._flow_logs(name, vpc, args)
         zones = region_zones(invoke)
         route_table = aws.ec2.RouteTable(
@@ -202,16 +207,18 @@ class Network(pulumi.ComponentResource):
             allow_tcp(f"{name}-endpoints-https", endpoint_sg.id, 443, "HTTPS from the VPC", self, cidr=vpc.cidr_block)
             self.https_egress = HttpsEgress(endpoint_security_group_ids=(endpoint_sg.id,), nat=args.internet_egress)
             for service in args.interface_endpoints:
-                self.egress.append(aws.ec2.VpcEndpoint(
-                    f"{name}-{service}-endpoint",
-                    vpc_id=vpc.id,
-                    service_name=region.apply(lambda r, s=service: f"com.amazonaws.{r}.{s}"),
-                    vpc_endpoint_type="Interface",
-                    private_dns_enabled=True,
-                    subnet_ids=self.subnet_ids,
-                    security_group_ids=[endpoint_sg.id],
-                    opts=child,
-                ))
+                self.egress.append(
+                    aws.ec2.VpcEndpoint(
+                        f"{name}-{service}-endpoint",
+                        vpc_id=vpc.id,
+                        service_name=region.apply(lambda r, s=service: f"com.amazonaws.{r}.{s}"),
+                        vpc_endpoint_type="Interface",
+                        private_dns_enabled=True,
+                        subnet_ids=self.subnet_ids,
+                        security_group_ids=[endpoint_sg.id],
+                        opts=child,
+                    )
+                )
 
     def _flow_logs(self, name: str, vpc: aws.ec2.Vpc, args: NetworkArgs) -> None:
         """Every flow of the VPC (FSBP EC2.6) to a log group encrypted with its own key, kept for a year."""
@@ -225,11 +232,22 @@ class Network(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
         role = service_role(f"{name}-flow-logs-role", "vpc-flow-logs.amazonaws.com", self)
-        inline_policy(f"{name}-flow-logs-write", role, [{
-            "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogGroups",
-                       "logs:DescribeLogStreams"],
-            "Resource": [group.arn, pulumi.Output.concat(group.arn, ":*")],
-        }], self)
+        inline_policy(
+            f"{name}-flow-logs-write",
+            role,
+            [
+                {
+                    "Action": [
+                        "logs:CreateLogStream",
+                        "logs:PutLogEvents",
+                        "logs:DescribeLogGroups",
+                        "logs:DescribeLogStreams",
+                    ],
+                    "Resource": [group.arn, pulumi.Output.concat(group.arn, ":*")],
+                }
+            ],
+            self,
+        )
         aws.ec2.FlowLog(
             f"{name}-flow-log",
             vpc_id=vpc.id,
@@ -254,25 +272,49 @@ class Network(pulumi.ComponentResource):
         """One NAT gateway for outbound-only internet from the private subnets (package installs); its route."""
         gateway = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, opts=child)
         public = aws.ec2.Subnet(
-            f"{name}-public-0", vpc_id=vpc.id, cidr_block=public_subnet_cidr(vpc_cidr), availability_zone=zones[0],
-            map_public_ip_on_launch=False, tags={"Name": f"{name}-public-0", "pgha:tier": "nat"}, opts=child,
+            f"{name}-public-0",
+            vpc_id=vpc.id,
+            cidr_block=public_subnet_cidr(vpc_cidr),
+            availability_zone=zones[0],
+            map_public_ip_on_launch=False,
+            tags={"Name": f"{name}-public-0", "pgha:tier": "nat"},
+            opts=child,
         )
         public_rt = aws.ec2.RouteTable(
-            f"{name}-public-rt", vpc_id=vpc.id, tags={"Name": f"{name}-public"},
-            routes=[{"cidr_block": "0.0.0.0/0", "gateway_id": gateway.id}], opts=child,
+            f"{name}-public-rt",
+            vpc_id=vpc.id,
+            tags={"Name": f"{name}-public"},
+            routes=[{"cidr_block": "0.0.0.0/0", "gateway_id": gateway.id}],
+            opts=child,
         )
-        aws.ec2.RouteTableAssociation(f"{name}-public-0-rt", subnet_id=public.id, route_table_id=public_rt.id,
-                                      opts=child)
+        aws.ec2.RouteTableAssociation(
+            f"{name}-public-0-rt", subnet_id=public.id, route_table_id=public_rt.id, opts=child
+        )
         eip = aws.ec2.Eip(f"{name}-nat-ip", domain="vpc", opts=child)
-        nat = aws.ec2.NatGateway(f"{name}-nat", allocation_id=eip.id, subnet_id=public.id,
-                                 opts=pulumi.ResourceOptions(parent=self, depends_on=[gateway]))
-        return aws.ec2.Route(f"{name}-private-default", route_table_id=private_route_table.id,
-                      destination_cidr_block="0.0.0.0/0", nat_gateway_id=nat.id, opts=child)
+        nat = aws.ec2.NatGateway(
+            f"{name}-nat",
+            allocation_id=eip.id,
+            subnet_id=public.id,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[gateway]),
+        )
+        return aws.ec2.Route(
+            f"{name}-private-default",
+            route_table_id=private_route_table.id,
+            destination_cidr_block="0.0.0.0/0",
+            nat_gateway_id=nat.id,
+            opts=child,
+        )
 
     def admit(self, name: str, source_security_group_id: pulumi.Input[str], description: str) -> pulumi.Resource:
         """Let members of another security group (the schema hook, the proxy) reach PostgreSQL; return the rule."""
-        return allow_tcp(name, self.db_security_group_id, POSTGRES_PORT, description, self,
-                  source_security_group_id=source_security_group_id)
+        return allow_tcp(
+            name,
+            self.db_security_group_id,
+            POSTGRES_PORT,
+            description,
+            self,
+            source_security_group_id=source_security_group_id,
+        )
 
 
 def cidr_rule_name(name: str, cidr: str) -> str:
@@ -281,8 +323,12 @@ def cidr_rule_name(name: str, cidr: str) -> str:
 
 
 def admit_clients(
-    name: str, security_group_id: pulumi.Input[str], port: int, cidrs: Sequence[str],
-    security_group_ids: Sequence[str], parent: pulumi.Resource,
+    name: str,
+    security_group_id: pulumi.Input[str],
+    port: int,
+    cidrs: Sequence[str],
+    security_group_ids: Sequence[str],
+    parent: pulumi.Resource,
 ) -> None:
     """Open ``port`` to the stack's ``allowedCidrs`` and ``allowedSecurityGroupIds``: one rule per source,
     named after it.
@@ -294,8 +340,21 @@ def admit_clients(
     each existing rule keeps its identity; change the list in a later ``pulumi up`` (README).
     """
     for index, cidr in enumerate(cidrs):
-        allow_tcp(cidr_rule_name(name, cidr), security_group_id, port, f"PostgreSQL from {cidr}", parent, cidr=cidr,
-                  aliases=[pulumi.Alias(name=f"{name}-from-cidr-{index}")])
+        allow_tcp(
+            cidr_rule_name(name, cidr),
+            security_group_id,
+            port,
+            f"PostgreSQL from {cidr}",
+            parent,
+            cidr=cidr,
+            aliases=[pulumi.Alias(name=f"{name}-from-cidr-{index}")],
+        )
     for sg_id in security_group_ids:
-        allow_tcp(f"{name}-from-{sg_id}", security_group_id, port, f"PostgreSQL from {sg_id}", parent,
-                  source_security_group_id=sg_id)
+        allow_tcp(
+            f"{name}-from-{sg_id}",
+            security_group_id,
+            port,
+            f"PostgreSQL from {sg_id}",
+            parent,
+            source_security_group_id=sg_id,
+        )

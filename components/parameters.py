@@ -39,7 +39,11 @@ def postgres_parameters(max_connections: int, cron_database: str) -> dict[str, t
 
 
 def create_parameter_group(
-    name: str, postgres_version: int, max_connections: int, cron_database: str, parent: pulumi.Resource,
+    name: str,
+    postgres_version: int,
+    max_connections: int,
+    cron_database: str,
+    parent: pulumi.Resource,
     protect: bool = False,
 ) -> aws.rds.ParameterGroup:
     """A parameter group for one major version.

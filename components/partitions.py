@@ -21,9 +21,12 @@ class Partition:
 #: a region of none of these is in ``aws``. ``aws`` and ``aws-us-gov`` are the partitions pgha builds in.
 COMMERCIAL = Partition()
 PARTITIONS = {
-    "us-gov-": Partition("aws-us-gov"), "cn-": Partition("aws-cn", "amazonaws.com.cn"),
-    "us-isob-": Partition("aws-iso-b", "sc2s.sgov.gov"), "us-iso-": Partition("aws-iso", "c2s.ic.gov"),
-    "eu-isoe-": Partition("aws-iso-e", "cloud.adc-e.uk"), "us-isof-": Partition("aws-iso-f", "csp.hci.ic.gov"),
+    "us-gov-": Partition("aws-us-gov"),
+    "cn-": Partition("aws-cn", "amazonaws.com.cn"),
+    "us-isob-": Partition("aws-iso-b", "sc2s.sgov.gov"),
+    "us-iso-": Partition("aws-iso", "c2s.ic.gov"),
+    "eu-isoe-": Partition("aws-iso-e", "cloud.adc-e.uk"),
+    "us-isof-": Partition("aws-iso-f", "csp.hci.ic.gov"),
 }
 SUPPORTED_PARTITIONS = ("aws", "aws-us-gov")
 

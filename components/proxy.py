@@ -52,8 +52,15 @@ class RdsProxy(pulumi.ComponentResource):
             f"{name}-sg", description="pgha RDS Proxy: PostgreSQL from allowed sources", vpc_id=args.vpc_id, opts=child
         )
         admit_clients(name, sg.id, POSTGRES_PORT, args.allowed_cidrs, args.allowed_security_group_ids, self)
-        allow_tcp(f"{name}-to-db", sg.id, POSTGRES_PORT, "PostgreSQL to the database inside the VPC", self,
-                  cidr=args.vpc_cidr, egress=True)
+        allow_tcp(
+            f"{name}-to-db",
+            sg.id,
+            POSTGRES_PORT,
+            "PostgreSQL to the database inside the VPC",
+            self,
+            cidr=args.vpc_cidr,
+            egress=True,
+        )
 
         proxy = aws.rds.Proxy(
             f"{name}-rds",
@@ -63,8 +70,15 @@ class RdsProxy(pulumi.ComponentResource):
             role_arn=role.arn,
             vpc_subnet_ids=args.subnet_ids,
             vpc_security_group_ids=[sg.id],
-            auths=[{"auth_scheme": "SECRETS", "secret_arn": arn, "iam_auth": "REQUIRED",
-                    "client_password_auth_type": "POSTGRES_SCRAM_SHA_256"} for arn in args.auth_secret_arns],
+            auths=[
+                {
+                    "auth_scheme": "SECRETS",
+                    "secret_arn": arn,
+                    "iam_auth": "REQUIRED",
+                    "client_password_auth_type": "POSTGRES_SCRAM_SHA_256",
+                }
+                for arn in args.auth_secret_arns
+            ],
             # the proxy reads its secrets with the role as soon as it exists
             opts=pulumi.ResourceOptions(parent=self, depends_on=role.ready),
         )

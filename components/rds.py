@@ -57,7 +57,9 @@ def create_monitoring_role(name: str, parent: pulumi.Resource) -> ServiceRole:
     while): instances wait for its :attr:`~components.access.ServiceRole.ready` instead of racing IAM.
     """
     return service_role(
-        f"{name}-monitoring-role", "monitoring.rds.amazonaws.com", parent,
+        f"{name}-monitoring-role",
+        "monitoring.rds.amazonaws.com",
+        parent,
         ("service-role/AmazonRDSEnhancedMonitoringRole",),
     )
 
@@ -92,8 +94,12 @@ def final_snapshot_identifier(
     deleted and made again, a primary replaced). The suffix is drawn anew whenever ``keepers`` change:
     pass the inputs whose change replaces the instance, so a replacement has a new name.
     """
-    suffix = random.RandomId(f"{identifier}-final-snapshot-suffix", byte_length=4, keepers=keepers,
-                             opts=pulumi.ResourceOptions(parent=parent))
+    suffix = random.RandomId(
+        f"{identifier}-final-snapshot-suffix",
+        byte_length=4,
+        keepers=keepers,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
     return suffix.hex.apply(lambda hex_: f"{identifier}-final-{hex_}")
 
 
@@ -142,11 +148,13 @@ class RdsPostgres(pulumi.ComponentResource):
         super().__init__("pgha:rds:RdsPostgres", name, None, opts)
         self.args = args
         protect = args.deletion_protection
-        self.key = create_cmk(name, "pgha database encryption (storage, secrets, logs, insights)", args.region, self,
-                              protect=protect)
+        self.key = create_cmk(
+            name, "pgha database encryption (storage, secrets, logs, insights)", args.region, self, protect=protect
+        )
         self.monitoring_role = create_monitoring_role(name, self)
-        params = create_parameter_group(name, args.postgres_version, args.max_connections, args.db_name, self,
-                                        protect=protect)
+        params = create_parameter_group(
+            name, args.postgres_version, args.max_connections, args.db_name, self, protect=protect
+        )
         shared = instance_settings(args, self.key.arn, self.monitoring_role.arn, params.name)
         azs = pulumi.Output.from_input(args.azs)
 
@@ -177,15 +185,19 @@ class RdsPostgres(pulumi.ComponentResource):
             delete_automated_backups=not args.deletion_protection,
             skip_final_snapshot=not args.deletion_protection,
             final_snapshot_identifier=final_snapshot_identifier(
-                primary_id, {"kmsKeyId": self.key.arn, "dbName": args.db_name, "username": args.master_username},
-                self) if args.deletion_protection else None,
+                primary_id, {"kmsKeyId": self.key.arn, "dbName": args.db_name, "username": args.master_username}, self
+            )
+            if args.deletion_protection
+            else None,
             **shared,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 protect=protect,
                 ignore_changes=["availabilityZone"],
-                depends_on=[*create_log_groups(primary_id, self.key.arn, args.log_retention_days, self, protect),
-                            *self.monitoring_role.ready],
+                depends_on=[
+                    *create_log_groups(primary_id, self.key.arn, args.log_retention_days, self, protect),
+                    *self.monitoring_role.ready,
+                ],
             ),
         )
 
@@ -209,8 +221,10 @@ class RdsPostgres(pulumi.ComponentResource):
                     opts=pulumi.ResourceOptions(
                         parent=self,
                         protect=protect,
-                        depends_on=[*create_log_groups(replica_id, self.key.arn, args.log_retention_days, self,
-                                                       protect), *self.monitoring_role.ready],
+                        depends_on=[
+                            *create_log_groups(replica_id, self.key.arn, args.log_retention_days, self, protect),
+                            *self.monitoring_role.ready,
+                        ],
                     ),
                 )
             )

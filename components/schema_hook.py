@@ -30,9 +30,19 @@ from pgha.schema.migrations import MIGRATIONS_DIR, migrations_hash
 PGHA_DIR = Path(__file__).resolve().parent.parent / "pgha"
 #: The runner's modules: everything the handler imports, nothing that needs the CLI's packages.
 RUNNER_MODULES = (
-    "__init__.py", "connect.py", "secret_store.py", "schema/__init__.py", "schema/migrate.py", "schema/migrations.py",
-    "schema/logins.py", "schema/lambda_handler.py", "node/__init__.py", "node/dynamic_config.py",
-    "node/patroni_api.py", "node/rest.py", "wait.py",
+    "__init__.py",
+    "connect.py",
+    "secret_store.py",
+    "schema/__init__.py",
+    "schema/migrate.py",
+    "schema/migrations.py",
+    "schema/logins.py",
+    "schema/lambda_handler.py",
+    "node/__init__.py",
+    "node/dynamic_config.py",
+    "node/patroni_api.py",
+    "node/rest.py",
+    "wait.py",
 )
 #: Pure-Python distributions the runner needs (boto3 is part of the Lambda runtime).
 RUNNER_DISTRIBUTIONS = ("pg8000", "sqlparse", "scramp")
@@ -117,7 +127,8 @@ def lambda_bundle(migrations_dir: Path = MIGRATIONS_DIR) -> dict[str, pulumi.Ass
     Built from this machine's installed packages, so deploying needs no network for them.
     """
     files: dict[str, pulumi.Asset | pulumi.Archive] = {
-        f"pgha/{m}": pulumi.FileAsset(str(PGHA_DIR / m)) for m in RUNNER_MODULES}
+        f"pgha/{m}": pulumi.FileAsset(str(PGHA_DIR / m)) for m in RUNNER_MODULES
+    }
     for sql in sorted(migrations_dir.glob("*.sql")):
         files[f"schema/migrations/{sql.name}"] = pulumi.FileAsset(str(sql))
     for dist in _distribution_closure(RUNNER_DISTRIBUTIONS):
@@ -140,33 +151,63 @@ class SchemaHook(pulumi.ComponentResource):
         schema_hash = migrations_hash(args.migrations_dir)
 
         sg = aws.ec2.SecurityGroup(
-            f"{name}-sg", description="pgha schema hook: out to PostgreSQL and to Secrets Manager only",
-            vpc_id=args.vpc_id, opts=child,
+            f"{name}-sg",
+            description="pgha schema hook: out to PostgreSQL and to Secrets Manager only",
+            vpc_id=args.vpc_id,
+            opts=child,
         )
         # every rule the function needs, so that the invocation waits for all of them
         rules: list[pulumi.Resource] = [
-            allow_tcp(f"{name}-to-{args.port}", sg.id, args.port, "PostgreSQL inside the VPC", self,
-                      cidr=args.vpc_cidr, egress=True),
+            allow_tcp(
+                f"{name}-to-{args.port}",
+                sg.id,
+                args.port,
+                "PostgreSQL inside the VPC",
+                self,
+                cidr=args.vpc_cidr,
+                egress=True,
+            ),
             *allow_https_egress(f"{name}-https", sg.id, args.https_egress, self),
         ]
         if args.admit is not None:
             rules.append(args.admit(sg.id))
         if args.patroni is not None:
             rules += [
-                allow_tcp(f"{name}-to-{Ports().restapi}", sg.id, Ports().restapi, "Patroni REST API inside the VPC",
-                          self, cidr=args.vpc_cidr, egress=True),
+                allow_tcp(
+                    f"{name}-to-{Ports().restapi}",
+                    sg.id,
+                    Ports().restapi,
+                    "Patroni REST API inside the VPC",
+                    self,
+                    cidr=args.vpc_cidr,
+                    egress=True,
+                ),
                 args.patroni.admit(sg.id),
             ]
 
-        role = service_role(f"{name}-role", "lambda.amazonaws.com", self,
-                            ("service-role/AWSLambdaVPCAccessExecutionRole", "AWSXRayDaemonWriteAccess"))
-        may_read_secret(f"{name}-read-secrets", role,
-                        [args.master_secret_arn, *[login.secret_arn for login in args.logins],
-                         *([args.patroni.client_tls_secret_arn] if args.patroni is not None else [])],
-                        args.kms_key_arn, self)
+        role = service_role(
+            f"{name}-role",
+            "lambda.amazonaws.com",
+            self,
+            ("service-role/AWSLambdaVPCAccessExecutionRole", "AWSXRayDaemonWriteAccess"),
+        )
+        may_read_secret(
+            f"{name}-read-secrets",
+            role,
+            [
+                args.master_secret_arn,
+                *[login.secret_arn for login in args.logins],
+                *([args.patroni.client_tls_secret_arn] if args.patroni is not None else []),
+            ],
+            args.kms_key_arn,
+            self,
+        )
         logs = aws.cloudwatch.LogGroup(
-            f"{name}-logs", name=f"/aws/lambda/{name}", retention_in_days=args.log_retention_days,
-            kms_key_id=args.kms_key_arn, opts=child,
+            f"{name}-logs",
+            name=f"/aws/lambda/{name}",
+            retention_in_days=args.log_retention_days,
+            kms_key_id=args.kms_key_arn,
+            opts=child,
         )
         function = aws.lambda_.Function(
             f"{name}-fn",
@@ -191,34 +232,68 @@ class SchemaHook(pulumi.ComponentResource):
             for login in args.logins
         ]
         patroni = args.patroni
-        patroni_event = (pulumi.Output.all(patroni.urls, patroni.ca_cert_pem, patroni.dynamic_config,
-                                           patroni.client_tls_secret_arn).apply(
-            lambda v: {"clientTlsSecretArn": v[3],
-                       "patroni": {"urls": v[0], "caCert": v[1], "dynamicConfig": v[2], "user": Users().restapi,
-                                   "passwordKey": SECRET_JSON_KEYS.restapi}})
-            if patroni is not None else {})
+        patroni_event = (
+            pulumi.Output.all(
+                patroni.urls, patroni.ca_cert_pem, patroni.dynamic_config, patroni.client_tls_secret_arn
+            ).apply(
+                lambda v: {
+                    "clientTlsSecretArn": v[3],
+                    "patroni": {
+                        "urls": v[0],
+                        "caCert": v[1],
+                        "dynamicConfig": v[2],
+                        "user": Users().restapi,
+                        "passwordKey": SECRET_JSON_KEYS.restapi,
+                    },
+                }
+            )
+            if patroni is not None
+            else {}
+        )
         invocation = aws.lambda_.Invocation(
             f"{name}-apply",
             function_name=function.name,
             input=pulumi.Output.all(args.writer_host, args.master_secret_arn, patroni_event, *logins).apply(
-                lambda values: json.dumps({
-                    "host": values[0], "port": args.port, "database": args.database,
-                    "secretArn": values[1], "sslmode": "require", "migrationsHash": schema_hash,
-                    "logins": list(values[3:]),
-                    **values[2],
-                })
+                lambda values: json.dumps(
+                    {
+                        "host": values[0],
+                        "port": args.port,
+                        "database": args.database,
+                        "secretArn": values[1],
+                        "sslmode": "require",
+                        "migrationsHash": schema_hash,
+                        "logins": list(values[3:]),
+                        **values[2],
+                    }
+                )
             ),
             # the secret values' version ids: a new password re-runs the hook, which sets it in the database
-            triggers={"migrationsHash": schema_hash, "writerEndpoint": args.writer_host,
-                      **({"patroniConfig": pulumi.Output.from_input(patroni.dynamic_config).apply(config_hash)}
-                         if patroni is not None else {}),
-                      **{f"login-{login.login.username}": version.version_id
-                         for login, version in zip(args.logins, args.logins_ready, strict=False)}},
+            triggers={
+                "migrationsHash": schema_hash,
+                "writerEndpoint": args.writer_host,
+                **(
+                    {"patroniConfig": pulumi.Output.from_input(patroni.dynamic_config).apply(config_hash)}
+                    if patroni is not None
+                    else {}
+                ),
+                **{
+                    f"login-{login.login.username}": version.version_id
+                    for login, version in zip(args.logins, args.logins_ready, strict=False)
+                },
+            },
             # every grant too: the handler reads its secrets at once (and retries a denial only for a while)
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[
-                *args.depends_on, *args.egress_ready, *args.logins_ready, *rules, function, *role.ready,
-                *([patroni.client_tls_ready] if patroni is not None else []),
-            ]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[
+                    *args.depends_on,
+                    *args.egress_ready,
+                    *args.logins_ready,
+                    *rules,
+                    function,
+                    *role.ready,
+                    *([patroni.client_tls_ready] if patroni is not None else []),
+                ],
+            ),
         )
         self.migrations_hash = invocation.result.apply(lambda _result: schema_hash)
         self.security_group_id = sg.id

@@ -64,7 +64,8 @@ def build_stack(cfg: StackConfig, project_dir: Path) -> dict[str, Any]:
             internet_egress=cfg.engine == "patroni",
             # a bring-your-own VPC is checked for a way to Secrets Manager only when something uses it
             interface_endpoints=NetworkArgs.interface_endpoints
-            if not cfg.vpc_id or cfg.schema_runner == "lambda" or cfg.engine == "patroni" else (),
+            if not cfg.vpc_id or cfg.schema_runner == "lambda" or cfg.engine == "patroni"
+            else (),
             region=cfg.region,
             protect=cfg.deletion_protection,
         ),
@@ -106,8 +107,9 @@ def build_stack(cfg: StackConfig, project_dir: Path) -> dict[str, Any]:
     return outputs
 
 
-def _rds(cfg: StackConfig, name: str, network: Network, opts: pulumi.ResourceOptions,
-         outputs: dict[str, Any]) -> Database:
+def _rds(
+    cfg: StackConfig, name: str, network: Network, opts: pulumi.ResourceOptions, outputs: dict[str, Any]
+) -> Database:
     """Multi-AZ RDS with replicas, alarms, and optionally a DR replica and RDS Proxy."""
     rds_args = RdsPostgresArgs(
         region=cfg.region,
@@ -170,9 +172,16 @@ def _rds(cfg: StackConfig, name: str, network: Network, opts: pulumi.ResourceOpt
             outputs["drWriterEndpoint"] = dr.instance.address
             outputs["drMasterSecretArn"] = dr.instance.master_user_secrets.apply(lambda secrets: secrets[0].secret_arn)
 
-    logins = AppLogins(f"{name}-logins", AppLoginsArgs(
-        kms_key_arn=db.key.arn, protect=cfg.deletion_protection,
-        replica_region=cfg.dr_region, replica_kms_key_arn=dr.key.arn if dr else None), opts)
+    logins = AppLogins(
+        f"{name}-logins",
+        AppLoginsArgs(
+            kms_key_arn=db.key.arn,
+            protect=cfg.deletion_protection,
+            replica_region=cfg.dr_region,
+            replica_kms_key_arn=dr.key.arn if dr else None,
+        ),
+        opts,
+    )
     outputs["appSecretArns"] = {s.login.username: s.secret_arn for s in logins.secrets}
     outputs["appSecretArn"] = logins.secrets[0].secret_arn
     if cfg.dr_region:
@@ -196,13 +205,21 @@ def _rds(cfg: StackConfig, name: str, network: Network, opts: pulumi.ResourceOpt
         network.admit(f"{name}-db-from-proxy", proxy.security_group_id, "PostgreSQL from the RDS Proxy")
         outputs["proxyEndpoint"] = proxy.endpoint
 
-    return Database(writer_host=db.primary.address, secret_arn=db.master_secret_arn, key_arn=db.key.arn,
-                    database=rds_args.db_name, ready=(db.primary,), admit=network.admit,
-                    logins=tuple(logins.secrets), logins_ready=tuple(logins.versions))
+    return Database(
+        writer_host=db.primary.address,
+        secret_arn=db.master_secret_arn,
+        key_arn=db.key.arn,
+        database=rds_args.db_name,
+        ready=(db.primary,),
+        admit=network.admit,
+        logins=tuple(logins.secrets),
+        logins_ready=tuple(logins.versions),
+    )
 
 
-def _patroni(cfg: StackConfig, name: str, network: Network, opts: pulumi.ResourceOptions,
-             outputs: dict[str, Any]) -> Database:
+def _patroni(
+    cfg: StackConfig, name: str, network: Network, opts: pulumi.ResourceOptions, outputs: dict[str, Any]
+) -> Database:
     """Patroni + etcd on EC2 behind an internal NLB."""
     cluster = PatroniCluster(
         f"{name}-patroni",
@@ -244,15 +261,25 @@ def _patroni(cfg: StackConfig, name: str, network: Network, opts: pulumi.Resourc
     if cluster.dr_backup_bucket is not None:
         outputs.update(drBackupBucket=cluster.dr_backup_bucket.bucket, drRegion=cfg.dr_region)
     patroni = PatroniTarget(
-        urls=cluster.restapi_urls, ca_cert_pem=cluster.ca_cert_pem, dynamic_config=cluster.dynamic_config,
-        admit=lambda sg_id: cluster.admit_restapi(f"{name}-restapi-from-schema-hook", sg_id,
-                                                  "Patroni REST API from the post-deploy hook"),
-        client_tls_secret_arn=cluster.superuser_tls_secret_arn, client_tls_ready=cluster.superuser_tls_version,
+        urls=cluster.restapi_urls,
+        ca_cert_pem=cluster.ca_cert_pem,
+        dynamic_config=cluster.dynamic_config,
+        admit=lambda sg_id: cluster.admit_restapi(
+            f"{name}-restapi-from-schema-hook", sg_id, "Patroni REST API from the post-deploy hook"
+        ),
+        client_tls_secret_arn=cluster.superuser_tls_secret_arn,
+        client_tls_ready=cluster.superuser_tls_version,
     )
-    return Database(writer_host=cluster.writer_endpoint, secret_arn=cluster.secret_arn, key_arn=cluster.key.arn,
-                    # the hook connects through the NLB: its listeners and targets must exist, not only the nodes
-                    database="app", ready=(*cluster.instances, *cluster.serving), admit=cluster.admit,
-                    patroni=patroni)
+    return Database(
+        writer_host=cluster.writer_endpoint,
+        secret_arn=cluster.secret_arn,
+        key_arn=cluster.key.arn,
+        # the hook connects through the NLB: its listeners and targets must exist, not only the nodes
+        database="app",
+        ready=(*cluster.instances, *cluster.serving),
+        admit=cluster.admit,
+        patroni=patroni,
+    )
 
 
 def _rds_alarms(cfg: StackConfig, key_id: pulumi.Input[str], watched: list[MonitoredInstance]) -> DatabaseAlarmsArgs:

@@ -33,8 +33,20 @@ SSL_MODES = ("disable", "prefer", "require", "verify-ca", "verify-full")
 TARGET_SESSION_ATTRS = ("read-write", "primary", "any")
 #: The DSN settings pgha honours (libpq's names; ``database`` is pg8000's for ``dbname``). Any other is
 #: refused, as libpq refuses an unknown one, instead of being silently ignored.
-DSN_SETTINGS = ("host", "port", "dbname", "database", "user", "password", "sslmode", "sslrootcert", "sslcert",
-                "sslkey", "connect_timeout", "target_session_attrs")
+DSN_SETTINGS = (
+    "host",
+    "port",
+    "dbname",
+    "database",
+    "user",
+    "password",
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "connect_timeout",
+    "target_session_attrs",
+)
 #: The host when a DSN names none or leaves a host of its list empty: pg8000 speaks TCP only, so libpq's
 #: default (the Unix socket) is localhost here.
 DEFAULT_HOST = "localhost"
@@ -96,9 +108,11 @@ def default_user() -> str:
 
 
 #: What a URL DSN whose password holds an unencoded ``/``, ``#`` or ``?`` is told (and nothing of the DSN).
-UNENCODED_PASSWORD = ("the DSN's password contains one of / # ? unencoded, which cuts a postgresql:// URL short: "
-                      "percent-encode it (/ as %2F, # as %23, ? as %3F), or give the password with --secret-arn "
-                      "or PGPASSWORD")
+UNENCODED_PASSWORD = (
+    "the DSN's password contains one of / # ? unencoded, which cuts a postgresql:// URL short: "
+    "percent-encode it (/ as %2F, # as %23, ? as %3F), or give the password with --secret-arn "
+    "or PGPASSWORD"
+)
 
 
 def parse_dsn(dsn: str) -> ConnectionSettings:
@@ -114,10 +128,12 @@ def parse_dsn(dsn: str) -> ConnectionSettings:
         try:
             parts = urlsplit(dsn)
         except ValueError:  # urlsplit's own check of a bracketed [address]; its message may quote the netloc
-            raise ConnectError("the DSN's host list is not valid: an IPv6 address goes in brackets, "
-                               "e.g. postgresql://user@[::1]:5432/db") from None
+            raise ConnectError(
+                "the DSN's host list is not valid: an IPv6 address goes in brackets, "
+                "e.g. postgresql://user@[::1]:5432/db"
+            ) from None
         netloc = parts.netloc.rsplit("@", 1)
-        creds, hostlist = (netloc if len(netloc) == 2 else ("", netloc[0]))
+        creds, hostlist = netloc if len(netloc) == 2 else ("", netloc[0])
         user, _, password = creds.partition(":")
         # an @ after the ? may mean an unencoded ? in the password moved part of it into the query (and
         # the user and the start of the password into the host list): errors then name no key, host or port
@@ -144,7 +160,7 @@ def _password_cut_short(dsn: str) -> bool:
     """
     rest = dsn.split("//", 1)[1]
     end = re.search(r"[/?#]", rest)
-    before_at, at, _ = rest[end.start():].partition("@") if end else ("", "", "")
+    before_at, at, _ = rest[end.start() :].partition("@") if end else ("", "", "")
     return bool(at) and "=" not in before_at
 
 
@@ -166,8 +182,12 @@ def _key_values(dsn: str) -> dict[str, str | None]:
         key, quoted, bare = match[1], match[3], match[4]
         if key not in DSN_SETTINGS:
             # after an unquoted password, the "key" may be the rest of a password with a space: not named then
-            raise ConnectError(_unknown_setting(None if after_bare_password else key,
-                                                "after password= (quote a password with spaces: password='a b')"))
+            raise ConnectError(
+                _unknown_setting(
+                    None if after_bare_password else key,
+                    "after password= (quote a password with spaces: password='a b')",
+                )
+            )
         last, after_bare_password = key, key == "password" and quoted is None
         fields[key] = re.sub(r"\\(.)", r"\1", quoted if quoted is not None else bare)
         position = match.end()
@@ -183,12 +203,15 @@ def _query(query: str, may_hold_password: bool) -> dict[str, str]:
         raw_key, sep, raw_value = pair.partition("=")
         key = unquote(raw_key)
         if not sep or key not in DSN_SETTINGS:
-            hint = ("in the URL's query, which has an @ after its ?: if the password contains ? unencoded, "
-                    "percent-encode it as %3F")
+            hint = (
+                "in the URL's query, which has an @ after its ?: if the password contains ? unencoded, "
+                "percent-encode it as %3F"
+            )
             named = None if may_hold_password else key
             if not sep and named is not None:
-                raise ConnectError(f"DSN setting {named!r} has no value: the URL's query takes key=value pairs "
-                                   "joined by &")
+                raise ConnectError(
+                    f"DSN setting {named!r} has no value: the URL's query takes key=value pairs joined by &"
+                )
             raise ConnectError(_unknown_setting(named, hint))
         params[key] = unquote(raw_value)
     return params
@@ -207,8 +230,10 @@ def _port(text: str, what: str, may_hold_password: bool) -> int:
     if re.fullmatch(r"[0-9]{1,5}", text) and 1 <= int(text) <= 65535:
         return int(text)
     if may_hold_password:  # not the text: in a URL whose password holds an unencoded / # ?, it is the password
-        raise ConnectError(f"bad port for {what} of the DSN: a port is a number from 1 to 65535 (in a "
-                           "postgresql:// URL, a password containing / # ? must be percent-encoded)")
+        raise ConnectError(
+            f"bad port for {what} of the DSN: a port is a number from 1 to 65535 (in a "
+            "postgresql:// URL, a password containing / # ? must be percent-encoded)"
+        )
     raise ConnectError(f"bad port {text!r} for {what} of the DSN: a port is a number from 1 to 65535")
 
 
@@ -223,8 +248,9 @@ def _host_entry(entry: str, index: int, url: bool) -> tuple[str, str | None]:
         return unquote(address), rest[1:] if rest else None  # a URL percent-encodes a zone: [fe80::1%25eth0]
     if entry.count(":") > 1:
         if url:
-            raise ConnectError(f"host {index} of the DSN: an IPv6 address in a postgresql:// URL goes in "
-                               "brackets, e.g. [::1]:5432")
+            raise ConnectError(
+                f"host {index} of the DSN: an IPv6 address in a postgresql:// URL goes in brackets, e.g. [::1]:5432"
+            )
         return entry, None
     name, colon, port = entry.partition(":")
     return (unquote(name) if url else name) or DEFAULT_HOST, port if colon else None
@@ -233,8 +259,11 @@ def _host_entry(entry: str, index: int, url: bool) -> tuple[str, str | None]:
 def _hosts(host_list: str, port_list: str, url_hosts: bool, may_hold_password: bool) -> tuple[tuple[str, int], ...]:
     """(host, port) pairs of a host list and a ``port=`` list (one port for all hosts, or one per host; an
     empty entry is 5432, an empty host :data:`DEFAULT_HOST`); a port given with its host wins."""
-    ports = [_port(p, f"entry {n + 1} of port=", False) if p else 5432
-             for n, p in enumerate(port_list.split(","))] if port_list else []
+    ports = (
+        [_port(p, f"entry {n + 1} of port=", False) if p else 5432 for n, p in enumerate(port_list.split(","))]
+        if port_list
+        else []
+    )
     hosts = []
     for index, entry in enumerate((host_list or DEFAULT_HOST).split(",")):
         name, port = _host_entry(entry, index + 1, url_hosts)
@@ -253,8 +282,10 @@ def _settings(fields: dict[str, str | None], url_hosts: bool, may_hold_password:
         raise ConnectError(f"sslmode={sslmode!r}: must be one of {', '.join(SSL_MODES)}")
     attrs = fields.get("target_session_attrs", "any")
     if attrs not in TARGET_SESSION_ATTRS:
-        raise ConnectError(f"target_session_attrs={attrs!r}: pgha always connects to the writable host; "
-                           f"use one of {', '.join(TARGET_SESSION_ATTRS)} (the lab's writer DSN, not its reader DSN)")
+        raise ConnectError(
+            f"target_session_attrs={attrs!r}: pgha always connects to the writable host; "
+            f"use one of {', '.join(TARGET_SESSION_ATTRS)} (the lab's writer DSN, not its reader DSN)"
+        )
     return ConnectionSettings(
         hosts=hosts,
         database=fields.get("dbname") or fields.get("database") or "postgres",
@@ -294,8 +325,7 @@ ACCESS_DENIED = ("AccessDeniedException", "AccessDenied")
 SECRET_RETRY_INTERVAL = 5.0
 
 
-def wait_for_secret_access(secret_arns: list[str], timeout: float, clock: Callable[[], float] = time.monotonic
-                           ) -> None:
+def wait_for_secret_access(secret_arns: list[str], timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
     """Return once every secret can be read; refused reads are retried for ``timeout`` seconds.
 
     IAM is eventually consistent: a policy attached seconds before (the schema hook's first run after
@@ -404,8 +434,9 @@ def client_certificate(settings: ConnectionSettings, secret_arn: str | None) -> 
             descriptor = os.open(paths[name], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(descriptor, "w") as handle:
                 handle.write(material[name])
-        yield replace(settings, sslmode="verify-ca", sslrootcert=paths["ca"], sslcert=paths["cert"],
-                      sslkey=paths["key"])
+        yield replace(
+            settings, sslmode="verify-ca", sslrootcert=paths["ca"], sslcert=paths["cert"], sslkey=paths["key"]
+        )
 
 
 def connect(settings: ConnectionSettings, *, writable: bool = False) -> pg8000.native.Connection:
@@ -488,8 +519,11 @@ def run_quietly(conn: pg8000.native.Connection, sql: str) -> None:
 
 
 def wait_for_writer(
-    settings: ConnectionSettings, timeout: float = 600.0, interval: float = 10.0,
-    sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+    settings: ConnectionSettings,
+    timeout: float = 600.0,
+    interval: float = 10.0,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> tuple[pg8000.native.Connection, ConnectionSettings]:
     """A writable connection (and the settings pinned to its host, as :func:`connect_pinned`), retried every
     ``interval`` s for up to ``timeout`` s.
@@ -508,8 +542,10 @@ def wait_for_writer(
             if err.refused:  # a wrong password or certificate, or pg_hba.conf: waiting fixes none of them
                 raise
             if clock() + interval > deadline:
-                raise ConnectError(f"no writable server at {settings.display()} after {attempts} attempts over "
-                                   f"{timeout:.0f} s; last: {err}") from None
+                raise ConnectError(
+                    f"no writable server at {settings.display()} after {attempts} attempts over "
+                    f"{timeout:.0f} s; last: {err}"
+                ) from None
         sleep(interval)
 
 

@@ -99,13 +99,27 @@ def service_user_python(venv: Path, report: Callable[[str], None] = print) -> st
     if not service_user_can_run([str(python), "-c", needed]):
         report(f"the {SERVICE_USER} user cannot read {sys.executable}: installing Patroni into {venv}")
         subprocess.run([SYSTEM_PYTHON, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r",
-                        str(LAB_REQUIREMENTS)], check=True, capture_output=True)
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+                str(LAB_REQUIREMENTS),
+            ],
+            check=True,
+            capture_output=True,
+        )
         check = _service_user_run([str(python), "-c", needed])
         if check.returncode != 0:
             said = (check.stderr.strip().splitlines() or ["no output"])[-1]
-            raise PrerequisiteError(f"the {SERVICE_USER} user cannot run {python} -c {needed!r} ({said}): is "
-                                    f"{venv.parent} out of its reach?")
+            raise PrerequisiteError(
+                f"the {SERVICE_USER} user cannot run {python} -c {needed!r} ({said}): is "
+                f"{venv.parent} out of its reach?"
+            )
     return str(python)
 
 
@@ -162,8 +176,19 @@ class PostgresServer:
         pwfile = self.root / "pw"
         pwfile.write_text(self.password)
         give_to_service_user(pwfile)
-        self._run("initdb", "-D", str(self.datadir), "-U", self.superuser, f"--pwfile={pwfile}",
-                  "--auth=scram-sha-256", "--data-checksums", "-E", "UTF8", "--locale=C.UTF-8")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.datadir),
+            "-U",
+            self.superuser,
+            f"--pwfile={pwfile}",
+            "--auth=scram-sha-256",
+            "--data-checksums",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        )
         pwfile.unlink()
         preload = "pg_stat_statements,pg_cron" if self.has_pg_cron else "pg_stat_statements"
         options = (
@@ -171,8 +196,9 @@ class PostgresServer:
             f"-c shared_preload_libraries={preload} -c cron.database_name={self.database} "
             f"-c max_connections=50 -c fsync=off"
         ) + "".join(f" -c {name}={value}" for name, value in self.extra_settings.items())
-        self._run("pg_ctl", "-D", str(self.datadir), "-l", str(self.root / "postgres.log"), "-w", "-o", options,
-                  "start")
+        self._run(
+            "pg_ctl", "-D", str(self.datadir), "-l", str(self.root / "postgres.log"), "-w", "-o", options, "start"
+        )
         admin = connect(self.settings("postgres"))
         admin.run(f'CREATE DATABASE "{self.database}"')
         admin.close()
@@ -185,16 +211,22 @@ class PostgresServer:
 
     def _run(self, tool: str, *args: str, check: bool = True) -> None:
         """Run a server tool; with ``check``, a failure raises naming the tool and what it printed."""
-        done = subprocess.run(as_service_user([str(self.bindir / tool), *args]), capture_output=True, text=True,
-                              cwd=self.root, check=False)
+        done = subprocess.run(
+            as_service_user([str(self.bindir / tool), *args]),
+            capture_output=True,
+            text=True,
+            cwd=self.root,
+            check=False,
+        )
         if check and done.returncode != 0:
             said = (done.stderr or done.stdout).strip().splitlines()[-2:]
             log = self.root / "postgres.log"  # pg_ctl start only says "examine the log output"
             said += log.read_text(errors="replace").strip().splitlines()[-2:] if log.exists() else []
             raise RuntimeError(f"{tool} failed (exit {done.returncode}): {' / '.join(said) or 'no output'}")
 
-    def settings(self, database: str | None = None, user: str | None = None,
-                 password: str | None = None) -> ConnectionSettings:
+    def settings(
+        self, database: str | None = None, user: str | None = None, password: str | None = None
+    ) -> ConnectionSettings:
         """Connection settings for this server (the superuser unless told otherwise)."""
         return ConnectionSettings(
             hosts=(("127.0.0.1", self.port),),

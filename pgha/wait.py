@@ -20,9 +20,16 @@ class WaitTimeout(TimeoutError):
         super().__init__(f"timed out after {timeout:.0f} s waiting for {what}" + (f" ({state})" if state else ""))
 
 
-def wait_until(what: str, condition: Callable[[], T | None], timeout: float, interval: float = 0.5, *,
-               ignore: tuple[type[Exception], ...] = (), check: Callable[[], None] | None = None,
-               state: Callable[[], str] | None = None) -> T:
+def wait_until(
+    what: str,
+    condition: Callable[[], T | None],
+    timeout: float,
+    interval: float = 0.5,
+    *,
+    ignore: tuple[type[Exception], ...] = (),
+    check: Callable[[], None] | None = None,
+    state: Callable[[], str] | None = None,
+) -> T:
     """Poll ``condition`` every ``interval`` s until it returns something true, and return that.
 
     Polling (instead of one blocking call) is how every wait here works: a cluster that is forming, an
@@ -46,8 +53,13 @@ def wait_until(what: str, condition: Callable[[], T | None], timeout: float, int
         time.sleep(interval)
 
 
-def holds_within(what: str, condition: Callable[[], object], timeout: float, interval: float = 0.5,
-                 ignore: tuple[type[Exception], ...] = ()) -> bool:
+def holds_within(
+    what: str,
+    condition: Callable[[], object],
+    timeout: float,
+    interval: float = 0.5,
+    ignore: tuple[type[Exception], ...] = (),
+) -> bool:
     """:func:`wait_until` for a check that reports rather than fails (a drill's): True when it held in time."""
     try:
         wait_until(what, condition, timeout, interval, ignore=ignore)

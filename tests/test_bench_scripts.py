@@ -36,15 +36,17 @@ def run_diff_bench(monkeypatch: pytest.MonkeyPatch, seconds: dict[str, float], *
 
 
 def test_diff_bench_exits_1_when_both_stacks_take_longer_than_the_target(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     report = tmp_path / "diff.json"
     assert run_diff_bench(monkeypatch, {"dev": 4.0, "prod": 6.5}, "--json", str(report)) == 1
     assert "10.50 s at worst, OVER the 10 s target" in capsys.readouterr().out
     assert json.loads(report.read_text())["met"] is False, "the report is written before the exit"
 
 
-def test_diff_bench_exits_0_within_the_target(monkeypatch: pytest.MonkeyPatch,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_diff_bench_exits_0_within_the_target(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert run_diff_bench(monkeypatch, {"dev": 2.2, "prod": 2.4}) == 0
     assert "4.60 s at worst, within the 10 s target" in capsys.readouterr().out
 
@@ -74,13 +76,14 @@ class FakeTenantDatabase:
 def test_tenant_reads_reports_p50_p95_and_max_in_milliseconds(monkeypatch: pytest.MonkeyPatch) -> None:
     """Timed reads of 1, 2, ..., 100 ms (after the warm-up tenth): p50 50.5, p95 95.05, max 100."""
     reads = bench_module("tenant_reads")
-    clock = iter([t for query in range(3) for index in range(110)
-                  for t in (0.0, max(index - 9, 0) / 1000)])
+    clock = iter([t for query in range(3) for index in range(110) for t in (0.0, max(index - 9, 0) / 1000)])
     monkeypatch.setattr(reads, "time", type("Clock", (), {"perf_counter": staticmethod(lambda: next(clock))}))
     monkeypatch.setattr(reads, "connect", lambda _settings: FakeTenantDatabase())
-    server = type("Server", (), {"settings": lambda _self, db: ConnectionSettings(hosts=(("127.0.0.1", 1),),
-                                                                                  database=db)})()
+    server = type(
+        "Server", (), {"settings": lambda _self, db: ConnectionSettings(hosts=(("127.0.0.1", 1),), database=db)}
+    )()
     results = reads.measure(server, "bench_x", ("bench_app", "pw"), iterations=100, seed=0)
     assert {name: (r["p50_ms"], r["p95_ms"], r["max_ms"], r["iterations"]) for name, r in results.items()} == {
-        name: (50.5, 95.05, 100.0, 100) for name in ("activity", "projects", "dashboard")}
+        name: (50.5, 95.05, 100.0, 100) for name in ("activity", "projects", "dashboard")
+    }
     assert [name for name, r in results.items() if r["met"]] == [], "95 ms is over every target"

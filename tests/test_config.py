@@ -25,8 +25,11 @@ INVALID = [
     ({"maxAllocatedStorage": "10"}, "pgha:maxAllocatedStorage = 10:", "or at least 22 GiB"),
     # RDS wants the ceiling 10% above the allocated storage: 20 GiB (dev) needs 22, 1000 GiB needs 1100
     ({"maxAllocatedStorage": "21"}, "pgha:maxAllocatedStorage = 21:", "must be 0 (autoscaling off) or at least 22"),
-    ({"allocatedStorage": "1000", "maxAllocatedStorage": "1099"}, "pgha:maxAllocatedStorage = 1099:",
-     "at least 1100 GiB, 10% above allocatedStorage (1000)"),
+    (
+        {"allocatedStorage": "1000", "maxAllocatedStorage": "1099"},
+        "pgha:maxAllocatedStorage = 1099:",
+        "at least 1100 GiB, 10% above allocatedStorage (1000)",
+    ),
     ({"multiAz": "yes"}, "pgha:multiAz", "true or false"),
     ({"multiAz": "1"}, "pgha:multiAz", "true or false"),
     ({"replicas": "6"}, "pgha:replicas", "from 0 to 5"),
@@ -59,10 +62,16 @@ INVALID = [
     ({"vpcCidr": "10.0.0.0/8"}, "pgha:vpcCidr = '10.0.0.0/8'", "a /16 to /24 IPv4 block"),
     ({"drVpcCidr": "127.0.0.0/16"}, "pgha:drVpcCidr = '127.0.0.0/16'", "192.168.0.0/16 or 100.64.0.0/10"),
     ({"vpcId": "vpc-0123456789abcdef0"}, "pgha:vpcId and pgha:subnetIds go together", "set both"),
-    ({"vpcCidr": None, "vpcId": "vpc-0123456789abcdef0", "subnetIds": '["subnet-0123456789abcdef0"]'},
-     "pgha:subnetIds", "at least 2 subnets"),
-    ({"vpcId": "vpc-0123456789abcdef0", "subnetIds": '["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]'},
-     "pgha:vpcCidr and pgha:vpcId exclude each other", "create a VPC or bring one"),
+    (
+        {"vpcCidr": None, "vpcId": "vpc-0123456789abcdef0", "subnetIds": '["subnet-0123456789abcdef0"]'},
+        "pgha:subnetIds",
+        "at least 2 subnets",
+    ),
+    (
+        {"vpcId": "vpc-0123456789abcdef0", "subnetIds": '["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]'},
+        "pgha:vpcCidr and pgha:vpcId exclude each other",
+        "create a VPC or bring one",
+    ),
     ({"subnetIds": "subnet-1,subnet-2"}, "pgha:subnetIds", "a list of ids"),
     ({"allowedCidrs": '["0.0.0.0/0"]'}, "pgha:allowedCidrs", "whole internet"),
     ({"allowedCidrs": '["::/0"]'}, "pgha:allowedCidrs", "whole internet"),
@@ -70,8 +79,11 @@ INVALID = [
     # the security group rules are IPv4 (cidr_ipv4) in an IPv4-only VPC: AWS would refuse the rule at `pulumi up`
     ({"allowedCidrs": '["10.0.0.0/16", "2001:db8::/32"]'}, "pgha:allowedCidrs", "2001:db8::/32 is an IPv6 block"),
     # AWS refuses two identical rules (InvalidPermission.Duplicate); 10.0.0.5 is 10.0.0.5/32
-    ({"allowedCidrs": '["10.0.0.5/32", "10.1.0.0/16", "10.0.0.5"]'}, "pgha:allowedCidrs",
-     "10.0.0.5/32 is listed twice"),
+    (
+        {"allowedCidrs": '["10.0.0.5/32", "10.1.0.0/16", "10.0.0.5"]'},
+        "pgha:allowedCidrs",
+        "10.0.0.5/32 is listed twice",
+    ),
     ({"allowedCidrs": "10.0.0.0/16"}, "pgha:allowedCidrs", "a list of CIDR blocks"),
     ({"alarmEmail": "oncall"}, "pgha:alarmEmail", "an email address"),
     ({"proxy": "on"}, "pgha:proxy", "true or false"),
@@ -110,17 +122,26 @@ def test_every_bad_key_is_reported_at_once() -> None:
 
 def test_a_rejected_key_is_not_cross_checked_as_missing_or_as_its_default() -> None:
     with pytest.raises(ConfigError) as raised:
-        parse_config({"vpcId": "vpc-0123456789abcdef0", "subnetIds": '["subnet-01", "subnet-02"]',
-                      "allocatedStorage": "9", "maxAllocatedStorage": "50"}, project="pgha", stack="t",
-                     region="eu-west-1")
+        parse_config(
+            {
+                "vpcId": "vpc-0123456789abcdef0",
+                "subnetIds": '["subnet-01", "subnet-02"]',
+                "allocatedStorage": "9",
+                "maxAllocatedStorage": "50",
+            },
+            project="pgha",
+            stack="t",
+            region="eu-west-1",
+        )
     assert len(raised.value.problems) == 2, raised.value.problems
     assert "'subnet-01' is not a subnet id (subnet- and 8 to 17 hex digits)" in raised.value.problems[1]
 
 
 @pytest.mark.parametrize(("storage", "ceiling"), [("20", "22"), ("1000", "1100"), ("1001", "1102"), ("1000", "0")])
 def test_autoscaling_ceiling_10_percent_above_the_storage_or_off_is_accepted(storage: str, ceiling: str) -> None:
-    cfg = parse_config({"allocatedStorage": storage, "maxAllocatedStorage": ceiling}, project="pgha", stack="t",
-                       region="eu-west-1")
+    cfg = parse_config(
+        {"allocatedStorage": storage, "maxAllocatedStorage": ceiling}, project="pgha", stack="t", region="eu-west-1"
+    )
     assert cfg.max_allocated_storage == int(ceiling)
 
 
@@ -140,7 +161,9 @@ def test_defaults_are_the_secure_choice() -> None:
 def test_bring_your_own_vpc_clears_the_default_cidr() -> None:
     cfg = parse_config(
         {"vpcId": "vpc-0123456789abcdef0", "subnetIds": '["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]'},
-        project="pgha", stack="t", region="eu-west-1",
+        project="pgha",
+        stack="t",
+        region="eu-west-1",
     )
     assert cfg.vpc_cidr is None
     assert cfg.subnet_ids == ("subnet-0123456789abcdef0", "subnet-0123456789abcdef1")
@@ -160,16 +183,26 @@ def test_window_overlap(backup: str, maintenance: str, overlap: bool) -> None:
     assert windows_overlap(parse_backup_window(backup), parse_maintenance_window(maintenance)) is overlap
 
 
-@pytest.mark.parametrize("cidr", ["10.255.0.0/16", "172.31.0.0/16", "192.168.10.0/24", "100.64.0.0/16",
-                                  "100.127.255.0/24"])
+@pytest.mark.parametrize(
+    "cidr", ["10.255.0.0/16", "172.31.0.0/16", "192.168.10.0/24", "100.64.0.0/16", "100.127.255.0/24"]
+)
 def test_vpc_cidr_takes_rfc1918_and_the_shared_address_space(cidr: str) -> None:
     cfg = parse_config({"vpcCidr": cidr, "drVpcCidr": cidr}, project="pgha", stack="t", region="eu-west-1")
     assert (cfg.vpc_cidr, cfg.dr_vpc_cidr) == (cidr, cidr)
 
 
 def test_patroni_does_not_cross_check_the_rds_only_keys_it_ignores() -> None:
-    cfg = parse_config({"engine": "patroni", "maintenanceWindow": "mon:03:00-mon:04:00", "maxAllocatedStorage": "10",
-                        "drPromoted": "true"}, project="pgha", stack="t", region="eu-west-1")
+    cfg = parse_config(
+        {
+            "engine": "patroni",
+            "maintenanceWindow": "mon:03:00-mon:04:00",
+            "maxAllocatedStorage": "10",
+            "drPromoted": "true",
+        },
+        project="pgha",
+        stack="t",
+        region="eu-west-1",
+    )
     (warning,) = cfg.warnings
     for key in ("pgha:maxAllocatedStorage", "pgha:drPromoted", "pgha:maintenanceWindow"):
         assert key in warning
@@ -182,14 +215,21 @@ def test_rds_warns_about_the_keys_it_ignores() -> None:
     assert "engine rds ignores pgha:patroni" in plan.warnings[0]
     assert "pgha:drVpcCidr = '10.41.0.0/16' is ignored" in plan.warnings[1] and "pgha:drRegion" in plan.warnings[1]
     # with a DR region the DR replica's VPC is used: nothing to say
-    assert parse_config({"drRegion": "eu-central-1", "drVpcCidr": "10.41.0.0/16"}, project="pgha", stack="t",
-                        region="eu-west-1").warnings == ()
+    assert (
+        parse_config(
+            {"drRegion": "eu-central-1", "drVpcCidr": "10.41.0.0/16"}, project="pgha", stack="t", region="eu-west-1"
+        ).warnings
+        == ()
+    )
 
 
-@pytest.mark.parametrize(("overrides", "problem"), [
-    ({"drRegion": "eu-west-1"}, "pgha:drRegion = 'eu-west-1': must differ from aws:region"),
-    ({"vpcId": "vpc-0123456789abcdef0"}, "pgha:vpcId and pgha:subnetIds go together"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "problem"),
+    [
+        ({"drRegion": "eu-west-1"}, "pgha:drRegion = 'eu-west-1': must differ from aws:region"),
+        ({"vpcId": "vpc-0123456789abcdef0"}, "pgha:vpcId and pgha:subnetIds go together"),
+    ],
+)
 def test_patroni_still_cross_checks_the_keys_it_reads(overrides: dict, problem: str) -> None:
     with pytest.raises(ConfigError) as raised:
         parse_config({"engine": "patroni", **overrides}, project="pgha", stack="t", region="eu-west-1")

@@ -9,7 +9,8 @@ from pgha.ci.config_table import PROJECT_DIR, render_table, with_table
 def test_readme_table_is_the_generated_one() -> None:
     readme = (PROJECT_DIR / "README.md").read_text()
     assert with_table(readme, render_table()) == readme, (
-        "README.md's configuration table differs from components/config.py: run `make config-table`")
+        "README.md's configuration table differs from components/config.py: run `make config-table`"
+    )
 
 
 def test_a_changed_description_changes_the_table(monkeypatch) -> None:

@@ -12,9 +12,14 @@ MODULE = "tests/test_schema_hook.py"
 
 
 def collected(marker: str) -> set[str]:
-    result = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-                             "-m", marker, MODULE], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=300,
-                            check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-m", marker, MODULE],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     return {line for line in result.stdout.splitlines() if "::" in line}
 
 

@@ -23,8 +23,12 @@ from pgha.local import PostgresServer, free_port, give_to_service_user
 def test_url_with_several_hosts_and_percent_encoded_password() -> None:
     settings = parse_dsn("postgresql://admin:p%40ss@h1:5432,h2:6543,h3/app?sslmode=require")
     assert settings.hosts == (("h1", 5432), ("h2", 6543), ("h3", 5432))
-    assert (settings.user, settings.password, settings.database, settings.sslmode) == ("admin", "p@ss", "app",
-                                                                                       "require")
+    assert (settings.user, settings.password, settings.database, settings.sslmode) == (
+        "admin",
+        "p@ss",
+        "app",
+        "require",
+    )
     assert "p@ss" not in settings.display() and settings.display() == "postgresql://admin@h1:5432,h2:6543,h3:5432/app"
 
 
@@ -40,25 +44,31 @@ def test_libpq_quoted_values_keep_their_spaces_and_escapes() -> None:
     assert (settings.hosts, settings.database, settings.user) == ((("db1", 5432),), "app", "me")
 
 
-@pytest.mark.parametrize(("dsn", "message"), [
-    ("postgresql://u@h/db?sslmode=maybe", "sslmode='maybe'"),
-    ("host=a port=five", "bad port"),
-    ("hostonly", "not key=value"),
-    ("host=a connect_timeout=soon", "connect_timeout='soon': must be whole seconds"),
-])
+@pytest.mark.parametrize(
+    ("dsn", "message"),
+    [
+        ("postgresql://u@h/db?sslmode=maybe", "sslmode='maybe'"),
+        ("host=a port=five", "bad port"),
+        ("hostonly", "not key=value"),
+        ("host=a connect_timeout=soon", "connect_timeout='soon': must be whole seconds"),
+    ],
+)
 def test_bad_dsns_are_named(dsn: str, message: str) -> None:
     with pytest.raises(ConnectError, match=message):
         parse_dsn(dsn)
 
 
-@pytest.mark.parametrize(("dsn", "key"), [
-    ("postgresql://u:S3cretPw@127.0.0.1/app?sslmdoe=verify-full", "sslmdoe"),
-    ("postgresql://u:S3cretPw@127.0.0.1/app?sslmode=require&ssl_mode=verify-full", "ssl_mode"),
-    ("postgresql://u:S3cretPw@h/app?foo=bar", "foo"),
-    ("postgresql://u:S3cretPw@h/app?application_name=mine", "application_name"),
-    ("host=h sslmdoe=verify-full password=S3cretPw", "sslmdoe"),
-    ("host=h password='S3cretPw' hostaddr=10.0.0.1", "hostaddr"),
-])
+@pytest.mark.parametrize(
+    ("dsn", "key"),
+    [
+        ("postgresql://u:S3cretPw@127.0.0.1/app?sslmdoe=verify-full", "sslmdoe"),
+        ("postgresql://u:S3cretPw@127.0.0.1/app?sslmode=require&ssl_mode=verify-full", "ssl_mode"),
+        ("postgresql://u:S3cretPw@h/app?foo=bar", "foo"),
+        ("postgresql://u:S3cretPw@h/app?application_name=mine", "application_name"),
+        ("host=h sslmdoe=verify-full password=S3cretPw", "sslmdoe"),
+        ("host=h password='S3cretPw' hostaddr=10.0.0.1", "hostaddr"),
+    ],
+)
 def test_an_unknown_or_misspelled_setting_is_refused_naming_it(dsn: str, key: str) -> None:
     """libpq refuses an unknown setting ("invalid URI query parameter"); ignoring it meant a misspelled
     sslmdoe=verify-full connected with the default, prefer: TLS without verifying the server."""
@@ -67,31 +77,41 @@ def test_an_unknown_or_misspelled_setting_is_refused_naming_it(dsn: str, key: st
     assert "S3cretPw" not in str(raised.value)
 
 
-@pytest.mark.parametrize(("dsn", "message"), [
-    ("postgresql://u@h/app?sslmode=", "sslmode='': must be one of disable, prefer"),
-    ("host=h sslmode=", "sslmode='': must be one of"),
-    ("postgresql://u@h/app?target_session_attrs=bogus", "target_session_attrs='bogus': pgha always connects to "
-                                                         "the writable host; use one of read-write"),
-    ("postgresql://u@h/app?target_session_attrs=prefer-standby", "target_session_attrs='prefer-standby'"),
-    ("host=h target_session_attrs=", "target_session_attrs=''"),
-    ("postgresql://u@h/app?sslmode", "DSN setting 'sslmode' has no value"),
-])
+@pytest.mark.parametrize(
+    ("dsn", "message"),
+    [
+        ("postgresql://u@h/app?sslmode=", "sslmode='': must be one of disable, prefer"),
+        ("host=h sslmode=", "sslmode='': must be one of"),
+        (
+            "postgresql://u@h/app?target_session_attrs=bogus",
+            "target_session_attrs='bogus': pgha always connects to the writable host; use one of read-write",
+        ),
+        ("postgresql://u@h/app?target_session_attrs=prefer-standby", "target_session_attrs='prefer-standby'"),
+        ("host=h target_session_attrs=", "target_session_attrs=''"),
+        ("postgresql://u@h/app?sslmode", "DSN setting 'sslmode' has no value"),
+    ],
+)
 def test_an_empty_or_invalid_value_is_refused_naming_the_setting(dsn: str, message: str) -> None:
     with pytest.raises(ConnectError, match=message):
         parse_dsn(dsn)
 
 
 def test_the_labs_writer_dsn_and_libpq_query_decoding_are_accepted() -> None:
-    writer = parse_dsn("postgresql://postgres@127.0.1.1:5432,127.0.1.2:5432/app?sslmode=require"
-                       "&target_session_attrs=read-write&password=a+b%20c")
+    writer = parse_dsn(
+        "postgresql://postgres@127.0.1.1:5432,127.0.1.2:5432/app?sslmode=require"
+        "&target_session_attrs=read-write&password=a+b%20c"
+    )
     assert (writer.sslmode, writer.password) == ("require", "a+b c"), "as libpq decodes it: + is not a space"
 
 
-@pytest.mark.parametrize("dsn", [
-    "host=h password=Open Sesame=XYZ",  # an unquoted password with a space: "Sesame" is not a key
-    "postgresql://u:Open?Sesame=XYZ@h:5432/app",  # an unencoded ? in the password: the rest reads as a query
-    "postgresql://u:12345?Sesame=XYZ@h/app",
-])
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "host=h password=Open Sesame=XYZ",  # an unquoted password with a space: "Sesame" is not a key
+        "postgresql://u:Open?Sesame=XYZ@h:5432/app",  # an unencoded ? in the password: the rest reads as a query
+        "postgresql://u:12345?Sesame=XYZ@h/app",
+    ],
+)
 def test_an_unknown_setting_that_may_be_part_of_a_password_is_not_named(dsn: str) -> None:
     with pytest.raises(ConnectError, match=r"unknown DSN setting|bad port") as raised:
         parse_dsn(dsn)
@@ -102,11 +122,13 @@ def test_an_unknown_setting_that_may_be_part_of_a_password_is_not_named(dsn: str
 def test_bracketed_ipv6_hosts_in_a_url_and_bare_ones_in_key_value() -> None:
     settings = parse_dsn("postgresql://postgres@[::1]:5433,[2001:db8::7],[fe80::1%25eth0]:6000,h4/app")
     assert settings.hosts == (("::1", 5433), ("2001:db8::7", 5432), ("fe80::1%eth0", 6000), ("h4", 5432))
-    assert settings.display() == ("postgresql://postgres@[::1]:5433,[2001:db8::7]:5432,[fe80::1%eth0]:6000,"
-                                  "h4:5432/app")
+    assert settings.display() == ("postgresql://postgres@[::1]:5433,[2001:db8::7]:5432,[fe80::1%eth0]:6000,h4:5432/app")
     assert parse_dsn("host=::1,h2 port=5433,5434").hosts == (("::1", 5433), ("h2", 5434))
-    with pytest.raises(ConnectError, match="host 1 of the DSN: an IPv6 address in a postgresql:// URL goes in "
-                                           r"brackets, e.g. \[::1\]:5432"):
+    with pytest.raises(
+        ConnectError,
+        match="host 1 of the DSN: an IPv6 address in a postgresql:// URL goes in "
+        r"brackets, e.g. \[::1\]:5432",
+    ):
         parse_dsn("postgresql://postgres@::1:5432/app")
     with pytest.raises(ConnectError, match=r"host 2 of the DSN: an IPv6 address is written \[address\]"):
         parse_dsn("host=h1,[::1]5432")
@@ -120,14 +142,17 @@ def test_an_empty_host_is_the_default_host_as_in_libpq() -> None:
     assert parse_dsn("postgresql://postgres@h1,:5433/app").hosts == (("h1", 5432), ("localhost", 5433))
 
 
-@pytest.mark.parametrize(("dsn", "message"), [
-    ("postgresql://u@h:-1/app", "bad port '-1' for host 1"),
-    ("postgresql://u@h1,h2:99999/app", "bad port '99999' for host 2"),
-    ("postgresql://u@h:0/app", "bad port '0' for host 1"),
-    ("postgresql://u@h:65536/app", "bad port '65536' for host 1"),
-    ("postgresql://u@h/app?port=70000", "bad port '70000' for entry 1 of port="),
-    ("host=h port=5432,-1", "bad port '-1' for entry 2 of port="),
-])
+@pytest.mark.parametrize(
+    ("dsn", "message"),
+    [
+        ("postgresql://u@h:-1/app", "bad port '-1' for host 1"),
+        ("postgresql://u@h1,h2:99999/app", "bad port '99999' for host 2"),
+        ("postgresql://u@h:0/app", "bad port '0' for host 1"),
+        ("postgresql://u@h:65536/app", "bad port '65536' for host 1"),
+        ("postgresql://u@h/app?port=70000", "bad port '70000' for entry 1 of port="),
+        ("host=h port=5432,-1", "bad port '-1' for entry 2 of port="),
+    ],
+)
 def test_a_port_outside_1_to_65535_is_refused_naming_it(dsn: str, message: str) -> None:
     with pytest.raises(ConnectError, match=f"{message} of the DSN: a port is a number from 1 to 65535"):
         parse_dsn(dsn)
@@ -150,16 +175,18 @@ def test_an_ipv6_url_connects_to_that_address_and_port() -> None:
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     settings = replace(parse_dsn(f"postgresql://postgres:x@[::1]:{port}/app?sslmode=disable"), connect_timeout=2)
-    with pytest.raises(ConnectError, match=rf"cannot connect to postgresql://postgres@\[::1\]:{port}/app: "
-                                           rf"::1:{port}: "):
+    with pytest.raises(
+        ConnectError,
+        match=rf"cannot connect to postgresql://postgres@\[::1\]:{port}/app: "
+        rf"::1:{port}: ",
+    ):
         connect(settings)
     thread.join(timeout=10)
     assert len(accepted) == 1 and accepted[0][4:] == struct.pack("!i", 196608), "a startup message reached [::1]"
 
 
 @pytest.mark.parametrize("character", ["/", "#", "?"])
-def test_an_unencoded_slash_hash_or_question_mark_in_a_url_password_is_named_without_echoing_it(
-        character: str) -> None:
+def test_an_unencoded_slash_hash_or_question_mark_in_a_url_password_is_named_without_echoing_it(character: str) -> None:
     """urlsplit ends the netloc at the first / # ?, so "user:pa" became a host with a bad port, and the error
     printed it: the user and the start of the password."""
     dsn = f"postgresql://pgha_admin:Xy7q{character}Zr9Kp2w@db.example.internal:5432/app?sslmode=require"
@@ -204,7 +231,8 @@ def test_an_unreadable_secret_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _secret(username: str, password: str) -> str:
     return boto3.client("secretsmanager", region_name="eu-west-1").create_secret(
-        Name="rds!db-x", SecretString=json.dumps({"username": username, "password": password}))["ARN"]
+        Name="rds!db-x", SecretString=json.dumps({"username": username, "password": password})
+    )["ARN"]
 
 
 @mock_aws
@@ -301,8 +329,12 @@ def tls_postgres() -> Iterator[tuple[PostgresServer, Issued, Issued]]:
             (tls / name).write_text(text)
             (tls / name).chmod(0o600)
         give_to_service_user(tls, *tls.iterdir())
-        server.extra_settings.update(ssl="on", ssl_cert_file=str(tls / "server.crt"),
-                                     ssl_key_file=str(tls / "server.key"), ssl_ca_file=str(tls / "ca.crt"))
+        server.extra_settings.update(
+            ssl="on",
+            ssl_cert_file=str(tls / "server.crt"),
+            ssl_key_file=str(tls / "server.key"),
+            ssl_ca_file=str(tls / "ca.crt"),
+        )
         yield server.start(), ca, issue(ca, server.superuser)
     finally:
         server.stop()
@@ -324,14 +356,16 @@ def test_prefer_uses_tls_when_the_server_offers_it(tls_postgres: tuple[PostgresS
     assert default.sslmode == "prefer" and _encrypted(default)[0][0] is True, "prefer is the default"
 
 
-def test_prefer_presents_the_client_certificate(tls_postgres: tuple[PostgresServer, Issued, Issued],
-                                                tmp_path: Path) -> None:
+def test_prefer_presents_the_client_certificate(
+    tls_postgres: tuple[PostgresServer, Issued, Issued], tmp_path: Path
+) -> None:
     """pg8000 left to itself (ssl_context=None) negotiated TLS with a context of its own, without sslcert."""
     server, _, client = tls_postgres
     (tmp_path / "client.crt").write_text(client.cert)
     (tmp_path / "client.key").write_text(client.key)
-    settings = replace(server.settings(), sslmode="prefer", sslcert=str(tmp_path / "client.crt"),
-                       sslkey=str(tmp_path / "client.key"))
+    settings = replace(
+        server.settings(), sslmode="prefer", sslcert=str(tmp_path / "client.crt"), sslkey=str(tmp_path / "client.key")
+    )
     assert _encrypted(settings) == [[True, f"/CN={server.superuser}"]]
 
 
@@ -341,8 +375,7 @@ def test_disable_never_uses_tls(tls_postgres: tuple[PostgresServer, Issued, Issu
     assert _encrypted(replace(server.settings(), sslmode="disable")) == [[False, None]]
 
 
-def test_require_and_verify_full_use_tls(tls_postgres: tuple[PostgresServer, Issued, Issued],
-                                         tmp_path: Path) -> None:
+def test_require_and_verify_full_use_tls(tls_postgres: tuple[PostgresServer, Issued, Issued], tmp_path: Path) -> None:
     server, ca, _ = tls_postgres
     (tmp_path / "ca.crt").write_text(ca.cert)
     assert _encrypted(replace(server.settings(), sslmode="require"))[0][0] is True
@@ -381,8 +414,9 @@ def test_prefer_retries_in_plain_text_only_when_the_server_refuses_tls() -> None
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     port = listener.getsockname()[1]
-    settings = ConnectionSettings(hosts=(("127.0.0.1", port),), database="app", password="x", sslmode="prefer",
-                                  connect_timeout=2)
+    settings = ConnectionSettings(
+        hosts=(("127.0.0.1", port),), database="app", password="x", sslmode="prefer", connect_timeout=2
+    )
     with pytest.raises(ConnectError, match=f"127.0.0.1:{port}: "):
         connect(settings)
     listener.close()

@@ -22,17 +22,23 @@ from pgha.ci.harness import PROJECT_DIR, run_program
 
 
 def git(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> str:
-    result = subprocess.run(["git", *args], cwd=PROJECT_DIR, env=env, input=stdin, capture_output=True, text=True,
-                            check=True)
+    result = subprocess.run(
+        ["git", *args], cwd=PROJECT_DIR, env=env, input=stdin, capture_output=True, text=True, check=True
+    )
     return result.stdout.strip()
 
 
 def base_commit(edits: dict[str, tuple[str, str] | None]) -> str:
     """The working tree with ``path -> (old text, new text)`` replacements (None deletes the file)."""
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "GIT_INDEX_FILE": str(Path(tmp) / "index"), "GIT_AUTHOR_NAME": "pgha-test",
-               "GIT_AUTHOR_EMAIL": "test@pgha.invalid", "GIT_COMMITTER_NAME": "pgha-test",
-               "GIT_COMMITTER_EMAIL": "test@pgha.invalid"}
+        env = {
+            **os.environ,
+            "GIT_INDEX_FILE": str(Path(tmp) / "index"),
+            "GIT_AUTHOR_NAME": "pgha-test",
+            "GIT_AUTHOR_EMAIL": "test@pgha.invalid",
+            "GIT_COMMITTER_NAME": "pgha-test",
+            "GIT_COMMITTER_EMAIL": "test@pgha.invalid",
+        }
         git("add", "-A", env=env)
         for path, edit in edits.items():
             if edit is None:
@@ -48,8 +54,9 @@ def base_commit(edits: dict[str, tuple[str, str] | None]) -> str:
 
 
 def pgha_diff(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pgha", "diff", *args], cwd=PROJECT_DIR, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "pgha", "diff", *args], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_identical_program_has_no_changes() -> None:
@@ -77,7 +84,8 @@ def test_making_the_dr_replica_multi_az_is_an_update_in_place_and_not_dangerous(
     data = json.loads(result.stdout)
     assert data["summary"]["dangerous"] == 0
     assert [(c["name"], c["action"], c["inputs"]) for c in data["changes"]] == [
-        ("pgha-prod-dr-replica", "update", {"multiAz": {"old": "false", "new": "true"}})]
+        ("pgha-prod-dr-replica", "update", {"multiAz": {"old": "false", "new": "true"}})
+    ]
 
 
 def test_a_force_new_input_replaces_the_database_and_exits_3() -> None:
@@ -106,8 +114,14 @@ def test_removing_a_replica_is_a_dangerous_delete() -> None:
 
 
 def test_a_replaced_key_replaces_what_it_encrypts() -> None:
-    base = base_commit({"components/kms.py": ("enable_key_rotation=True,",
-                                              'enable_key_rotation=True, customer_master_key_spec="RSA_2048",')})
+    base = base_commit(
+        {
+            "components/kms.py": (
+                "enable_key_rotation=True,",
+                'enable_key_rotation=True, customer_master_key_spec="RSA_2048",',
+            )
+        }
+    )
     result = pgha_diff("--stack", "dev", "--base", base, "--json")
     assert result.returncode == 3, result.stderr
     dangerous = {c["name"]: c for c in json.loads(result.stdout)["dangerous"]}
@@ -145,16 +159,28 @@ URN = "urn:pulumi:dev::pgha::pgha:patroni:PatroniCluster$"
 
 
 def resource(type_: str, name: str, inputs: dict, options: dict | None = None) -> dict:
-    return {"type": type_, "name": name, "urn": f"{URN}{type_}::{name}", "parent": "", "provider": "", "custom": True,
-            "inputs": inputs, "dependencies": [], "property_dependencies": {}, "options": options or {}}
+    return {
+        "type": type_,
+        "name": name,
+        "urn": f"{URN}{type_}::{name}",
+        "parent": "",
+        "provider": "",
+        "custom": True,
+        "inputs": inputs,
+        "dependencies": [],
+        "property_dependencies": {},
+        "options": options or {},
+    }
 
 
 def test_secret_changes_are_seen_but_never_shown() -> None:
     salt = "test-salt"
     old = snapshot._encode({"secretString": _Secret("hunter2-old")}, salt, repr)
     new = snapshot._encode({"secretString": _Secret("hunter2-new")}, salt, repr)
-    changes = compare([resource("aws:secretsmanager/secretVersion:SecretVersion", "creds-v", old)],
-                      [resource("aws:secretsmanager/secretVersion:SecretVersion", "creds-v", new)])
+    changes = compare(
+        [resource("aws:secretsmanager/secretVersion:SecretVersion", "creds-v", old)],
+        [resource("aws:secretsmanager/secretVersion:SecretVersion", "creds-v", new)],
+    )
     assert [c.action for c in changes] == ["update"]
     result = DiffResult("dev", "main", "0" * 40, changes)
     shown = render_text(result) + render_markdown(result) + json.dumps(result.to_json())
@@ -181,11 +207,19 @@ def test_protected_resources_are_marked() -> None:
 
 def test_ignore_changes_hides_and_replace_on_changes_forces() -> None:
     instance = "aws:ec2/instance:Instance"
-    old = [resource(instance, "node-1", {"launchTemplate": {"id": "lt-1", "version": "1"}}, {"ignoreChanges": []}),
-           resource("aws:sns/topic:Topic", "alarms", {"displayName": "a"})]
-    new = [resource(instance, "node-1", {"launchTemplate": {"id": "lt-1", "version": "2"}},
-                    {"ignoreChanges": ["launchTemplate"]}),
-           resource("aws:sns/topic:Topic", "alarms", {"displayName": "b"}, {"replaceOnChanges": ["displayName"]})]
+    old = [
+        resource(instance, "node-1", {"launchTemplate": {"id": "lt-1", "version": "1"}}, {"ignoreChanges": []}),
+        resource("aws:sns/topic:Topic", "alarms", {"displayName": "a"}),
+    ]
+    new = [
+        resource(
+            instance,
+            "node-1",
+            {"launchTemplate": {"id": "lt-1", "version": "2"}},
+            {"ignoreChanges": ["launchTemplate"]},
+        ),
+        resource("aws:sns/topic:Topic", "alarms", {"displayName": "b"}, {"replaceOnChanges": ["displayName"]}),
+    ]
     changes = {c.name: c for c in compare(old, new)}
     assert "node-1" not in changes  # pgha's Patroni nodes roll one at a time instead (docs/patroni.md)
     assert changes["alarms"].action == "replace" and not changes["alarms"].dangerous
@@ -220,8 +254,7 @@ def test_a_new_login_password_reruns_the_schema_hook() -> None:
     changes = {c["name"]: c for c in json.loads(result.stdout)["changes"]}
     # a new secret value is a new secret version, whose id the invocation's triggers carry
     assert {"triggers.login-pgha_app", "triggers.login-pgha_exec"} <= set(changes["pgha-dev-schema-apply"]["inputs"])
-    assert changes["pgha-dev-logins-pgha-app-value"]["inputs"]["secretString"] == {"old": "[secret]",
-                                                                                   "new": "[secret]"}
+    assert changes["pgha-dev-logins-pgha-app-value"]["inputs"]["secretString"] == {"old": "[secret]", "new": "[secret]"}
 
 
 ATTACHMENT = "aws:ec2/volumeAttachment:VolumeAttachment"
@@ -238,11 +271,13 @@ def test_a_new_device_name_replaces_every_patroni_data_attachment_and_is_dangero
             r["inputs"]["deviceName"] = "/dev/sdg"
     result = DiffResult("prod", "main", "0" * 40, compare(base, head))
     assert sorted((c.name, c.action) for c in result.changes) == [
-        (f"pgha-prod-patroni-{n}-data-attach", "replace") for n in (1, 2, 3)]
+        (f"pgha-prod-patroni-{n}-data-attach", "replace") for n in (1, 2, 3)
+    ]
     assert len(result.dangerous) == 3
     assert {tuple(c.reasons) for c in result.dangerous} == {('deviceName: "/dev/sdg" → "/dev/sdf"',)}
-    assert ("DANGEROUS replace pgha-prod-patroni-1-data-attach (EBS volume attachment): "
-            'deviceName: "/dev/sdg" → "/dev/sdf"') in render_text(result)
+    assert (
+        'DANGEROUS replace pgha-prod-patroni-1-data-attach (EBS volume attachment): deviceName: "/dev/sdg" → "/dev/sdf"'
+    ) in render_text(result)
 
 
 def test_set_diffs_the_patroni_path_that_no_committed_stack_selects() -> None:
@@ -258,7 +293,8 @@ def test_set_diffs_the_patroni_path_that_no_committed_stack_selects() -> None:
     assert data["overrides"] == {"engine": "patroni"}
     # the base ran with the override too: only the attachments differ, no RDS-to-Patroni swap
     assert sorted((c["name"], c["action"], c["dangerous"]) for c in data["changes"]) == [
-        (f"pgha-prod-patroni-{n}-data-attach", "replace", True) for n in (1, 2, 3)]
+        (f"pgha-prod-patroni-{n}-data-attach", "replace", True) for n in (1, 2, 3)
+    ]
     comment = pgha_diff("--stack", "prod", "--base", base, "--set", "engine=patroni", "--markdown").stdout
     assert comment.startswith(f"### `pgha diff` — stack `prod` with `--set engine=patroni` vs `{base}`")
     assert "| **replace** | `pgha-prod-patroni-1-data-attach` | EBS volume attachment |" in comment
@@ -297,8 +333,9 @@ def test_removing_the_first_allowed_cidr_deletes_only_its_rule() -> None:
 def test_naming_rules_after_their_cidr_is_a_no_op_on_an_existing_stack() -> None:
     """The aliases (the former position names) keep today's rules: no delete and create on upgrade."""
     # the base names each rule by its position, as before
-    base = base_commit({"components/network.py": ("allow_tcp(cidr_rule_name(name, cidr),",
-                                                  'allow_tcp(f"{name}-from-cidr-{index}",')})
+    base = base_commit(
+        {"components/network.py": ("allow_tcp(cidr_rule_name(name, cidr),", 'allow_tcp(f"{name}-from-cidr-{index}",')}
+    )
     result = pgha_diff("--stack", "prod", "--base", base, "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["changes"] == []

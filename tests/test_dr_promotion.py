@@ -38,10 +38,16 @@ def by_urn(plan: Plan) -> dict[str, RegisteredResource]:
 def changed_inputs(before: RegisteredResource, after: RegisteredResource) -> set[str]:
     """Input names whose values differ (assets compared by what they contain, secrets by value)."""
     old, new = redact(before.inputs), redact(after.inputs)
-    secrets = {k for k in set(before.inputs) | set(after.inputs)
-               if isinstance(before.inputs.get(k), Secret) or isinstance(after.inputs.get(k), Secret)}
-    return {k for k in set(old) | set(new)
-            if old.get(k) != new.get(k) or (k in secrets and before.inputs.get(k) != after.inputs.get(k))}
+    secrets = {
+        k
+        for k in set(before.inputs) | set(after.inputs)
+        if isinstance(before.inputs.get(k), Secret) or isinstance(after.inputs.get(k), Secret)
+    }
+    return {
+        k
+        for k in set(old) | set(new)
+        if old.get(k) != new.get(k) or (k in secrets and before.inputs.get(k) != after.inputs.get(k))
+    }
 
 
 def test_promoted_dr_instance_is_the_same_resource_updated_in_place(prod_plan: Plan, promoted: Plan) -> None:
@@ -56,7 +62,8 @@ def test_promoted_dr_instance_is_the_same_resource_updated_in_place(prod_plan: P
 
 
 def test_the_replica_has_no_automated_backups_and_the_promoted_instance_has_the_primarys(
-        prod_plan: Plan, promoted: Plan) -> None:
+    prod_plan: Plan, promoted: Plan
+) -> None:
     """A replica in ``backing-up`` cannot be promoted (PromoteReadReplica): the DR replica takes no backups of
     its own; the promotion starts them, with the primary's retention and window."""
     replica, primary = prod_plan.get(DR).inputs, prod_plan.get("pgha-prod-primary").inputs

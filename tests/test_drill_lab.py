@@ -48,7 +48,8 @@ def test_switchover_loses_nothing_and_the_old_leader_follows(lab: Lab, tmp_path:
     assert rnd.facts["leader_after"] != old and lab.leader().name != old
     assert rnd.lost == [] and rnd.rpo_s == 0.0 and rnd.rto_s is not None
     assert {"fault injected", "new leader", "writes stopped", "writes back", "old node rejoined"} <= {
-        e.name for e in rnd.events}
+        e.name for e in rnd.events
+    }
     paths = write_report(result, tmp_path)
     data = json.loads(paths["json"].read_text())
     assert data["rounds"][0]["lost_commits"] == [] and data["verdict"]["passed"] is True
@@ -107,8 +108,14 @@ def test_crash_leader_restarts_postgres_or_fails_over_and_loses_nothing(lab: Lab
 def test_cli_refuses_rejoin_for_a_scenario_other_than_kill_leader(lab: Lab) -> None:
     leader = lab.leader().name
     env = {**os.environ, "PGHA_LAB_DIR": str(lab.root)}
-    cli = subprocess.run([sys.executable, "-m", "pgha", "drill", "lab", "switchover", "--rejoin", "reclone"],
-                         env=env, capture_output=True, text=True, timeout=120, check=False)
+    cli = subprocess.run(
+        [sys.executable, "-m", "pgha", "drill", "lab", "switchover", "--rejoin", "reclone"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert cli.returncode == 2, cli.stdout + cli.stderr
     assert "--rejoin" in cli.stderr and "kill-leader" in cli.stderr
     assert lab.leader().name == leader and not lab.drill_lock_file.exists(), "refused before changing anything"
@@ -167,8 +174,14 @@ def test_lab_up_and_drills_refuse_while_another_drill_holds_the_lock(lab: Lab) -
         with pytest.raises(LabError, match=f"a drill \\(pid {holder.pid}\\) is using the lab"):
             lab.up()
         env = {**os.environ, "PGHA_LAB_DIR": str(lab.root)}
-        cli = subprocess.run([sys.executable, "-m", "pgha", "drill", "lab", "switchover"], env=env,
-                             capture_output=True, text=True, timeout=120, check=False)
+        cli = subprocess.run(
+            [sys.executable, "-m", "pgha", "drill", "lab", "switchover"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert cli.returncode == 2 and f"another drill (pid {holder.pid})" in cli.stderr
     finally:
         holder.kill()
@@ -180,9 +193,14 @@ def test_lab_up_and_drills_refuse_while_another_drill_holds_the_lock(lab: Lab) -
 
 def test_cli_reports_and_exits_1_when_a_target_is_missed(lab: Lab, tmp_path: Path) -> None:
     env = {**os.environ, "PGHA_LAB_DIR": str(lab.root)}
-    result = subprocess.run([sys.executable, "-m", "pgha", "drill", "lab", "switchover", "--max-rto", "0.001",
-                             "--report", str(tmp_path)], env=env, capture_output=True, text=True, timeout=300,
-                            check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "pgha", "drill", "lab", "switchover", "--max-rto", "0.001", "--report", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     [path] = tmp_path.glob("lab-switchover-*.json")
     data = json.loads(path.read_text())
@@ -199,8 +217,11 @@ def write_wal(lab: Lab, table: str, megabytes: int) -> None:
     conn = connect(lab.settings(), writable=True)
     try:
         conn.run(f"CREATE TABLE IF NOT EXISTS {table} (pad text)")
-        conn.run(f"INSERT INTO {table} SELECT repeat(md5(g::text), 31) "  # noqa: S608 - the test's own names
-                 "FROM generate_series(1, :n) g", n=megabytes * 900)
+        conn.run(
+            f"INSERT INTO {table} SELECT repeat(md5(g::text), 31) "  # noqa: S608 - the test's own names
+            "FROM generate_series(1, :n) g",
+            n=megabytes * 900,
+        )
     finally:
         conn.close()
 

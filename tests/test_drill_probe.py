@@ -74,8 +74,9 @@ def wait_for_commits(probe: WriteProbe, count: int, timeout: float = 30) -> None
         time.sleep(0.05)
 
 
-def test_writes_still_down_when_the_probe_stops_are_no_rto_and_fail_the_verdict(server: PostgresServer,
-                                                                               tmp_path: Path) -> None:
+def test_writes_still_down_when_the_probe_stops_are_no_rto_and_fail_the_verdict(
+    server: PostgresServer, tmp_path: Path
+) -> None:
     """Steady commits, then the server freezes and the probe stops before it thaws: the drill must not report the
     50 ms between two early commits as its RTO, nor pass."""
     rnd = Round(1)
@@ -97,8 +98,10 @@ def test_writes_still_down_when_the_probe_stops_are_no_rto_and_fail_the_verdict(
     result = DrillResult("lab", "freeze", Targets(max_rto_s=25), rounds=[rnd])
     passed, reasons = result.verdict()
     assert not passed
-    assert reasons == [f"round 1: writes not back when the measurement ended: no acknowledged commit for "
-                       f"{rnd.not_recovered_s:.2f} s (RTO at least that, not measured)"]
+    assert reasons == [
+        f"round 1: writes not back when the measurement ended: no acknowledged commit for "
+        f"{rnd.not_recovered_s:.2f} s (RTO at least that, not measured)"
+    ]
     paths = write_report(result, tmp_path)
     [row] = json.loads(paths["json"].read_text())["rounds"]
     assert row["rto_s"] is None and row["not_recovered_s"] == rnd.not_recovered_s
@@ -139,11 +142,14 @@ def test_restore_pitr_rpo_is_lost_seconds_like_every_other_drill() -> None:
     assert everything.rpo_s == 0.0 and everything.rto_s == 1.5
 
 
-@pytest.mark.parametrize(("targets", "named"), [
-    ({"max_rto_s": float("nan")}, "max_rto_s: nan is not a finite number"),
-    ({"max_rpo_s": float("inf")}, "max_rpo_s: inf is not a finite number"),
-    ({"max_lost": -1}, "max_lost: -1 is negative"),
-])
+@pytest.mark.parametrize(
+    ("targets", "named"),
+    [
+        ({"max_rto_s": float("nan")}, "max_rto_s: nan is not a finite number"),
+        ({"max_rpo_s": float("inf")}, "max_rpo_s: inf is not a finite number"),
+        ({"max_lost": -1}, "max_lost: -1 is negative"),
+    ],
+)
 def test_targets_refuse_what_no_drill_can_be_judged_against(targets: dict[str, float], named: str) -> None:
     with pytest.raises(ValueError, match=f"drill targets refused: {named}"):
         Targets(**targets)

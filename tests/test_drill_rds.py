@@ -37,8 +37,12 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     endpoint = f"http://127.0.0.1:{port}"
     # moto keeps its accounts in the process: start every test from an empty one
     urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).close()
-    for key, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-1"}.items():
+    for key, value in {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+    }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("PGHA_DSN", raising=False)
     promotions_complete(monkeypatch)
@@ -76,38 +80,65 @@ def project(tmp_path: Path) -> Path:
     return directory
 
 
-def deploy(stack: str, *, multi_az: bool, replicas: int, dr_region: str | None, protected: bool,
-           tag_stack: str | None = None) -> dict[str, str]:
+def deploy(
+    stack: str, *, multi_az: bool, replicas: int, dr_region: str | None, protected: bool, tag_stack: str | None = None
+) -> dict[str, str]:
     """Create what `pulumi up` of the stack creates, as far as drills look: network, primary, replicas, DR."""
     prefix = f"pgha-{stack}"
     rds, ec2 = boto3.client("rds", region_name="eu-west-1"), boto3.client("ec2", region_name="eu-west-1")
     vpc = ec2.create_vpc(CidrBlock="10.40.0.0/16")["Vpc"]["VpcId"]
-    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.40.{i}.0/24", AvailabilityZone=f"eu-west-1{zone}")
-               ["Subnet"]["SubnetId"] for i, zone in enumerate("abc")]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.40.{i}.0/24", AvailabilityZone=f"eu-west-1{zone}")["Subnet"][
+            "SubnetId"
+        ]
+        for i, zone in enumerate("abc")
+    ]
     group = ec2.create_security_group(GroupName=f"{prefix}-db", Description="db", VpcId=vpc)["GroupId"]
     rds.create_db_subnet_group(DBSubnetGroupName=f"{prefix}-net", DBSubnetGroupDescription="db", SubnetIds=subnets)
     tags = [{"Key": "pgha:project", "Value": "pgha"}, {"Key": "pgha:stack", "Value": tag_stack or stack}]
     primary = rds.create_db_instance(
-        DBInstanceIdentifier=f"{prefix}-primary", Engine="postgres", EngineVersion="17", DBInstanceClass="db.r7g.large",
-        AllocatedStorage=100, MasterUsername="pgha_admin", MasterUserPassword="not-used-here-1", MultiAZ=multi_az,
-        DBSubnetGroupName=f"{prefix}-net", VpcSecurityGroupIds=[group], BackupRetentionPeriod=7,
-        DeletionProtection=protected, Tags=tags,
+        DBInstanceIdentifier=f"{prefix}-primary",
+        Engine="postgres",
+        EngineVersion="17",
+        DBInstanceClass="db.r7g.large",
+        AllocatedStorage=100,
+        MasterUsername="pgha_admin",
+        MasterUserPassword="not-used-here-1",
+        MultiAZ=multi_az,
+        DBSubnetGroupName=f"{prefix}-net",
+        VpcSecurityGroupIds=[group],
+        BackupRetentionPeriod=7,
+        DeletionProtection=protected,
+        Tags=tags,
     )["DBInstance"]
     for index in range(1, replicas + 1):
-        rds.create_db_instance_read_replica(DBInstanceIdentifier=f"{prefix}-replica-{index}",
-                                            SourceDBInstanceIdentifier=f"{prefix}-primary", Tags=tags)
+        rds.create_db_instance_read_replica(
+            DBInstanceIdentifier=f"{prefix}-replica-{index}", SourceDBInstanceIdentifier=f"{prefix}-primary", Tags=tags
+        )
     if dr_region:
         boto3.client("rds", region_name=dr_region).create_db_instance_read_replica(
-            DBInstanceIdentifier=f"{prefix}-dr-replica", SourceDBInstanceIdentifier=primary["DBInstanceArn"],
-            SourceRegion="eu-west-1", Tags=tags)
+            DBInstanceIdentifier=f"{prefix}-dr-replica",
+            SourceDBInstanceIdentifier=primary["DBInstanceArn"],
+            SourceRegion="eu-west-1",
+            Tags=tags,
+        )
     return {"subnet_group": f"{prefix}-net", "security_group": group}
 
 
 def rds_metric(identifier: str, name: str, value: float, unit: str, region: str = "eu-west-1") -> None:
     """What RDS publishes for an instance: one value of one metric in CloudWatch, now."""
-    boto3.client("cloudwatch", region_name=region).put_metric_data(Namespace="AWS/RDS", MetricData=[{
-        "MetricName": name, "Value": value, "Unit": unit, "Timestamp": datetime.now(UTC).replace(microsecond=0),
-        "Dimensions": [{"Name": "DBInstanceIdentifier", "Value": identifier}]}])
+    boto3.client("cloudwatch", region_name=region).put_metric_data(
+        Namespace="AWS/RDS",
+        MetricData=[
+            {
+                "MetricName": name,
+                "Value": value,
+                "Unit": unit,
+                "Timestamp": datetime.now(UTC).replace(microsecond=0),
+                "Dimensions": [{"Name": "DBInstanceIdentifier", "Value": identifier}],
+            }
+        ],
+    )
 
 
 def replica_lag(identifier: str, seconds: float, region: str = "eu-west-1") -> None:
@@ -121,8 +152,20 @@ def primary_writes(identifier: str, bytes_per_s: float) -> None:
 
 
 def drill(project: Path, tmp_path: Path, *args: str):
-    result = runner.invoke(app, ["drill", "rds", *args, "--project-dir", str(project),
-                                 "--report", str(tmp_path / "reports"), "--poll-seconds", "0.1"])
+    result = runner.invoke(
+        app,
+        [
+            "drill",
+            "rds",
+            *args,
+            "--project-dir",
+            str(project),
+            "--report",
+            str(tmp_path / "reports"),
+            "--poll-seconds",
+            "0.1",
+        ],
+    )
     return result
 
 
@@ -140,8 +183,9 @@ def instance(identifier: str, region: str = "eu-west-1") -> dict:
     return rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]
 
 
-def test_failover_without_yes_on_a_protected_stack_only_prints_the_plan(aws: str, project: Path,
-                                                                         tmp_path: Path) -> None:
+def test_failover_without_yes_on_a_protected_stack_only_prints_the_plan(
+    aws: str, project: Path, tmp_path: Path
+) -> None:
     deploy("prod", multi_az=True, replicas=2, dr_region="eu-central-1", protected=True)
     result = drill(project, tmp_path, "failover", "--stack", "prod")
     assert result.exit_code == 3, result.output
@@ -149,8 +193,9 @@ def test_failover_without_yes_on_a_protected_stack_only_prints_the_plan(aws: str
     assert not (tmp_path / "reports").exists()
 
 
-def test_failover_with_a_heartbeat_through_the_writer_measures_rto_and_rpo(aws: str, project: Path, tmp_path: Path,
-                                                                           postgres) -> None:
+def test_failover_with_a_heartbeat_through_the_writer_measures_rto_and_rpo(
+    aws: str, project: Path, tmp_path: Path, postgres
+) -> None:
     """The heartbeat goes to a real PostgreSQL standing in for the writer endpoint."""
     deploy("prod", multi_az=True, replicas=2, dr_region="eu-central-1", protected=True)
     result = drill(project, tmp_path, "failover", "--stack", "prod", "--yes", "--dsn", postgres.dsn())
@@ -186,8 +231,9 @@ def test_failover_refuses_a_primary_without_multi_az(aws: str, project: Path, tm
     assert "pgha-dev-primary is not Multi-AZ" in result.output
 
 
-def test_promote_replica_refuses_a_lagging_replica_and_a_missing_metric(aws: str, project: Path,
-                                                                        tmp_path: Path) -> None:
+def test_promote_replica_refuses_a_lagging_replica_and_a_missing_metric(
+    aws: str, project: Path, tmp_path: Path
+) -> None:
     deploy("dev", multi_az=False, replicas=1, dr_region=None, protected=False)
     missing = drill(project, tmp_path, "promote-replica", "--stack", "dev", "--replica", "1")
     assert missing.exit_code == 2 and "no ReplicaLag metric for pgha-dev-replica-1" in missing.output
@@ -201,24 +247,32 @@ def test_promote_replica_refuses_a_lagging_replica_and_a_missing_metric(aws: str
 
 
 @pytest.mark.parametrize("wanted", ["\u0661", "\uff11", "\u00b9"])  # 1: Arabic-Indic, full-width, superscript
-def test_promote_replica_takes_its_number_in_ascii_digits(aws: str, project: Path, tmp_path: Path,
-                                                          wanted: str) -> None:
+def test_promote_replica_takes_its_number_in_ascii_digits(aws: str, project: Path, tmp_path: Path, wanted: str) -> None:
     deploy("dev", multi_az=False, replicas=1, dr_region=None, protected=False)
     result = drill(project, tmp_path, "promote-replica", "--stack", "dev", "--replica", wanted)
     assert result.exit_code == 2, result.output
     assert "not one of this stack's replicas (pgha-dev-replica-N)" in result.output
 
 
-@pytest.mark.parametrize(("scenario", "stack", "replica", "region"), [
-    ("promote-replica", "dev", "pgha-dev-replica-1", "eu-west-1"),
-    ("promote-dr", "prod", "pgha-prod-dr-replica", "eu-central-1"),
-])
+@pytest.mark.parametrize(
+    ("scenario", "stack", "replica", "region"),
+    [
+        ("promote-replica", "dev", "pgha-dev-replica-1", "eu-west-1"),
+        ("promote-dr", "prod", "pgha-prod-dr-replica", "eu-central-1"),
+    ],
+)
 def test_promote_a_caught_up_replica_of_an_idle_primary_despite_its_replica_lag(
-        aws: str, project: Path, tmp_path: Path, scenario: str, stack: str, replica: str, region: str) -> None:
+    aws: str, project: Path, tmp_path: Path, scenario: str, stack: str, replica: str, region: str
+) -> None:
     """A primary that commits nothing: RDS's ReplicaLag (now - the last replayed commit) grows on a replica that
     has replayed everything. The primary's own WAL rate says it is idle, so that is no lag (components/alarms.py)."""
-    deploy(stack, multi_az=stack == "prod", replicas=1, dr_region="eu-central-1" if stack == "prod" else None,
-           protected=stack == "prod")
+    deploy(
+        stack,
+        multi_az=stack == "prod",
+        replicas=1,
+        dr_region="eu-central-1" if stack == "prod" else None,
+        protected=stack == "prod",
+    )
     replica_lag(replica, 240.0, region=region)
     primary_writes(f"pgha-{stack}-primary", 120.0)  # housekeeping only: far below a commit every fraction of a second
     result = drill(project, tmp_path, scenario, "--stack", stack, "--replica", "1", "--yes")
@@ -229,20 +283,24 @@ def test_promote_a_caught_up_replica_of_an_idle_primary_despite_its_replica_lag(
     assert f"{replica} ReplicaLag is 240 s > --max-lag 1 s, but pgha-{stack}-primary was idle" in notes
 
 
-def test_promote_replica_refuses_a_replica_lagging_while_the_primary_writes(aws: str, project: Path,
-                                                                          tmp_path: Path) -> None:
+def test_promote_replica_refuses_a_replica_lagging_while_the_primary_writes(
+    aws: str, project: Path, tmp_path: Path
+) -> None:
     deploy("dev", multi_az=False, replicas=1, dr_region=None, protected=False)
     replica_lag("pgha-dev-replica-1", 5.0)
     primary_writes("pgha-dev-primary", 250_000.0)
     result = drill(project, tmp_path, "promote-replica", "--stack", "dev", "--replica", "1")
     assert result.exit_code == 2
-    assert ("pgha-dev-replica-1 ReplicaLag is 5 s > --max-lag 1 s while pgha-dev-primary wrote 250000 B/s of WAL: "
-            "refusing to promote a lagging replica") in result.output
+    assert (
+        "pgha-dev-replica-1 ReplicaLag is 5 s > --max-lag 1 s while pgha-dev-primary wrote 250000 B/s of WAL: "
+        "refusing to promote a lagging replica"
+    ) in result.output
     assert not (tmp_path / "reports").exists(), "refused before anything changed"
 
 
-def test_promote_replica_refuses_a_replica_whose_replication_broke(aws: str, project: Path, tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_promote_replica_refuses_a_replica_whose_replication_broke(
+    aws: str, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Broken replication on an idle primary also shows as a growing ReplicaLag; an idle primary must not let it
     through: RDS's replication state of the replica says it."""
     from pgha.drill.rds import RdsDrill
@@ -255,8 +313,14 @@ def test_promote_replica_refuses_a_replica_whose_replication_broke(aws: str, pro
     def broken(self: RdsDrill, identifier: str, region: str | None = None) -> dict:
         found = describe(self, identifier, region)
         if identifier == "pgha-dev-replica-1":  # what DescribeDBInstances says of a replica whose replication failed
-            found["StatusInfos"] = [{"StatusType": "read replication", "Normal": False, "Status": "error",
-                                     "Message": "Replication has stopped."}]
+            found["StatusInfos"] = [
+                {
+                    "StatusType": "read replication",
+                    "Normal": False,
+                    "Status": "error",
+                    "Message": "Replication has stopped.",
+                }
+            ]
         return found
 
     monkeypatch.setattr(RdsDrill, "describe", broken)
@@ -265,13 +329,13 @@ def test_promote_replica_refuses_a_replica_whose_replication_broke(aws: str, pro
     assert "pgha-dev-replica-1 read replication is error (Replication has stopped.)" in result.output
 
 
-def test_promote_replica_within_max_lag_promotes_and_keeps_the_config(aws: str, project: Path,
-                                                                       tmp_path: Path) -> None:
+def test_promote_replica_within_max_lag_promotes_and_keeps_the_config(aws: str, project: Path, tmp_path: Path) -> None:
     deploy("dev", multi_az=False, replicas=1, dr_region=None, protected=False)
     replica_lag("pgha-dev-replica-1", 5.0)
     before = (project / "Pulumi.dev.yaml").read_text()
-    result = drill(project, tmp_path, "promote-replica", "--stack", "dev", "--replica", "1", "--max-lag", "10",
-                   "--update-config")
+    result = drill(
+        project, tmp_path, "promote-replica", "--stack", "dev", "--replica", "1", "--max-lag", "10", "--update-config"
+    )
     assert result.exit_code == 0, result.output
     assert "keep pgha:replicas = 1" in result.output
     urn = run_program("dev", project_dir=project).get("pgha-dev-replica-1").urn
@@ -284,7 +348,8 @@ def test_promote_replica_within_max_lag_promotes_and_keeps_the_config(aws: str, 
 
 
 def test_promote_with_dsn_to_an_unreachable_endpoint_says_so_and_keeps_the_heartbeats(
-        aws: str, project: Path, tmp_path: Path, postgres, monkeypatch: pytest.MonkeyPatch) -> None:
+    aws: str, project: Path, tmp_path: Path, postgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """--dsn reaches the primary (a real PostgreSQL stands in for it) but the promoted instance's endpoint never
     answers from here: the report must say that, not "no --dsn", and keep what the heartbeat acknowledged."""
     import pgha.drill.rds
@@ -298,8 +363,9 @@ def test_promote_with_dsn_to_an_unreachable_endpoint_says_so_and_keeps_the_heart
     [rnd] = data["rounds"]
     endpoint = rnd["facts"]["endpoint"]
     assert "no --dsn" not in rnd["rto_source"] + rnd["rpo_source"]
-    assert f"--dsn was given, but the promoted endpoint {endpoint} did not accept a write from here" in \
-        rnd["rto_source"]
+    assert (
+        f"--dsn was given, but the promoted endpoint {endpoint} did not accept a write from here" in rnd["rto_source"]
+    )
     assert rnd["acknowledged_commits"] >= 2, "the heartbeats acknowledged before the promotion are kept"
     from pgha.connect import connect
 
@@ -309,8 +375,9 @@ def test_promote_with_dsn_to_an_unreachable_endpoint_says_so_and_keeps_the_heart
     newest = rnd["facts"]["newest_acknowledged_heartbeat"]
     assert newest["id"] == newest_on_primary, "what the promoted instance should hold, to check there later"
     assert rnd["rpo_s"] is None and f"the newest (id {newest['id']})" in rnd["rpo_source"]
-    assert "round 1: check failed: the promoted endpoint accepted a write through --dsn" in \
-        "\n".join(data["verdict"]["reasons"])
+    assert "round 1: check failed: the promoted endpoint accepted a write through --dsn" in "\n".join(
+        data["verdict"]["reasons"]
+    )
 
 
 def test_promote_dr_with_update_config_edits_only_that_key(aws: str, project: Path, tmp_path: Path) -> None:
@@ -322,7 +389,7 @@ def test_promote_dr_with_update_config_edits_only_that_key(aws: str, project: Pa
     assert "pulumi config set --stack prod pgha:drPromoted true" in result.output
     after = (project / "Pulumi.prod.yaml").read_text()
     assert after.splitlines()[: len(before.splitlines())] == before.splitlines(), "comments and keys kept"
-    assert after.splitlines()[len(before.splitlines()):] == ["  pgha:drPromoted: true"]
+    assert after.splitlines()[len(before.splitlines()) :] == ["  pgha:drPromoted: true"]
     data = report_of(tmp_path)
     assert data["settings"]["stack_config_change"].startswith("pgha:drPromoted: true")
     assert data["rounds"][0]["facts"]["region"] == "eu-central-1"
@@ -344,8 +411,10 @@ def test_restore_pitr_into_the_stacks_network_then_deletes_it(aws: str, project:
     assert rnd["facts"]["subnet_group"] == network["subnet_group"]
     assert rnd["facts"]["security_groups"] == [network["security_group"]]
     assert {c["name"]: c["ok"] for c in rnd["checks"]}["scratch instance deleted"] is True
-    names = [i["DBInstanceIdentifier"] for i in boto3.client("rds", region_name="eu-west-1")
-             .describe_db_instances()["DBInstances"]]
+    names = [
+        i["DBInstanceIdentifier"]
+        for i in boto3.client("rds", region_name="eu-west-1").describe_db_instances()["DBInstances"]
+    ]
     assert not [n for n in names if "-pitr-" in n]
 
 
@@ -357,17 +426,23 @@ def test_restore_pitr_keep_leaves_the_scratch_instance(aws: str, project: Path, 
     assert instance(scratch)["DBInstanceStatus"] == "available"
 
 
-@pytest.mark.parametrize(("to", "message"), [("yesterday", "not an ISO 8601 time"),
-                                             ("2020-01-01T00:00:00", "give a time zone"),
-                                             ("2020-01-01T00:00:00Z", "before the backup retention window")])
+@pytest.mark.parametrize(
+    ("to", "message"),
+    [
+        ("yesterday", "not an ISO 8601 time"),
+        ("2020-01-01T00:00:00", "give a time zone"),
+        ("2020-01-01T00:00:00Z", "before the backup retention window"),
+    ],
+)
 def test_restore_pitr_refuses_a_bad_time(aws: str, project: Path, tmp_path: Path, to: str, message: str) -> None:
     deploy("dev", multi_az=False, replicas=0, dr_region=None, protected=False)
     result = drill(project, tmp_path, "restore-pitr", "--stack", "dev", "--to", to)
     assert result.exit_code == 2 and message in result.output
 
 
-def test_missing_instance_wrong_stack_and_unknown_scenario_are_one_line_exit_2(aws: str, project: Path,
-                                                                               tmp_path: Path) -> None:
+def test_missing_instance_wrong_stack_and_unknown_scenario_are_one_line_exit_2(
+    aws: str, project: Path, tmp_path: Path
+) -> None:
     missing = drill(project, tmp_path, "failover", "--stack", "dev")
     assert missing.exit_code == 2 and "no RDS instance pgha-dev-primary in eu-west-1" in missing.output
     assert len(missing.output.strip().splitlines()) == 1
@@ -382,8 +457,10 @@ def test_missing_instance_wrong_stack_and_unknown_scenario_are_one_line_exit_2(a
 
 def test_set_stack_value_keeps_comments_and_other_keys(tmp_path: Path) -> None:
     path = tmp_path / "Pulumi.x.yaml"
-    text = ("# header comment\nconfig:\n  aws:region: eu-west-1  # where\n  pgha:replicas: 2 # two\n"
-            "  pgha:allowedCidrs:\n    - 10.40.0.0/16\n  # trailing comment\nother: 1\n")
+    text = (
+        "# header comment\nconfig:\n  aws:region: eu-west-1  # where\n  pgha:replicas: 2 # two\n"
+        "  pgha:allowedCidrs:\n    - 10.40.0.0/16\n  # trailing comment\nother: 1\n"
+    )
     path.write_text(text)
     assert set_stack_value(path, "pgha:replicas", "1") == "2"
     assert path.read_text() == text.replace("pgha:replicas: 2 # two", "pgha:replicas: 1 # two")
@@ -425,8 +502,12 @@ def test_failover_heartbeat_not_acknowledged_after_the_call_has_no_rto(last_writ
     from pgha.drill.rds import RdsDrill, RdsOptions, load_stack
 
     start = 1_800_000_000.0
-    report = ProbeReport(commits=[Commit(i, start + i, "writer") for i in range(1, 11)], started=start,
-                         stopped=start + 310.0, failing_since=start + 11.0 if last_write_failed else None)
+    report = ProbeReport(
+        commits=[Commit(i, start + i, "writer") for i in range(1, 11)],
+        started=start,
+        stopped=start + 310.0,
+        failing_since=start + 11.0 if last_write_failed else None,
+    )
     drill = RdsDrill(load_stack("prod", PROJECT), "failover", RdsOptions())
     rnd = Round(1)
     rnd.measure_probe(report, [], source="heartbeat through --dsn", noise_s=2.0)
@@ -438,19 +519,23 @@ def test_failover_heartbeat_not_acknowledged_after_the_call_has_no_rto(last_writ
 
 
 @pytest.mark.parametrize("command", [["lab", "switchover"], ["rds", "failover", "--stack", "dev"]])
-@pytest.mark.parametrize(("option", "value", "problem"), [
-    ("--max-rto", "nan", "nan is not a finite number"),
-    ("--max-rpo", "nan", "nan is not a finite number"),
-    ("--max-rto", "inf", "inf is not a finite number"),
-    ("--max-rto", "-1", "-1.0 is negative: a target is 0 or more"),
-    ("--max-rpo", "-0.5", "-0.5 is negative"),
-    ("--max-lost", "-1", "-1 is negative"),
-])
+@pytest.mark.parametrize(
+    ("option", "value", "problem"),
+    [
+        ("--max-rto", "nan", "nan is not a finite number"),
+        ("--max-rpo", "nan", "nan is not a finite number"),
+        ("--max-rto", "inf", "inf is not a finite number"),
+        ("--max-rto", "-1", "-1.0 is negative: a target is 0 or more"),
+        ("--max-rpo", "-0.5", "-0.5 is negative"),
+        ("--max-lost", "-1", "-1 is negative"),
+    ],
+)
 def test_a_non_finite_or_negative_drill_target_is_refused_before_anything_runs(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, command: list[str], option: str, value: str,
-        problem: str) -> None:
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, command: list[str], option: str, value: str, problem: str
+) -> None:
     """--max-rto nan passed every round (rto > nan is False) and wrote NaN, which is not JSON, into the report;
     a negative target failed every round. Refused while the options are parsed: no lab or AWS call is made."""
+
     def touched(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("the drill started")
 
@@ -464,8 +549,10 @@ def test_a_non_finite_or_negative_drill_target_is_refused_before_anything_runs(
 
 @pytest.mark.parametrize("command", [["lab", "switchover"], ["rds", "failover", "--stack", "dev"]])
 def test_a_report_directory_that_cannot_be_written_is_refused_before_anything_runs(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, command: list[str]) -> None:
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, command: list[str]
+) -> None:
     """--report /dev/null/x ran the whole drill, then crashed with NotADirectoryError: RTO and verdict lost."""
+
     def touched(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("the drill started")
 
@@ -473,15 +560,18 @@ def test_a_report_directory_that_cannot_be_written_is_refused_before_anything_ru
     monkeypatch.setattr("pgha.drill.cli._progress", touched)
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    for report, problem in ((blocker / "reports", f"cannot be created: {blocker} is not a directory"),
-                            (blocker, "is not a directory")):
+    for report, problem in (
+        (blocker / "reports", f"cannot be created: {blocker} is not a directory"),
+        (blocker, "is not a directory"),
+    ):
         result = runner.invoke(app, ["drill", *command, "--report", str(report)])
         assert result.exit_code == 2, result.output
         assert f"--report {report} {problem}; nothing was started" in result.output
 
 
 def test_reports_that_fail_to_write_after_the_drill_still_print_rto_and_verdict(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The directory checked before the drill can still fail at the end (removed, disk full): the measurements
     and the verdict are printed, and the run fails naming the directory, without a traceback."""
     import typer
@@ -536,7 +626,8 @@ def throttle_after_promote(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_promote_dr_aborted_after_the_call_still_gives_and_writes_the_config_change(
-        aws: str, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    aws: str, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The promotion happened even though the round aborted: the config step is printed and written, and the
     report says the DR replica was promoted, not that everything was put back."""
     deploy("prod", multi_az=True, replicas=2, dr_region="eu-central-1", protected=True)
@@ -556,7 +647,8 @@ def test_promote_dr_aborted_after_the_call_still_gives_and_writes_the_config_cha
 
 
 def test_promote_replica_aborted_after_the_call_still_prints_the_advice(
-        aws: str, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    aws: str, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     deploy("dev", multi_az=False, replicas=1, dr_region=None, protected=False)
     replica_lag("pgha-dev-replica-1", 0.2)
     throttle_after_promote(monkeypatch)
@@ -567,7 +659,8 @@ def test_promote_replica_aborted_after_the_call_still_prints_the_advice(
 
 
 def test_a_promoted_instance_still_listing_its_source_fails_the_standalone_check(
-        aws: str, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    aws: str, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Available but still a replica (the promotion did not complete, or was a no-op): not a standalone primary."""
     from pgha.drill.rds import RdsDrill
 
@@ -591,7 +684,8 @@ def test_a_promoted_instance_still_listing_its_source_fails_the_standalone_check
 
 
 def test_a_completed_promotion_is_reported_as_left_changed_never_as_all_put_back(
-        aws: str, project: Path, tmp_path: Path) -> None:
+    aws: str, project: Path, tmp_path: Path
+) -> None:
     deploy("prod", multi_az=True, replicas=1, dr_region="eu-central-1", protected=True)
     replica_lag("pgha-prod-dr-replica", 0.3, region="eu-central-1")
     result = drill(project, tmp_path, "promote-dr", "--stack", "prod", "--yes")
@@ -656,8 +750,9 @@ def fail_restore(monkeypatch: pytest.MonkeyPatch, status: str = "incompatible-re
     monkeypatch.setattr(RdsDrill, "describe", failed)
 
 
-def test_a_terminal_status_stops_the_wait_naming_it(aws: str, project: Path, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_terminal_status_stops_the_wait_naming_it(
+    aws: str, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import time
 
     deploy("dev", multi_az=False, replicas=0, dr_region=None, protected=False)
@@ -672,20 +767,22 @@ def test_a_terminal_status_stops_the_wait_naming_it(aws: str, project: Path, tmp
 
 
 def test_keep_with_an_aborted_restore_lists_the_scratch_instance_with_its_delete_command(
-        aws: str, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    aws: str, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     deploy("dev", multi_az=False, replicas=0, dr_region=None, protected=False)
     fail_restore(monkeypatch)
     result = drill(project, tmp_path, "restore-pitr", "--stack", "dev", "--to", "latest", "--keep")
     assert result.exit_code == 1, result.output
     [left] = report_of(tmp_path)["unrestored"]
     scratch = re.search(r"scratch instance (pgha-dev-pitr-\d+) ", left).group(1)
-    assert f"delete it with aws rds delete-db-instance --region eu-west-1 --db-instance-identifier {scratch} " \
-           "--skip-final-snapshot" in left
+    assert (
+        f"delete it with aws rds delete-db-instance --region eu-west-1 --db-instance-identifier {scratch} "
+        "--skip-final-snapshot" in left
+    )
     assert instance(scratch)
 
 
-def test_restore_pitr_is_judged_against_its_own_default_rto_target(aws: str, project: Path,
-                                                                   tmp_path: Path) -> None:
+def test_restore_pitr_is_judged_against_its_own_default_rto_target(aws: str, project: Path, tmp_path: Path) -> None:
     """A restore's RTO is the whole restore (10-30 min on RDS): the failover KPI of 300 s would fail every one."""
     deploy("dev", multi_az=False, replicas=0, dr_region=None, protected=False)
     result = drill(project, tmp_path, "restore-pitr", "--stack", "dev", "--to", "latest", "--keep")
@@ -696,23 +793,34 @@ def test_restore_pitr_is_judged_against_its_own_default_rto_target(aws: str, pro
     assert left.startswith("scratch instance pgha-dev-pitr-") and "(--keep)" in left
     shutil.rmtree(tmp_path / "reports")
     boto3.client("rds", region_name="eu-west-1").delete_db_instance(  # as the user would, with the printed command
-        DBInstanceIdentifier=left.split()[2], SkipFinalSnapshot=True)
+        DBInstanceIdentifier=left.split()[2], SkipFinalSnapshot=True
+    )
     explicit = drill(project, tmp_path, "restore-pitr", "--stack", "dev", "--to", "latest", "--max-rto", "900")
     assert explicit.exit_code == 0 and report_of(tmp_path)["targets"]["max_rto_s"] == 900.0
 
 
-@pytest.mark.parametrize("pending", [
-    {"DBParameterGroups": [{"DBParameterGroupName": "pgha-prod-pg17", "ParameterApplyStatus": "pending-reboot"}]},
-    {"PendingModifiedValues": {"DBInstanceClass": "db.r7g.xlarge"}},
-])
-def test_failover_refuses_while_changes_wait_for_a_reboot(aws: str, project: Path, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch, pending: dict) -> None:
+@pytest.mark.parametrize(
+    "pending",
+    [
+        {"DBParameterGroups": [{"DBParameterGroupName": "pgha-prod-pg17", "ParameterApplyStatus": "pending-reboot"}]},
+        {"PendingModifiedValues": {"DBInstanceClass": "db.r7g.xlarge"}},
+    ],
+)
+def test_failover_refuses_while_changes_wait_for_a_reboot(
+    aws: str, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pending: dict
+) -> None:
     from pgha.drill.rds import RdsDrill
 
     deploy("prod", multi_az=True, replicas=0, dr_region=None, protected=True)
     describe = RdsDrill.describe
-    monkeypatch.setattr(RdsDrill, "describe", lambda self, identifier, region=None: {
-        **describe(self, identifier, region), **(pending if identifier == "pgha-prod-primary" else {})})
+    monkeypatch.setattr(
+        RdsDrill,
+        "describe",
+        lambda self, identifier, region=None: {
+            **describe(self, identifier, region),
+            **(pending if identifier == "pgha-prod-primary" else {}),
+        },
+    )
     refused = drill(project, tmp_path, "failover", "--stack", "prod", "--yes")
     assert refused.exit_code == 2, refused.output
     assert "the failover's reboot would apply them; refusing" in refused.output
@@ -722,7 +830,8 @@ def test_failover_refuses_while_changes_wait_for_a_reboot(aws: str, project: Pat
 
 
 def test_a_dsn_that_cannot_write_the_heartbeat_is_refused_before_anything_changes(
-        aws: str, project: Path, tmp_path: Path, postgres) -> None:
+    aws: str, project: Path, tmp_path: Path, postgres
+) -> None:
     deploy("dev", multi_az=False, replicas=1, dr_region=None, protected=False)
     replica_lag("pgha-dev-replica-1", 0.2)
     dsn = postgres.dsn().replace(postgres.password, "not-the-password")
@@ -735,7 +844,8 @@ def test_a_dsn_that_cannot_write_the_heartbeat_is_refused_before_anything_change
 
 
 def test_a_dsn_without_create_privilege_is_refused_before_anything_changes(
-        aws: str, project: Path, tmp_path: Path, postgres) -> None:
+    aws: str, project: Path, tmp_path: Path, postgres
+) -> None:
     """A login that may connect but not create the heartbeat table (no CREATE on schema public, the default for
     a non-owner since PostgreSQL 15; revoked here so it holds on any version): exit 2, not an aborted round."""
     from pgha.connect import connect
@@ -757,7 +867,8 @@ def test_a_dsn_without_create_privilege_is_refused_before_anything_changes(
 
 
 def test_an_aborted_restore_never_deletes_an_instance_it_did_not_create(
-        aws: str, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    aws: str, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The scratch identifier is stamped to the second: a run in the same second as a --keep one finds that
     instance there, its restore call fails, and what it puts back must not include deleting the kept one."""
     from pgha.drill import rds
@@ -767,8 +878,15 @@ def test_an_aborted_restore_never_deletes_an_instance_it_did_not_create(
     assert kept.exit_code == 0, kept.output
     scratch = report_of(tmp_path)["rounds"][0]["facts"]["scratch"]
     # the second run picks the same identifier, as it would within the same second
-    monkeypatch.setattr(rds.RdsDrill, "_restore_guard", lambda self, primary: (
-        setattr(self, "restore_time", None), setattr(self, "scratch_id", scratch), setattr(self, "primary", primary)))
+    monkeypatch.setattr(
+        rds.RdsDrill,
+        "_restore_guard",
+        lambda self, primary: (
+            setattr(self, "restore_time", None),
+            setattr(self, "scratch_id", scratch),
+            setattr(self, "primary", primary),
+        ),
+    )
     shutil.rmtree(tmp_path / "reports")
     again = drill(project, tmp_path, "restore-pitr", "--stack", "dev", "--to", "latest")
     assert again.exit_code == 1, again.output

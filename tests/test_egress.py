@@ -19,20 +19,22 @@ BYO_SUBNETS = '["subnet-0123456789abcdef1", "subnet-0123456789abcdef2"]'
 
 def byo(vpc_id: str, **overrides: str) -> Plan:
     """The dev stack in a bring-your-own VPC the mocks describe (see pgha/ci/harness.py)."""
-    return run_program("dev", {"vpcCidr": None, "vpcId": vpc_id, "subnetIds": BYO_SUBNETS, **overrides},
-                       check=False)
+    return run_program("dev", {"vpcCidr": None, "vpcId": vpc_id, "subnetIds": BYO_SUBNETS, **overrides}, check=False)
 
 
 def egress_rules(plan: Plan, prefix: str) -> list[RegisteredResource]:
-    return [r for r in plan.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
-            if r.name.startswith(prefix)]
+    return [
+        r for r in plan.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule") if r.name.startswith(prefix)
+    ]
 
 
 def test_invocation_depends_on_every_rule_and_endpoint_the_hook_needs(dev_plan: Plan) -> None:
     invocation = dev_plan.get("pgha-dev-schema-apply")
     needed = [
-        "pgha-dev-net-secretsmanager-endpoint", "pgha-dev-net-s3-endpoint",  # Network.egress
-        "pgha-dev-schema-to-5432", "pgha-dev-schema-https-to-endpoints-0",  # out of the hook
+        "pgha-dev-net-secretsmanager-endpoint",
+        "pgha-dev-net-s3-endpoint",  # Network.egress
+        "pgha-dev-schema-to-5432",
+        "pgha-dev-schema-https-to-endpoints-0",  # out of the hook
         "pgha-dev-db-from-schema-hook",  # into the database
         "pgha-dev-schema-fn",
     ]
@@ -45,7 +47,8 @@ def test_byo_vpc_with_a_nat_gets_https_out_through_it() -> None:
     assert plan.error is None
     https = [r for r in egress_rules(plan, "pgha-dev-schema-https") if r.inputs["fromPort"] == 443]
     assert [(r.inputs.get("cidrIpv4"), r.inputs.get("referencedSecurityGroupId")) for r in https] == [
-        ("0.0.0.0/0", None)]
+        ("0.0.0.0/0", None)
+    ]
     assert https[0].urn in plan.get("pgha-dev-schema-apply").dependencies
 
 
@@ -54,7 +57,8 @@ def test_byo_vpc_with_an_endpoint_gets_https_to_the_endpoint_only() -> None:
     assert plan.error is None
     https = egress_rules(plan, "pgha-dev-schema-https")
     assert [(r.inputs.get("cidrIpv4"), r.inputs.get("referencedSecurityGroupId")) for r in https] == [
-        (None, BYO_ENDPOINT_SG)]
+        (None, BYO_ENDPOINT_SG)
+    ]
 
 
 def test_byo_vpc_without_nat_or_endpoint_fails_naming_what_is_missing() -> None:

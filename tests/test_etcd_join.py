@@ -39,8 +39,12 @@ PEER = "https://10.0.0.{}:2380"
 def member(number: int, started: bool = True, member_id: str | None = None) -> dict[str, Any]:
     """A member as etcd's client API lists it. One of the initial members has its name from the start;
     its client URLs only once it started (published them through raft, which needs quorum)."""
-    return {"ID": member_id or str(number), "peerURLs": [PEER.format(number)], "name": f"node{number}",
-            **({"clientURLs": [f"https://10.0.0.{number}:2379"]} if started else {})}
+    return {
+        "ID": member_id or str(number),
+        "peerURLs": [PEER.format(number)],
+        "name": f"node{number}",
+        **({"clientURLs": [f"https://10.0.0.{number}:2379"]} if started else {}),
+    }
 
 
 class FakeEtcd:
@@ -50,14 +54,19 @@ class FakeEtcd:
     started; default ``quorum``); ``quorum``: a linearizable read succeeds; ``loading``: how many times its
     peer port answers ``null`` first (a member replaying its log)."""
 
-    def __init__(self, members: list[dict[str, Any]] | None, quorum: bool = True, serving: bool | None = None,
-                 refuse_add: bool = False, loading: int = 0):
+    def __init__(
+        self,
+        members: list[dict[str, Any]] | None,
+        quorum: bool = True,
+        serving: bool | None = None,
+        refuse_add: bool = False,
+        loading: int = 0,
+    ):
         self.members, self.quorum, self.refuse_add, self.loading = members, quorum, refuse_add, loading
         self.serving = quorum if serving is None else serving
         self.calls: list[tuple[str, dict | None]] = []
 
-    def __call__(self, url: str, method: str, context: ssl.SSLContext, timeout: float,
-                 body: dict | None = None) -> Any:
+    def __call__(self, url: str, method: str, context: ssl.SSLContext, timeout: float, body: dict | None = None) -> Any:
         parts = urlsplit(url)
         path = parts.path if parts.port == 2379 else f"peer{parts.path}"
         self.calls.append((path, body))
@@ -81,8 +90,13 @@ class FakeEtcd:
             return {"header": {}, "members": self.members}
         if path == "/v3/cluster/member/add":
             if self.refuse_add:
-                raise urllib.error.HTTPError(url, 400, "Bad Request", {},  # type: ignore[arg-type]
-                                             io.BytesIO(b'{"error":"etcdserver: unhealthy cluster","code":14}'))
+                raise urllib.error.HTTPError(
+                    url,
+                    400,
+                    "Bad Request",
+                    {},  # type: ignore[arg-type]
+                    io.BytesIO(b'{"error":"etcdserver: unhealthy cluster","code":14}'),
+                )
             self.members = [*self.members, {"ID": "99", "peerURLs": body["peerURLs"]}]
             return {"header": {}, "members": self.members}
         raise AssertionError(f"unexpected call {path}")
@@ -140,8 +154,10 @@ def test_a_member_that_never_started_starts_as_an_initial_member_while_the_clust
 def test_a_member_that_lost_its_data_is_removed_then_added() -> None:
     etcd = FakeEtcd([member(1), member(2), member(3, member_id="333")])
     result = start(etcd)
-    assert etcd.changes() == [("/v3/cluster/member/remove", {"ID": "333"}),
-                              ("/v3/cluster/member/add", {"peerURLs": [PEER.format(3)]})]
+    assert etcd.changes() == [
+        ("/v3/cluster/member/remove", {"ID": "333"}),
+        ("/v3/cluster/member/add", {"peerURLs": [PEER.format(3)]}),
+    ]
     assert result.state == "existing" and ("node3", PEER.format(3)) in result.initial_cluster
     assert "removed member 333" in result.changed
     etcd_yml = render_etcd(CLUSTER, NODE3, result.state, result.initial_cluster)
@@ -157,14 +173,18 @@ def test_a_new_member_is_added_and_told_only_the_members_that_exist() -> None:
 
 
 @pytest.mark.parametrize("serving", [False, True], ids=["restarted-alone", "lost-quorum-since"])
-@pytest.mark.parametrize("members", [[member(1), member(2), member(3)], [member(1), member(2)]],
-                         ids=["lost-its-data", "not-a-member-yet"])
+@pytest.mark.parametrize(
+    "members", [[member(1), member(2), member(3)], [member(1), member(2)]], ids=["lost-its-data", "not-a-member-yet"]
+)
 def test_without_quorum_the_membership_is_left_alone_and_the_error_says_why(members, serving) -> None:
     """The formed cluster's record says it formed; no member answers with quorum: stop, change nothing (the
     join used to take a member that does not answer clients for "no etcd runs" and start "new")."""
     etcd = FakeEtcd(members, quorum=False, serving=serving)
-    with pytest.raises(EtcdJoinError, match=r"^no quorum: etcd member node3 (lost its data|is not a member yet), "
-                                            r"the cluster has formed \(as https://10.0.0.1:2380 records\)"):
+    with pytest.raises(
+        EtcdJoinError,
+        match=r"^no quorum: etcd member node3 (lost its data|is not a member yet), "
+        r"the cluster has formed \(as https://10.0.0.1:2380 records\)",
+    ):
         start(etcd)
     assert etcd.changes() == []
 
@@ -218,11 +238,20 @@ def bootstrap_etcd(lab: Lab, name: str) -> tuple[str, str]:
     cluster = lab.cluster()
     node = next(n for n in cluster.nodes if n.name == name)
     material = lab.tls_material()
-    config = NodeConfig(cluster=cluster, node=node, service_manager="external", service_user=SERVICE_USER,
-                        aws=AwsAccess(region="us-east-1", secret_arn="unused", tls_secret_arn="unused"))
+    config = NodeConfig(
+        cluster=cluster,
+        node=node,
+        service_manager="external",
+        service_user=SERVICE_USER,
+        aws=AwsAccess(region="us-east-1", secret_arn="unused", tls_secret_arn="unused"),
+    )
     reported: list[str] = []
-    write_node_files(config, ClusterSecrets("su", "repl", "rewind", "api"),
-                     NodeTls(material["ca"]["cert"], material[name]["cert"], material[name]["key"]), reported.append)
+    write_node_files(
+        config,
+        ClusterSecrets("su", "repl", "rewind", "api"),
+        NodeTls(material["ca"]["cert"], material[name]["cert"], material[name]["key"]),
+        reported.append,
+    )
     state = yaml.safe_load((lab.node_dir(name) / "etcd.yml").read_text())["initial-cluster-state"]
     return state, "".join(reported)
 
@@ -262,7 +291,8 @@ def test_real_a_member_that_lost_its_data_while_another_is_down_is_refused_and_n
     start_etcd(real_lab, "node3")
     after = member_ids(real_lab)
     assert after["node3"] != before["node3"] and {k: after[k] for k in ("node1", "node2")} == {
-        k: before[k] for k in ("node1", "node2")}
+        k: before[k] for k in ("node1", "node2")
+    }
 
 
 def test_real_first_formation_then_a_member_that_never_started(real_lab) -> None:

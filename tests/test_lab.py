@@ -52,8 +52,9 @@ def wait_for(what: str, condition: Callable[[], bool], timeout: float = 90.0) ->
 
 def node_settings(lab: Lab, address: str) -> ConnectionSettings:
     base = lab.settings()
-    return ConnectionSettings(hosts=((address, 5432),), database=base.database, user=base.user,
-                              password=base.password, sslmode="require")
+    return ConnectionSettings(
+        hosts=((address, 5432),), database=base.database, user=base.user, password=base.password, sslmode="require"
+    )
 
 
 def roles(lab: Lab) -> dict[str, str]:
@@ -78,9 +79,14 @@ def test_row_written_through_the_writer_reaches_every_replica(lab: Lab) -> None:
             continue
         conn = connect(node_settings(lab, member.host))
         assert conn.run("SELECT pg_is_in_recovery()")[0][0] is True
-        wait_for(f"the row on {member.name}", lambda c=conn: c.run(
-            "SELECT count(*) FROM pg_tables WHERE tablename = 'lab_check'")[0][0] == 1
-            and c.run("SELECT count(*) FROM lab_check")[0][0] == 1, timeout=30)
+        wait_for(
+            f"the row on {member.name}",
+            lambda c=conn: (
+                c.run("SELECT count(*) FROM pg_tables WHERE tablename = 'lab_check'")[0][0] == 1
+                and c.run("SELECT count(*) FROM lab_check")[0][0] == 1
+            ),
+            timeout=30,
+        )
         conn.close()
 
 
@@ -97,8 +103,10 @@ def test_switchover_under_write_load_loses_nothing(lab: Lab) -> None:
     report = probe.stop()
     assert lab.leader().name != old_leader
     assert missing_acknowledged(lab.settings(), report.acknowledged) == []
-    wait_for("the old leader to stream again", lambda: all(
-        m.state in ("running", "streaming") for m in lab.members()) and len(lab.members()) == 3)
+    wait_for(
+        "the old leader to stream again",
+        lambda: all(m.state in ("running", "streaming") for m in lab.members()) and len(lab.members()) == 3,
+    )
 
 
 def test_kill_leader_under_write_load_fails_over_without_loss_and_rejoins(lab: Lab) -> None:
@@ -111,11 +119,17 @@ def test_kill_leader_under_write_load_fails_over_without_loss_and_rejoins(lab: L
     time.sleep(2)
     lab.kill_node(old_leader.name)
 
-    wait_for("a new leader after kill -9",
-             lambda: lab.leader().name != old_leader.name and lab.leader().state == "running", timeout=90)
+    wait_for(
+        "a new leader after kill -9",
+        lambda: lab.leader().name != old_leader.name and lab.leader().state == "running",
+        timeout=90,
+    )
     acknowledged_at_failover = len(probe.report.acknowledged)
-    wait_for("writes to resume through the writer DSN",
-             lambda: len(probe.report.acknowledged) > acknowledged_at_failover + 20, timeout=60)
+    wait_for(
+        "writes to resume through the writer DSN",
+        lambda: len(probe.report.acknowledged) > acknowledged_at_failover + 20,
+        timeout=60,
+    )
     report = probe.stop()
     assert report.failures > 0, "the probe should have seen the leader disappear"
     assert missing_acknowledged(lab.settings(), report.acknowledged) == []
@@ -123,8 +137,14 @@ def test_kill_leader_under_write_load_fails_over_without_loss_and_rejoins(lab: L
     wait_for("the new leader's timeline to advance", lambda: lab.leader().timeline > old_timeline, timeout=60)
 
     lab.up()  # restarts the killed node's Patroni, which rewinds and rejoins
-    wait_for(f"{old_leader.name} to rejoin as a replica", lambda: roles(lab).get(old_leader.name) in (
-        "replica", "sync_standby") and all(m.state in ("running", "streaming") for m in lab.members()), timeout=90)
+    wait_for(
+        f"{old_leader.name} to rejoin as a replica",
+        lambda: (
+            roles(lab).get(old_leader.name) in ("replica", "sync_standby")
+            and all(m.state in ("running", "streaming") for m in lab.members())
+        ),
+        timeout=90,
+    )
     rejoined = node_settings(lab, old_leader.host)
     conn = connect(rejoined)
     assert conn.run("SELECT pg_is_in_recovery()")[0][0] is True
@@ -133,32 +153,55 @@ def test_kill_leader_under_write_load_fails_over_without_loss_and_rejoins(lab: L
 
 def test_cli_status_and_switchover_drive_the_same_lab(lab: Lab) -> None:
     env = {**os.environ, "PGHA_LAB_DIR": str(lab.root)}
-    status = subprocess.run([sys.executable, "-m", "pgha", "lab", "status", "--json"], env=env, capture_output=True,
-                            text=True, timeout=60, check=False)
+    status = subprocess.run(
+        [sys.executable, "-m", "pgha", "lab", "status", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert status.returncode == 0, status.stderr
     members = json.loads(status.stdout)["members"]
     assert {m["name"] for m in members} == {"node1", "node2", "node3"}
     assert lab.secrets().superuser not in status.stdout
-    wait_for("a healthy cluster", lambda: all(m.state in ("running", "streaming") for m in lab.members())
-             and "sync_standby" in roles(lab).values())
+    wait_for(
+        "a healthy cluster",
+        lambda: (
+            all(m.state in ("running", "streaming") for m in lab.members()) and "sync_standby" in roles(lab).values()
+        ),
+    )
     old = lab.leader().name
-    switched = subprocess.run([sys.executable, "-m", "pgha", "lab", "switchover"], env=env, capture_output=True,
-                              text=True, timeout=120, check=False)
+    switched = subprocess.run(
+        [sys.executable, "-m", "pgha", "lab", "switchover"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert switched.returncode == 0, switched.stderr
     assert f"switchover: {old} -> " in switched.stdout and lab.leader().name != old
 
 
 def pgha_cli(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
     """``python -m pgha ARGS`` on this lab, from the project directory, on a wide terminal (unwrapped rows)."""
-    env = {**os.environ, "PGHA_LAB_DIR": str(lab.root), "PGHA_LAB_ADDRESSES": ",".join(lab.addresses),
-           "COLUMNS": "250"}
-    return subprocess.run([sys.executable, "-m", "pgha", *args], cwd=PROJECT_DIR, env=env, capture_output=True,
-                          text=True, timeout=180, check=False)
+    env = {**os.environ, "PGHA_LAB_DIR": str(lab.root), "PGHA_LAB_ADDRESSES": ",".join(lab.addresses), "COLUMNS": "250"}
+    return subprocess.run(
+        [sys.executable, "-m", "pgha", *args],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
 
 
 def healthy(lab: Lab) -> bool:
     return sorted(roles(lab).values()) == ["leader", "replica", "sync_standby"] and all(
-        m.state in ("running", "streaming") for m in lab.members())
+        m.state in ("running", "streaming") for m in lab.members()
+    )
 
 
 def test_cli_switchover_refused_by_patroni_says_why(lab: Lab) -> None:
@@ -168,8 +211,10 @@ def test_cli_switchover_refused_by_patroni_says_why(lab: Lab) -> None:
     replica = next(name for name, role in roles(lab).items() if role == "replica")
     refused = pgha_cli(lab, "lab", "switchover", "--candidate", replica)
     assert refused.returncode == 1
-    assert (f"error: Patroni refused the switchover to {replica} (HTTP 412): "
-            "candidate name does not match with sync_standby") in refused.stderr
+    assert (
+        f"error: Patroni refused the switchover to {replica} (HTTP 412): "
+        "candidate name does not match with sync_standby"
+    ) in refused.stderr
     same = pgha_cli(lab, "lab", "switchover", "--candidate", leader)
     assert same.returncode == 1 and "Switchover target and source are the same" in same.stderr
     unknown = pgha_cli(lab, "lab", "switchover", "--candidate", "node9")
@@ -197,8 +242,15 @@ def test_cli_kill_refuses_what_it_cannot_kill_and_status_marks_the_killed_member
         assert again.returncode == 1 and f"error: {replica} is not running" in again.stderr
         hint = next(line for line in status.stdout.splitlines() if line.startswith("password:"))
         command = hint.split("$(", 1)[1].rsplit(")", 1)[0]
-        password = subprocess.run(["bash", "-c", command], cwd=PROJECT_DIR, capture_output=True, text=True,
-                                  timeout=60, check=False, env={**os.environ, "PGHA_LAB_DIR": str(lab.root)})
+        password = subprocess.run(
+            ["bash", "-c", command],
+            cwd=PROJECT_DIR,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "PGHA_LAB_DIR": str(lab.root)},
+        )
         assert password.stdout.strip() == lab.secrets().superuser, (command, password.stderr)
     finally:
         lab.up()
@@ -213,8 +265,11 @@ def test_lab_up_on_a_running_lab_with_no_leader_waits_for_one_and_fails_clearly(
     try:
         for node in nodes:
             lab.freeze_node(node)
-        with pytest.raises(LabError, match=r"timed out after 5 s waiting for a leader, a synchronous standby and "
-                                           r"a replica \(no member answers Patroni's REST API\)"):
+        with pytest.raises(
+            LabError,
+            match=r"timed out after 5 s waiting for a leader, a synchronous standby and "
+            r"a replica \(no member answers Patroni's REST API\)",
+        ):
             lab.up(timeout=5)
     finally:
         for node in nodes:
@@ -228,16 +283,28 @@ def test_timing_chosen_on_a_running_lab_reaches_patronis_dynamic_config(lab: Lab
     env = {**os.environ, "PGHA_LAB_DIR": str(lab.root)}
     assert {k: lab.dynamic_config()[k] for k in ("ttl", "loop_wait", "retry_timeout")} == asdict(LAB_TIMING)
     try:
-        up = subprocess.run([sys.executable, "-m", "pgha", "lab", "up", "--ttl", "26", "--loop-wait", "3"], env=env,
-                            capture_output=True, text=True, timeout=180, check=False)
+        up = subprocess.run(
+            [sys.executable, "-m", "pgha", "lab", "up", "--ttl", "26", "--loop-wait", "3"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
         assert up.returncode == 0, up.stderr
         wanted = {"ttl": 26, "loop_wait": 3, "retry_timeout": LAB_TIMING.retry_timeout}
         # GET /config: what every member's HA loop reads from etcd
         assert {k: lab.dynamic_config()[k] for k in wanted} == wanted
         # remembered in the lab directory: a new Lab object (as a drill or a restart makes) uses it
         assert asdict(Lab(root=lab.root, report=lambda _line: None).timing) == wanted
-        status = subprocess.run([sys.executable, "-m", "pgha", "lab", "status", "--json"], env=env,
-                                capture_output=True, text=True, timeout=60, check=False)
+        status = subprocess.run(
+            [sys.executable, "-m", "pgha", "lab", "status", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         shown = json.loads(status.stdout)
         assert shown["timing"] == wanted and shown["timing_in_dcs"] == wanted
     finally:
@@ -249,15 +316,28 @@ def test_lab_up_puts_back_every_setting_the_template_declares_and_keeps_the_othe
     env = {**os.environ, "PGHA_LAB_DIR": str(lab.root)}
     declared = dynamic_config(lab.cluster())
     # an operator's edits: two declared settings changed, one the template does not declare added
-    lab.reconcile_dynamic_config({"maximum_lag_on_failover": 1234567, "check_timeline": True,
-                                  "postgresql": {"parameters": {"wal_keep_size": "256MB"}}})
+    lab.reconcile_dynamic_config(
+        {
+            "maximum_lag_on_failover": 1234567,
+            "check_timeline": True,
+            "postgresql": {"parameters": {"wal_keep_size": "256MB"}},
+        }
+    )
     wait_for("the edits in etcd", lambda: lab.dynamic_config()["maximum_lag_on_failover"] == 1234567)
     try:
-        up = subprocess.run([sys.executable, "-m", "pgha", "lab", "up"], env=env, capture_output=True, text=True,
-                            timeout=180, check=False)
+        up = subprocess.run(
+            [sys.executable, "-m", "pgha", "lab", "up"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
         assert up.returncode == 0, up.stderr
-        assert ("applied to Patroni's dynamic config (PATCH /config): maximum_lag_on_failover, "
-                "postgresql.parameters.wal_keep_size") in up.stdout
+        assert (
+            "applied to Patroni's dynamic config (PATCH /config): maximum_lag_on_failover, "
+            "postgresql.parameters.wal_keep_size"
+        ) in up.stdout
         wait_for("the declared values back in etcd", lambda: config_patch(lab.dynamic_config(), declared) == {})
         assert lab.dynamic_config()["check_timeline"] is True, "a setting the template does not declare is kept"
     finally:
@@ -273,31 +353,45 @@ def test_post_deploy_hook_brings_patronis_settings_to_the_stacks_through_the_res
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     secrets = lab.secrets()
     client = boto3.client("secretsmanager", region_name="eu-west-1")
-    stored = {"username": lab.users.superuser, "password": secrets.superuser,
-              SECRET_JSON_KEYS.restapi: secrets.restapi}
+    stored = {"username": lab.users.superuser, "password": secrets.superuser, SECRET_JSON_KEYS.restapi: secrets.restapi}
     arn = client.create_secret(Name="pgha-lab-credentials", SecretString=json.dumps(stored))["ARN"]
     wanted = {**dynamic_config(lab.cluster()), "maximum_lag_on_failover": 2097152}
-    target = {"urls": ["https://127.0.0.1:1", *(f"https://{a}:{lab.ports.restapi}" for a in lab.addresses)],
-              "caCert": (lab.admin_dir / "ca.crt").read_text(), "dynamicConfig": wanted,
-              "user": lab.users.restapi, "passwordKey": SECRET_JSON_KEYS.restapi}
-    event = {"host": lab.leader().host, "port": lab.ports.postgres, "database": DATABASE, "secretArn": arn,
-             "sslmode": "require", "patroni": target}
+    target = {
+        "urls": ["https://127.0.0.1:1", *(f"https://{a}:{lab.ports.restapi}" for a in lab.addresses)],
+        "caCert": (lab.admin_dir / "ca.crt").read_text(),
+        "dynamicConfig": wanted,
+        "user": lab.users.restapi,
+        "passwordKey": SECRET_JSON_KEYS.restapi,
+    }
+    event = {
+        "host": lab.leader().host,
+        "port": lab.ports.postgres,
+        "database": DATABASE,
+        "secretArn": arn,
+        "sslmode": "require",
+        "patroni": target,
+    }
     try:
         result = handler(event)
         assert result["applied"] == [] and result["alreadyApplied"], "lab up applied the schema"
         assert result["patroniConfigChanged"] == ["maximum_lag_on_failover"]
         wait_for("the stack's value in etcd", lambda: lab.dynamic_config()["maximum_lag_on_failover"] == 2097152)
         # a wrong REST API password changes nothing and says which member refused it
-        wrong = client.create_secret(Name="pgha-lab-wrong", SecretString=json.dumps(
-            {**stored, SECRET_JSON_KEYS.restapi: "not-it"}))["ARN"]
+        wrong = client.create_secret(
+            Name="pgha-lab-wrong", SecretString=json.dumps({**stored, SECRET_JSON_KEYS.restapi: "not-it"})
+        )["ARN"]
         with pytest.raises(DynamicConfigError, match=rf"https://{lab.addresses[0]}:8008: HTTP 401"):
             patroni_dynamic_config({**target, "dynamicConfig": {**wanted, "maximum_lag_on_failover": 1}}, wrong)
         assert lab.dynamic_config()["maximum_lag_on_failover"] == 2097152
         assert secrets.restapi not in capsys.readouterr().out
     finally:
         lab.reconcile_dynamic_config()
-    wait_for("the template's value back", lambda: lab.dynamic_config()["maximum_lag_on_failover"]
-             == dynamic_config(lab.cluster())["maximum_lag_on_failover"])
+    wait_for(
+        "the template's value back",
+        lambda: (
+            lab.dynamic_config()["maximum_lag_on_failover"] == dynamic_config(lab.cluster())["maximum_lag_on_failover"]
+        ),
+    )
 
 
 def test_lab_nodes_booted_through_the_node_bootstrap_with_tls_everywhere(lab: Lab) -> None:
@@ -314,14 +408,25 @@ def test_lab_nodes_booted_through_the_node_bootstrap_with_tls_everywhere(lab: La
     with pytest.raises(OSError):
         urllib.request.urlopen(f"https://{lab.addresses[0]}:2379/health", timeout=5, context=anonymous)
     # PostgreSQL's certificate verifies against the lab CA
-    verified = ConnectionSettings(hosts=((lab.addresses[0], 5432),), database="postgres", user="postgres",
-                                  password=lab.secrets().superuser, sslmode="verify-full",
-                                  sslrootcert=str(lab.admin_dir / "ca.crt"))
+    verified = ConnectionSettings(
+        hosts=((lab.addresses[0], 5432),),
+        database="postgres",
+        user="postgres",
+        password=lab.secrets().superuser,
+        sslmode="verify-full",
+        sslrootcert=str(lab.admin_dir / "ca.crt"),
+    )
     connect(verified).close()
     # patronictl works as is through `pgha lab ctl`
     env = {**os.environ, "PGHA_LAB_DIR": str(lab.root)}
-    ctl = subprocess.run([sys.executable, "-m", "pgha", "lab", "ctl", "list"], env=env, capture_output=True,
-                         text=True, timeout=60, check=False)
+    ctl = subprocess.run(
+        [sys.executable, "-m", "pgha", "lab", "ctl", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert ctl.returncode == 0, ctl.stderr
     assert all(f"node{i}" in ctl.stdout for i in (1, 2, 3)) and lab.secrets().restapi not in ctl.stdout
 
@@ -348,13 +453,33 @@ def test_backup_to_s3_on_moto_and_point_in_time_restore(lab: Lab) -> None:
     socket_dir.mkdir(exist_ok=True)
     give_to_service_user(socket_dir)
     bindir = postgres_bindir()
-    server = subprocess.Popen(as_service_user([
-        str(bindir / "postgres"), "-D", str(restored), "-p", str(port), "-c", "listen_addresses=127.0.0.1",
-        "-c", f"unix_socket_directories={socket_dir}", "-c", "hba_file=" + str(restored / "pg_hba.conf")]),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        as_service_user(
+            [
+                str(bindir / "postgres"),
+                "-D",
+                str(restored),
+                "-p",
+                str(port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                f"unix_socket_directories={socket_dir}",
+                "-c",
+                "hba_file=" + str(restored / "pg_hba.conf"),
+            ]
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        settings = ConnectionSettings(hosts=(("127.0.0.1", port),), database="app", user="postgres",
-                                      password=lab.secrets().superuser, sslmode="require")
+        settings = ConnectionSettings(
+            hosts=(("127.0.0.1", port),),
+            database="app",
+            user="postgres",
+            password=lab.secrets().superuser,
+            sslmode="require",
+        )
 
         def promoted() -> bool:
             try:
@@ -438,9 +563,13 @@ def test_the_postmaster_patroni_leaves_to_init_is_the_child_of_the_nodes_subreap
     killed = lab.kill_postgres(replica)
     assert killed is not None
     wait_for(f"{replica}'s killed postmaster reaped", lambda: not psutil.pid_exists(killed), timeout=30)
-    wait_for(f"{replica} streaming again", lambda: any(m.name == replica and m.state == "streaming"
-                                                        and lab.postmaster_pid(replica) not in (None, killed)
-                                                        for m in lab.members()))
+    wait_for(
+        f"{replica} streaming again",
+        lambda: any(
+            m.name == replica and m.state == "streaming" and lab.postmaster_pid(replica) not in (None, killed)
+            for m in lab.members()
+        ),
+    )
 
 
 def test_down_leaves_no_process_behind(lab: Lab) -> None:

@@ -17,8 +17,15 @@ from pgha.lab.cluster import PROJECT_DIR
 
 def pgha(*args: str, lab_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
     """Run ``python -m pgha ARGS`` from the project directory with the lab in ``lab_dir``."""
-    return subprocess.run([sys.executable, "-m", "pgha", *args], cwd=PROJECT_DIR, capture_output=True, text=True,
-                          timeout=120, check=False, env={**os.environ, "PGHA_LAB_DIR": str(lab_dir), **env})
+    return subprocess.run(
+        [sys.executable, "-m", "pgha", *args],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PGHA_LAB_DIR": str(lab_dir), **env},
+    )
 
 
 def test_lab_up_refuses_a_ttl_beyond_the_bound_and_starts_nothing(tmp_path: Path) -> None:
@@ -31,8 +38,18 @@ def test_lab_up_refuses_a_ttl_beyond_the_bound_and_starts_nothing(tmp_path: Path
     assert not (lab_dir / "timing.json").exists(), "a refused timing is not remembered"
 
 
-@pytest.mark.parametrize("command", [["lab", "status"], ["lab", "up"], ["lab", "down"], ["lab", "password"],
-                                     ["lab", "kill", "node1"], ["lab", "switchover"], ["drill", "lab", "switchover"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["lab", "status"],
+        ["lab", "up"],
+        ["lab", "down"],
+        ["lab", "password"],
+        ["lab", "kill", "node1"],
+        ["lab", "switchover"],
+        ["drill", "lab", "switchover"],
+    ],
+)
 def test_bad_lab_addresses_are_one_error_line(command: list[str], tmp_path: Path) -> None:
     result = pgha(*command, lab_dir=tmp_path / "lab", PGHA_LAB_ADDRESSES="1.2.3.4")
     assert result.returncode == 2, result.stdout + result.stderr

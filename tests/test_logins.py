@@ -31,8 +31,10 @@ def test_schema_hook_creates_the_logins_after_their_secrets_hold_a_value(any_pla
     invocation = any_plan.get(f"pgha-{stack}-schema-apply")
     event = json.loads(invocation.inputs["input"])
     arns = any_plan.outputs["appSecretArns"]
-    assert event["logins"] == [{"secretArn": arns["pgha_app"], "memberOf": "application_role"},
-                               {"secretArn": arns["pgha_exec"], "memberOf": "executive_role"}]
+    assert event["logins"] == [
+        {"secretArn": arns["pgha_app"], "memberOf": "application_role"},
+        {"secretArn": arns["pgha_exec"], "memberOf": "executive_role"},
+    ]
     assert "password" not in invocation.inputs["input"]
     for slug in ("pgha-app", "pgha-exec"):
         assert any_plan.get(f"pgha-{stack}-logins-{slug}-value").urn in invocation.dependencies

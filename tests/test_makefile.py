@@ -14,8 +14,9 @@ SYSTEM = "scripts/system-packages"
 
 def dry_run(target: str) -> list[str]:
     """The commands ``make target`` would run on a fresh checkout (-B: as if nothing were built yet)."""
-    result = subprocess.run(["make", "-n", "-B", target], cwd=PROJECT_DIR, capture_output=True, text=True,
-                            timeout=60, check=True)
+    result = subprocess.run(
+        ["make", "-n", "-B", target], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60, check=True
+    )
     return result.stdout.splitlines()
 
 
@@ -42,8 +43,14 @@ def test_help_lists_every_target_with_one_line() -> None:
     phony = re.search(r"^\.PHONY:(.*?)(?<!\\)\n", (PROJECT_DIR / "Makefile").read_text(), re.M | re.S)
     assert phony
     targets = phony[1].replace("\\\n", " ").split()
-    result = subprocess.run(["make", "--no-print-directory", "help"], cwd=PROJECT_DIR, capture_output=True,
-                            text=True, timeout=60, check=True)
+    result = subprocess.run(
+        ["make", "--no-print-directory", "help"],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     listed = [line.split()[0] for line in result.stdout.splitlines()]
     assert sorted(listed) == sorted(targets)
     assert all(len(line.split()) > 1 for line in result.stdout.splitlines())

@@ -42,8 +42,9 @@ def dsn(settings: ConnectionSettings, with_password: bool = True) -> str:
 
 
 def pgha(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pgha", *args], cwd=PROJECT_DIR, capture_output=True, text=True,
-                          timeout=120, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "pgha", *args], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120, env=env
+    )
 
 
 def recorded(settings: ConnectionSettings) -> list[str]:
@@ -123,15 +124,26 @@ def test_cli_login_secrets_create_the_application_logins_after_the_migrations(fr
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=(port := free_port()), verbose=False)
     server.start()
     try:
-        aws = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
-               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-1"}
-        secrets = boto3.client("secretsmanager", endpoint_url=aws["AWS_ENDPOINT_URL"], region_name="eu-west-1",
-                               aws_access_key_id="testing", aws_secret_access_key="testing")
+        aws = {
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "eu-west-1",
+        }
+        secrets = boto3.client(
+            "secretsmanager",
+            endpoint_url=aws["AWS_ENDPOINT_URL"],
+            region_name="eu-west-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
         password = f"app-{uuid.uuid4().hex}"
-        app = secrets.create_secret(Name="app", SecretString=json.dumps({"username": "pgha_app",
-                                                                           "password": password}))["ARN"]
-        stranger = secrets.create_secret(Name="stranger", SecretString=json.dumps({"username": "mallory",
-                                                                                     "password": "pw"}))["ARN"]
+        app = secrets.create_secret(
+            Name="app", SecretString=json.dumps({"username": "pgha_app", "password": password})
+        )["ARN"]
+        stranger = secrets.create_secret(
+            Name="stranger", SecretString=json.dumps({"username": "mallory", "password": "pw"})
+        )["ARN"]
         env = {"PATH": "/usr/bin:/bin", **aws}
 
         refused = pgha("migrate", "--dsn", dsn(fresh_db), "--login-secret", app, "--login-secret", stranger, env=env)
@@ -262,10 +274,13 @@ def test_pending_migration_numbered_below_an_applied_one_is_refused(
     fresh_db: ConnectionSettings, tmp_path: Path
 ) -> None:
     # two branches each added a migration; the one numbered lower arrives after the other was applied
-    directory = migrations_dir(tmp_path, {
-        "0001_base.sql": "CREATE TABLE base (id int);\n",
-        "0003_theirs.sql": "CREATE TABLE theirs (id int);\n",
-    })
+    directory = migrations_dir(
+        tmp_path,
+        {
+            "0001_base.sql": "CREATE TABLE base (id int);\n",
+            "0003_theirs.sql": "CREATE TABLE theirs (id int);\n",
+        },
+    )
     conn = connect(fresh_db)
     migrate(conn, directory)
     (directory / "0002_ours.sql").write_text("CREATE TABLE ours (id int);\n")
@@ -288,12 +303,16 @@ def test_what_a_migration_sets_for_its_session_does_not_reach_the_next(
     fresh_db: ConnectionSettings, tmp_path: Path
 ) -> None:
     role = f"pgha_test_{uuid.uuid4().hex[:8]}"
-    directory = migrations_dir(tmp_path, {
-        "0001_audit.sql": (
-            "CREATE SCHEMA audit;\nSET search_path = audit, public;\nCREATE TABLE audit_events (id int);\n"
-            f"CREATE ROLE {role} NOLOGIN;\nGRANT CREATE ON SCHEMA public TO {role};\nSET ROLE {role};\n"),
-        "0002_things.sql": "CREATE TABLE things (id int);\n",
-    })
+    directory = migrations_dir(
+        tmp_path,
+        {
+            "0001_audit.sql": (
+                "CREATE SCHEMA audit;\nSET search_path = audit, public;\nCREATE TABLE audit_events (id int);\n"
+                f"CREATE ROLE {role} NOLOGIN;\nGRANT CREATE ON SCHEMA public TO {role};\nSET ROLE {role};\n"
+            ),
+            "0002_things.sql": "CREATE TABLE things (id int);\n",
+        },
+    )
     conn = connect(fresh_db)
     try:
         migrate(conn, directory)
@@ -307,9 +326,7 @@ def test_what_a_migration_sets_for_its_session_does_not_reach_the_next(
         conn.close()
 
 
-def test_non_transactional_migration_runs_statement_by_statement(
-    fresh_db: ConnectionSettings, tmp_path: Path
-) -> None:
+def test_non_transactional_migration_runs_statement_by_statement(fresh_db: ConnectionSettings, tmp_path: Path) -> None:
     directory = copy_migrations(tmp_path, ALL[:2])
     (directory / "0003_concurrent.sql").write_text(
         "-- pgha:no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS a_idx ON users (last_login);\n"
@@ -318,8 +335,12 @@ def test_non_transactional_migration_runs_statement_by_statement(
     conn = connect(fresh_db)
     result = migrate(conn, directory)
     assert "0003_concurrent.sql" in result.applied
-    valid = dict(conn.run("SELECT indexrelid::regclass::text, indisvalid FROM pg_index "
-                          "WHERE indexrelid::regclass::text IN ('a_idx', 'b_idx')"))
+    valid = dict(
+        conn.run(
+            "SELECT indexrelid::regclass::text, indisvalid FROM pg_index "
+            "WHERE indexrelid::regclass::text IN ('a_idx', 'b_idx')"
+        )
+    )
     conn.close()
     assert valid == {"a_idx": True, "b_idx": True}
 
@@ -329,8 +350,10 @@ def test_failed_non_transactional_migration_is_not_recorded_and_reruns(
 ) -> None:
     directory = copy_migrations(tmp_path, ALL[:2])
     path = directory / "0003_concurrent.sql"
-    path.write_text("-- pgha:no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS a_idx ON users (last_login);\n"
-                    "CREATE INDEX CONCURRENTLY IF NOT EXISTS b_idx ON no_such_table (x);\n")
+    path.write_text(
+        "-- pgha:no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS a_idx ON users (last_login);\n"
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS b_idx ON no_such_table (x);\n"
+    )
     conn = connect(fresh_db)
     with pytest.raises(MigrationError, match=r"0003_concurrent\.sql \(non-transactional\) failed at statement 2"):
         migrate(conn, directory)
@@ -365,8 +388,9 @@ def test_badly_named_or_duplicate_files_are_refused(tmp_path: Path) -> None:
 
 def test_a_migration_file_that_is_not_utf8_is_one_error_line_from_the_cli(tmp_path: Path) -> None:
     (tmp_path / "0001_latin1.sql").write_bytes("SELECT 'caf\u00e9';".encode("latin-1"))
-    result = pgha("migrate", "--dsn", "postgresql://nobody@127.0.0.1:9/none", "--migrations", str(tmp_path),
-                  "--dry-run")
+    result = pgha(
+        "migrate", "--dsn", "postgresql://nobody@127.0.0.1:9/none", "--migrations", str(tmp_path), "--dry-run"
+    )
     assert result.returncode == 1 and "0001_latin1.sql is not UTF-8 text" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
 
@@ -383,8 +407,10 @@ def test_a_timeout_is_written_in_ascii_digits() -> None:
 
 
 def test_statement_splitting_respects_dollar_quotes_and_comments() -> None:
-    sql = ("-- pgha:no-transaction\nCREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN 1; END $$;\n"
-           "-- a comment; with a semicolon\nSELECT ';';\n")
+    sql = (
+        "-- pgha:no-transaction\nCREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN 1; END $$;\n"
+        "-- a comment; with a semicolon\nSELECT ';';\n"
+    )
     statements = split_statements(sql)
     assert len(statements) == 2
     assert statements[0].endswith("END $$;") and statements[1].endswith("SELECT ';';")
@@ -405,14 +431,18 @@ def test_a_misspelled_dsn_setting_is_refused_before_connecting(fresh_db: Connect
     assert fresh_db.password not in result.stderr + result.stdout
 
 
-@pytest.mark.parametrize(("option", "value", "problem"), [
-    ("--statement-timeout", "0.0004", "is below 1 ms, the smallest timeout PostgreSQL keeps"),
-    ("--lock-timeout", "0.5ms", "is below 1 ms"),
-    ("--lock-timeout", "99999999999min", "exceeds PostgreSQL's maximum, 2147483647 ms"),
-    ("--statement-timeout", "2147483648ms", "exceeds PostgreSQL's maximum"),
-])
+@pytest.mark.parametrize(
+    ("option", "value", "problem"),
+    [
+        ("--statement-timeout", "0.0004", "is below 1 ms, the smallest timeout PostgreSQL keeps"),
+        ("--lock-timeout", "0.5ms", "is below 1 ms"),
+        ("--lock-timeout", "99999999999min", "exceeds PostgreSQL's maximum, 2147483647 ms"),
+        ("--statement-timeout", "2147483648ms", "exceeds PostgreSQL's maximum"),
+    ],
+)
 def test_a_timeout_postgresql_would_take_as_no_limit_or_refuse_is_refused_up_front(
-        fresh_db: ConnectionSettings, option: str, value: str, problem: str) -> None:
+    fresh_db: ConnectionSettings, option: str, value: str, problem: str
+) -> None:
     """0.0004 s became "0ms", which PostgreSQL takes as no limit: the run went ahead with none. 99999999999min
     failed only once connected with a migration pending, and passed silently when nothing was."""
     for command in ("migrate", "maintain"):
@@ -430,7 +460,8 @@ def test_timeouts_take_postgresqls_whole_range_and_refuse_what_is_outside(fresh_
         Timeouts(statement=MAX_TIMEOUT_MS / 1000, lock=0.001).apply(conn)
         assert conn.run("SHOW lock_timeout") == [["1ms"]]
         assert conn.run("SELECT setting::bigint FROM pg_settings WHERE name = 'statement_timeout'") == [
-            [MAX_TIMEOUT_MS]]
+            [MAX_TIMEOUT_MS]
+        ]
     finally:
         conn.close()
     with pytest.raises(ValueError, match=r"statement timeout 0.0004 s is below 1 ms"):
@@ -446,18 +477,41 @@ def public_tables(conn: pg8000.native.Connection) -> set[str]:
 
 
 def test_transaction_control_statements_are_found_and_bodies_are_not() -> None:
-    refused = ("BEGIN;", "begin transaction isolation level serializable;", "START TRANSACTION;", "COMMIT;",
-               "commit and chain;", "END;", "END TRANSACTION;", "ROLLBACK;", "ROLLBACK AND CHAIN;", "ABORT;",
-               "PREPARE TRANSACTION 'x';", "COMMIT PREPARED 'x';", "ROLLBACK PREPARED 'x';",
-               "-- leading comment\nCOMMIT;", "/* block; comment */ COMMIT;")
+    refused = (
+        "BEGIN;",
+        "begin transaction isolation level serializable;",
+        "START TRANSACTION;",
+        "COMMIT;",
+        "commit and chain;",
+        "END;",
+        "END TRANSACTION;",
+        "ROLLBACK;",
+        "ROLLBACK AND CHAIN;",
+        "ABORT;",
+        "PREPARE TRANSACTION 'x';",
+        "COMMIT PREPARED 'x';",
+        "ROLLBACK PREPARED 'x';",
+        "-- leading comment\nCOMMIT;",
+        "/* block; comment */ COMMIT;",
+    )
     for statement in refused:
         assert [c.statement for c in transaction_control(f"SELECT 1;\n{statement}\n")], statement
-    allowed = ("SAVEPOINT s;", "RELEASE SAVEPOINT s;", "RELEASE s;", "ROLLBACK TO SAVEPOINT s;", "ROLLBACK TO s;",
-               "ROLLBACK WORK TO s;", "PREPARE transaction AS SELECT 1;", "SELECT 'BEGIN; COMMIT;';",
-               "-- BEGIN;\nSELECT 1;", "/* COMMIT; */ SELECT 1;", "DO $$ BEGIN PERFORM 1; END $$;",
-               "CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $f$ BEGIN RETURN 1; END $f$;",
-               "CREATE FUNCTION g() RETURNS int LANGUAGE plpgsql AS 'BEGIN RETURN 1; END;';",
-               "CREATE FUNCTION h() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END;")
+    allowed = (
+        "SAVEPOINT s;",
+        "RELEASE SAVEPOINT s;",
+        "RELEASE s;",
+        "ROLLBACK TO SAVEPOINT s;",
+        "ROLLBACK TO s;",
+        "ROLLBACK WORK TO s;",
+        "PREPARE transaction AS SELECT 1;",
+        "SELECT 'BEGIN; COMMIT;';",
+        "-- BEGIN;\nSELECT 1;",
+        "/* COMMIT; */ SELECT 1;",
+        "DO $$ BEGIN PERFORM 1; END $$;",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $f$ BEGIN RETURN 1; END $f$;",
+        "CREATE FUNCTION g() RETURNS int LANGUAGE plpgsql AS 'BEGIN RETURN 1; END;';",
+        "CREATE FUNCTION h() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END;",
+    )
     for statement in allowed:
         assert transaction_control(f"SELECT 1;\n{statement}\n") == [], statement
     found = transaction_control("-- header\nBEGIN;\nCREATE TABLE a (id int);\nCOMMIT;\n")
@@ -476,8 +530,10 @@ def test_transactional_migration_with_its_own_commit_is_refused_before_anything_
         "-- accounts\nBEGIN;\nCREATE TABLE accounts (id int PRIMARY KEY);\nCOMMIT;\n"
         "CREATE TABLE broken (account int REFERENCES no_such_table);\n"
     )
-    refused = (r"(?s)nothing was applied.*0003_own_transaction\.sql line 2: BEGIN;\n"
-               r"  0003_own_transaction\.sql line 4: COMMIT;\n.*pgha:no-transaction")
+    refused = (
+        r"(?s)nothing was applied.*0003_own_transaction\.sql line 2: BEGIN;\n"
+        r"  0003_own_transaction\.sql line 4: COMMIT;\n.*pgha:no-transaction"
+    )
     with pytest.raises(MigrationError, match=refused):
         migrate(conn, directory, dry_run=True)
     with pytest.raises(MigrationError, match=refused):
@@ -492,16 +548,20 @@ def test_transactional_migration_with_its_own_commit_is_refused_before_anything_
 
 
 def test_plpgsql_bodies_do_blocks_and_savepoints_are_applied(fresh_db: ConnectionSettings, tmp_path: Path) -> None:
-    directory = migrations_dir(tmp_path, {
-        "0001_bodies.sql": (
-            "CREATE FUNCTION answer() RETURNS int LANGUAGE plpgsql AS $$\nBEGIN\n  RETURN 42;\nEND\n$$;\n"
-            "CREATE FUNCTION quoted() RETURNS text LANGUAGE plpgsql AS 'BEGIN RETURN ''COMMIT;''; END;';\n"
-            "DO $$\nBEGIN\n  EXECUTE 'CREATE TABLE made_by_do (id int)';\nEND\n$$;\n"
-            "DO $body$ BEGIN PERFORM 1; END $body$;\n"
-            "-- BEGIN; in a comment\nSELECT 'ROLLBACK;';\n"
-            "SAVEPOINT s;\nCREATE TABLE kept_after_savepoint (id int);\nRELEASE SAVEPOINT s;\n"),
-        "0002_outside.sql": "-- pgha:no-transaction\nBEGIN;\nCREATE TABLE in_own_transaction (id int);\nCOMMIT;\n",
-    })
+    directory = migrations_dir(
+        tmp_path,
+        {
+            "0001_bodies.sql": (
+                "CREATE FUNCTION answer() RETURNS int LANGUAGE plpgsql AS $$\nBEGIN\n  RETURN 42;\nEND\n$$;\n"
+                "CREATE FUNCTION quoted() RETURNS text LANGUAGE plpgsql AS 'BEGIN RETURN ''COMMIT;''; END;';\n"
+                "DO $$\nBEGIN\n  EXECUTE 'CREATE TABLE made_by_do (id int)';\nEND\n$$;\n"
+                "DO $body$ BEGIN PERFORM 1; END $body$;\n"
+                "-- BEGIN; in a comment\nSELECT 'ROLLBACK;';\n"
+                "SAVEPOINT s;\nCREATE TABLE kept_after_savepoint (id int);\nRELEASE SAVEPOINT s;\n"
+            ),
+            "0002_outside.sql": "-- pgha:no-transaction\nBEGIN;\nCREATE TABLE in_own_transaction (id int);\nCOMMIT;\n",
+        },
+    )
     conn = connect(fresh_db)
     assert migrate(conn, directory).applied == ["0001_bodies.sql", "0002_outside.sql"]
     assert conn.run("SELECT answer(), quoted()") == [[42, "COMMIT;"]]
@@ -520,8 +580,11 @@ def test_login_without_create_on_public_fails_naming_the_step(
     try:
         login = postgres.settings(fresh_db.database, user=role, password=password)
         conn = connect(login)
-        with pytest.raises(MigrationError, match=r"(?s)creating the tracking table public\.pgha_schema_migrations "
-                                                 r"failed; no migration was applied.*SQLSTATE 42501"):
+        with pytest.raises(
+            MigrationError,
+            match=r"(?s)creating the tracking table public\.pgha_schema_migrations "
+            r"failed; no migration was applied.*SQLSTATE 42501",
+        ):
             migrate(conn, directory)
         conn.close()
         result = pgha("migrate", "--dsn", dsn(login), "--migrations", str(directory))
@@ -545,14 +608,20 @@ def test_login_without_create_on_public_fails_naming_the_step(
 def test_connection_lost_mid_migration_is_a_clear_error_and_leaves_nothing(
     fresh_db: ConnectionSettings, tmp_path: Path
 ) -> None:
-    directory = migrations_dir(tmp_path, {
-        "0001_ok.sql": "CREATE TABLE kept (id int);\n",
-        "0002_killed.sql": "CREATE TABLE half_done (id int);\nSELECT pg_terminate_backend(pg_backend_pid());\n",
-        "0003_after.sql": "CREATE TABLE never_reached (id int);\n",
-    })
+    directory = migrations_dir(
+        tmp_path,
+        {
+            "0001_ok.sql": "CREATE TABLE kept (id int);\n",
+            "0002_killed.sql": "CREATE TABLE half_done (id int);\nSELECT pg_terminate_backend(pg_backend_pid());\n",
+            "0003_after.sql": "CREATE TABLE never_reached (id int);\n",
+        },
+    )
     conn = connect(fresh_db)
-    with pytest.raises(MigrationError, match=r"(?s)0002_killed\.sql was interrupted and not committed.*"
-                                             r"nothing of it remains.*connection to the server was lost"):
+    with pytest.raises(
+        MigrationError,
+        match=r"(?s)0002_killed\.sql was interrupted and not committed.*"
+        r"nothing of it remains.*connection to the server was lost",
+    ):
         migrate(conn, directory)
     close_quietly(conn)
     check = connect(fresh_db)
@@ -571,19 +640,25 @@ def test_connection_lost_during_commit_says_the_outcome_is_unknown_and_a_rerun_s
 ) -> None:
     # A deferred constraint trigger runs inside COMMIT: terminating its own backend there loses the
     # connection after COMMIT was sent, which a client cannot tell from a lost commit acknowledgement.
-    directory = migrations_dir(tmp_path, {"0001_dies_at_commit.sql": (
-        "CREATE TABLE settled (id int);\n"
-        "CREATE FUNCTION end_my_backend() RETURNS trigger LANGUAGE plpgsql AS $$\n"
-        "BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NULL; END $$;\n"
-        "CREATE CONSTRAINT TRIGGER at_commit AFTER INSERT ON settled DEFERRABLE INITIALLY DEFERRED\n"
-        "  FOR EACH ROW EXECUTE FUNCTION end_my_backend();\n"
-        "INSERT INTO settled VALUES (1);\n"
-    )})
+    directory = migrations_dir(
+        tmp_path,
+        {
+            "0001_dies_at_commit.sql": (
+                "CREATE TABLE settled (id int);\n"
+                "CREATE FUNCTION end_my_backend() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+                "BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NULL; END $$;\n"
+                "CREATE CONSTRAINT TRIGGER at_commit AFTER INSERT ON settled DEFERRABLE INITIALLY DEFERRED\n"
+                "  FOR EACH ROW EXECUTE FUNCTION end_my_backend();\n"
+                "INSERT INTO settled VALUES (1);\n"
+            )
+        },
+    )
     migration = directory / "0001_dies_at_commit.sql"
     result = pgha("migrate", "--dsn", dsn(fresh_db), "--migrations", str(directory))
     assert result.returncode == 1, result.stdout + result.stderr
     assert "0001_dies_at_commit.sql was interrupted while committing: whether it committed is unknown" in (
-        result.stderr), result.stderr
+        result.stderr
+    ), result.stderr
     assert "Traceback" not in result.stderr
     check = connect(fresh_db)
     tables = public_tables(check)
@@ -635,9 +710,12 @@ class ResettingProxy:
 def test_a_connection_reset_mid_migration_is_a_clear_error_and_leaves_nothing(
     fresh_db: ConnectionSettings, tmp_path: Path
 ) -> None:
-    directory = migrations_dir(tmp_path, {
-        "0001_reset.sql": "CREATE TABLE reset_midway (id int);\nSELECT pg_sleep(0.5);\n",
-    })
+    directory = migrations_dir(
+        tmp_path,
+        {
+            "0001_reset.sql": "CREATE TABLE reset_midway (id int);\nSELECT pg_sleep(0.5);\n",
+        },
+    )
     proxy = ResettingProxy(fresh_db.hosts[0], marker=b"pg_sleep")
     try:
         via_proxy = replace(fresh_db, hosts=[("127.0.0.1", proxy.port)])
@@ -662,11 +740,15 @@ def test_a_connection_reset_mid_migration_is_a_clear_error_and_leaves_nothing(
 def test_connection_lost_in_a_non_transactional_migration_says_what_stays(
     fresh_db: ConnectionSettings, tmp_path: Path
 ) -> None:
-    directory = migrations_dir(tmp_path, {
-        "0001_killed.sql": (
-            "-- pgha:no-transaction\nCREATE TABLE first (id int);\nSELECT pg_terminate_backend(pg_backend_pid());\n"
-            "CREATE TABLE third (id int);\n"),
-    })
+    directory = migrations_dir(
+        tmp_path,
+        {
+            "0001_killed.sql": (
+                "-- pgha:no-transaction\nCREATE TABLE first (id int);\nSELECT pg_terminate_backend(pg_backend_pid());\n"
+                "CREATE TABLE third (id int);\n"
+            ),
+        },
+    )
     result = pgha("migrate", "--dsn", dsn(fresh_db), "--migrations", str(directory))
     assert result.returncode == 1, result.stdout + result.stderr
     assert "0001_killed.sql (non-transactional) was interrupted at statement 2 of 3" in result.stderr

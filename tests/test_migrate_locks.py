@@ -16,8 +16,10 @@ from pgha.ci.harness import PROJECT_DIR
 from pgha.connect import ConnectionSettings, connect
 from pgha.schema.migrate import MigrationError, Timeouts, migrate
 
-BASE = "CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL DEFAULT 0);\n" \
-       "INSERT INTO accounts SELECT g FROM generate_series(1, 1000) g;\n"
+BASE = (
+    "CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL DEFAULT 0);\n"
+    "INSERT INTO accounts SELECT g FROM generate_series(1, 1000) g;\n"
+)
 
 
 def migrations(tmp_path: Path, **files: str) -> Path:
@@ -49,25 +51,32 @@ def open_transaction(fresh_db: ConnectionSettings, sql: str) -> pg8000.native.Co
 
 
 def columns(conn: pg8000.native.Connection, table: str) -> list[str]:
-    return [r[0] for r in conn.run("SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(:t) "
-                                   "AND attnum > 0 AND NOT attisdropped ORDER BY attnum", t=table)]
+    return [
+        r[0]
+        for r in conn.run(
+            "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(:t) "
+            "AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            t=table,
+        )
+    ]
 
 
 def wait_until_waiting(watcher: pg8000.native.Connection, query: str, timeout: float = 30) -> int:
     """The pid of the backend running ``query`` once it waits on a lock."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        rows = watcher.run("SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE :q "
-                           "AND pid <> pg_backend_pid()", q=f"%{query}%")
+        rows = watcher.run(
+            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE :q "
+            "AND pid <> pg_backend_pid()",
+            q=f"%{query}%",
+        )
         if rows:
             return rows[0][0]
         time.sleep(0.05)
     raise AssertionError(f"no backend started waiting on a lock in {query!r}")
 
 
-def test_a_15_second_migration_succeeds_with_the_default_settings(
-    fresh_db: ConnectionSettings, tmp_path: Path
-) -> None:
+def test_a_15_second_migration_succeeds_with_the_default_settings(fresh_db: ConnectionSettings, tmp_path: Path) -> None:
     # the connect timeout (10 s by default) must not bound a statement
     directory = migrations(tmp_path, **{"0002_slow": "SELECT pg_sleep(15);\nCREATE TABLE after_sleep (id int);\n"})
     result = pgha("migrate", "--dsn", dsn(fresh_db), "--migrations", str(directory))
@@ -89,14 +98,23 @@ def test_statement_timeout_cancels_a_long_migration_and_rolls_it_back(
 def test_migration_blocked_by_an_open_transaction_fails_naming_the_lock_and_applies_nothing(
     fresh_db: ConnectionSettings, tmp_path: Path
 ) -> None:
-    conn, directory = base_applied(fresh_db, tmp_path, "0002_alter",
-                                   "CREATE TABLE ledger (id int);\nALTER TABLE accounts ADD COLUMN currency text;\n")
+    conn, directory = base_applied(
+        fresh_db,
+        tmp_path,
+        "0002_alter",
+        "CREATE TABLE ledger (id int);\nALTER TABLE accounts ADD COLUMN currency text;\n",
+    )
     blocker = open_transaction(fresh_db, "SELECT count(*) FROM accounts")  # holds AccessShareLock
     lines: list[str] = []
     try:
         with pytest.raises(MigrationError) as caught:
-            migrate(conn, directory, report=lines.append,
-                    timeouts=Timeouts(lock=1, lock_retries=2, backoff=0.2), observer=lambda: connect(fresh_db))
+            migrate(
+                conn,
+                directory,
+                report=lines.append,
+                timeouts=Timeouts(lock=1, lock_retries=2, backoff=0.2),
+                observer=lambda: connect(fresh_db),
+            )
     finally:
         blocker.run("ROLLBACK")
         blocker.close()
@@ -155,11 +173,17 @@ def test_cli_lock_timeout_fails_with_exit_1_and_the_lock_named(fresh_db: Connect
 
 NOWAIT_CASES = {
     # a transactional migration: LOCK TABLE ... NOWAIT against the test's AccessShareLock
-    "transactional": ("CREATE TABLE ledger (id int);\nLOCK TABLE accounts IN ACCESS EXCLUSIVE MODE NOWAIT;\n",
-                      "SELECT count(*) FROM accounts", "0002_nowait.sql failed and was rolled back"),
+    "transactional": (
+        "CREATE TABLE ledger (id int);\nLOCK TABLE accounts IN ACCESS EXCLUSIVE MODE NOWAIT;\n",
+        "SELECT count(*) FROM accounts",
+        "0002_nowait.sql failed and was rolled back",
+    ),
     # a non-transactional one (LOCK TABLE needs a transaction block): a row lock taken NOWAIT
-    "non-transactional": ("-- pgha:no-transaction\nSELECT id FROM accounts WHERE id = 1 FOR UPDATE NOWAIT;\n",
-                          "UPDATE accounts SET balance = 1 WHERE id = 1", "failed at statement 1 of 1"),
+    "non-transactional": (
+        "-- pgha:no-transaction\nSELECT id FROM accounts WHERE id = 1 FOR UPDATE NOWAIT;\n",
+        "UPDATE accounts SET balance = 1 WHERE id = 1",
+        "failed at statement 1 of 1",
+    ),
 }
 
 
@@ -173,8 +197,13 @@ def test_nowait_lock_with_the_lock_timeout_off_fails_cleanly_and_changes_nothing
     lines: list[str] = []
     try:
         with pytest.raises(MigrationError) as caught:
-            migrate(conn, directory, report=lines.append, timeouts=Timeouts(lock=None, lock_retries=1, backoff=0.1),
-                    observer=lambda: connect(fresh_db))
+            migrate(
+                conn,
+                directory,
+                report=lines.append,
+                timeouts=Timeouts(lock=None, lock_retries=1, backoff=0.1),
+                observer=lambda: connect(fresh_db),
+            )
     finally:
         blocker.run("ROLLBACK")
         blocker.close()
@@ -233,11 +262,17 @@ def test_maintain_skips_a_table_whose_lock_is_held_and_says_so(fresh_db: Connect
 
 def test_maintain_whose_connection_is_lost_says_so_without_a_traceback(fresh_db: ConnectionSettings) -> None:
     conn, blocker = churn_locked(fresh_db)
-    runner = subprocess.Popen([sys.executable, "-m", "pgha", "maintain", "--dsn", dsn(fresh_db), "--lock-timeout",
-                               "off"], cwd=PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "pgha", "maintain", "--dsn", dsn(fresh_db), "--lock-timeout", "off"],
+        cwd=PROJECT_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        waiting = ("SELECT pid FROM pg_stat_activity WHERE application_name = 'pgha-maintain' "
-                   "AND wait_event_type = 'Lock'")
+        waiting = (
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgha-maintain' AND wait_event_type = 'Lock'"
+        )
         deadline = time.monotonic() + 60
         while not (pids := conn.run(waiting)) and time.monotonic() < deadline and runner.poll() is None:
             time.sleep(0.1)
@@ -258,8 +293,11 @@ def test_cancelled_concurrent_index_build_is_dropped_and_rebuilt_on_rerun(
     fresh_db: ConnectionSettings, tmp_path: Path
 ) -> None:
     conn, directory = base_applied(
-        fresh_db, tmp_path, "0002_index",
-        "-- pgha:no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS accounts_balance_idx ON accounts (balance);\n")
+        fresh_db,
+        tmp_path,
+        "0002_index",
+        "-- pgha:no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS accounts_balance_idx ON accounts (balance);\n",
+    )
     writer = open_transaction(fresh_db, "UPDATE accounts SET balance = 1 WHERE id = 1")  # the build waits for it
     outcome: list[object] = []
 
@@ -294,14 +332,25 @@ def test_cancelled_concurrent_index_build_is_dropped_and_rebuilt_on_rerun(
 
 
 def test_gexec_runs_the_statements_a_select_returns(fresh_db: ConnectionSettings, tmp_path: Path) -> None:
-    directory = migrations(tmp_path, **{"0002_each": (
-        "-- pgha:no-transaction\nCREATE TABLE a1 (x int);\nCREATE TABLE a2 (x int);\n"
-        "-- pgha:gexec\nSELECT format('CREATE INDEX CONCURRENTLY IF NOT EXISTS %I ON %I (x)', t || '_x_idx', t)\n"
-        "FROM unnest(ARRAY['a1', 'a2']) t;\n")})
+    directory = migrations(
+        tmp_path,
+        **{
+            "0002_each": (
+                "-- pgha:no-transaction\nCREATE TABLE a1 (x int);\nCREATE TABLE a2 (x int);\n"
+                "-- pgha:gexec\n"
+                "SELECT format('CREATE INDEX CONCURRENTLY IF NOT EXISTS %I ON %I (x)', t || '_x_idx', t)\n"
+                "FROM unnest(ARRAY['a1', 'a2']) t;\n"
+            )
+        },
+    )
     conn = connect(fresh_db)
     migrate(conn, directory)
-    valid = dict(conn.run("SELECT indexrelid::regclass::text, indisvalid FROM pg_index "
-                          "WHERE indrelid IN ('a1'::regclass, 'a2'::regclass)"))
+    valid = dict(
+        conn.run(
+            "SELECT indexrelid::regclass::text, indisvalid FROM pg_index "
+            "WHERE indrelid IN ('a1'::regclass, 'a2'::regclass)"
+        )
+    )
     conn.close()
     assert valid == {"a1_x_idx": True, "a2_x_idx": True}
 
@@ -310,15 +359,23 @@ def test_non_transactional_statement_retries_on_lock_timeout_then_fails_naming_i
     fresh_db: ConnectionSettings, tmp_path: Path
 ) -> None:
     conn, directory = base_applied(
-        fresh_db, tmp_path, "0002_steps",
+        fresh_db,
+        tmp_path,
+        "0002_steps",
         "-- pgha:no-transaction\nCREATE TABLE IF NOT EXISTS ledger (id int);\n"
-        "ALTER TABLE accounts ADD COLUMN IF NOT EXISTS currency text;\n")
+        "ALTER TABLE accounts ADD COLUMN IF NOT EXISTS currency text;\n",
+    )
     blocker = open_transaction(fresh_db, "SELECT count(*) FROM accounts")
     lines: list[str] = []
     try:
         with pytest.raises(MigrationError, match=r"(?s)failed at statement 2 of 2.*relation accounts \(AccessExcl"):
-            migrate(conn, directory, report=lines.append,
-                    timeouts=Timeouts(lock=0.5, lock_retries=1, backoff=0.1), observer=lambda: connect(fresh_db))
+            migrate(
+                conn,
+                directory,
+                report=lines.append,
+                timeouts=Timeouts(lock=0.5, lock_retries=1, backoff=0.1),
+                observer=lambda: connect(fresh_db),
+            )
     finally:
         blocker.run("ROLLBACK")
         blocker.close()

@@ -31,7 +31,8 @@ def test_the_derived_names_table_is_what_the_program_registers(engine: str) -> N
     for (type_, template, autonamed), (_, kept, kept_auto) in zip(found, table, strict=True):
         assert autonamed == kept_auto, type_
         assert _length(type_, template, autonamed, "pgha-prod") == _length(type_, kept, kept_auto, "pgha-prod"), (
-            f"{type_}: the program's longest name is now {template!r}; update DERIVED_NAMES")
+            f"{type_}: the program's longest name is now {template!r}; update DERIVED_NAMES"
+        )
 
 
 def _project(tmp_path: Path, stack: str, engine: str) -> Path:
@@ -48,7 +49,8 @@ def _project(tmp_path: Path, stack: str, engine: str) -> Path:
 
 @pytest.mark.parametrize("engine, longest", [("rds", 29), ("patroni", 15)])
 def test_the_longest_stack_name_passes_every_rule_and_one_more_character_is_refused(
-        tmp_path: Path, engine: str, longest: int) -> None:
+    tmp_path: Path, engine: str, longest: int
+) -> None:
     assert longest_stack_name("pgha", engine) == longest
     fits = "p" * longest
     overrides: dict[str, Any] = {k: v for k, v in LONGEST[engine].items() if k != "engine"}
@@ -80,7 +82,9 @@ def test_the_error_names_the_limit_and_the_derived_name() -> None:
 def test_autonamed_and_explicit_names() -> None:
     assert physical_name("aws:iam/role:Role", "pgha-prod-schema-role", {}) == ("pgha-prod-schema-role-xxxxxxx", True)
     assert physical_name("aws:rds/instance:Instance", "x", {"identifier": "pgha-prod-primary"}) == (
-        "pgha-prod-primary", False)
+        "pgha-prod-primary",
+        False,
+    )
     assert physical_name("aws:s3/bucket:Bucket", "Pgha-Backups", {}) == ("pgha-backups-xxxxxxx", True)
     assert physical_name("aws:kms/alias:Alias", "pgha-prod-key-alias", {}) == (None, False)
     assert physical_name("aws:ec2/vpc:Vpc", "pgha-prod-net-vpc", {}) == (None, False)

@@ -23,8 +23,12 @@ from pgha.lab.tls import issue, new_ca
 from pgha.local import as_service_user, free_port, running_as_root, service_user_ids
 from pgha.node.config import AwsAccess, NodeConfig, parse
 
-PASSWORDS = {"password": "su-Boot-1", "replication_password": "repl-Boot-2", "rewind_password": "rw-Boot-3",
-             "restapi_password": "api-Boot-4"}
+PASSWORDS = {
+    "password": "su-Boot-1",
+    "replication_password": "repl-Boot-2",
+    "rewind_password": "rw-Boot-3",
+    "restapi_password": "api-Boot-4",
+}
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
@@ -59,33 +63,53 @@ def ec2_node_file_for_service_user(tmp_path: Path, moto_url: str) -> Iterator[Pa
 
 
 def write_node_file(tmp_path: Path, moto_url: str, ec2_layout: bool = False, layout_root: Path | None = None) -> Path:
-    client = boto3.client("secretsmanager", endpoint_url=moto_url, region_name="us-east-1", **{
-        "aws_access_key_id": "testing", "aws_secret_access_key": "testing"})
+    client = boto3.client(
+        "secretsmanager",
+        endpoint_url=moto_url,
+        region_name="us-east-1",
+        **{"aws_access_key_id": "testing", "aws_secret_access_key": "testing"},
+    )
     name = tmp_path.name
     arn = client.create_secret(Name=f"{name}/credentials", SecretString=json.dumps(PASSWORDS))["ARN"]
     ca = new_ca("test")
     node_cert = issue(ca, "node1", ("127.0.3.1",))
-    tls_arn = client.create_secret(Name=f"{name}/node1/tls", SecretString=json.dumps(
-        {"ca": ca.cert, "cert": node_cert.cert, "key": node_cert.key}))["ARN"]
+    tls_arn = client.create_secret(
+        Name=f"{name}/node1/tls", SecretString=json.dumps({"ca": ca.cert, "cert": node_cert.cert, "key": node_cert.key})
+    )["ARN"]
     cluster = Lab(root=tmp_path / "lab", addresses=("127.0.3.1", "127.0.3.2", "127.0.3.3")).cluster()
     if ec2_layout:
         on_ec2 = ec2_node("node1", "127.0.3.1", 17)
-        node = replace(on_ec2, bin_dir=cluster.nodes[0].bin_dir, **{
-            f.name: f"{layout_root or tmp_path}{getattr(on_ec2, f.name)}" for f in fields(on_ec2)
-            if f.name.endswith(("_dir", "_file", "pgpass")) and f.name != "bin_dir"})
+        node = replace(
+            on_ec2,
+            bin_dir=cluster.nodes[0].bin_dir,
+            **{
+                f.name: f"{layout_root or tmp_path}{getattr(on_ec2, f.name)}"
+                for f in fields(on_ec2)
+                if f.name.endswith(("_dir", "_file", "pgpass")) and f.name != "bin_dir"
+            },
+        )
         cluster = replace(cluster, nodes=[node, *cluster.nodes[1:]])
-    config = NodeConfig(cluster=cluster, node=cluster.nodes[0], service_manager="external",
-                        patronictl_config=str(tmp_path / "root" / "patronictl.yaml"),
-                        aws=AwsAccess(region="us-east-1", secret_arn=arn, tls_secret_arn=tls_arn,
-                                      endpoint_url=moto_url))
+    config = NodeConfig(
+        cluster=cluster,
+        node=cluster.nodes[0],
+        service_manager="external",
+        patronictl_config=str(tmp_path / "root" / "patronictl.yaml"),
+        aws=AwsAccess(region="us-east-1", secret_arn=arn, tls_secret_arn=tls_arn, endpoint_url=moto_url),
+    )
     path = tmp_path / "node.json"
     path.write_text(config.to_json())
     return path
 
 
 def bootstrap(path: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pgha", "node", "bootstrap", "--config", str(path), *extra],
-                          capture_output=True, text=True, check=False, timeout=120, env={**os.environ, **AWS_ENV})
+    return subprocess.run(
+        [sys.executable, "-m", "pgha", "node", "bootstrap", "--config", str(path), *extra],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env={**os.environ, **AWS_ENV},
+    )
 
 
 def test_bootstrap_writes_configs_keys_and_a_root_only_environment(node_file: Path) -> None:
@@ -99,8 +123,9 @@ def test_bootstrap_writes_configs_keys_and_a_root_only_environment(node_file: Pa
     assert f"PATRONI_SUPERUSER_PASSWORD={PASSWORDS['password']}" in env_file.read_text()
     assert oct(Path(node.ssl_key_file).stat().st_mode & 0o777) == "0o600"
     assert "BEGIN CERTIFICATE" in Path(node.ca_file).read_text()
-    rendered = {name: (base / name).read_text() for name in ("patroni.yml", "etcd.yml", "pgbackrest.conf",
-                                                             "post-bootstrap.sh")}
+    rendered = {
+        name: (base / name).read_text() for name in ("patroni.yml", "etcd.yml", "pgbackrest.conf", "post-bootstrap.sh")
+    }
     for text in [*rendered.values(), result.stdout, result.stderr, node_file.read_text()]:
         assert not any(password in text for password in PASSWORDS.values())
     assert yaml.safe_load(rendered["patroni.yml"])["etcd3"]["protocol"] == "https"
@@ -121,7 +146,8 @@ def test_a_node_whose_etcd_directory_holds_a_member_joins_as_existing(node_file:
 
 @pytest.mark.skipif(not running_as_root(), reason="ownership is set only when the bootstrap runs as root")
 def test_the_service_user_owns_its_files_but_cannot_replace_the_node_file_root_rereads(
-        ec2_node_file_for_service_user: Path) -> None:
+    ec2_node_file_for_service_user: Path,
+) -> None:
     # under a directory the service user can traverse: otherwise "Permission denied" would come from there
     ec2_node_file = ec2_node_file_for_service_user
     assert bootstrap(ec2_node_file).returncode == 0
@@ -133,16 +159,22 @@ def test_the_service_user_owns_its_files_but_cannot_replace_the_node_file_root_r
     service_uid = service_user_ids()[0]
     assert {(config_dir / f).stat().st_uid for f in ("patroni.yml", "etcd.yml", "stanza-create.sh")} == {service_uid}
     assert Path(node.etcd_data_dir).stat().st_uid == service_uid
-    replaced = subprocess.run(as_service_user(["sh", "-c", f"echo '{{}}' > {config_dir}/evil.json && "
-                                                           f"mv {config_dir}/evil.json {config_dir}/node.json"]),
-                              capture_output=True, text=True, check=False)
+    replaced = subprocess.run(
+        as_service_user(
+            ["sh", "-c", f"echo '{{}}' > {config_dir}/evil.json && mv {config_dir}/evil.json {config_dir}/node.json"]
+        ),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert replaced.returncode != 0 and "Permission denied" in replaced.stderr
     assert json.loads((config_dir / "node.json").read_text())["node"]["name"] == "node1"
 
 
 @pytest.mark.skipif(not running_as_root(), reason="the service user differs from the test's only as root")
 def test_patroni_as_the_service_user_can_write_beside_the_pgpass_of_an_ec2_node(
-        ec2_node_file_for_service_user: Path, service_python: str) -> None:
+    ec2_node_file_for_service_user: Path, service_python: str
+) -> None:
     node_file = ec2_node_file_for_service_user
     config = parse(node_file.read_text())
     # as pgha-mount-data leaves the fresh volume's root: root's, 0755
@@ -152,16 +184,23 @@ def test_patroni_as_the_service_user_can_write_beside_the_pgpass_of_an_ec2_node(
     assert bootstrap(node_file).returncode == 0
     pgpass = yaml.safe_load((Path(config.node.config_dir) / "patroni.yml").read_text())["postgresql"]["pgpass"]
     # Patroni's own start-up check (Postgresql.config.check_directories), run as the user systemd runs it as
-    check = ("import sys; from patroni.utils import validate_directory; "
-             "validate_directory(sys.argv[1], \"'{}' is defined in postgresql.pgpass, {}\")")
-    result = subprocess.run(as_service_user([service_python, "-c", check, os.path.dirname(pgpass)]),
-                            capture_output=True, text=True, check=False)
+    check = (
+        "import sys; from patroni.utils import validate_directory; "
+        "validate_directory(sys.argv[1], \"'{}' is defined in postgresql.pgpass, {}\")"
+    )
+    result = subprocess.run(
+        as_service_user([service_python, "-c", check, os.path.dirname(pgpass)]),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr.strip()[-300:]
     assert (mount.stat().st_uid, oct(mount.stat().st_mode & 0o777)) == (0, "0o755"), "the volume's root stays root's"
 
 
-def test_a_symbolic_link_planted_in_a_node_directory_is_refused_not_followed(ec2_node_file: Path,
-                                                                             tmp_path: Path) -> None:
+def test_a_symbolic_link_planted_in_a_node_directory_is_refused_not_followed(
+    ec2_node_file: Path, tmp_path: Path
+) -> None:
     assert bootstrap(ec2_node_file).returncode == 0
     spool = Path(parse(ec2_node_file.read_text()).node.pgbackrest_dir) / "spool"
     victim = tmp_path / "victim"
@@ -174,8 +213,9 @@ def test_a_symbolic_link_planted_in_a_node_directory_is_refused_not_followed(ec2
     assert (victim.stat().st_uid, oct(victim.stat().st_mode & 0o777)) == (os.geteuid(), "0o755")
 
 
-def test_an_ec2_node_whose_data_volume_is_not_mounted_is_refused_and_nothing_written(ec2_node_file: Path,
-                                                                                    tmp_path: Path) -> None:
+def test_an_ec2_node_whose_data_volume_is_not_mounted_is_refused_and_nothing_written(
+    ec2_node_file: Path, tmp_path: Path
+) -> None:
     data = json.loads(ec2_node_file.read_text())
     mount = tmp_path / "var" / "lib" / "pgha"
     mount.mkdir(parents=True)  # as pgha-mount-data leaves it when the volume never appears: a plain directory
@@ -215,18 +255,21 @@ def test_unreadable_secret_fails_naming_the_secret(node_file: Path) -> None:
     assert not (Path(data["node"]["config_dir"]) / "patroni.yml").exists(), "nothing written"
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (lambda d: d.pop("aws"), "missing 'aws'"),
-    (lambda d: d.update(service_manager="upstart"), "service_manager = 'upstart'"),
-    (lambda d: d["cluster"]["timing"].update(ttl=10), "ttl = 10: must be at least 20"),
-    (lambda d: d["node"].update(name="node9"), "node 'node9' is not among the peers"),
-    (lambda d: d.update(data_mount="var/lib/pgha"), "data_mount = 'var/lib/pgha': must be an absolute path"),
-    (lambda d: d.update(data_mount="/elsewhere"), "is not under data_mount '/elsewhere'"),
-    # the file's types are declared: a number is no address, a string no ttl (this once ended in a TypeError)
-    (lambda d: d["node"].update(address=5), "node.address = 5: must be a valid string"),
-    (lambda d: d["cluster"].update(timing={"ttl": "30"}), "cluster.timing.ttl = '30': must be a valid integer"),
-    (lambda d: d["node"].update(datadir="/x"), "node.datadir is not a node file setting (known: name, address,"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.pop("aws"), "missing 'aws'"),
+        (lambda d: d.update(service_manager="upstart"), "service_manager = 'upstart'"),
+        (lambda d: d["cluster"]["timing"].update(ttl=10), "ttl = 10: must be at least 20"),
+        (lambda d: d["node"].update(name="node9"), "node 'node9' is not among the peers"),
+        (lambda d: d.update(data_mount="var/lib/pgha"), "data_mount = 'var/lib/pgha': must be an absolute path"),
+        (lambda d: d.update(data_mount="/elsewhere"), "is not under data_mount '/elsewhere'"),
+        # the file's types are declared: a number is no address, a string no ttl (this once ended in a TypeError)
+        (lambda d: d["node"].update(address=5), "node.address = 5: must be a valid string"),
+        (lambda d: d["cluster"].update(timing={"ttl": "30"}), "cluster.timing.ttl = '30': must be a valid integer"),
+        (lambda d: d["node"].update(datadir="/x"), "node.datadir is not a node file setting (known: name, address,"),
+    ],
+)
 def test_bad_node_file_is_refused_with_one_line(node_file: Path, change, message: str) -> None:
     data = json.loads(node_file.read_text())
     change(data)
@@ -257,7 +300,6 @@ def test_data_a_replaced_instance_finds_under_another_uid_becomes_the_service_us
     assert result.returncode == 0, result.stderr
     assert "belonged to another uid" in result.stdout
     uid = service_user_ids()[0]
-    for path in (Path(node.data_dir), pg_version, wal, Path(node.etcd_data_dir), member,
-                 Path(node.data_dir) / "link"):
+    for path in (Path(node.data_dir), pg_version, wal, Path(node.etcd_data_dir), member, Path(node.data_dir) / "link"):
         assert path.lstat().st_uid == uid, path
     assert elsewhere.stat().st_uid == 0, "a symbolic link is changed, never followed"

@@ -119,15 +119,21 @@ def test_security_groups_open_only_what_is_needed(plan: Plan) -> None:
     ingress = [r.inputs for r in plan.of_type(INGRESS)]
     on_nodes = [r for r in ingress if r["securityGroupId"] == node_id]
     assert {(r["fromPort"], r.get("referencedSecurityGroupId")) for r in on_nodes} == {
-        (5432, nlb_id), (8008, nlb_id), (5432, node_id), (8008, node_id), (2379, node_id), (2380, node_id),
+        (5432, nlb_id),
+        (8008, nlb_id),
+        (5432, node_id),
+        (8008, node_id),
+        (2379, node_id),
+        (2380, node_id),
         (8008, hook_id),  # the post-deploy hook sets Patroni's dynamic config through the REST API
     }
     assert not any("cidrIpv4" in r for r in on_nodes), "nodes are reached only through the NLB, members or the hook"
     on_nlb = [r for r in ingress if r["securityGroupId"] == nlb_id]
     assert {r["fromPort"] for r in on_nlb} == {5432, 5433}
     assert {r.get("cidrIpv4") for r in on_nlb if "cidrIpv4" in r} == {"10.40.0.0/16"}
-    assert any(r.get("referencedSecurityGroupId") == hook_id
-               for r in on_nlb if r["fromPort"] == 5432), "the schema hook reaches the writer listener"
+    assert any(r.get("referencedSecurityGroupId") == hook_id for r in on_nlb if r["fromPort"] == 5432), (
+        "the schema hook reaches the writer listener"
+    )
     for rule in ingress:
         assert rule.get("cidrIpv4") != "0.0.0.0/0" and rule["fromPort"] != 22
     open_egress = [r.inputs for r in plan.of_type(EGRESS) if r.inputs.get("cidrIpv4") == "0.0.0.0/0"]
@@ -218,8 +224,12 @@ def test_each_node_has_its_own_role_that_reads_only_its_own_tls_secret(plan: Pla
     assert set(profiles) == {f"{prefix}-{node}-profile" for node in (1, 2, 3)}
     for node in (1, 2, 3):
         statements = json.loads(part(plan, f"{node}-access").inputs["policy"])["Statement"]
-        readable = {arn.rsplit(":", 1)[-1] for s in statements if s["Action"] == "secretsmanager:GetSecretValue"
-                    for arn in s["Resource"]}
+        readable = {
+            arn.rsplit(":", 1)[-1]
+            for s in statements
+            if s["Action"] == "secretsmanager:GetSecretValue"
+            for arn in s["Resource"]
+        }
         assert readable == {f"{prefix}-credentials", f"{prefix}-{node}-tls"}, "a peer's private key is off limits"
         # writes only where pgBackRest keeps its repository: the node bundle (bootstrap/) runs as root on every
         # later node, so no node may replace it
@@ -258,8 +268,18 @@ def test_user_data_installs_pinned_packages_and_hashed_python_then_bootstraps(pl
 
 
 def test_outputs_match_the_rds_path(plan: Plan, dev_plan: Plan) -> None:
-    shared = {"writerEndpoint", "readerEndpoints", "port", "masterSecretArn", "kmsKeyArn", "vpcId", "subnetIds",
-              "securityGroupId", "readerPort", "schemaHash"}
+    shared = {
+        "writerEndpoint",
+        "readerEndpoints",
+        "port",
+        "masterSecretArn",
+        "kmsKeyArn",
+        "vpcId",
+        "subnetIds",
+        "securityGroupId",
+        "readerPort",
+        "schemaHash",
+    }
     assert shared <= set(plan.outputs) and shared <= set(dev_plan.outputs)
     assert plan.outputs["backupBucket"]
     hook = plan.get(f"pgha-{plan.stack}-schema-apply")
@@ -270,8 +290,9 @@ def test_user_data_is_valid_cloud_init(plan: Plan, tmp_path: Path) -> None:
     template = plan.get(f"pgha-{plan.stack}-patroni-2-lt")
     path = tmp_path / "user-data.yml"
     path.write_bytes(base64.b64decode(template.inputs["userData"]))
-    result = subprocess.run(["cloud-init", "schema", "--config-file", str(path)], capture_output=True, text=True,
-                            check=False)
+    result = subprocess.run(
+        ["cloud-init", "schema", "--config-file", str(path)], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Valid" in result.stdout
 
@@ -292,10 +313,16 @@ def test_user_data_patroni_config_passes_patronis_validator() -> None:
 
 def test_lab_and_ec2_render_the_same_template_differing_only_in_addresses_paths_and_secrets(tmp_path: Path) -> None:
     lab = Lab(root=tmp_path).cluster()
-    settings = PatroniSettings(ttl=LAB_TIMING.ttl, loop_wait=LAB_TIMING.loop_wait,
-                               retry_timeout=LAB_TIMING.retry_timeout)
-    ec2 = ec2_cluster_spec("pgha-lab", ["10.40.0.10", "10.40.64.10", "10.40.128.10"], "10.40.0.0/16", settings,
-                           int(postgres_bindir().parent.name))
+    settings = PatroniSettings(
+        ttl=LAB_TIMING.ttl, loop_wait=LAB_TIMING.loop_wait, retry_timeout=LAB_TIMING.retry_timeout
+    )
+    ec2 = ec2_cluster_spec(
+        "pgha-lab",
+        ["10.40.0.10", "10.40.64.10", "10.40.128.10"],
+        "10.40.0.0/16",
+        settings,
+        int(postgres_bindir().parent.name),
+    )
     differences: set[str] = set()
 
     def diff(a: object, b: object, path: str) -> None:
@@ -308,21 +335,51 @@ def test_lab_and_ec2_render_the_same_template_differing_only_in_addresses_paths_
     for lab_node, ec2_node in zip(lab.nodes, ec2.nodes, strict=True):
         diff(yaml.safe_load(render_patroni(lab, lab_node)), yaml.safe_load(render_patroni(ec2, ec2_node)), "patroni")
         diff(yaml.safe_load(render_etcd(lab, lab_node)), yaml.safe_load(render_etcd(ec2, ec2_node)), "etcd")
-    addresses = {"patroni.name", "patroni.scope", "patroni.restapi.listen", "patroni.restapi.connect_address",
-                 "patroni.etcd3.hosts", "patroni.postgresql.listen", "patroni.postgresql.connect_address",
-                 "patroni.postgresql.pg_hba", "etcd.name", "etcd.listen-peer-urls", "etcd.listen-client-urls",
-                 "etcd.initial-advertise-peer-urls", "etcd.advertise-client-urls", "etcd.initial-cluster"}
-    paths = {"patroni.postgresql.data_dir", "patroni.postgresql.bin_dir", "patroni.postgresql.pgpass",
-             "patroni.postgresql.parameters.unix_socket_directories", "patroni.postgresql.parameters.ssl_cert_file",
-             "patroni.postgresql.parameters.ssl_key_file", "patroni.postgresql.parameters.ssl_ca_file",
-             "patroni.postgresql.parameters.cron.host", "etcd.data-dir",
-             "patroni.restapi.certfile", "patroni.restapi.keyfile", "patroni.restapi.cafile",
-             "patroni.ctl.cacert", "patroni.ctl.certfile", "patroni.ctl.keyfile",
-             "patroni.etcd3.cacert", "patroni.etcd3.cert", "patroni.etcd3.key", "patroni.bootstrap.post_bootstrap",
-             *(f"etcd.{side}-transport-security.{key}" for side in ("client", "peer")
-               for key in ("cert-file", "key-file", "trusted-ca-file")),
-             # the node's own pgbackrest.conf (the S3 repository: AWS's or the lab's moto)
-             "patroni.postgresql.parameters.archive_command", "patroni.postgresql.recovery_conf.restore_command"}
+    addresses = {
+        "patroni.name",
+        "patroni.scope",
+        "patroni.restapi.listen",
+        "patroni.restapi.connect_address",
+        "patroni.etcd3.hosts",
+        "patroni.postgresql.listen",
+        "patroni.postgresql.connect_address",
+        "patroni.postgresql.pg_hba",
+        "etcd.name",
+        "etcd.listen-peer-urls",
+        "etcd.listen-client-urls",
+        "etcd.initial-advertise-peer-urls",
+        "etcd.advertise-client-urls",
+        "etcd.initial-cluster",
+    }
+    paths = {
+        "patroni.postgresql.data_dir",
+        "patroni.postgresql.bin_dir",
+        "patroni.postgresql.pgpass",
+        "patroni.postgresql.parameters.unix_socket_directories",
+        "patroni.postgresql.parameters.ssl_cert_file",
+        "patroni.postgresql.parameters.ssl_key_file",
+        "patroni.postgresql.parameters.ssl_ca_file",
+        "patroni.postgresql.parameters.cron.host",
+        "etcd.data-dir",
+        "patroni.restapi.certfile",
+        "patroni.restapi.keyfile",
+        "patroni.restapi.cafile",
+        "patroni.ctl.cacert",
+        "patroni.ctl.certfile",
+        "patroni.ctl.keyfile",
+        "patroni.etcd3.cacert",
+        "patroni.etcd3.cert",
+        "patroni.etcd3.key",
+        "patroni.bootstrap.post_bootstrap",
+        *(
+            f"etcd.{side}-transport-security.{key}"
+            for side in ("client", "peer")
+            for key in ("cert-file", "key-file", "trusted-ca-file")
+        ),
+        # the node's own pgbackrest.conf (the S3 repository: AWS's or the lab's moto)
+        "patroni.postgresql.parameters.archive_command",
+        "patroni.postgresql.recovery_conf.restore_command",
+    }
     assert differences <= addresses | paths, differences - addresses - paths
     assert "patroni.bootstrap.dcs.ttl" not in differences
 
@@ -331,9 +388,9 @@ def test_lab_and_ec2_render_the_same_template_differing_only_in_addresses_paths_
     ("value", "message"),
     [
         ('{"nodes": 4}', "pgha:patroni.nodes = 4: must be an odd number from 3 to 7"),
-        ('{"nodes": "3"}', "pgha:patroni.nodes = \"3\": must be a whole number"),
+        ('{"nodes": "3"}', 'pgha:patroni.nodes = "3": must be a whole number'),
         ('{"ttl": 30, "retryTimeout": 30}', "pgha:patroni.timing: loopWait + 2 * retryTimeout = 70 exceeds ttl = 30"),
-        ('{"synchronousMode": "yes"}', "pgha:patroni.synchronousMode = \"yes\": must be true or false"),
+        ('{"synchronousMode": "yes"}', 'pgha:patroni.synchronousMode = "yes": must be true or false'),
         ('{"instanceType": "large"}', "pgha:patroni.instanceType"),
         ('{"backupTool": "barman"}', "pgha:patroni.backupTool"),
         ('{"replicas": 2}', "pgha:patroni.replicas is not a Patroni setting"),
@@ -374,8 +431,11 @@ def test_backup_replica_lives_in_the_dr_region_with_the_sources_controls(dr_plan
     assert provider.inputs["region"] == "eu-central-1"
     assert json.loads(provider.inputs["defaultTags"])["tags"]["environment"] == "prod"  # provider inputs are JSON
     in_dr = [r for r in dr_plan.resources if r.name.startswith("pgha-prod-patroni-dr-")]
-    assert {r.name for r in in_dr} >= {"pgha-prod-patroni-dr-backups", "pgha-prod-patroni-dr-backups-key",
-                                       "pgha-prod-patroni-dr-backup-logs"}
+    assert {r.name for r in in_dr} >= {
+        "pgha-prod-patroni-dr-backups",
+        "pgha-prod-patroni-dr-backups-key",
+        "pgha-prod-patroni-dr-backup-logs",
+    }
     assert all(r.provider.startswith(provider.urn + "::") for r in in_dr if r.custom)
     source = part(dr_plan, "backups")
     assert not source.provider.startswith(provider.urn)  # the source stays in the stack's region
@@ -406,7 +466,8 @@ def test_backup_bucket_replicates_kms_objects_with_a_least_privilege_role(dr_pla
     assert config.property_dependencies["role"] == [role.urn]
     # AWS refuses replication before both buckets are versioned
     assert {part(dr_plan, "backups-versioning").urn, part(dr_plan, "dr-backups-versioning").urn} <= set(
-        config.dependencies)
+        config.dependencies
+    )
     (rule,) = config.inputs["rules"]
     assert rule["status"] == "Enabled"
     assert rule["sourceSelectionCriteria"] == {"sseKmsEncryptedObjects": {"status": "Enabled"}}
@@ -420,8 +481,9 @@ def test_backup_bucket_replicates_kms_objects_with_a_least_privilege_role(dr_pla
     trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
     assert [s["Principal"] for s in trust] == [{"Service": "s3.amazonaws.com"}]
     statements = _policy(part(dr_plan, "backups-replication-access"))["Statement"]
-    grants = {action: s for s in statements
-              for action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    grants = {
+        action: s for s in statements for action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
     assert all("*" not in action for action in grants) and all(s["Effect"] == "Allow" for s in statements)
     source_arn = f"arn:aws:s3:eu-west-1:123456789012:{source.name}"
     assert grants["s3:GetObjectVersionForReplication"]["Resource"] == f"{source_arn}/*"
@@ -432,11 +494,19 @@ def test_backup_bucket_replicates_kms_objects_with_a_least_privilege_role(dr_pla
     assert decrypt["Resource"] == source_key and encrypt["Resource"] == dr_key
     assert decrypt["Condition"]["StringEquals"] == {"kms:ViaService": "s3.eu-west-1.amazonaws.com"}
     assert encrypt["Condition"]["StringEquals"] == {"kms:ViaService": "s3.eu-central-1.amazonaws.com"}
-    assert encrypt["Condition"]["StringLike"] == {"kms:EncryptionContext:aws:s3:arn": [replica_arn,
-                                                                                          f"{replica_arn}/*"]}
-    assert set(grants) == {"s3:GetReplicationConfiguration", "s3:ListBucket", "s3:GetObjectVersionForReplication",
-                           "s3:GetObjectVersionAcl", "s3:GetObjectVersionTagging", "s3:ReplicateObject",
-                           "s3:ReplicateDelete", "s3:ReplicateTags", "kms:Decrypt", "kms:Encrypt"}
+    assert encrypt["Condition"]["StringLike"] == {"kms:EncryptionContext:aws:s3:arn": [replica_arn, f"{replica_arn}/*"]}
+    assert set(grants) == {
+        "s3:GetReplicationConfiguration",
+        "s3:ListBucket",
+        "s3:GetObjectVersionForReplication",
+        "s3:GetObjectVersionAcl",
+        "s3:GetObjectVersionTagging",
+        "s3:ReplicateObject",
+        "s3:ReplicateDelete",
+        "s3:ReplicateTags",
+        "kms:Decrypt",
+        "kms:Encrypt",
+    }
 
 
 def test_without_a_dr_region_nothing_is_replicated() -> None:
@@ -461,7 +531,11 @@ def test_alarms_fire_when_no_primary_is_behind_the_writer(plan: Plan) -> None:
     alarms = {a.name: a.inputs for a in plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
     writer = alarms[f"pgha-{plan.stack}-alarms-writer-no-primary"]
     assert (writer["namespace"], writer["metricName"], writer["comparisonOperator"], writer["threshold"]) == (
-        "AWS/NetworkELB", "HealthyHostCount", "LessThanThreshold", 1)
+        "AWS/NetworkELB",
+        "HealthyHostCount",
+        "LessThanThreshold",
+        1,
+    )
     assert writer["dimensions"]["TargetGroup"].startswith(f"targetgroup/pgha-{plan.stack}-rw/")
     assert writer["treatMissingData"] == "breaching" and writer["alarmActions"]
     assert alarms[f"pgha-{plan.stack}-alarms-reader-replicas"]["threshold"] == 2
@@ -485,8 +559,12 @@ def _verify_units(units: dict[str, str], tmp_path: Path) -> subprocess.Completed
             Path(stub).write_text("#!/bin/sh\n")
             Path(stub).chmod(0o755)
         (directory / name).write_text(text)
-    return subprocess.run(["systemd-analyze", "verify", *sorted(str(p) for p in directory.iterdir())],
-                          capture_output=True, text=True, check=False)
+    return subprocess.run(
+        ["systemd-analyze", "verify", *sorted(str(p) for p in directory.iterdir())],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def test_the_node_file_requires_the_data_volume_mounted_where_cloud_init_mounts_it(plan: Plan) -> None:
@@ -499,10 +577,19 @@ def test_the_node_file_requires_the_data_volume_mounted_where_cloud_init_mounts_
 
 
 def test_units_pass_systemd_analyze_verify(plan: Plan, tmp_path: Path) -> None:
-    units = {f["path"].rsplit("/", 1)[1]: f["content"] for f in user_data(plan)["write_files"]
-             if f["path"].startswith("/etc/systemd/system/")}
-    assert set(units) == {"pgha-etcd.service", "patroni.service", "pgha-backup-full.service",
-                          "pgha-backup-full.timer", "pgha-backup-diff.service", "pgha-backup-diff.timer"}
+    units = {
+        f["path"].rsplit("/", 1)[1]: f["content"]
+        for f in user_data(plan)["write_files"]
+        if f["path"].startswith("/etc/systemd/system/")
+    }
+    assert set(units) == {
+        "pgha-etcd.service",
+        "patroni.service",
+        "pgha-backup-full.service",
+        "pgha-backup-full.timer",
+        "pgha-backup-diff.service",
+        "pgha-backup-diff.timer",
+    }
     result = _verify_units(units, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     for service in ("pgha-etcd.service", "patroni.service"):
@@ -513,8 +600,9 @@ def test_units_pass_systemd_analyze_verify(plan: Plan, tmp_path: Path) -> None:
         checks = [line for line in text.splitlines() if line.startswith("ExecStartPre=")]
         assert checks[0] == "ExecStartPre=/usr/bin/mountpoint /var/lib/pgha", checks
         assert "StartLimitIntervalSec=0" in text, "a transient failure never leaves the node failed for good"
-    broken = _verify_units({"patroni.service": units["patroni.service"].replace("Restart=", "Restrat=")},
-                           tmp_path / "broken")
+    broken = _verify_units(
+        {"patroni.service": units["patroni.service"].replace("Restart=", "Restrat=")}, tmp_path / "broken"
+    )
     assert "Restrat" in broken.stdout + broken.stderr, "the check can fail"
 
 
@@ -540,13 +628,18 @@ def test_post_deploy_hook_keeps_patronis_dynamic_config_at_what_the_nodes_render
     tls = json.loads(plan.get(f"pgha-{plan.stack}-patroni-1-tls-v").inputs["secretString"].value)
     assert target["caCert"] == tls["ca"] and "BEGIN CERTIFICATE" in tls["ca"]
     credentials = json.loads(plan.get(f"pgha-{plan.stack}-patroni-credentials-v").inputs["secretString"].value)
-    assert target["passwordKey"] in credentials and target["user"] == rendered_patroni(plan)["restapi"][
-        "authentication"]["username"]
+    assert (
+        target["passwordKey"] in credentials
+        and target["user"] == rendered_patroni(plan)["restapi"]["authentication"]["username"]
+    )
     # the hook reaches the REST API (out of its group, into the nodes' group) before it is invoked
     hook_sg, node_sg = plan.get(f"pgha-{plan.stack}-schema-sg"), part(plan, "nodes-sg")
     into_nodes = plan.get(f"pgha-{plan.stack}-restapi-from-schema-hook")
-    assert (into_nodes.inputs["securityGroupId"], into_nodes.inputs["referencedSecurityGroupId"],
-            into_nodes.inputs["fromPort"]) == (f"sg-{_id(node_sg)}", f"sg-{_id(hook_sg)}", 8008)
+    assert (
+        into_nodes.inputs["securityGroupId"],
+        into_nodes.inputs["referencedSecurityGroupId"],
+        into_nodes.inputs["fromPort"],
+    ) == (f"sg-{_id(node_sg)}", f"sg-{_id(hook_sg)}", 8008)
     out_of_hook = plan.get(f"pgha-{plan.stack}-schema-to-8008")
     assert out_of_hook.type == EGRESS and out_of_hook.inputs["securityGroupId"] == f"sg-{_id(hook_sg)}"
     assert out_of_hook.inputs["cidrIpv4"] == node_file(plan).cluster.client_cidrs[0], "inside the VPC only"
@@ -593,8 +686,10 @@ def test_post_deploy_hook_waits_for_its_way_into_the_cluster(plan: Plan) -> None
     invocation = plan.get(f"{prefix}-schema-apply")
     rule = plan.get(f"{prefix}-db-from-schema-hook")
     assert rule.inputs["securityGroupId"] == plan.outputs["securityGroupId"] and rule.inputs["fromPort"] == 5432
-    serving = [*plan.of_type("aws:lb/listener:Listener"),
-               *plan.of_type("aws:lb/targetGroupAttachment:TargetGroupAttachment")]
+    serving = [
+        *plan.of_type("aws:lb/listener:Listener"),
+        *plan.of_type("aws:lb/targetGroupAttachment:TargetGroupAttachment"),
+    ]
     assert len(serving) == 2 + 2 * len(plan.of_type("aws:ec2/instance:Instance"))
     for needed in [rule, *serving]:
         assert needed.urn in invocation.dependencies, needed.name

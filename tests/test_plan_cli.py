@@ -85,8 +85,9 @@ def test_errors_print_brackets_verbatim_one_line_per_problem() -> None:
     result = pgha("plan", "--stack", "dev", "--set", 'allowedCidrs=["0.0.0.0/0"]', "--set", 'tags={"aws:x": "[bold]"}')
     assert result.returncode == 2
     lines = result.stderr.splitlines()
-    assert any(line.startswith("  - pgha:allowedCidrs = '[\"0.0.0.0/0\"]'") and "whole internet" in line
-               for line in lines)
+    assert any(
+        line.startswith("  - pgha:allowedCidrs = '[\"0.0.0.0/0\"]'") and "whole internet" in line for line in lines
+    )
     assert any('"[bold]"' in line and "reserved by AWS" in line for line in lines)
 
 
@@ -96,8 +97,7 @@ def test_the_tree_shows_a_secret_as_secret_not_as_nothing() -> None:
     from pgha.ci.harness import Plan, RegisteredResource, Secret
     from pgha.ci.plan import outputs_tree, plan_tree
 
-    key = RegisteredResource("aws:kms/key:Key", "k", "urn:k", "", "", True,
-                             {"enableKeyRotation": Secret(True)}, [])
+    key = RegisteredResource("aws:kms/key:Key", "k", "urn:k", "", "", True, {"enableKeyRotation": Secret(True)}, [])
     console = Console(width=200, record=True)
     plan = Plan("dev", [key], {"password": Secret("hunter2")})
     console.print(plan_tree(plan), outputs_tree(plan))

@@ -78,33 +78,69 @@ BREAKERS: dict[str, tuple[str, str, str, Callable[[dict[str, Any]], None] | tupl
     "rds-deletion-protection": ("prod", "pgha-prod-dr-replica", "pgha-prod-dr-replica", ("deletionProtection", False)),
     "rds-deletion-protection-nonprod": ("dev", "pgha-dev-replica-1", "pgha-dev-replica-1", None),
     "rds-iam-auth": ("prod", "pgha-prod-primary", "pgha-prod-primary", ("iamDatabaseAuthenticationEnabled", False)),
-    "rds-log-exports": ("prod", "pgha-prod-primary", "pgha-prod-primary",
-                        ("enabledCloudwatchLogsExports", ["postgresql"])),
+    "rds-log-exports": (
+        "prod",
+        "pgha-prod-primary",
+        "pgha-prod-primary",
+        ("enabledCloudwatchLogsExports", ["postgresql"]),
+    ),
     "rds-enhanced-monitoring": ("prod", "pgha-prod-primary", "pgha-prod-primary", ("monitoringInterval", 0)),
     "rds-auto-minor-upgrade": ("prod", "pgha-prod-primary", "pgha-prod-primary", ("autoMinorVersionUpgrade", False)),
     "rds-copy-tags-to-snapshots": ("prod", "pgha-prod-primary", "pgha-prod-primary", ("copyTagsToSnapshot", False)),
     "rds-force-ssl": ("prod", "pgha-prod-pg17", "pgha-prod-pg17", _force_ssl_off),
-    "ec2-imdsv2": ("patroni", "pgha-prod-patroni-1-lt", "pgha-prod-patroni-1-lt",
-                   ("metadataOptions.httpTokens", "optional")),
+    "ec2-imdsv2": (
+        "patroni",
+        "pgha-prod-patroni-1-lt",
+        "pgha-prod-patroni-1-lt",
+        ("metadataOptions.httpTokens", "optional"),
+    ),
     "ec2-encrypted-volumes": ("patroni", "pgha-prod-patroni-2-data", "pgha-prod-patroni-2-data", ("encrypted", False)),
-    "ec2-no-public-ip": ("patroni", "pgha-prod-patroni-3-lt", "pgha-prod-patroni-3-lt",
-                         ("networkInterfaces.0.associatePublicIpAddress", "true")),
-    "ec2-subnet-no-auto-public-ip": ("prod", "pgha-prod-net-private-0", "pgha-prod-net-private-0",
-                                     ("mapPublicIpOnLaunch", True)),
+    "ec2-no-public-ip": (
+        "patroni",
+        "pgha-prod-patroni-3-lt",
+        "pgha-prod-patroni-3-lt",
+        ("networkInterfaces.0.associatePublicIpAddress", "true"),
+    ),
+    "ec2-subnet-no-auto-public-ip": (
+        "prod",
+        "pgha-prod-net-private-0",
+        "pgha-prod-net-private-0",
+        ("mapPublicIpOnLaunch", True),
+    ),
     # allowedCidrs refuses 0.0.0.0/0, so the rule is broken by hand
-    "sg-no-public-postgres": ("prod", "pgha-prod-net-db-from-10-40-0-0-16", "pgha-prod-net-db-from-10-40-0-0-16",
-                              ("cidrIpv4", "0.0.0.0/0")),
+    "sg-no-public-postgres": (
+        "prod",
+        "pgha-prod-net-db-from-10-40-0-0-16",
+        "pgha-prod-net-db-from-10-40-0-0-16",
+        ("cidrIpv4", "0.0.0.0/0"),
+    ),
     "kms-rotation": ("prod", "pgha-prod-dr-key", "pgha-prod-dr-key", ("enableKeyRotation", False)),
     "s3-tls-only": ("patroni", "pgha-prod-patroni-backups-tls-only", "pgha-prod-patroni-backups", _deny_to_allow),
-    "s3-public-access-block": ("patroni", "pgha-prod-patroni-backups-private", "pgha-prod-patroni-backups",
-                               ("restrictPublicBuckets", False)),
-    "s3-versioning": ("patroni", "pgha-prod-patroni-backups-versioning", "pgha-prod-patroni-backups",
-                      ("versioningConfiguration.status", "Suspended")),
-    "s3-kms-encryption": ("patroni", "pgha-prod-patroni-backups-sse", "pgha-prod-patroni-backups",
-                          ("rules.0.applyServerSideEncryptionByDefault.sseAlgorithm", "AES256")),
+    "s3-public-access-block": (
+        "patroni",
+        "pgha-prod-patroni-backups-private",
+        "pgha-prod-patroni-backups",
+        ("restrictPublicBuckets", False),
+    ),
+    "s3-versioning": (
+        "patroni",
+        "pgha-prod-patroni-backups-versioning",
+        "pgha-prod-patroni-backups",
+        ("versioningConfiguration.status", "Suspended"),
+    ),
+    "s3-kms-encryption": (
+        "patroni",
+        "pgha-prod-patroni-backups-sse",
+        "pgha-prod-patroni-backups",
+        ("rules.0.applyServerSideEncryptionByDefault.sseAlgorithm", "AES256"),
+    ),
     # Pulumi.prod.yaml has a drRegion, which engine patroni now uses for the backup bucket
-    "s3-cross-region-replication": ("patroni", "pgha-prod-patroni-backups-replication", "pgha-prod-patroni-backups",
-                                    ("rules.0.status", "Disabled")),
+    "s3-cross-region-replication": (
+        "patroni",
+        "pgha-prod-patroni-backups-replication",
+        "pgha-prod-patroni-backups",
+        ("rules.0.status", "Disabled"),
+    ),
 }
 
 
@@ -131,8 +167,13 @@ def test_every_rule_fires_on_a_resource_made_to_break_it(plans: dict[str, Plan],
 
 def test_every_rule_has_a_breaker() -> None:
     """Rules of the modules this file covers; a module added to POLICY_MODULES brings its own tests."""
-    covered = ("pgha.ci.policy.rds", "pgha.ci.policy.ec2", "pgha.ci.policy.s3", "pgha.ci.policy.network",
-               "pgha.ci.policy.kms")
+    covered = (
+        "pgha.ci.policy.rds",
+        "pgha.ci.policy.ec2",
+        "pgha.ci.policy.s3",
+        "pgha.ci.policy.network",
+        "pgha.ci.policy.kms",
+    )
     assert set(covered) <= set(POLICY_MODULES)
     mine = {p.name for module in covered for p in import_module(module).POLICIES}
     assert mine == set(BREAKERS), "add a BREAKERS entry for each new rule"
@@ -141,8 +182,14 @@ def test_every_rule_has_a_breaker() -> None:
 def test_a_rule_is_callable_with_hand_built_args() -> None:
     rule = next(p for p in ALL_POLICIES if p.name == "rds-multi-az-prod")
     reported: list[str] = []
-    args = ResourceValidationArgs("aws:rds/instance:Instance", {"multiAz": False, "tags": {"environment": "prod"}},
-                                  "urn:pulumi:prod::pgha::aws:rds/instance:Instance::db", "db", None, None)
+    args = ResourceValidationArgs(
+        "aws:rds/instance:Instance",
+        {"multiAz": False, "tags": {"environment": "prod"}},
+        "urn:pulumi:prod::pgha::aws:rds/instance:Instance::db",
+        "db",
+        None,
+        None,
+    )
     rule.validate(args, lambda message, urn=None: reported.append(message))
     assert reported == ["multiAz is not true on a production primary: an AZ failure takes the database down"]
     args.props["tags"] = {"environment": "staging"}
@@ -153,8 +200,13 @@ def test_a_rule_is_callable_with_hand_built_args() -> None:
 
 def test_cli_exits_1_on_a_mandatory_violation_and_0_on_advisory_ones() -> None:
     def policy(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "pgha", "policy", *args], cwd=PROJECT_DIR, capture_output=True,
-                              text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "pgha", "policy", *args],
+            cwd=PROJECT_DIR,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     broken = policy("--stack", "prod", "--set", "multiAz=false")
     assert broken.returncode == 1, broken.stderr
@@ -171,8 +223,9 @@ def test_cli_exits_1_on_a_mandatory_violation_and_0_on_advisory_ones() -> None:
 @pytest.fixture(scope="module")
 def engine() -> Iterator[analyzer_pb2_grpc.AnalyzerStub]:
     """The policy pack as `pulumi preview --policy-pack policy` runs it: its analyzer, over gRPC on loopback."""
-    pack = subprocess.Popen([sys.executable, str(PROJECT_DIR / "policy" / "__main__.py")], stdout=subprocess.PIPE,
-                            text=True, cwd="/")
+    pack = subprocess.Popen(
+        [sys.executable, str(PROJECT_DIR / "policy" / "__main__.py")], stdout=subprocess.PIPE, text=True, cwd="/"
+    )
     try:
         yield analyzer_pb2_grpc.AnalyzerStub(grpc.insecure_channel(f"127.0.0.1:{pack.stdout.readline().strip()}"))
     finally:
@@ -186,8 +239,9 @@ def _struct(inputs: dict[str, Any]) -> struct_pb2.Struct:
     return struct
 
 
-def _engine_verdicts(engine: analyzer_pb2_grpc.AnalyzerStub, resources: list[RegisteredResource],
-                     names: set[str]) -> set[tuple[str, str]]:
+def _engine_verdicts(
+    engine: analyzer_pb2_grpc.AnalyzerStub, resources: list[RegisteredResource], names: set[str]
+) -> set[tuple[str, str]]:
     """(rule, resource) for every resource rule the engine's analyzer reports on ``names``."""
     providers = {r.urn: r for r in resources if r.type.startswith("pulumi:providers:")}
     found = set()
@@ -197,15 +251,19 @@ def _engine_verdicts(engine: analyzer_pb2_grpc.AnalyzerStub, resources: list[Reg
         provider = providers.get(r.provider.rsplit("::", 1)[0]) if r.provider else None
         request = analyzer_pb2.AnalyzeRequest(type=r.type, properties=_struct(r.inputs), urn=r.urn, name=r.name)
         if provider is not None:
-            request.provider.CopyFrom(analyzer_pb2.AnalyzerProviderResource(
-                type=provider.type, properties=_struct(provider.inputs), urn=provider.urn, name=provider.name))
+            request.provider.CopyFrom(
+                analyzer_pb2.AnalyzerProviderResource(
+                    type=provider.type, properties=_struct(provider.inputs), urn=provider.urn, name=provider.name
+                )
+            )
         found |= {(d.policyName, r.name) for d in engine.Analyze(request, timeout=30).diagnostics}
     return found
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod", "patroni"])
 def test_the_engine_judges_every_committed_resource_as_the_offline_run(
-        engine: analyzer_pb2_grpc.AnalyzerStub, plans: dict[str, Plan], stack: str) -> None:
+    engine: analyzer_pb2_grpc.AnalyzerStub, plans: dict[str, Plan], stack: str
+) -> None:
     """The engine sends numbers as floats and objects as pulumi-policy proxies: the rules must judge what a
     preview sends as they judge the offline run (they once failed every compliant prod primary in a preview)."""
     resources = plans[stack].resources
@@ -216,15 +274,17 @@ def test_the_engine_judges_every_committed_resource_as_the_offline_run(
 
 @pytest.mark.parametrize("rule", sorted(r for r in BREAKERS if not r.startswith("s3-")))  # s3-*: stack rules
 def test_the_engine_fires_every_resource_rule_on_the_resource_made_to_break_it(
-        engine: analyzer_pb2_grpc.AnalyzerStub, plans: dict[str, Plan], rule: str) -> None:
+    engine: analyzer_pb2_grpc.AnalyzerStub, plans: dict[str, Plan], rule: str
+) -> None:
     stack, name, reported_on, how = BREAKERS[rule]
     assert (rule, reported_on) in _engine_verdicts(engine, _broken(plans[stack], name, how), {name})
 
 
 def test_the_policy_pack_serves_the_same_rules_to_the_engine() -> None:
     """policy/__main__.py builds the PolicyPack, whose analyzer the CLI talks to over gRPC on loopback."""
-    pack = subprocess.Popen([sys.executable, str(PROJECT_DIR / "policy" / "__main__.py")], stdout=subprocess.PIPE,
-                            text=True, cwd="/")
+    pack = subprocess.Popen(
+        [sys.executable, str(PROJECT_DIR / "policy" / "__main__.py")], stdout=subprocess.PIPE, text=True, cwd="/"
+    )
     try:
         port = pack.stdout.readline().strip()
         stub = analyzer_pb2_grpc.AnalyzerStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
@@ -233,11 +293,15 @@ def test_the_policy_pack_serves_the_same_rules_to_the_engine() -> None:
         assert sorted(p.name for p in info.policies) == sorted(p.name for p in ALL_POLICIES)
         props = struct_pb2.Struct()
         props.update({"enableKeyRotation": False})
-        response = stub.Analyze(analyzer_pb2.AnalyzeRequest(
-            type="aws:kms/key:Key", properties=props, urn="urn:pulumi:dev::pgha::aws:kms/key:Key::k", name="k"),
-            timeout=30)
+        response = stub.Analyze(
+            analyzer_pb2.AnalyzeRequest(
+                type="aws:kms/key:Key", properties=props, urn="urn:pulumi:dev::pgha::aws:kms/key:Key::k", name="k"
+            ),
+            timeout=30,
+        )
         assert [(d.policyName, d.enforcementLevel) for d in response.diagnostics] == [
-            ("kms-rotation", analyzer_pb2.MANDATORY)]
+            ("kms-rotation", analyzer_pb2.MANDATORY)
+        ]
     finally:
         pack.terminate()
         pack.wait(10)
@@ -247,8 +311,11 @@ def test_an_access_log_target_passes_with_sse_s3_and_only_with_it(plans: dict[st
     """S3 delivers server access logs only to SSE-S3 buckets: the log bucket is exempt from KMS, not from encryption."""
     rule = [p for p in ALL_POLICIES if p.name == "s3-kms-encryption"]
     assert [v.resource for v in evaluate(plans["patroni"].resources, rule)] == []
-    broken = _broken(plans["patroni"], "pgha-prod-patroni-backup-logs-sse",
-                     ("rules.0.applyServerSideEncryptionByDefault.sseAlgorithm", "none"))
+    broken = _broken(
+        plans["patroni"],
+        "pgha-prod-patroni-backup-logs-sse",
+        ("rules.0.applyServerSideEncryptionByDefault.sseAlgorithm", "none"),
+    )
     assert [v.resource for v in evaluate(broken, rule)] == ["pgha-prod-patroni-backup-logs"]
 
 

@@ -95,8 +95,9 @@ def test_a_key_logs_may_use_for_any_log_group_is_reported(prod_plan: Plan) -> No
     policy = json.loads(key.inputs["policy"])
     logs = next(s for s in policy["Statement"] if s["Sid"] == "CloudWatchLogsEncryptsDatabaseLogs")
     # the condition pgha had before: every log group of the account
-    logs["Condition"] = {"ArnLike": {"kms:EncryptionContext:aws:logs:arn":
-                                     "arn:aws:logs:eu-west-1:123456789012:log-group:*"}}
+    logs["Condition"] = {
+        "ArnLike": {"kms:EncryptionContext:aws:logs:arn": "arn:aws:logs:eu-west-1:123456789012:log-group:*"}
+    }
     found = violations(kms_logs_scoped, changed(key, policy=json.dumps(policy)))
     assert len(found) == 1 and "every log group" in found[0]
     del logs["Condition"]
@@ -107,6 +108,8 @@ def test_a_key_logs_may_use_for_any_log_group_is_reported(prod_plan: Plan) -> No
 def test_a_log_group_without_key_or_retention_is_reported(prod_plan: Plan) -> None:
     group = prod_plan.get("pgha-prod-net-flow-logs")
     assert violations(log_groups_encrypted, changed(group, kmsKeyId=None)) == [
-        "log group not encrypted with a customer-managed KMS key"]
+        "log group not encrypted with a customer-managed KMS key"
+    ]
     assert violations(log_groups_encrypted, changed(group, retentionInDays=None)) == [
-        "log group keeps its events forever: set retentionInDays"]
+        "log group keeps its events forever: set retentionInDays"
+    ]

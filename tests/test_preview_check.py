@@ -24,8 +24,14 @@ PREVIEWS = Path(__file__).parent / "previews"
 
 
 def preview_check(arg: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pgha", "preview-check", arg], cwd=PROJECT_DIR, input=stdin,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "pgha", "preview-check", arg],
+        cwd=PROJECT_DIR,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_replacing_the_key_and_the_database_exits_3_naming_urn_op_and_reason() -> None:
@@ -36,8 +42,10 @@ def test_replacing_the_key_and_the_database_exits_3_naming_urn_op_and_reason() -
         "DANGEROUS replace of KMS key: urn:pulumi:prod::pgha::pgha:rds:RdsPostgres$aws:kms/key:Key::pgha-prod-key "
         "(ops: create-replacement, replace, delete-replaced; because: customerMasterKeySpec)"
     )
-    assert "aws:rds/instance:Instance::pgha-prod-primary (ops: create-replacement, replace, delete-replaced; " \
-           "because: kmsKeyId)" in lines[1]
+    assert (
+        "aws:rds/instance:Instance::pgha-prod-primary (ops: create-replacement, replace, delete-replaced; "
+        "because: kmsKeyId)" in lines[1]
+    )
     assert lines[-1] == "8 steps (replace 2, same 100); 2 dangerous"
 
 
@@ -55,8 +63,10 @@ def test_deleting_a_replica_is_dangerous_its_alarms_are_not() -> None:
 def test_updates_and_replacing_a_subscription_pass() -> None:
     result = preview_check(str(PREVIEWS / "prod-storage-update.json"))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "replace urn:pulumi:prod::pgha::pgha:alarms:DatabaseAlarms$aws:sns/topicSubscription:TopicSubscription" \
-           "::pgha-prod-alarms-alerts-email (endpoint)" in result.stdout
+    assert (
+        "replace urn:pulumi:prod::pgha::pgha:alarms:DatabaseAlarms$aws:sns/topicSubscription:TopicSubscription"
+        "::pgha-prod-alarms-alerts-email (endpoint)" in result.stdout
+    )
 
 
 def test_detailed_diff_replace_kinds_count_without_replace_reasons() -> None:
@@ -65,7 +75,9 @@ def test_detailed_diff_replace_kinds_count_without_replace_reasons() -> None:
         step.pop("replaceReasons", None)
     findings = check_preview(json.dumps(document))
     assert {f.urn.rsplit("::", 1)[1]: f.reasons for f in findings.dangerous} == {
-        "pgha-prod-key": ["customerMasterKeySpec"], "pgha-prod-primary": ["kmsKeyId"]}
+        "pgha-prod-key": ["customerMasterKeySpec"],
+        "pgha-prod-primary": ["kmsKeyId"],
+    }
 
 
 def test_a_protected_resource_is_marked() -> None:
@@ -78,15 +90,17 @@ def test_a_protected_resource_is_marked() -> None:
     assert "pgha-dev-replica-2 (ops: delete; because: removed from the program) [protected" in result.stdout
 
 
-
 def failed_preview(base: str, steps: int) -> dict[str, object]:
     """A preview the engine stopped part-way: the first ``steps`` steps of ``base`` and an error diagnostic."""
     document = json.loads((PREVIEWS / base).read_text())
     document["steps"] = document["steps"][:steps]
-    document.setdefault("diagnostics", []).append({
-        "urn": "urn:pulumi:prod::pgha::pulumi:pulumi:Stack::pgha-prod",
-        "message": "error: an unhandled error occurred: Program exited with non-zero exit code: 1\n",
-        "severity": "error"})
+    document.setdefault("diagnostics", []).append(
+        {
+            "urn": "urn:pulumi:prod::pgha::pulumi:pulumi:Stack::pgha-prod",
+            "message": "error: an unhandled error occurred: Program exited with non-zero exit code: 1\n",
+            "severity": "error",
+        }
+    )
     return document
 
 
@@ -103,8 +117,10 @@ def test_a_failed_preview_that_already_shows_a_dangerous_change_exits_3_and_says
     result = preview_check("-", stdin=json.dumps(failed_preview("prod-replace-key-and-primary.json", steps=4)))
     assert result.returncode == 3, result.stdout + result.stderr
     assert [line.split(":", 1)[0] for line in result.stdout.splitlines() if line.startswith("DANGEROUS")] == [
-        "DANGEROUS replace of KMS key"]
+        "DANGEROUS replace of KMS key"
+    ]
     assert "incomplete" in result.stderr
+
 
 @pytest.mark.parametrize(
     ("text", "why"),
@@ -113,10 +129,15 @@ def test_a_failed_preview_that_already_shows_a_dangerous_change_exits_3_and_says
         ("[]", "expected an object"),
         ("Previewing update (dev):\n  + pulumi:pulumi:Stack pgha-dev create", "not JSON"),
         ('{"steps": [{"urn": "urn:pulumi:dev::pgha::pulumi:pulumi:Stack::pgha-dev"}]}', "every step needs an op"),
-        ('{"steps": [{"op": "replace", "urn": "urn:pulumi:dev::pgha::aws:kms/key:Key::k", "replaceReasons": "x"}]}',
-         "replaceReasons of step urn:pulumi:dev::pgha::aws:kms/key:Key::k is not a list of strings"),
-        ('{"steps": [{"op": "replace", "urn": "urn:pulumi:dev::pgha::aws:kms/key:Key::k", "detailedDiff": {"a": 1}}]}',
-         "detailedDiff of step urn:pulumi:dev::pgha::aws:kms/key:Key::k is not a map of maps"),
+        (
+            '{"steps": [{"op": "replace", "urn": "urn:pulumi:dev::pgha::aws:kms/key:Key::k", "replaceReasons": "x"}]}',
+            "replaceReasons of step urn:pulumi:dev::pgha::aws:kms/key:Key::k is not a list of strings",
+        ),
+        (
+            '{"steps": [{"op": "replace", "urn": "urn:pulumi:dev::pgha::aws:kms/key:Key::k", '
+            '"detailedDiff": {"a": 1}}]}',
+            "detailedDiff of step urn:pulumi:dev::pgha::aws:kms/key:Key::k is not a map of maps",
+        ),
         ('{"steps": [], "diagnostics": ["boom"]}', "diagnostics of the document is not a list of maps"),
         ('{"steps": [], "changeSummary": [1]}', "changeSummary of the document is not a map of numbers"),
     ],
@@ -135,8 +156,10 @@ def test_a_missing_file_exits_2() -> None:
 
 
 def test_urn_types_are_read_from_the_parent_chain() -> None:
-    assert urn_type("urn:pulumi:prod::pgha::pgha:dr:DrReplica$aws:rds/instance:Instance::pgha-prod-dr-replica") \
+    assert (
+        urn_type("urn:pulumi:prod::pgha::pgha:dr:DrReplica$aws:rds/instance:Instance::pgha-prod-dr-replica")
         == "aws:rds/instance:Instance"
+    )
     with pytest.raises(PreviewFormatError):
         urn_type("pgha-prod-primary")
 
@@ -154,14 +177,28 @@ def test_replacing_the_patroni_data_attachments_is_dangerous() -> None:
         old = {"urn": r.urn, "custom": True, "type": r.type, "inputs": dict(r.inputs)}
         new = {**old, "inputs": {**r.inputs, "deviceName": "/dev/sdg"}}
         for op in ("create-replacement", "replace", "delete-replaced"):
-            steps.append({"op": op, "urn": r.urn, "oldState": old, "newState": new, "replaceReasons": ["deviceName"],
-                          "detailedDiff": {"deviceName": {"kind": "update-replace", "inputDiff": True}}})
-    document = {"config": {"pgha:engine": "patroni"}, "steps": steps, "duration": 1,
-                "changeSummary": {"replace": 3, "same": len(plan.resources) - 3}}
+            steps.append(
+                {
+                    "op": op,
+                    "urn": r.urn,
+                    "oldState": old,
+                    "newState": new,
+                    "replaceReasons": ["deviceName"],
+                    "detailedDiff": {"deviceName": {"kind": "update-replace", "inputDiff": True}},
+                }
+            )
+    document = {
+        "config": {"pgha:engine": "patroni"},
+        "steps": steps,
+        "duration": 1,
+        "changeSummary": {"replace": 3, "same": len(plan.resources) - 3},
+    }
     result = preview_check("-", stdin=json.dumps(document))
     assert result.returncode == 3, result.stdout + result.stderr
     dangerous = [line for line in result.stdout.splitlines() if line.startswith("DANGEROUS")]
     assert dangerous == [
         f"DANGEROUS replace of EBS volume attachment: {r.urn} "
-        "(ops: create-replacement, replace, delete-replaced; because: deviceName)" for r in attachments]
+        "(ops: create-replacement, replace, delete-replaced; because: deviceName)"
+        for r in attachments
+    ]
     assert result.stdout.splitlines()[-1].endswith("; 3 dangerous")

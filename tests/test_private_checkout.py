@@ -28,22 +28,39 @@ def test_the_service_user_tests_pass_from_a_checkout_under_a_0700_directory() ->
     private = Path(tempfile.mkdtemp(prefix="pgha-private-"))  # 0700, as `mktemp -d` makes it
     try:
         checkout = private / "pgha"
-        shutil.copytree(PROJECT_DIR, checkout, symlinks=True, ignore=shutil.ignore_patterns(
-            ".git", ".venv", ".lab", "reports", "__pycache__", ".pytest_cache", ".ruff_cache"))
+        shutil.copytree(
+            PROJECT_DIR,
+            checkout,
+            symlinks=True,
+            ignore=shutil.ignore_patterns(
+                ".git", ".venv", ".lab", "reports", "__pycache__", ".pytest_cache", ".ruff_cache"
+            ),
+        )
         # the checkout's own venv, as `make test` builds it: inside the tree (this one's packages through a .pth
         # rather than a 30 s pip install; what matters is where the interpreter sits)
         venv = checkout / ".venv"
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, capture_output=True)
         python = venv / "bin" / "python"
-        purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                 capture_output=True, text=True, check=True).stdout.strip()
+        purelib = subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         Path(purelib, "pgha-test-parent.pth").write_text("\n".join(site.getsitepackages()) + "\n")
         assert oct(private.stat().st_mode & 0o777) == "0o700"
         assert not service_user_can_run([str(python), "-c", "pass"]), "the service user must not reach this venv"
 
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-        result = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", *SERVICE_USER_TESTS],
-                                cwd=checkout, env=env, capture_output=True, text=True, timeout=540, check=False)
+        result = subprocess.run(
+            [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", *SERVICE_USER_TESTS],
+            cwd=checkout,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=540,
+            check=False,
+        )
         assert result.returncode == 0, (result.stdout + result.stderr)[-2000:]
         assert "2 passed" in result.stdout, result.stdout[-1000:]
     finally:

@@ -213,7 +213,8 @@ def test_no_ingress_from_anywhere(any_plan: Plan) -> None:
 def test_database_port_admits_only_allowed_cidrs(dev_plan: Plan) -> None:
     sg = dev_plan.get("pgha-dev-net-db-sg")
     rules = [
-        r for r in dev_plan.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+        r
+        for r in dev_plan.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
         if sg.urn in r.dependencies
     ]
     assert {r.inputs["fromPort"] for r in rules} == {5432}
@@ -237,8 +238,11 @@ def test_network_spans_three_azs_with_private_subnets_only(any_plan: Plan) -> No
 def test_bring_your_own_vpc_makes_no_vpc() -> None:
     plan = run_program(
         "dev",
-        {"vpcCidr": None, "vpcId": "vpc-0123456789abcdef0",
-         "subnetIds": '["subnet-0123456789abcdef1", "subnet-0123456789abcdef2"]'},
+        {
+            "vpcCidr": None,
+            "vpcId": "vpc-0123456789abcdef0",
+            "subnetIds": '["subnet-0123456789abcdef1", "subnet-0123456789abcdef2"]',
+        },
     )
     assert not plan.of_type("aws:ec2/vpc:Vpc")
     group = plan.get("pgha-dev-net-db-subnets")
@@ -249,8 +253,11 @@ def test_bring_your_own_vpc_makes_no_vpc() -> None:
 def test_bring_your_own_vpc_in_one_az_fails() -> None:
     plan = run_program(
         "dev",
-        {"vpcCidr": None, "vpcId": "vpc-0123456789abcdef0",
-         "subnetIds": '["subnet-0123456789abcdef3", "subnet-0123456789abcdef6"]'},  # both map to AZ "a"
+        {
+            "vpcCidr": None,
+            "vpcId": "vpc-0123456789abcdef0",
+            "subnetIds": '["subnet-0123456789abcdef3", "subnet-0123456789abcdef6"]',
+        },  # both map to AZ "a"
         check=False,
     )
     assert "at least 2 availability zones" in str(plan.error)
@@ -280,8 +287,16 @@ def test_log_groups_exist_before_instances_with_retention(prod_plan: Plan) -> No
 
 
 def test_outputs_have_the_shared_names(any_plan: Plan) -> None:
-    required = {"writerEndpoint", "readerEndpoints", "port", "masterSecretArn", "kmsKeyArn",
-                "vpcId", "subnetIds", "securityGroupId"}
+    required = {
+        "writerEndpoint",
+        "readerEndpoints",
+        "port",
+        "masterSecretArn",
+        "kmsKeyArn",
+        "vpcId",
+        "subnetIds",
+        "securityGroupId",
+    }
     assert required <= set(any_plan.outputs)
     assert any_plan.outputs["port"] == 5432
     assert len(any_plan.outputs["readerEndpoints"]) == len([r for r in replicas(any_plan) if "-dr-" not in r.name])
@@ -320,6 +335,7 @@ def test_tags_reach_every_resource_through_the_provider(prod_plan: Plan) -> None
 def test_program_runs_again_identically(stack: str, dev_plan: Plan, prod_plan: Plan) -> None:
     again = run_program(stack)
     before = {"dev": dev_plan, "prod": prod_plan}[stack]
+
     def by_urn(plan: Plan) -> list[dict]:
         return sorted((r.to_json() for r in plan.resources), key=lambda r: r["urn"])
 
@@ -361,7 +377,10 @@ def test_final_snapshot_names_are_drawn_per_instance(prod_plan: Plan) -> None:
         assert db.property_dependencies["finalSnapshotIdentifier"] == [suffix.urn]
         assert suffix.inputs["keepers"]["kmsKeyId"] == db.inputs["kmsKeyId"]
     assert set(prod_plan.get("pgha-prod-primary-final-snapshot-suffix").inputs["keepers"]) == {
-        "kmsKeyId", "dbName", "username"}
+        "kmsKeyId",
+        "dbName",
+        "username",
+    }
 
 
 def test_login_secrets_are_replicated_to_the_dr_region_under_its_key(prod_plan: Plan) -> None:
@@ -379,8 +398,9 @@ def test_patroni_credentials_are_replicated_with_the_backups() -> None:
     plan = run_program("prod", {"engine": "patroni"})
     dr_key = plan.get("pgha-prod-patroni-dr-backups-key")
     secret = plan.get("pgha-prod-patroni-credentials")
-    assert secret.inputs["replicas"] == [{"region": "eu-central-1",
-                                          "kmsKeyId": key_arn(plan, "pgha-prod-patroni-dr-backups-key")}]
+    assert secret.inputs["replicas"] == [
+        {"region": "eu-central-1", "kmsKeyId": key_arn(plan, "pgha-prod-patroni-dr-backups-key")}
+    ]
     assert dr_key.urn in secret.property_dependencies["replicas"]
 
 

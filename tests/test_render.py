@@ -25,8 +25,9 @@ from pgha.node.render import (
     render_patroni,
 )
 
-SECRETS = ClusterSecrets(superuser="su-Secret-1", replication="repl-Secret-2", rewind="rw-Secret-3",
-                         restapi="api-Secret-4")
+SECRETS = ClusterSecrets(
+    superuser="su-Secret-1", replication="repl-Secret-2", rewind="rw-Secret-3", restapi="api-Secret-4"
+)
 
 
 @pytest.fixture
@@ -154,10 +155,18 @@ def test_lab_addresses_come_from_the_environment(monkeypatch: pytest.MonkeyPatch
     assert Lab(root=Path("/nonexistent")).addresses == ("127.0.2.1", "127.0.2.2", "127.0.2.3")
 
 
-@pytest.mark.parametrize("value", ["127.0.2.1,127.0.2.2", "10.0.0.1,10.0.0.2,10.0.0.3", "127.0.0.1,127.0.2.2,127.0.2.3",
-                                   "127.0.2.1,127.0.2.1,127.0.2.3"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "127.0.2.1,127.0.2.2",
+        "10.0.0.1,10.0.0.2,10.0.0.3",
+        "127.0.0.1,127.0.2.2,127.0.2.3",
+        "127.0.2.1,127.0.2.1,127.0.2.3",
+    ],
+)
 def test_lab_addresses_other_than_three_distinct_loopback_ones_are_refused(
-        value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PGHA_LAB_ADDRESSES", value)
     with pytest.raises(PrerequisiteError, match="PGHA_LAB_ADDRESSES"):
         Lab(root=Path("/nonexistent"))

@@ -60,7 +60,8 @@ def requirements_venv() -> Path:
         subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(venv)], check=True, capture_output=True)
         install = subprocess.run(
             [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", str(REQUIREMENTS)],
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
         assert install.returncode == 0, f"pip install -r requirements.txt failed:\n{install.stderr[-3000:]}"
         (venv / ".complete").touch()
@@ -71,8 +72,14 @@ def requirements_venv() -> Path:
 def requirements_only_run() -> dict:
     python = requirements_venv()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-    proc = subprocess.run([str(python), "-c", PROGRAM, str(PROJECT_DIR)], capture_output=True, text=True,
-                          cwd=PROJECT_DIR, env=env, timeout=600)
+    proc = subprocess.run(
+        [str(python), "-c", PROGRAM, str(PROJECT_DIR)],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_DIR,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, f"the program crashed in a requirements.txt-only venv:\n{proc.stderr[-4000:]}"
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -100,8 +107,11 @@ def test_program_registers_its_resources_from_requirements_txt_alone(
 
 def test_patroni_nodes_install_the_lab_pins_from_hashes(requirements_only_run: dict) -> None:
     """Nodes install the hashed node requirements, which pin the Patroni and psycopg the lab runs and tests."""
-    pins = dict(line.split("==", 1) for line in (PROJECT_DIR / "requirements-lab.txt").read_text().splitlines()
-                if "==" in line and not line.startswith("#"))
+    pins = dict(
+        line.split("==", 1)
+        for line in (PROJECT_DIR / "requirements-lab.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
     node = node_requirement_pins()
     assert (node["patroni"], node["psycopg"]) == (pins["patroni[etcd3]"], pins["psycopg[binary]"])
     assert requirements_only_run["prod-patroni"]["hashed_node_installs"] == [True]
@@ -114,6 +124,7 @@ def test_the_pull_request_checks_run_from_requirements_txt_alone() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
     commands = (["policy", "--stack", "prod", "--set", "engine=patroni"], ["diff", "--stack", "dev", "--base", "HEAD"])
     for command in commands:
-        proc = subprocess.run([str(python), "-m", "pgha", *command], capture_output=True, text=True,
-                              cwd=PROJECT_DIR, env=env, timeout=600)
+        proc = subprocess.run(
+            [str(python), "-m", "pgha", *command], capture_output=True, text=True, cwd=PROJECT_DIR, env=env, timeout=600
+        )
         assert proc.returncode == 0, f"pgha {' '.join(command)}: {proc.stderr[-2000:]}"

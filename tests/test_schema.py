@@ -33,8 +33,11 @@ def login_role(db: pg8000.native.Connection, group: str) -> tuple[str, str]:
 
 
 def as_role(settings: ConnectionSettings, role: tuple[str, str]) -> pg8000.native.Connection:
-    return connect(ConnectionSettings(hosts=settings.hosts, database=settings.database, user=role[0],
-                                      password=role[1], sslmode="disable"))
+    return connect(
+        ConnectionSettings(
+            hosts=settings.hosts, database=settings.database, user=role[0], password=role[1], sslmode="disable"
+        )
+    )
 
 
 def new_org(db: pg8000.native.Connection, name: str) -> str:
@@ -50,26 +53,39 @@ def test_activity_log_inserts_for_any_time_succeed(db: pg8000.native.Connection)
     }
     org = new_org(db, "Stamps")
     for label, expression in stamps.items():
-        db.run(f"INSERT INTO activity_logs (organization_id, action, created_at) VALUES (:o, :label, {expression})",  # noqa: S608 - fixed expressions
-               o=org, label=label)
+        db.run(
+            f"INSERT INTO activity_logs (organization_id, action, created_at) VALUES (:o, :label, {expression})",  # noqa: S608 - fixed expressions
+            o=org,
+            label=label,
+        )
     found = {r[0] for r in db.run("SELECT action FROM activity_logs")}
     assert set(stamps) <= found
 
 
 def test_partitions_exist_ahead(db: pg8000.native.Connection) -> None:
-    partitions = {r[0] for r in db.run(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "WHERE i.inhparent = 'activity_logs'::regclass")}
-    months = [r[0] for r in db.run(
-        "SELECT to_char(date_trunc('month', now() AT TIME ZONE 'UTC') + make_interval(months => m), 'YYYY_MM') "
-        "FROM generate_series(0, 3) m")]
+    partitions = {
+        r[0]
+        for r in db.run(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'activity_logs'::regclass"
+        )
+    }
+    months = [
+        r[0]
+        for r in db.run(
+            "SELECT to_char(date_trunc('month', now() AT TIME ZONE 'UTC') + make_interval(months => m), 'YYYY_MM') "
+            "FROM generate_series(0, 3) m"
+        )
+    ]
     assert {f"activity_logs_{m}" for m in months} <= partitions
     assert "activity_logs_default" in partitions
 
 
 def test_creating_a_partition_moves_rows_out_of_default(db: pg8000.native.Connection) -> None:
-    db.run("INSERT INTO activity_logs (organization_id, action, created_at) "
-           "VALUES (:o, 'future', '2031-05-10 12:00+00')", o=new_org(db, "Future"))
+    db.run(
+        "INSERT INTO activity_logs (organization_id, action, created_at) VALUES (:o, 'future', '2031-05-10 12:00+00')",
+        o=new_org(db, "Future"),
+    )
     assert db.run("SELECT count(*) FROM activity_logs_default WHERE action = 'future'")[0][0] == 1
     created = db.run("SELECT create_monthly_partitions('activity_logs', '2031-05-01', '2031-05-01')")[0][0]
     assert created == 1
@@ -103,10 +119,16 @@ def test_rls_executive_reads_its_users_organizations_only(
 ) -> None:
     org_a, org_b = new_org(db, "ExecA"), new_org(db, "ExecB")
     db.run("INSERT INTO projects (organization_id, name) VALUES (:a, 'exec-pa'), (:b, 'exec-pb')", a=org_a, b=org_b)
-    boss = db.run("INSERT INTO users (organization_id, email, role) VALUES (:a, :e, 'executive') RETURNING id",
-                  a=org_a, e=f"{uuid.uuid4().hex}@example.com")[0][0]
-    member = db.run("INSERT INTO users (organization_id, email, role) VALUES (:a, :e, 'member') RETURNING id",
-                    a=org_a, e=f"{uuid.uuid4().hex}@example.com")[0][0]
+    boss = db.run(
+        "INSERT INTO users (organization_id, email, role) VALUES (:a, :e, 'executive') RETURNING id",
+        a=org_a,
+        e=f"{uuid.uuid4().hex}@example.com",
+    )[0][0]
+    member = db.run(
+        "INSERT INTO users (organization_id, email, role) VALUES (:a, :e, 'member') RETURNING id",
+        a=org_a,
+        e=f"{uuid.uuid4().hex}@example.com",
+    )[0][0]
     exec_conn = as_role(schema_db, login_role(db, "executive_role"))
     try:
         assert exec_conn.run("SELECT count(*) FROM projects")[0][0] == 0
@@ -191,12 +213,22 @@ def test_maintain_vacuums_a_table_with_dead_tuples(db: pg8000.native.Connection,
     while db.run("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'churn'")[0][0] < 4000:
         assert time.monotonic() < deadline, "statistics never showed the dead tuples"
         time.sleep(0.2)
-    dry = subprocess.run([sys.executable, "-m", "pgha", "maintain", "--dsn", postgres.dsn(), "--dry-run"],
-                         cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60)
+    dry = subprocess.run(
+        [sys.executable, "-m", "pgha", "maintain", "--dsn", postgres.dsn(), "--dry-run"],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert "would run: VACUUM (ANALYZE) churn" in dry.stdout
     assert db.run("SELECT last_vacuum FROM pg_stat_user_tables WHERE relname = 'churn'")[0][0] is None
-    result = subprocess.run([sys.executable, "-m", "pgha", "maintain", "--dsn", postgres.dsn()],
-                            cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "pgha", "maintain", "--dsn", postgres.dsn()],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert "running: VACUUM (ANALYZE) churn" in result.stdout
     db.run("SELECT pg_stat_clear_snapshot()")

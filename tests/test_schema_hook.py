@@ -30,9 +30,14 @@ def test_hook_resources_depend_on_the_database(dev_plan: Plan) -> None:
     assert primary.urn in invocation.dependencies
     assert function.urn in invocation.dependencies
     # every grant of its role: the first run reads the secrets at once
-    grants = [dev_plan.get(name).urn for name in ("pgha-dev-schema-read-secrets",
-                                                   "pgha-dev-schema-role-AWSLambdaVPCAccessExecutionRole",
-                                                   "pgha-dev-schema-role-AWSXRayDaemonWriteAccess")]
+    grants = [
+        dev_plan.get(name).urn
+        for name in (
+            "pgha-dev-schema-read-secrets",
+            "pgha-dev-schema-role-AWSLambdaVPCAccessExecutionRole",
+            "pgha-dev-schema-role-AWSXRayDaemonWriteAccess",
+        )
+    ]
     assert set(grants) <= set(invocation.dependencies) and set(grants) <= set(function.dependencies)
     assert invocation.inputs["triggers"]["migrationsHash"] == migrations_hash()
     assert invocation.inputs["triggers"]["writerEndpoint"] == dev_plan.outputs["writerEndpoint"]
@@ -48,9 +53,13 @@ def test_function_runs_in_the_private_subnets_with_least_privilege(dev_plan: Pla
     assert function.inputs["handler"] == "pgha.schema.lambda_handler.handler"
     policy = json.loads(dev_plan.get("pgha-dev-schema-read-secrets").inputs["policy"])
     grants = {s["Action"]: s["Resource"] for s in policy["Statement"]}
-    assert grants == {"secretsmanager:GetSecretValue": [dev_plan.outputs["masterSecretArn"],
-                                                        *dev_plan.outputs["appSecretArns"].values()],
-                      "kms:Decrypt": dev_plan.outputs["kmsKeyArn"]}
+    assert grants == {
+        "secretsmanager:GetSecretValue": [
+            dev_plan.outputs["masterSecretArn"],
+            *dev_plan.outputs["appSecretArns"].values(),
+        ],
+        "kms:Decrypt": dev_plan.outputs["kmsKeyArn"],
+    }
     admit = dev_plan.get("pgha-dev-db-from-schema-hook")
     assert admit.inputs["securityGroupId"] == dev_plan.outputs["securityGroupId"]
     rules = dev_plan.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
@@ -91,26 +100,35 @@ def test_bundle_imports_with_nothing_but_its_own_files(tmp_path: Path) -> None:
         shutil.copy(asset.path, target)
     names = set(lambda_bundle())
     assert {f"schema/migrations/{m.name}" for m in discover()} <= names
-    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import pgha.schema.lambda_handler, pg8000, sqlparse; "
-             "from pgha.schema.migrations import discover; print(len(discover()))")
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import pgha.schema.lambda_handler, pg8000, sqlparse; "
+        "from pgha.schema.migrations import discover; print(len(discover()))"
+    )
     # -S: no site-packages, so only the bundle (and the standard library) can satisfy the imports
-    result = subprocess.run([sys.executable, "-S", "-c", probe, str(tmp_path)], capture_output=True, text=True,
-                            timeout=60, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", probe, str(tmp_path)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) == len(discover())
 
 
 @mock_aws
-def test_handler_reads_the_password_from_secrets_manager(fresh_db: ConnectionSettings,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_handler_reads_the_password_from_secrets_manager(
+    fresh_db: ConnectionSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     monkeypatch.delenv("PGPASSWORD", raising=False)
     secret = boto3.client("secretsmanager", region_name="eu-west-1").create_secret(
         Name="rds!db-test", SecretString=json.dumps({"username": fresh_db.user, "password": fresh_db.password})
     )
     host, port = fresh_db.hosts[0]
-    event = {"host": host, "port": port, "database": fresh_db.database, "secretArn": secret["ARN"],
-             "sslmode": "disable"}
+    event = {
+        "host": host,
+        "port": port,
+        "database": fresh_db.database,
+        "secretArn": secret["ARN"],
+        "sslmode": "disable",
+    }
     first = handler(event)
     assert first["applied"] == [m.name for m in discover()]
     assert first["migrationsHash"] == migrations_hash()
@@ -123,16 +141,24 @@ def test_handler_reads_the_password_from_secrets_manager(fresh_db: ConnectionSet
 
 
 @mock_aws
-def test_handler_fails_loudly_on_a_wrong_password(fresh_db: ConnectionSettings,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_handler_fails_loudly_on_a_wrong_password(
+    fresh_db: ConnectionSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("PGPASSWORD", raising=False)
     secret = boto3.client("secretsmanager", region_name="eu-west-1").create_secret(
         Name="rds!db-wrong", SecretString=json.dumps({"username": fresh_db.user, "password": "not-it"})
     )
     host, port = fresh_db.hosts[0]
     with pytest.raises(Exception, match="password authentication failed"):
-        handler({"host": host, "port": port, "database": fresh_db.database, "secretArn": secret["ARN"],
-                 "sslmode": "disable"})
+        handler(
+            {
+                "host": host,
+                "port": port,
+                "database": fresh_db.database,
+                "secretArn": secret["ARN"],
+                "sslmode": "disable",
+            }
+        )
 
 
 def _login_secret(client, name: str, user: str, password: str) -> str:
@@ -141,7 +167,9 @@ def _login_secret(client, name: str, user: str, password: str) -> str:
 
 @mock_aws
 def test_handler_creates_application_logins_with_the_secrets_passwords(
-    fresh_db: ConnectionSettings, postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch,
+    fresh_db: ConnectionSettings,
+    postgres: PostgresServer,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.delenv("PGPASSWORD", raising=False)
@@ -153,23 +181,33 @@ def test_handler_creates_application_logins_with_the_secrets_passwords(
     host, port = fresh_db.hosts[0]
     # log every statement of this database: the passwords must not reach the server's log either
     admin = connect(fresh_db)
-    admin.run(f'ALTER DATABASE "{fresh_db.database}" SET log_statement = \'all\'')
+    admin.run(f"ALTER DATABASE \"{fresh_db.database}\" SET log_statement = 'all'")
     admin.close()
-    event = {"host": host, "port": port, "database": fresh_db.database, "secretArn": master, "sslmode": "disable",
-             "logins": [{"secretArn": app, "memberOf": "application_role"},
-                        {"secretArn": executive, "memberOf": "executive_role"}]}
+    event = {
+        "host": host,
+        "port": port,
+        "database": fresh_db.database,
+        "secretArn": master,
+        "sslmode": "disable",
+        "logins": [
+            {"secretArn": app, "memberOf": "application_role"},
+            {"secretArn": executive, "memberOf": "executive_role"},
+        ],
+    }
 
     result = handler(event)
     assert result["logins"] == ["pgha_app", "pgha_exec"]
     as_app = connect(replace(fresh_db, user="pgha_app", password=app_password))
     member, superuser, bypass = as_app.run(
         "SELECT pg_has_role('application_role', 'MEMBER'), rolsuper, rolbypassrls FROM pg_roles "
-        "WHERE rolname = current_user")[0]
+        "WHERE rolname = current_user"
+    )[0]
     assert (member, superuser, bypass) == (True, False, False)
     as_app.close()
     as_exec = connect(replace(fresh_db, user="pgha_exec", password=exec_password))
     assert as_exec.run("SELECT pg_has_role('executive_role', 'MEMBER'), pg_has_role('application_role', 'MEMBER')")[
-        0] == [True, False]
+        0
+    ] == [True, False]
     as_exec.close()
 
     # a new password in the secret: the next run sets it, the old one stops working
@@ -227,8 +265,15 @@ def _denied_for(reads: int) -> object:
     def deny(**_kwargs: object) -> None:
         if calls["denied"] < reads:
             calls["denied"] += 1
-            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not authorized to perform: "
-                                         "secretsmanager:GetSecretValue"}}, "GetSecretValue")
+            raise ClientError(
+                {
+                    "Error": {
+                        "Code": "AccessDeniedException",
+                        "Message": "not authorized to perform: secretsmanager:GetSecretValue",
+                    }
+                },
+                "GetSecretValue",
+            )
 
     deny.calls = calls  # type: ignore[attr-defined]
     return deny
@@ -237,25 +282,36 @@ def _denied_for(reads: int) -> object:
 @mock_aws
 @pytest.mark.parametrize("denials, applies", [(2, True), (1000, False)])
 def test_handler_waits_for_a_grant_that_is_not_visible_yet_then_fails_naming_the_secret(
-        fresh_db: ConnectionSettings, monkeypatch: pytest.MonkeyPatch, denials: int, applies: bool) -> None:
+    fresh_db: ConnectionSettings, monkeypatch: pytest.MonkeyPatch, denials: int, applies: bool
+) -> None:
     import pgha.connect
 
     monkeypatch.setattr(pgha.connect, "SECRET_RETRY_INTERVAL", 0.05)
     monkeypatch.delenv("PGPASSWORD", raising=False)
     secret = boto3.client("secretsmanager", region_name="eu-west-1").create_secret(
-        Name="rds!db-grant", SecretString=json.dumps({"username": fresh_db.user, "password": fresh_db.password}))
+        Name="rds!db-grant", SecretString=json.dumps({"username": fresh_db.user, "password": fresh_db.password})
+    )
     deny = _denied_for(denials)
     boto3._get_default_session().events.register("before-call.secretsmanager.GetSecretValue", deny)
     host, port = fresh_db.hosts[0]
-    event = {"host": host, "port": port, "database": fresh_db.database, "secretArn": secret["ARN"],
-             "sslmode": "disable", "grantWaitSeconds": 1}
+    event = {
+        "host": host,
+        "port": port,
+        "database": fresh_db.database,
+        "secretArn": secret["ARN"],
+        "sslmode": "disable",
+        "grantWaitSeconds": 1,
+    }
     try:
         if applies:
             assert handler(event)["applied"] == [m.name for m in discover()]
             assert deny.calls["denied"] == 2  # type: ignore[attr-defined]
         else:
-            with pytest.raises(pgha.connect.ConnectError, match=rf"cannot read secret {secret['ARN']} \(still "
-                                                                rf"denied after 1 s\).*AccessDeniedException"):
+            with pytest.raises(
+                pgha.connect.ConnectError,
+                match=rf"cannot read secret {secret['ARN']} \(still "
+                rf"denied after 1 s\).*AccessDeniedException",
+            ):
                 handler(event)
             conn = connect(fresh_db)  # nothing was applied: the runner never connected
             assert conn.run("SELECT to_regclass('pgha_schema_migrations')")[0][0] is None
@@ -269,6 +325,9 @@ def test_schema_function_reserves_no_concurrency_and_is_traced(any_plan: Plan) -
     # a reservation fails in accounts with a low quota; the migrations' advisory lock serializes runs
     assert "reservedConcurrentExecutions" not in function.inputs
     assert function.inputs["tracingConfig"] == {"mode": "Active"}
-    attached = {a.inputs["policyArn"] for a in any_plan.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
-                if a.name.startswith(f"pgha-{any_plan.stack}-schema-role")}
+    attached = {
+        a.inputs["policyArn"]
+        for a in any_plan.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+        if a.name.startswith(f"pgha-{any_plan.stack}-schema-role")
+    }
     assert "arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess" in attached

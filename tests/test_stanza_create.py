@@ -25,7 +25,7 @@ def run_script(tmp_path: Path, statuses: list[int], attempts: int) -> tuple[int,
     fake.write_text(f"""#!/bin/sh
 echo "$*" >> {calls}
 n=$(wc -l < {calls})
-set -- {' '.join(map(str, statuses))}
+set -- {" ".join(map(str, statuses))}
 shift $((n - 1))
 exit "$1"
 """)
@@ -34,8 +34,14 @@ exit "$1"
     script = tmp_path / "stanza-create.sh"
     script.write_text(render_stanza_create(cluster, cluster.nodes[0], attempts=attempts))
     script.chmod(0o755)
-    result = subprocess.run([str(script)], env={**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"},
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [str(script)],
+        env={**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     return result.returncode, calls.read_text().splitlines()
 
 

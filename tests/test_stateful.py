@@ -14,8 +14,12 @@ LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 
 #: What the RDS path of a protected stack has and protects: its stateful types, and the log groups.
 PROTECTED_TYPES = {
-    INSTANCE, "aws:rds/parameterGroup:ParameterGroup", "aws:rds/subnetGroup:SubnetGroup", "aws:kms/key:Key",
-    "aws:secretsmanager/secret:Secret", LOG_GROUP,
+    INSTANCE,
+    "aws:rds/parameterGroup:ParameterGroup",
+    "aws:rds/subnetGroup:SubnetGroup",
+    "aws:kms/key:Key",
+    "aws:secretsmanager/secret:Secret",
+    LOG_GROUP,
 }
 
 

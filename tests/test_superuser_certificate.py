@@ -53,13 +53,21 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuardedServer]
             (tls / name).chmod(0o600)
         give_to_service_user(tls, *tls.iterdir())
         cluster = Lab(root=tmp_path_factory.mktemp("lab"), addresses=("127.0.3.1", "127.0.3.2", "127.0.3.3")).cluster()
-        cluster = replace(cluster, member_cidrs=[MEMBER], client_cidrs=[CLIENTS],
-                          users=replace(cluster.users, superuser=server.superuser))
+        cluster = replace(
+            cluster,
+            member_cidrs=[MEMBER],
+            client_cidrs=[CLIENTS],
+            users=replace(cluster.users, superuser=server.superuser),
+        )
         rules = yaml.safe_load(render_patroni(cluster, cluster.nodes[0]))["postgresql"]["pg_hba"]
         (server.datadir / "pg_hba.conf").write_text("\n".join(rules) + "\n")
         admin = connect(server.settings("postgres"))
-        for setting, value in (("ssl", "on"), ("ssl_cert_file", tls / "server.crt"),
-                               ("ssl_key_file", tls / "server.key"), ("ssl_ca_file", tls / "ca.crt")):
+        for setting, value in (
+            ("ssl", "on"),
+            ("ssl_cert_file", tls / "server.crt"),
+            ("ssl_key_file", tls / "server.key"),
+            ("ssl_ca_file", tls / "ca.crt"),
+        ):
             admin.run(f"ALTER SYSTEM SET {setting} = '{value}'")
         admin.run("SELECT pg_reload_conf()")
         deadline = time.monotonic() + 10  # the reload is asynchronous; hostssl rules are errors while ssl is off
@@ -88,11 +96,13 @@ def test_the_superuser_is_refused_from_a_non_member_with_its_password_alone(guar
         connect(superuser(guarded))
 
 
-def test_the_superuser_is_admitted_with_the_cluster_cas_certificate_for_its_name(guarded: GuardedServer,
-                                                                                  tmp_path: Path) -> None:
+def test_the_superuser_is_admitted_with_the_cluster_cas_certificate_for_its_name(
+    guarded: GuardedServer, tmp_path: Path
+) -> None:
     conn = connect(with_certificate(superuser(guarded), guarded.superuser_cert, tmp_path))
     assert conn.run("SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user") == [
-        [guarded.server.superuser, True]]
+        [guarded.server.superuser, True]
+    ]
     conn.close()
 
 
@@ -126,12 +136,24 @@ def test_the_schema_hook_applies_the_schema_with_the_certificate_and_is_refused_
 ) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     client = boto3.client("secretsmanager", region_name="eu-west-1")
-    credentials = client.create_secret(Name="hba-credentials", SecretString=json.dumps(
-        {"username": guarded.server.superuser, "password": guarded.server.password}))["ARN"]
-    client_tls = client.create_secret(Name="hba-superuser-client-tls", SecretString=json.dumps(
-        {"ca": guarded.ca.cert, "cert": guarded.superuser_cert.cert, "key": guarded.superuser_cert.key}))["ARN"]
-    event = {"host": "127.0.0.1", "port": guarded.server.port, "database": "app", "secretArn": credentials,
-             "sslmode": "require", "waitSeconds": 60}
+    credentials = client.create_secret(
+        Name="hba-credentials",
+        SecretString=json.dumps({"username": guarded.server.superuser, "password": guarded.server.password}),
+    )["ARN"]
+    client_tls = client.create_secret(
+        Name="hba-superuser-client-tls",
+        SecretString=json.dumps(
+            {"ca": guarded.ca.cert, "cert": guarded.superuser_cert.cert, "key": guarded.superuser_cert.key}
+        ),
+    )["ARN"]
+    event = {
+        "host": "127.0.0.1",
+        "port": guarded.server.port,
+        "database": "app",
+        "secretArn": credentials,
+        "sslmode": "require",
+        "waitSeconds": 60,
+    }
     with pytest.raises(ConnectError, match="connection requires a valid client certificate") as refused:
         handler(event)
     assert "attempts" not in str(refused.value), "a refusal by pg_hba.conf fails at once, waiting cannot fix it"
@@ -145,7 +167,8 @@ def test_the_schema_hook_applies_the_schema_with_the_certificate_and_is_refused_
 def test_a_client_tls_secret_without_a_key_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     arn = boto3.client("secretsmanager", region_name="eu-west-1").create_secret(
-        Name="hba-half", SecretString=json.dumps({"ca": "x", "cert": "y"}))["ARN"]
+        Name="hba-half", SecretString=json.dumps({"ca": "x", "cert": "y"})
+    )["ARN"]
     settings = ConnectionSettings(hosts=(("127.0.0.1", 1),), database="app")
     with pytest.raises(ConnectError, match=f"secret {arn} lacks key"), client_certificate(settings, arn):
         pass

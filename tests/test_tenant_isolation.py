@@ -36,11 +36,19 @@ TENANT_COLUMN = {"organizations": "id"}
 def seed_tenant(db: pg8000.native.Connection, name: str) -> dict[str, str]:
     """An organization with a user, projects and activity (organization_id left to the trigger)."""
     org = str(db.run("INSERT INTO organizations (name) VALUES (:n) RETURNING id", n=name)[0][0])
-    user = str(db.run("INSERT INTO users (organization_id, email, role) VALUES (:o, :e, 'member') RETURNING id",
-                      o=org, e=f"{uuid.uuid4().hex}@{name}.example")[0][0])
+    user = str(
+        db.run(
+            "INSERT INTO users (organization_id, email, role) VALUES (:o, :e, 'member') RETURNING id",
+            o=org,
+            e=f"{uuid.uuid4().hex}@{name}.example",
+        )[0][0]
+    )
     db.run("INSERT INTO projects (organization_id, name) VALUES (:o, 'p1'), (:o, 'p2')", o=org)
-    db.run("INSERT INTO activity_logs (user_id, action, created_at) "
-           "SELECT :u, 'login', now() - g * interval '20 days' FROM generate_series(0, 8) g", u=user)
+    db.run(
+        "INSERT INTO activity_logs (user_id, action, created_at) "
+        "SELECT :u, 'login', now() - g * interval '20 days' FROM generate_series(0, 8) g",
+        u=user,
+    )
     return {"org": org, "user": user}
 
 
@@ -71,13 +79,18 @@ def test_every_table_application_role_reads_shows_only_its_organization(tenants:
     problems = []
     for table in tables:
         column = TENANT_COLUMN.get(table, "organization_id")
-        has_column = db.run("SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass(:t) AND attname = :c "
-                            "AND NOT attisdropped", t=table, c=column)[0][0]
+        has_column = db.run(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass(:t) AND attname = :c AND NOT attisdropped",
+            t=table,
+            c=column,
+        )[0][0]
         if not has_column:
             problems.append(f"{table}: readable by application_role but has no {column} column")
             continue
-        count = (f"SELECT count(*) FILTER (WHERE {column} = :a), count(*) FILTER (WHERE {column} = :b), "  # noqa: S608
-                 f"count(*) FROM {table}")  # names from the catalog
+        count = (
+            f"SELECT count(*) FILTER (WHERE {column} = :a), count(*) FILTER (WHERE {column} = :b), "  # noqa: S608
+            f"count(*) FROM {table}"
+        )  # names from the catalog
         owner_a, owner_b, _ = db.run(count, a=a["org"], b=b["org"])[0]
         if not (owner_a and owner_b):
             problems.append(f"{table}: seed rows of both organizations to test it (has {owner_a} / {owner_b})")
@@ -88,8 +101,10 @@ def test_every_table_application_role_reads_shows_only_its_organization(tenants:
         unset = db.run(f"SELECT count(*) FROM {table}")[0][0]  # noqa: S608 - names from the catalog
         db.run("RESET ROLE")
         if seen_b or seen_all != seen_a or seen_a != owner_a:
-            problems.append(f"{table}: organization A sees {seen_b} rows of B and {seen_all} in all "
-                            f"(its own: {owner_a}, seen {seen_a})")
+            problems.append(
+                f"{table}: organization A sees {seen_b} rows of B and {seen_all} in all "
+                f"(its own: {owner_a}, seen {seen_a})"
+            )
         if unset:
             problems.append(f"{table}: {unset} rows visible with no organization set")
     assert not problems, "\n".join(problems)
@@ -104,8 +119,11 @@ def test_activity_takes_the_users_organization_and_rls_refuses_another(tenants: 
     assert [str(r[0]) for r in db.run("SELECT organization_id FROM activity_logs WHERE action = 'mine'")] == [a["org"]]
     db.run("RESET ROLE")
     with pytest.raises(pg8000.native.DatabaseError, match="is not a user of organization") as refused:
-        db.run("INSERT INTO activity_logs (organization_id, user_id, action) VALUES (:o, :u, 'mixed')",
-               o=a["org"], u=b["user"])
+        db.run(
+            "INSERT INTO activity_logs (organization_id, user_id, action) VALUES (:o, :u, 'mixed')",
+            o=a["org"],
+            u=b["user"],
+        )
     assert b["org"] not in str(refused.value), "the error must not name the other tenant's organization"
     with pytest.raises(pg8000.native.DatabaseError, match="not-null"):
         db.run("INSERT INTO activity_logs (action) VALUES ('nobody')")
@@ -114,9 +132,11 @@ def test_activity_takes_the_users_organization_and_rls_refuses_another(tenants: 
 def test_partitions_created_later_get_the_tenant_index_and_trigger(tenants: tuple) -> None:
     db, a, _b = tenants
     assert db.run("SELECT create_monthly_partitions('activity_logs', '2035-01-01', '2035-01-01')") == [[1]]
-    indexes = db.run("SELECT indexrelid::regclass::text, indisvalid FROM pg_index "
-                     "WHERE indrelid = 'activity_logs_2035_01'::regclass AND pg_get_indexdef(indexrelid) "
-                     "LIKE '%(organization_id, created_at DESC)'")
+    indexes = db.run(
+        "SELECT indexrelid::regclass::text, indisvalid FROM pg_index "
+        "WHERE indrelid = 'activity_logs_2035_01'::regclass AND pg_get_indexdef(indexrelid) "
+        "LIKE '%(organization_id, created_at DESC)'"
+    )
     assert len(indexes) == 1 and indexes[0][1]
     parent = db.run("SELECT indisvalid FROM pg_index WHERE indexrelid = 'activity_logs_org_created_idx'::regclass")
     assert parent == [[True]]
@@ -153,11 +173,17 @@ def test_0012_backfills_existing_rows_and_stops_on_rows_without_a_user(
     orgs = {}
     for name in ("one", "two"):
         org = str(db.run("INSERT INTO organizations (name) VALUES (:n) RETURNING id", n=name)[0][0])
-        user = db.run("INSERT INTO users (organization_id, email, role) VALUES (:o, :e, 'member') RETURNING id",
-                      o=org, e=f"{name}@example.com")[0][0]
+        user = db.run(
+            "INSERT INTO users (organization_id, email, role) VALUES (:o, :e, 'member') RETURNING id",
+            o=org,
+            e=f"{name}@example.com",
+        )[0][0]
         # rows in the default partition (a year back) and in this month's
-        db.run("INSERT INTO activity_logs (user_id, action, created_at) "
-               "SELECT :u, 'x', now() - g * interval '1 month' FROM generate_series(0, 13) g", u=user)
+        db.run(
+            "INSERT INTO activity_logs (user_id, action, created_at) "
+            "SELECT :u, 'x', now() - g * interval '1 month' FROM generate_series(0, 13) g",
+            u=user,
+        )
         orgs[org] = 14
     db.run("INSERT INTO activity_logs (user_id, action) VALUES (NULL, 'user deleted')")
     shutil.copy(MIGRATIONS_DIR / "0012_activity_logs_tenant.sql", directory)
@@ -168,8 +194,9 @@ def test_0012_backfills_existing_rows_and_stops_on_rows_without_a_user(
     assert migrate(db, directory).applied == ["0012_activity_logs_tenant.sql"]
     counts = {str(org): n for org, n in db.run("SELECT organization_id, count(*) FROM activity_logs GROUP BY 1")}
     assert counts == orgs
-    assert db.run("SELECT attnotnull FROM pg_attribute WHERE attrelid = 'activity_logs'::regclass "
-                  "AND attname = 'organization_id'") == [[True]]
+    assert db.run(
+        "SELECT attnotnull FROM pg_attribute WHERE attrelid = 'activity_logs'::regclass AND attname = 'organization_id'"
+    ) == [[True]]
     assert db.run("SELECT count(*) FROM pg_constraint WHERE conname = 'activity_logs_org_not_null'") == [[0]]
     db.close()
 
@@ -191,8 +218,10 @@ def test_application_logins_cannot_create_in_public_even_where_postgresql_14_let
         db.run("RESET ROLE")
         # and a job run with a hostile search_path still calls pg_catalog's date_trunc, not a closer match
         db.run("CREATE SCHEMA hostile")
-        db.run("CREATE FUNCTION hostile.date_trunc(text, date) RETURNS date LANGUAGE plpgsql AS "
-               "$$BEGIN RAISE EXCEPTION 'hostile date_trunc ran'; END$$")
+        db.run(
+            "CREATE FUNCTION hostile.date_trunc(text, date) RETURNS date LANGUAGE plpgsql AS "
+            "$$BEGIN RAISE EXCEPTION 'hostile date_trunc ran'; END$$"
+        )
         db.run("SET search_path = hostile, public")
         assert db.run("SELECT public.create_monthly_partitions('activity_logs', '2036-01-01', '2036-01-01')") == [[1]]
     finally:

@@ -26,8 +26,9 @@ def load(name: str) -> dict[str, Any]:
 
 
 def actionlint(*paths: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(ACTIONLINT), "-no-color", *map(str, paths)], cwd=PROJECT_DIR, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [str(ACTIONLINT), "-no-color", *map(str, paths)], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_actionlint_passes_every_workflow() -> None:
@@ -40,8 +41,10 @@ def test_actionlint_passes_every_workflow() -> None:
 def test_actionlint_catches_a_broken_workflow(tmp_path: Path) -> None:
     broken = tmp_path / ".github" / "workflows" / "broken.yml"
     broken.parent.mkdir(parents=True)
-    broken.write_text("on: push\njobs:\n  x:\n    runs-on: ubuntu-24.04\n    steps:\n"
-                      "      - run: echo ${{ github.event.no_such_thing.x }}\n        if: ${{ nope( }}\n")
+    broken.write_text(
+        "on: push\njobs:\n  x:\n    runs-on: ubuntu-24.04\n    steps:\n"
+        "      - run: echo ${{ github.event.no_such_thing.x }}\n        if: ${{ nope( }}\n"
+    )
     assert actionlint(broken).returncode != 0
 
 
@@ -60,11 +63,12 @@ def test_actions_are_pinned_and_permissions_are_per_job(name: str) -> None:
 def test_only_the_jobs_that_must_write_can() -> None:
     jobs = load("pull-request.yml")["jobs"]
     writers = {job_id: sorted(k for k, v in job["permissions"].items() if v == "write") for job_id, job in jobs.items()}
-    assert writers == {"test": [], "checks": [], "comment": ["pull-requests"],
-                       "preview": ["id-token", "pull-requests"]}
+    assert writers == {"test": [], "checks": [], "comment": ["pull-requests"], "preview": ["id-token", "pull-requests"]}
     # the job that writes runs no code from the pull request, and never for forks
     assert [s.get("uses", "").split("@")[0] for s in jobs["comment"]["steps"]] == [
-        "actions/download-artifact", "actions/github-script"]
+        "actions/download-artifact",
+        "actions/github-script",
+    ]
     assert "github.event.pull_request.head.repo.full_name == github.repository" in jobs["comment"]["if"]
 
 
@@ -97,8 +101,14 @@ def test_preview_runs_per_stack_only_with_credentials_and_is_checked() -> None:
     assert all(s["if"] == "env.HAS_CLOUD == 'true'" for s in steps[1:])
     action = next(s for s in steps if s.get("uses", "").startswith("pulumi/actions@"))
     assert action["with"] | {"stack-name": None} == {
-        "command": "preview", "stack-name": None, "diff": True, "refresh": True, "comment-on-pr": True,
-        "edit-pr-comment": True, "policyPacks": "policy"}
+        "command": "preview",
+        "stack-name": None,
+        "diff": True,
+        "refresh": True,
+        "comment-on-pr": True,
+        "edit-pr-comment": True,
+        "policyPacks": "policy",
+    }
     assert "pgha preview-check preview.json" in steps[-1]["run"] and "--json" in steps[-1]["run"]
 
 
@@ -116,12 +126,17 @@ def test_the_diff_step_posts_one_section_per_variant(tmp_path: Path) -> None:
     """The step's own shell loop, run against HEAD: the Patroni variant reaches `pgha diff` as separate words."""
     (step,) = [s for s in load("pull-request.yml")["jobs"]["checks"]["steps"] if s.get("id") == "diff"]
     out = tmp_path / "pgha-ci"
-    script = (step["run"].replace(".venv/bin/python", sys.executable)
-              .replace("mkdir -p pgha-ci", f"mkdir -p {out}").replace("pgha-ci/", f"{out}/"))
+    script = (
+        step["run"]
+        .replace(".venv/bin/python", sys.executable)
+        .replace("mkdir -p pgha-ci", f"mkdir -p {out}")
+        .replace("pgha-ci/", f"{out}/")
+    )
     output = tmp_path / "github-output"
     env = {**os.environ, "BASE": "HEAD", "GITHUB_OUTPUT": str(output)}
-    result = subprocess.run(["bash", "-e", "-c", script], cwd=PROJECT_DIR, env=env, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        ["bash", "-e", "-c", script], cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     comment = (out / "comment.md").read_text()
     headers = re.findall(r"^### `pgha diff` — stack (.*) vs `HEAD`", comment, re.MULTILINE)

@@ -56,8 +56,10 @@ class AwsRefusalError(Exception):
 
     def __init__(self, refused: Sequence[Refusal]):
         self.refusals = list(refused)
-        super().__init__(f"AWS would refuse {len(self.refusals)} resource setting(s):\n"
-                         + "\n".join(f"  - {r}" for r in self.refusals))
+        super().__init__(
+            f"AWS would refuse {len(self.refusals)} resource setting(s):\n"
+            + "\n".join(f"  - {r}" for r in self.refusals)
+        )
 
 
 @dataclass
@@ -82,8 +84,9 @@ class Stack:
     def instance(self, reference: object) -> RegisteredResource | None:
         """The RDS instance a ``replicateSourceDb`` names (identifier or ARN), if this stack declares it."""
         identifier = str(reference).rsplit(":", 1)[-1]
-        return next((r for r in self.resources if r.type == INSTANCE and r.inputs.get("identifier") == identifier),
-                    None)
+        return next(
+            (r for r in self.resources if r.type == INSTANCE and r.inputs.get("identifier") == identifier), None
+        )
 
     def depends_on(self, resource: RegisteredResource) -> set[str]:
         """Every URN ``resource`` waits for, directly or through what it waits for."""
@@ -139,9 +142,23 @@ def _strings(value: Any) -> Iterator[str]:
 POSTGRES_LOG_EXPORTS = ("postgresql", "upgrade", "iam-db-auth-error")
 MONITORING_INTERVALS = (0, 1, 5, 10, 15, 30, 60)
 #: DB instance event categories (RDS User Guide, "Amazon RDS event categories and event messages").
-INSTANCE_EVENT_CATEGORIES = ("availability", "backup", "configuration change", "creation", "deletion", "failover",
-                             "failure", "low storage", "maintenance", "notification", "read replica", "recovery",
-                             "restoration", "security", "security patching")
+INSTANCE_EVENT_CATEGORIES = (
+    "availability",
+    "backup",
+    "configuration change",
+    "creation",
+    "deletion",
+    "failover",
+    "failure",
+    "low storage",
+    "maintenance",
+    "notification",
+    "read replica",
+    "recovery",
+    "restoration",
+    "security",
+    "security patching",
+)
 
 
 def _replica_backups(r: RegisteredResource, stack: Stack) -> Iterator[str]:
@@ -151,8 +168,10 @@ def _replica_backups(r: RegisteredResource, stack: Stack) -> Iterator[str]:
     source = stack.instance(r.inputs["replicateSourceDb"])
     version = _version(source.inputs.get("engineVersion", "")) if source else ()
     if source and source.inputs.get("engine") == "postgres" and version and version < (14, 1):
-        yield (f"backupRetentionPeriod {retention} on a read replica of PostgreSQL {version[0]}: automated backups "
-               "of a PostgreSQL read replica need 14.1 or later")
+        yield (
+            f"backupRetentionPeriod {retention} on a read replica of PostgreSQL {version[0]}: automated backups "
+            "of a PostgreSQL read replica need 14.1 or later"
+        )
 
 
 def _replica_fields(r: RegisteredResource, _stack: Stack) -> Iterator[str]:
@@ -168,8 +187,13 @@ def _replica_fields(r: RegisteredResource, _stack: Stack) -> Iterator[str]:
 def _replica_source_backups(r: RegisteredResource, stack: Stack) -> Iterator[str]:
     if r.inputs.get("replicateSourceDb") or r.inputs.get("backupRetentionPeriod") != 0:
         return
-    replicas = [other.name for other in stack.resources if other.type == INSTANCE and other.inputs.get(
-        "replicateSourceDb") and stack.instance(other.inputs["replicateSourceDb"]) is r]
+    replicas = [
+        other.name
+        for other in stack.resources
+        if other.type == INSTANCE
+        and other.inputs.get("replicateSourceDb")
+        and stack.instance(other.inputs["replicateSourceDb"]) is r
+    ]
     if replicas:
         yield f"backupRetentionPeriod 0 on the source of {', '.join(replicas)}: a replica's source needs backups"
 
@@ -223,8 +247,10 @@ def _autoscaling(r: RegisteredResource, stack: Stack) -> Iterator[str]:
     source = stack.instance(r.inputs["replicateSourceDb"]) if r.inputs.get("replicateSourceDb") else r
     storage = (source or r).inputs.get("allocatedStorage")
     if ceiling and storage and ceiling * 10 < storage * 11:
-        yield (f"maxAllocatedStorage {ceiling} GiB: must be at least 10% above the allocated storage ({storage} GiB): "
-               "Invalid max storage size")
+        yield (
+            f"maxAllocatedStorage {ceiling} GiB: must be at least 10% above the allocated storage ({storage} GiB): "
+            "Invalid max storage size"
+        )
 
 
 def _final_snapshot(r: RegisteredResource, _stack: Stack) -> Iterator[str]:
@@ -235,10 +261,16 @@ def _final_snapshot(r: RegisteredResource, _stack: Stack) -> Iterator[str]:
         yield "a final snapshot of a read replica: RDS refuses FinalDBSnapshotIdentifier when deleting a replica"
     elif not snapshot:
         yield "skipFinalSnapshot false without finalSnapshotIdentifier: the deletion fails"
-    elif (len(snapshot) > 255 or not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]*", snapshot) or "--" in snapshot
-          or snapshot.endswith("-")):
-        yield (f"finalSnapshotIdentifier {snapshot!r}: 1-255 letters, digits and hyphens, a letter first, no two "
-               "hyphens in a row and none at the end")
+    elif (
+        len(snapshot) > 255
+        or not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]*", snapshot)
+        or "--" in snapshot
+        or snapshot.endswith("-")
+    ):
+        yield (
+            f"finalSnapshotIdentifier {snapshot!r}: 1-255 letters, digits and hyphens, a letter first, no two "
+            "hyphens in a row and none at the end"
+        )
 
 
 def _event_categories(r: RegisteredResource, _stack: Stack) -> Iterator[str]:
@@ -335,8 +367,10 @@ def _reserved_concurrency(r: RegisteredResource, _stack: Stack) -> Iterator[str]
     quota = LAMBDA_CONCURRENCY["quota"]
     minimum = min(100, quota)
     if quota - reserved < minimum:
-        yield (f"reservedConcurrentExecutions {reserved} in an account whose concurrency quota is {quota}: "
-               f"decreases account's UnreservedConcurrentExecution below its minimum value of {minimum}")
+        yield (
+            f"reservedConcurrentExecutions {reserved} in an account whose concurrency quota is {quota}: "
+            f"decreases account's UnreservedConcurrentExecution below its minimum value of {minimum}"
+        )
 
 
 def _function_limits(r: RegisteredResource, _stack: Stack) -> Iterator[str]:
@@ -350,8 +384,30 @@ def _function_limits(r: RegisteredResource, _stack: Stack) -> Iterator[str]:
 # --- CloudWatch, KMS, Secrets Manager settings ------------------------------------------
 
 #: CloudWatch Logs retentionInDays (PutRetentionPolicy).
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
-                      3288, 3653)
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
 #: What a metric-math alarm may not also set at the top level (PutMetricAlarm, Metrics).
 SINGLE_METRIC_INPUTS = ("metricName", "namespace", "dimensions", "period", "statistic", "extendedStatistic", "unit")
 
@@ -371,8 +427,11 @@ def _alarm(r: RegisteredResource, _stack: Stack) -> Iterator[str]:
             yield f"period {r.inputs.get('period')}: must be 10, 20, 30 or a multiple of 60"
         periods = [r.inputs.get("period")]
     else:
-        yield from (f"{key} with metricQueries: a metric-math alarm sets them per metric"
-                    for key in SINGLE_METRIC_INPUTS if r.inputs.get(key) is not None)
+        yield from (
+            f"{key} with metricQueries: a metric-math alarm sets them per metric"
+            for key in SINGLE_METRIC_INPUTS
+            if r.inputs.get(key) is not None
+        )
         returned = [q.get("id") for q in queries if q.get("returnData")]
         if len(returned) != 1:
             yield f"{len(returned)} metricQueries return data: exactly one must"
@@ -482,8 +541,10 @@ def _partition(r: RegisteredResource, stack: Stack) -> Iterator[str]:
     for text in _strings(r.inputs):
         for found in re.findall(r"\barn:([a-z-]+):", text):
             if found != expected:
-                yield (f"an ARN of partition {found!r} in a resource of {stack.region(r)} (partition {expected!r}): "
-                       "no such principal, policy or resource there")
+                yield (
+                    f"an ARN of partition {found!r} in a resource of {stack.region(r)} (partition {expected!r}): "
+                    "no such principal, policy or resource there"
+                )
                 return
 
 
@@ -519,13 +580,18 @@ def _grants_first(r: RegisteredResource, stack: Stack) -> Iterator[str]:
     inputs = [u for key in ROLE_USERS[r.type] for u in r.property_dependencies.get(key, [])]
     waits_for = stack.depends_on(r)
     for role in sorted(_roles_behind(stack, inputs)):
-        grants = [g for g in stack.resources if g.type in (ROLE_POLICY, ATTACHMENT)
-                  and role in g.property_dependencies.get("role", [])]
+        grants = [
+            g
+            for g in stack.resources
+            if g.type in (ROLE_POLICY, ATTACHMENT) and role in g.property_dependencies.get("role", [])
+        ]
         missing = [g.name for g in grants if g.urn not in waits_for]
         if missing:
-            yield (f"uses role {stack.by_urn[role].name} without waiting for its grants {', '.join(missing)}: IAM is "
-                   "eventually consistent, and AWS checks the role's permissions when this is created or runs (the "
-                   "provider retries RDS's monitoring check for a while; a Lambda invocation, not at all)")
+            yield (
+                f"uses role {stack.by_urn[role].name} without waiting for its grants {', '.join(missing)}: IAM is "
+                "eventually consistent, and AWS checks the role's permissions when this is created or runs (the "
+                "provider retries RDS's monitoring check for a while; a Lambda invocation, not at all)"
+            )
 
 
 # --- the table --------------------------------------------------------------------------
@@ -536,71 +602,155 @@ def _names(r: RegisteredResource, _stack: Stack) -> Iterator[str]:
     name, autonamed = physical_name(r.type, r.name, r.inputs)
     if name is None:
         return
-    yield from (f"{'autonamed ' if autonamed else ''}{rule.field} {name!r}: {problem}"
-                for problem in rule.problems(name))
+    yield from (
+        f"{'autonamed ' if autonamed else ''}{rule.field} {name!r}: {problem}" for problem in rule.problems(name)
+    )
 
 
 AWS_RULES: tuple[AwsRule, ...] = (
-    AwsRule("rds-replica-backups", (INSTANCE,),
-            f"{RDS_UG}, Working with read replicas for RDS for PostgreSQL (limitations: automated backups of a "
-            f"replica need 14.1); {TF_AWS} internal/service/rds/instance.go (create: ModifyDBInstance with "
-            "BackupRetentionPeriod after CreateDBInstanceReadReplica)", _replica_backups),
-    AwsRule("rds-replica-inputs", (INSTANCE,),
-            f"{RDS_UG}, Password management with Secrets Manager (limitations: read replicas); "
-            f"hashicorp/terraform-provider-aws#40188; {TF_AWS} internal/service/rds/instance.go (ConflictsWith "
-            "replicate_source_db)", _replica_fields),
-    AwsRule("rds-replica-source-backups", (INSTANCE,),
-            f"{RDS_API}, CreateDBInstanceReadReplica (the source must have automated backups) and ModifyDBInstance "
-            "(BackupRetentionPeriod: can't be 0 for a source of read replicas)", _replica_source_backups),
-    AwsRule("rds-multi-az-zone", (INSTANCE,),
-            f"{RDS_API}, CreateDBInstance (AvailabilityZone: can't be specified if MultiAZ is true)", _multi_az_zone),
-    AwsRule("rds-monitoring", (INSTANCE,),
-            f"{RDS_API}, ModifyDBInstance (MonitoringInterval, MonitoringRoleArn); {TF_AWS} "
-            "internal/service/rds/instance.go (monitoring_interval IntInSlice)", _monitoring),
-    AwsRule("rds-insights-retention", (INSTANCE,),
-            f"{RDS_API}, CreateDBInstance (PerformanceInsightsRetentionPeriod); {TF_AWS} "
-            "internal/service/rds/instance.go (performance_insights_retention_period)", _insights_retention),
-    AwsRule("rds-log-exports", (INSTANCE,),
-            f"{RDS_API}, CreateDBInstance (EnableCloudwatchLogsExports: RDS for PostgreSQL)", _log_exports),
-    AwsRule("rds-backups", (INSTANCE,),
-            f"{TF_AWS} internal/service/rds/instance.go (backup_retention_period IntBetween(0, 35)); "
-            "internal/types/timestamp/timestamp.go (window formats)", _backups),
-    AwsRule("rds-storage-autoscaling", (INSTANCE,),
-            f"{RDS_UG}, Managing capacity automatically with Amazon RDS storage autoscaling (USER_PIOPS.Autoscaling)",
-            _autoscaling),
-    AwsRule("rds-final-snapshot", (INSTANCE,),
-            f"{RDS_API}, DeleteDBInstance (FinalDBSnapshotIdentifier; not for a read replica); {TF_AWS} "
-            "internal/service/rds/instance.go (final_snapshot_identifier)", _final_snapshot),
-    AwsRule("secret-replicas", ("aws:secretsmanager/secret:Secret",),
-            "AWS Secrets Manager User Guide, Replicate secrets across Regions (within a partition); API Reference, "
-            "ReplicateSecretToRegions (KmsKeyId of the replica's Region)", _secret_replicas),
-    AwsRule("rds-event-categories", ("aws:rds/eventSubscription:EventSubscription",),
-            f"{RDS_UG}, Amazon RDS event categories and event messages (USER_Events.Messages)", _event_categories),
-    AwsRule("metric-alarm", (ALARM,),
-            f"Amazon CloudWatch API Reference, PutMetricAlarm (Metrics, Period) and MetricDataQuery; {TF_AWS} "
-            "internal/service/cloudwatch/metric_alarm.go (ConflictsWith metric_query, CustomizeDiff)", _alarm),
-    AwsRule("log-retention", ("aws:cloudwatch/logGroup:LogGroup",),
-            "Amazon CloudWatch Logs API Reference, PutRetentionPolicy (retentionInDays)", _retention),
-    AwsRule("kms-key", ("aws:kms/key:Key",),
-            "AWS KMS API Reference, ScheduleKeyDeletion (PendingWindowInDays 7-30) and EnableKeyRotation "
-            "(RotationPeriodInDays 90-2560)", _key),
-    AwsRule("secret-recovery-window", ("aws:secretsmanager/secret:Secret",),
-            "AWS Secrets Manager API Reference, DeleteSecret (RecoveryWindowInDays 7-30)", _secret),
-    AwsRule("rds-parameters", (PARAMETER_GROUP,),
-            f"{RDS_API}, ModifyDBParameterGroup (Parameters: immediate for dynamic parameters only); {RDS_UG}, "
-            "Working with parameters on your RDS for PostgreSQL DB instance", _parameters),
-    AwsRule("lambda-reserved-concurrency", (FUNCTION,),
-            "AWS Lambda Developer Guide, Configuring reserved concurrency (keeps 100 unreserved) and Lambda quotas "
-            "(new accounts have reduced concurrency)", _reserved_concurrency),
-    AwsRule("lambda-limits", (FUNCTION,), "AWS Lambda Developer Guide, Lambda quotas (timeout, memory)",
-            _function_limits),
-    AwsRule("policy-document", tuple(POLICY_INPUTS),
-            "IAM User Guide, IAM JSON policy element reference and IAM and AWS STS quotas", _policy_document),
-    AwsRule("arn-partition", (),
-            "AWS General Reference, Amazon Resource Names (partition: aws, aws-cn, aws-us-gov)", _partition),
-    AwsRule("grants-before-use", tuple(ROLE_USERS),
-            "IAM User Guide, Troubleshooting IAM (changes that I make are not always immediately visible)",
-            _grants_first),
+    AwsRule(
+        "rds-replica-backups",
+        (INSTANCE,),
+        f"{RDS_UG}, Working with read replicas for RDS for PostgreSQL (limitations: automated backups of a "
+        f"replica need 14.1); {TF_AWS} internal/service/rds/instance.go (create: ModifyDBInstance with "
+        "BackupRetentionPeriod after CreateDBInstanceReadReplica)",
+        _replica_backups,
+    ),
+    AwsRule(
+        "rds-replica-inputs",
+        (INSTANCE,),
+        f"{RDS_UG}, Password management with Secrets Manager (limitations: read replicas); "
+        f"hashicorp/terraform-provider-aws#40188; {TF_AWS} internal/service/rds/instance.go (ConflictsWith "
+        "replicate_source_db)",
+        _replica_fields,
+    ),
+    AwsRule(
+        "rds-replica-source-backups",
+        (INSTANCE,),
+        f"{RDS_API}, CreateDBInstanceReadReplica (the source must have automated backups) and ModifyDBInstance "
+        "(BackupRetentionPeriod: can't be 0 for a source of read replicas)",
+        _replica_source_backups,
+    ),
+    AwsRule(
+        "rds-multi-az-zone",
+        (INSTANCE,),
+        f"{RDS_API}, CreateDBInstance (AvailabilityZone: can't be specified if MultiAZ is true)",
+        _multi_az_zone,
+    ),
+    AwsRule(
+        "rds-monitoring",
+        (INSTANCE,),
+        f"{RDS_API}, ModifyDBInstance (MonitoringInterval, MonitoringRoleArn); {TF_AWS} "
+        "internal/service/rds/instance.go (monitoring_interval IntInSlice)",
+        _monitoring,
+    ),
+    AwsRule(
+        "rds-insights-retention",
+        (INSTANCE,),
+        f"{RDS_API}, CreateDBInstance (PerformanceInsightsRetentionPeriod); {TF_AWS} "
+        "internal/service/rds/instance.go (performance_insights_retention_period)",
+        _insights_retention,
+    ),
+    AwsRule(
+        "rds-log-exports",
+        (INSTANCE,),
+        f"{RDS_API}, CreateDBInstance (EnableCloudwatchLogsExports: RDS for PostgreSQL)",
+        _log_exports,
+    ),
+    AwsRule(
+        "rds-backups",
+        (INSTANCE,),
+        f"{TF_AWS} internal/service/rds/instance.go (backup_retention_period IntBetween(0, 35)); "
+        "internal/types/timestamp/timestamp.go (window formats)",
+        _backups,
+    ),
+    AwsRule(
+        "rds-storage-autoscaling",
+        (INSTANCE,),
+        f"{RDS_UG}, Managing capacity automatically with Amazon RDS storage autoscaling (USER_PIOPS.Autoscaling)",
+        _autoscaling,
+    ),
+    AwsRule(
+        "rds-final-snapshot",
+        (INSTANCE,),
+        f"{RDS_API}, DeleteDBInstance (FinalDBSnapshotIdentifier; not for a read replica); {TF_AWS} "
+        "internal/service/rds/instance.go (final_snapshot_identifier)",
+        _final_snapshot,
+    ),
+    AwsRule(
+        "secret-replicas",
+        ("aws:secretsmanager/secret:Secret",),
+        "AWS Secrets Manager User Guide, Replicate secrets across Regions (within a partition); API Reference, "
+        "ReplicateSecretToRegions (KmsKeyId of the replica's Region)",
+        _secret_replicas,
+    ),
+    AwsRule(
+        "rds-event-categories",
+        ("aws:rds/eventSubscription:EventSubscription",),
+        f"{RDS_UG}, Amazon RDS event categories and event messages (USER_Events.Messages)",
+        _event_categories,
+    ),
+    AwsRule(
+        "metric-alarm",
+        (ALARM,),
+        f"Amazon CloudWatch API Reference, PutMetricAlarm (Metrics, Period) and MetricDataQuery; {TF_AWS} "
+        "internal/service/cloudwatch/metric_alarm.go (ConflictsWith metric_query, CustomizeDiff)",
+        _alarm,
+    ),
+    AwsRule(
+        "log-retention",
+        ("aws:cloudwatch/logGroup:LogGroup",),
+        "Amazon CloudWatch Logs API Reference, PutRetentionPolicy (retentionInDays)",
+        _retention,
+    ),
+    AwsRule(
+        "kms-key",
+        ("aws:kms/key:Key",),
+        "AWS KMS API Reference, ScheduleKeyDeletion (PendingWindowInDays 7-30) and EnableKeyRotation "
+        "(RotationPeriodInDays 90-2560)",
+        _key,
+    ),
+    AwsRule(
+        "secret-recovery-window",
+        ("aws:secretsmanager/secret:Secret",),
+        "AWS Secrets Manager API Reference, DeleteSecret (RecoveryWindowInDays 7-30)",
+        _secret,
+    ),
+    AwsRule(
+        "rds-parameters",
+        (PARAMETER_GROUP,),
+        f"{RDS_API}, ModifyDBParameterGroup (Parameters: immediate for dynamic parameters only); {RDS_UG}, "
+        "Working with parameters on your RDS for PostgreSQL DB instance",
+        _parameters,
+    ),
+    AwsRule(
+        "lambda-reserved-concurrency",
+        (FUNCTION,),
+        "AWS Lambda Developer Guide, Configuring reserved concurrency (keeps 100 unreserved) and Lambda quotas "
+        "(new accounts have reduced concurrency)",
+        _reserved_concurrency,
+    ),
+    AwsRule(
+        "lambda-limits", (FUNCTION,), "AWS Lambda Developer Guide, Lambda quotas (timeout, memory)", _function_limits
+    ),
+    AwsRule(
+        "policy-document",
+        tuple(POLICY_INPUTS),
+        "IAM User Guide, IAM JSON policy element reference and IAM and AWS STS quotas",
+        _policy_document,
+    ),
+    AwsRule(
+        "arn-partition",
+        (),
+        "AWS General Reference, Amazon Resource Names (partition: aws, aws-cn, aws-us-gov)",
+        _partition,
+    ),
+    AwsRule(
+        "grants-before-use",
+        tuple(ROLE_USERS),
+        "IAM User Guide, Troubleshooting IAM (changes that I make are not always immediately visible)",
+        _grants_first,
+    ),
     AwsRule("names", tuple(NAME_RULES), "per type: components/names.py NAME_RULES", _names),
 )
 
@@ -616,6 +766,8 @@ def refusals(plan: Plan, rules: Sequence[AwsRule] = AWS_RULES) -> list[Refusal]:
             if rule.types and resource.type not in rule.types:
                 continue
             source = NAME_RULES[resource.type].source if rule.id == "names" else rule.source
-            found += [Refusal(resource.name, resource.type, rule.id, message, source)
-                      for message in rule.check(resource, stack)]
+            found += [
+                Refusal(resource.name, resource.type, rule.id, message, source)
+                for message in rule.check(resource, stack)
+            ]
     return found

@@ -21,8 +21,10 @@ from pydantic.fields import FieldInfo
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 #: The table sits between these two lines of README.md.
-BEGIN = ("<!-- BEGIN config table: generated from the fields of components/config.py by `make config-table`;"
-         " edit their descriptions there -->")
+BEGIN = (
+    "<!-- BEGIN config table: generated from the fields of components/config.py by `make config-table`;"
+    " edit their descriptions there -->"
+)
 END = "<!-- END config table -->"
 STACKS = ("dev", "prod")
 UNSET = "—"
@@ -68,15 +70,19 @@ def render_table(project_dir: Path = PROJECT_DIR) -> str:
     """The configuration table (Markdown) for every ``pgha:*`` key, from the fields' declarations."""
     from components.config import NAMESPACE, StackKeys
 
-    stacks = {stack: (yaml.safe_load((project_dir / f"Pulumi.{stack}.yaml").read_text()) or {}).get("config") or {}
-              for stack in STACKS}
+    stacks = {
+        stack: (yaml.safe_load((project_dir / f"Pulumi.{stack}.yaml").read_text()) or {}).get("config") or {}
+        for stack in STACKS
+    }
     defaults = StackKeys()
     lines = [f"| key | default | {' | '.join(STACKS)} | allowed | meaning |", "|---|---|---|---|---|---|"]
     for name, field in StackKeys.model_fields.items():
         key = field.alias or name
         set_in = [_text(stacks[stack].get(f"{NAMESPACE}:{key}")) for stack in STACKS]
-        lines.append(f"| `{key}` | {_text(getattr(defaults, name))} | {' | '.join(set_in)} | {_allowed(field)} "
-                     f"| {field.description} |")
+        lines.append(
+            f"| `{key}` | {_text(getattr(defaults, name))} | {' | '.join(set_in)} | {_allowed(field)} "
+            f"| {field.description} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -97,8 +103,10 @@ def main(argv: list[str]) -> int:
     if wanted == current:
         return 0
     if "--check" in argv:
-        print("README.md's configuration table differs from components/config.py: run `make config-table`",
-              file=sys.stderr)
+        print(
+            "README.md's configuration table differs from components/config.py: run `make config-table`",
+            file=sys.stderr,
+        )
         return 1
     readme.write_text(wanted)
     print("README.md: configuration table updated")

@@ -224,12 +224,14 @@ def compare(base: list[dict[str, Any]], head: list[dict[str, Any]]) -> list[Chan
 
     for urn, res in new_by_urn.items():
         if urn not in old_by_urn:
-            changes[urn] = Change(urn, res["type"], res["name"], "create",
-                                  inputs={k: (None, v) for k, v in sorted(res["inputs"].items())})
+            changes[urn] = Change(
+                urn, res["type"], res["name"], "create", inputs={k: (None, v) for k, v in sorted(res["inputs"].items())}
+            )
     for urn, res in old_by_urn.items():
         if urn not in new_by_urn:
-            changes[urn] = Change(urn, res["type"], res["name"], "delete",
-                                  protected=bool(res.get("options", {}).get("protect")))
+            changes[urn] = Change(
+                urn, res["type"], res["name"], "delete", protected=bool(res.get("options", {}).get("protect"))
+            )
 
     for urn, new in new_by_urn.items():
         old = old_by_urn.get(urn)
@@ -245,7 +247,10 @@ def compare(base: list[dict[str, Any]], head: list[dict[str, Any]]) -> list[Chan
             reasons.append(f"region: {show(_get(old['inputs'], 'region'))} → {show(_get(new['inputs'], 'region'))}")
         if paths or reasons:
             changes[urn] = Change(
-                urn, new["type"], new["name"], "replace" if reasons else "update",
+                urn,
+                new["type"],
+                new["name"],
+                "replace" if reasons else "update",
                 inputs={path: (before, after) for path, before, after in diffs},
                 reasons=reasons,
                 protected=bool(options.get("protect") or old.get("options", {}).get("protect")),
@@ -301,8 +306,9 @@ def _cascade(changes: dict[str, Change], old_by_urn: Mapping[str, dict], new_by_
                     reasons.append(f"{key}: new value from the replacement of {', '.join(sources)}")
             if not reasons and not fed:
                 continue
-            change = changes.get(urn) or Change(urn, new["type"], new["name"], "update",
-                                                protected=bool(new.get("options", {}).get("protect")))
+            change = changes.get(urn) or Change(
+                urn, new["type"], new["name"], "update", protected=bool(new.get("options", {}).get("protect"))
+            )
             for key in fed:
                 change.inputs.setdefault(key, (_get(old_by_urn[urn]["inputs"], key), "(known after replacement)"))
             if reasons:
@@ -330,8 +336,13 @@ def resolve_ref(ref: str, project_dir: Path = PROJECT_DIR) -> str:
     return result.stdout.strip()
 
 
-def snapshot_at(commit: str, stack: str, salt: str, project_dir: Path = PROJECT_DIR,
-                overrides: Mapping[str, str | None] | None = None) -> dict[str, Any]:
+def snapshot_at(
+    commit: str,
+    stack: str,
+    salt: str,
+    project_dir: Path = PROJECT_DIR,
+    overrides: Mapping[str, str | None] | None = None,
+) -> dict[str, Any]:
     """The program at ``commit``: a temporary worktree, its own harness in a subprocess, then cleanup.
 
     ``overrides`` (config keys, as ``--set`` gives them) reach that harness as the script's JSON argument.
@@ -343,14 +354,15 @@ def snapshot_at(commit: str, stack: str, salt: str, project_dir: Path = PROJECT_
         if added.returncode != 0:
             raise DiffProgramError(f"git worktree add {commit[:12]} failed: {added.stderr.strip()}")
         out = workdir / "snapshot.json"
-        code = (
-            "import runpy; "
-            f"runpy.run_path({str(Path(snapshot_module.__file__))!r}, run_name='__main__')"
-        )
+        code = f"import runpy; runpy.run_path({str(Path(snapshot_module.__file__))!r}, run_name='__main__')"
         env = {**_environ(), snapshot_module.SALT_ENV: salt}
         run = subprocess.run(
-            [sys.executable, "-c", code, stack, str(out), json.dumps(dict(overrides or {}))], cwd=tree, env=env,
-            capture_output=True, text=True, timeout=600,
+            [sys.executable, "-c", code, stack, str(out), json.dumps(dict(overrides or {}))],
+            cwd=tree,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         if run.returncode != 0 or not out.exists():
             last = (run.stderr.strip().splitlines() or ["no output"])[-1]
@@ -368,8 +380,9 @@ def _environ() -> dict[str, str]:
     return env
 
 
-def diff_stack(stack: str, base_ref: str, project_dir: Path = PROJECT_DIR,
-               overrides: Mapping[str, str | None] | None = None) -> DiffResult:
+def diff_stack(
+    stack: str, base_ref: str, project_dir: Path = PROJECT_DIR, overrides: Mapping[str, str | None] | None = None
+) -> DiffResult:
     """Compare ``stack`` at ``base_ref`` with the working tree, both run with the same config ``overrides``.
 
     The overrides (``pgha diff --set``, as ``pgha plan`` and ``pgha policy`` take them) let CI diff a
@@ -429,16 +442,27 @@ def render_markdown(result: DiffResult) -> str:
     """The diff as a PR comment: a summary line, the dangerous changes, then the full list collapsed."""
     counts = result.counts()
     dangerous = result.dangerous
-    verdict = (f"**⛔ {len(dangerous)} dangerous change{'s' if len(dangerous) != 1 else ''}**" if dangerous
-               else "**✅ no dangerous change**")
+    verdict = (
+        f"**⛔ {len(dangerous)} dangerous change{'s' if len(dangerous) != 1 else ''}**"
+        if dangerous
+        else "**✅ no dangerous change**"
+    )
     summary = " · ".join(f"{n} to {a}" for a, n in counts.items())
     stack = f"`{result.stack}` with `--set {result.settings}`" if result.overrides else f"`{result.stack}`"
-    lines = [f"### `pgha diff` — stack {stack} vs `{result.base_ref}` ({result.base_commit[:7]})", "",
-             f"{verdict} · {summary}", ""]
+    lines = [
+        f"### `pgha diff` — stack {stack} vs `{result.base_ref}` ({result.base_commit[:7]})",
+        "",
+        f"{verdict} · {summary}",
+        "",
+    ]
     lines += [f"> {note}" for note in result.notes]
     if dangerous:
-        lines += ["#### Dangerous: data or identity would be destroyed", "",
-                  "| change | resource | type | because |", "|---|---|---|---|"]
+        lines += [
+            "#### Dangerous: data or identity would be destroyed",
+            "",
+            "| change | resource | type | because |",
+            "|---|---|---|---|",
+        ]
         for change in dangerous:
             name = f"`{change.name}`" + (" (protected)" if change.protected else "")
             lines.append(f"| **{change.action}** | {_cell(name)} | {change.label} | {_cell(_because(change))} |")

@@ -284,8 +284,12 @@ def _computed_state(args: Any, region: str) -> dict[str, Any]:
         )
         if inputs.get("manageMasterUserPassword"):
             state["masterUserSecrets"] = [
-                {"secretArn": f"arn:{part}:secretsmanager:{region}:{ACCOUNT_ID}:secret:rds!db-{_fake_id(identifier)}",
-                 "kmsKeyId": inputs.get("masterUserSecretKmsKeyId", ""), "secretStatus": "active"}
+                {
+                    "secretArn": f"arn:{part}:secretsmanager:{region}:{ACCOUNT_ID}:secret:"
+                    f"rds!db-{_fake_id(identifier)}",
+                    "kmsKeyId": inputs.get("masterUserSecretKmsKeyId", ""),
+                    "secretStatus": "active",
+                }
             ]
     elif args.typ == "aws:kms/key:Key":
         state.update(keyId=_fake_id(args.name), arn=f"arn:{part}:kms:{region}:{ACCOUNT_ID}:key/{_fake_id(args.name)}")
@@ -296,8 +300,11 @@ def _computed_state(args: Any, region: str) -> dict[str, Any]:
     elif args.typ == "aws:ec2/securityGroup:SecurityGroup":
         state.update(id=f"sg-{_fake_id(args.name)}")
     elif args.typ in ("aws:rds/proxy:Proxy", "aws:lb/loadBalancer:LoadBalancer"):
-        state.update(endpoint=f"{args.name}.mocked.{region}.amazonaws.com", dnsName=f"{args.name}.elb.amazonaws.com",
-                     arnSuffix=f"net/{args.name}/{_fake_id(args.name)}")
+        state.update(
+            endpoint=f"{args.name}.mocked.{region}.amazonaws.com",
+            dnsName=f"{args.name}.elb.amazonaws.com",
+            arnSuffix=f"net/{args.name}/{_fake_id(args.name)}",
+        )
     elif args.typ == "aws:lb/targetGroup:TargetGroup":
         state.update(arnSuffix=f"targetgroup/{args.name}/{_fake_id(args.name)}")
     elif args.typ == "aws:ec2/networkInterface:NetworkInterface":
@@ -323,8 +330,13 @@ def _computed_state(args: Any, region: str) -> dict[str, Any]:
     elif args.typ == "aws:secretsmanager/secretVersion:SecretVersion":
         # a new value is a new version (as AWS assigns one per PutSecretValue): the digest covers the secret's
         # value (a mock's), which repr would show only as [secret]
-        state.update(versionId=_fake_id(json.dumps(
-            _normalize(inputs), default=lambda v: v.value if isinstance(v, Secret) else repr(v), sort_keys=True)))
+        state.update(
+            versionId=_fake_id(
+                json.dumps(
+                    _normalize(inputs), default=lambda v: v.value if isinstance(v, Secret) else repr(v), sort_keys=True
+                )
+            )
+        )
     return state
 
 
@@ -338,8 +350,12 @@ def _invoke_result(token: str, args: dict[str, Any], region: str) -> dict[str, A
     if token == "aws:index/getCallerIdentity:getCallerIdentity":
         return {"accountId": ACCOUNT_ID, "arn": f"arn:{part}:iam::{ACCOUNT_ID}:user/pgha", "userId": "AIDAMOCK"}
     if token == "aws:index/getPartition:getPartition":
-        return {"partition": part, "dnsSuffix": dns_suffix, "id": part, "reverseDnsPrefix": ".".join(
-            reversed(dns_suffix.split(".")))}
+        return {
+            "partition": part,
+            "dnsSuffix": dns_suffix,
+            "id": part,
+            "reverseDnsPrefix": ".".join(reversed(dns_suffix.split("."))),
+        }
     if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
         region = args.get("region") or region
         names = [f"{region}{suffix}" for suffix in "abc"]
@@ -365,9 +381,15 @@ def _invoke_result(token: str, args: dict[str, Any], region: str) -> dict[str, A
     if token == "aws:ec2/getVpcEndpoint:getVpcEndpoint":
         if args.get("vpcId") != BYO_VPC_WITH_ENDPOINT:
             raise _InvokeFailure("no matching EC2 VPC Endpoint found")
-        return {"id": "vpce-0e0d0e0d0e0d0e0d0", "vpcId": args["vpcId"], "serviceName": args.get("serviceName"),
-                "state": "available", "privateDnsEnabled": True, "securityGroupIds": [BYO_ENDPOINT_SG],
-                "vpcEndpointType": "Interface"}
+        return {
+            "id": "vpce-0e0d0e0d0e0d0e0d0",
+            "vpcId": args["vpcId"],
+            "serviceName": args.get("serviceName"),
+            "state": "available",
+            "privateDnsEnabled": True,
+            "securityGroupIds": [BYO_ENDPOINT_SG],
+            "vpcEndpointType": "Interface",
+        }
     if token == "aws:ec2/getAmi:getAmi":
         return {"id": "ami-0123456789abcdef0", "name": "debian-12-arm64-mock", "architecture": "arm64"}
     return {}
@@ -410,8 +432,11 @@ def _alias_urns(request: Any, urn: str) -> list[str]:
     urns = [alias.urn for alias in request.aliases if alias.WhichOneof("alias") == "urn"]
     for alias in request.aliases:
         spec = alias.spec if alias.WhichOneof("alias") == "spec" else None
-        if spec is not None and spec.name and not (spec.type or spec.stack or spec.project or spec.parentUrn
-                                                   or spec.noParent):
+        if (
+            spec is not None
+            and spec.name
+            and not (spec.type or spec.stack or spec.project or spec.parentUrn or spec.noParent)
+        ):
             urns.append(f"{urn.rsplit('::', 1)[0]}::{spec.name}")
     return [*urns, *request.aliasURNs]
 
@@ -444,8 +469,11 @@ def _recording_monitor(records: list[RegisteredResource], default_region: str, r
     class RecordingMonitor(mocks.MockMonitor):
         def RegisterResource(self, request: Any) -> Any:
             if ALIASED_STATE["carry"]:
-                renamed.update((request.name, alias.spec.name) for alias in request.aliases
-                               if alias.WhichOneof("alias") == "spec" and alias.spec.name)
+                renamed.update(
+                    (request.name, alias.spec.name)
+                    for alias in request.aliases
+                    if alias.WhichOneof("alias") == "spec" and alias.spec.name
+                )
             response = super().RegisterResource(request)
             if request.type == "pulumi:providers:aws":
                 region = rpc.deserialize_properties(request.object, keep_internal=False).get("region")
@@ -499,9 +527,7 @@ def _resolve(value: Any, loop: asyncio.AbstractEventLoop) -> Any:
     return Secret(resolved) if loop.run_until_complete(output.is_secret()) else resolved
 
 
-def _run_in_context(
-    stack: str, config: dict[str, str], secret_keys: list[str], project_dir: Path, plan: Plan
-) -> None:
+def _run_in_context(stack: str, config: dict[str, str], secret_keys: list[str], project_dir: Path, plan: Plan) -> None:
     import pulumi
     from pulumi.runtime.config import set_all_config
     from pulumi.runtime.stack import Stack, wait_for_rpcs

@@ -67,8 +67,10 @@ def incomplete_note(result: PreviewFindings) -> str | None:
     """Why a failed preview proves nothing safe (None when the preview succeeded)."""
     if not result.failed:
         return None
-    return (f"the preview failed ({len(result.errors)} error diagnostic(s)): its steps are partial, so this check "
-            "is incomplete and a replacement or deletion may be missing; fix the error and preview again")
+    return (
+        f"the preview failed ({len(result.errors)} error diagnostic(s)): its steps are partial, so this check "
+        "is incomplete and a replacement or deletion may be missing; fix the error and preview again"
+    )
 
 
 def urn_type(urn: str) -> str:
@@ -124,10 +126,14 @@ _SHAPES = {list: "list", dict: "map", str: "string", int: "number"}
 def check_preview(text: str) -> PreviewFindings:
     """Every replacement and deletion in a preview, with the URN, the ops and the inputs that cause it."""
     document = _parse(text)
-    result = PreviewFindings(change_summary=dict(document.get("changeSummary") or {}),
-                             steps=len(document.get("steps", [])))
-    result.errors = [d.get("message", "").strip() for d in document.get("diagnostics") or []
-                     if isinstance(d, dict) and d.get("severity") == "error"]
+    result = PreviewFindings(
+        change_summary=dict(document.get("changeSummary") or {}), steps=len(document.get("steps", []))
+    )
+    result.errors = [
+        d.get("message", "").strip()
+        for d in document.get("diagnostics") or []
+        if isinstance(d, dict) and d.get("severity") == "error"
+    ]
     by_urn: dict[str, list[dict[str, Any]]] = {}
     for step in document.get("steps", []):
         if step["op"] in REPLACE_OPS | DELETE_OPS:
@@ -152,8 +158,10 @@ def render_findings(result: PreviewFindings) -> str:
     for f in result.dangerous:
         label = STATEFUL_TYPES[f.type].label
         why = ", ".join(f.reasons) if f.reasons else ("removed from the program" if f.action == "delete" else "?")
-        lines.append(f"DANGEROUS {f.action} of {label}: {f.urn} (ops: {', '.join(f.ops)}; because: {why})"
-                     + (" [protected: the engine refuses until unprotected]" if f.protected else ""))
+        lines.append(
+            f"DANGEROUS {f.action} of {label}: {f.urn} (ops: {', '.join(f.ops)}; because: {why})"
+            + (" [protected: the engine refuses until unprotected]" if f.protected else "")
+        )
     for f in result.findings:
         if not f.dangerous:
             why = ", ".join(f.reasons) or ("removed from the program" if f.action == "delete" else "no reasons given")

@@ -87,8 +87,10 @@ def take(stack: str, overrides: Mapping[str, Any] | None = None, salt: str = "")
             "inputs": _encode(r.inputs, salt, harness.redact),
             "dependencies": list(r.dependencies),
             "property_dependencies": dict(getattr(r, "property_dependencies", {}) or {}),
-            "options": {**(getattr(r, "options", {}) or {}),
-                        **({"protect": bool(r.protect)} if hasattr(r, "protect") else {})},
+            "options": {
+                **(getattr(r, "options", {}) or {}),
+                **({"protect": bool(r.protect)} if hasattr(r, "protect") else {}),
+            },
         }
         for r in plan.resources
     ]

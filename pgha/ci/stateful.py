@@ -55,12 +55,29 @@ def _f(*paths: str, computed: bool = False, condition: str = "", when: str = "")
 STATEFUL_TYPES: dict[str, StatefulType] = {
     "aws:rds/instance:Instance": StatefulType(
         "RDS DB instance",
-        _f("identifier", "identifierPrefix", "kmsKeyId", "availabilityZone", "dbName", "username", "engine",
-           "snapshotIdentifier", "characterSetName", "ncharCharacterSetName", "timezone", computed=True)
+        _f(
+            "identifier",
+            "identifierPrefix",
+            "kmsKeyId",
+            "availabilityZone",
+            "dbName",
+            "username",
+            "engine",
+            "snapshotIdentifier",
+            "characterSetName",
+            "ncharCharacterSetName",
+            "timezone",
+            computed=True,
+        )
         + _f("storageEncrypted", "customIamInstanceProfile", "restoreToPointInTime")
         # s3_import itself is not ForceNew, every attribute inside it is
-        + _f("s3Import.bucketName", "s3Import.bucketPrefix", "s3Import.ingestionRole", "s3Import.sourceEngine",
-             "s3Import.sourceEngineVersion"),
+        + _f(
+            "s3Import.bucketName",
+            "s3Import.bucketPrefix",
+            "s3Import.ingestionRole",
+            "s3Import.sourceEngine",
+            "s3Import.sourceEngineVersion",
+        ),
         f"{TF_AWS} internal/service/rds/instance.go @00e4b238 (ResourceInstance schema, ForceNew attributes)",
     ),
     "aws:rds/parameterGroup:ParameterGroup": StatefulType(
@@ -75,9 +92,12 @@ STATEFUL_TYPES: dict[str, StatefulType] = {
     ),
     "aws:kms/key:Key": StatefulType(
         "KMS key",
-        _f("customKeyStoreId", "xksKeyId") + _f("multiRegion", computed=True)
-        + (ForceNew("customerMasterKeySpec", default="SYMMETRIC_DEFAULT"),
-           ForceNew("keyUsage", default="ENCRYPT_DECRYPT")),
+        _f("customKeyStoreId", "xksKeyId")
+        + _f("multiRegion", computed=True)
+        + (
+            ForceNew("customerMasterKeySpec", default="SYMMETRIC_DEFAULT"),
+            ForceNew("keyUsage", default="ENCRYPT_DECRYPT"),
+        ),
         f"{TF_AWS} internal/service/kms/key.go @00a35305 (resourceKey schema)",
     ),
     "aws:ebs/volume:Volume": StatefulType(
@@ -97,7 +117,8 @@ STATEFUL_TYPES: dict[str, StatefulType] = {
     ),
     "aws:ec2/networkInterface:NetworkInterface": StatefulType(
         "network interface",
-        _f("subnetId") + _f("interfaceType", computed=True)
+        _f("subnetId")
+        + _f("interfaceType", computed=True)
         + _f("privateIps", "privateIpList", computed=True, condition="when the primary private IP changes"),
         f"{TF_AWS} internal/service/ec2/vpc_network_interface.go @01c08000 (schema + CustomizeDiff ForceNewIf)",
     ),
@@ -113,15 +134,39 @@ STATEFUL_TYPES: dict[str, StatefulType] = {
     ),
     "aws:ec2/instance:Instance": StatefulType(
         "EC2 instance",
-        _f("ami", "availabilityZone", "subnetId", "privateIp", "keyName", "tenancy", "placementGroup",
-           "placementPartitionNumber", "hostId", "ipv6AddressCount", "ipv6Addresses", "securityGroups",
-           "associatePublicIpAddress", "ebsOptimized", "cpuCoreCount", "cpuThreadsPerCore",
-           "privateDnsNameOptions", "ephemeralBlockDevices", computed=True)
-        + _f("launchTemplate.id", "launchTemplate.name", "networkInterfaces", "ebsBlockDevices", "hibernation",
-             "enclaveOptions.enabled", "rootBlockDevice.encrypted", "rootBlockDevice.kmsKeyId")
+        _f(
+            "ami",
+            "availabilityZone",
+            "subnetId",
+            "privateIp",
+            "keyName",
+            "tenancy",
+            "placementGroup",
+            "placementPartitionNumber",
+            "hostId",
+            "ipv6AddressCount",
+            "ipv6Addresses",
+            "securityGroups",
+            "associatePublicIpAddress",
+            "ebsOptimized",
+            "cpuCoreCount",
+            "cpuThreadsPerCore",
+            "privateDnsNameOptions",
+            "ephemeralBlockDevices",
+            computed=True,
+        )
+        + _f(
+            "launchTemplate.id",
+            "launchTemplate.name",
+            "networkInterfaces",
+            "ebsBlockDevices",
+            "hibernation",
+            "enclaveOptions.enabled",
+            "rootBlockDevice.encrypted",
+            "rootBlockDevice.kmsKeyId",
+        )
         + _f("launchTemplate.version", condition="CustomizeDiff: the instance runs another template version")
-        + _f("userData", "userDataBase64", condition="userDataReplaceOnChange is true",
-             when="userDataReplaceOnChange"),
+        + _f("userData", "userDataBase64", condition="userDataReplaceOnChange is true", when="userDataReplaceOnChange"),
         f"{TF_AWS} internal/service/ec2/ec2_instance.go @0015dfcd (ResourceInstance schema + CustomizeDiff)",
     ),
 }

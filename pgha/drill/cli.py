@@ -25,8 +25,9 @@ if TYPE_CHECKING:
     from pgha.drill.engine import DrillResult
 
 #: Added to the root app by :mod:`pgha.cli` as ``pgha drill``.
-app = typer.Typer(help="DR drills: fail over, promote and restore; measure RTO/RPO; write a report.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="DR drills: fail over, promote and restore; measure RTO/RPO; write a report.", no_args_is_help=True
+)
 
 
 def _drill_target(value: float | None) -> float | None:
@@ -43,12 +44,16 @@ def _drill_target(value: float | None) -> float | None:
 
 
 ReportOption = Annotated[Path, typer.Option("--report", help="Directory for the JSON, Markdown and PNG reports.")]
-MaxRtoOption = Annotated[float, typer.Option("--max-rto", callback=_drill_target,
-                                             help="RTO target in seconds, 0 or more (seed KPI: 300).")]
-MaxRpoOption = Annotated[float, typer.Option("--max-rpo", callback=_drill_target,
-                                             help="RPO target in seconds, 0 or more (seed KPI: 60).")]
-MaxLostOption = Annotated[int, typer.Option("--max-lost", callback=_drill_target,
-                                            help="Acknowledged commits that may be lost, 0 or more (0).")]
+MaxRtoOption = Annotated[
+    float, typer.Option("--max-rto", callback=_drill_target, help="RTO target in seconds, 0 or more (seed KPI: 300).")
+]
+MaxRpoOption = Annotated[
+    float, typer.Option("--max-rpo", callback=_drill_target, help="RPO target in seconds, 0 or more (seed KPI: 60).")
+]
+MaxLostOption = Annotated[
+    int,
+    typer.Option("--max-lost", callback=_drill_target, help="Acknowledged commits that may be lost, 0 or more (0)."),
+]
 
 
 def _check_report_dir(report_dir: Path) -> None:
@@ -108,9 +113,13 @@ def _progress() -> tuple[Status, Callable[[str], None]]:
 def drill_lab(
     scenario: Annotated[str, typer.Argument(help=f"{one_of(LAB_ROUNDS)}.")],
     rounds: Annotated[int, typer.Option(min=1, max=20, help="How many times to run it.")] = 1,
-    rejoin: Annotated[str, typer.Option(help="kill-leader only: how the old leader comes back: rewind (pg_rewind) "
-                                             "or reclone (its data directory deleted, Patroni re-clones it).")
-                      ] = "rewind",
+    rejoin: Annotated[
+        str,
+        typer.Option(
+            help="kill-leader only: how the old leader comes back: rewind (pg_rewind) "
+            "or reclone (its data directory deleted, Patroni re-clones it)."
+        ),
+    ] = "rewind",
     report: ReportOption = Path("reports/drills"),
     max_rto: MaxRtoOption = 300.0,
     max_rpo: MaxRpoOption = 60.0,
@@ -131,8 +140,13 @@ def drill_lab(
     status, step = _progress()
     try:
         with status, lab.drill_lock():
-            result = run_drill(drill, rounds, Targets(max_rto, max_rpo, max_lost), say=step,
-                               settings={"lab": str(lab.root), "rounds": rounds})
+            result = run_drill(
+                drill,
+                rounds,
+                Targets(max_rto, max_rpo, max_lost),
+                say=step,
+                settings={"lab": str(lab.root), "rounds": rounds},
+            )
     except LabError as err:  # another drill took the lock first
         fail(err, 2)
     _finish_drill(result, report)
@@ -146,26 +160,45 @@ def drill_rds(
     replica: Annotated[str | None, typer.Option(help="promote-replica: N or the replica's identifier.")] = None,
     to: Annotated[str | None, typer.Option(help="restore-pitr: ISO 8601 time with zone, or 'latest'.")] = None,
     keep: Annotated[bool, typer.Option("--keep", help="restore-pitr: keep the scratch instance.")] = False,
-    dsn: Annotated[str | None, typer.Option(
-        "--dsn", envvar="PGHA_DSN", help="The writer (as for `pgha migrate`): a heartbeat every second measures "
-        "RTO/RPO. Without it: RTO from status and events, RPO not measured.")] = None,
+    dsn: Annotated[
+        str | None,
+        typer.Option(
+            "--dsn",
+            envvar="PGHA_DSN",
+            help="The writer (as for `pgha migrate`): a heartbeat every second measures "
+            "RTO/RPO. Without it: RTO from status and events, RPO not measured.",
+        ),
+    ] = None,
     secret_arn: SecretOption = None,
     max_lag: Annotated[float, typer.Option("--max-lag", help="Refuse to promote a replica lagging more (s).")] = 1.0,
-    allow_missing_lag: Annotated[bool, typer.Option(
-        "--allow-missing-lag", help="Promote even when CloudWatch has no ReplicaLag for the replica.")] = False,
-    allow_pending_reboot: Annotated[bool, typer.Option(
-        "--allow-pending-reboot", help="failover: reboot even though changes wait for a reboot (it applies "
-        "them).")] = False,
-    update_config: Annotated[bool, typer.Option(
-        "--update-config", help="After promote-dr, write the config change into Pulumi.<stack>.yaml.")] = False,
+    allow_missing_lag: Annotated[
+        bool,
+        typer.Option("--allow-missing-lag", help="Promote even when CloudWatch has no ReplicaLag for the replica."),
+    ] = False,
+    allow_pending_reboot: Annotated[
+        bool,
+        typer.Option(
+            "--allow-pending-reboot", help="failover: reboot even though changes wait for a reboot (it applies them)."
+        ),
+    ] = False,
+    update_config: Annotated[
+        bool,
+        typer.Option("--update-config", help="After promote-dr, write the config change into Pulumi.<stack>.yaml."),
+    ] = False,
     report: ReportOption = Path("reports/drills"),
-    max_rto: Annotated[float | None, typer.Option(
-        "--max-rto", callback=_drill_target, help="RTO target in seconds, 0 or more (seed KPI: 300; restore-pitr: "
-        "3600, the whole restore).")] = None,
+    max_rto: Annotated[
+        float | None,
+        typer.Option(
+            "--max-rto",
+            callback=_drill_target,
+            help="RTO target in seconds, 0 or more (seed KPI: 300; restore-pitr: 3600, the whole restore).",
+        ),
+    ] = None,
     max_rpo: MaxRpoOption = 60.0,
     max_lost: MaxLostOption = 0,
-    project_dir: Annotated[Path | None, typer.Option(help="Directory of Pulumi.yaml and the stack files "
-                                                          "(default: this project).")] = None,
+    project_dir: Annotated[
+        Path | None, typer.Option(help="Directory of Pulumi.yaml and the stack files (default: this project).")
+    ] = None,
     poll_seconds: Annotated[float, typer.Option(hidden=True)] = 5.0,
 ) -> None:
     """Drill a deployed RDS stack with boto3 (AWS_ENDPOINT_URL is honoured); report RTO, RPO and events."""
@@ -181,10 +214,23 @@ def drill_rds(
     status, step = _progress()
     try:
         settings = resolve(replace(parse_dsn(dsn), application_name="pgha-drill"), secret_arn) if dsn else None
-        drill = RdsDrill(load_stack(stack, project_dir), scenario, RdsOptions(
-            yes=yes, replica=replica, to=to, keep=keep, max_lag_s=max_lag, allow_missing_lag=allow_missing_lag,
-            settings=settings, poll_s=poll_seconds, allow_pending_reboot=allow_pending_reboot,
-            project_dir=project_dir), say=step)
+        drill = RdsDrill(
+            load_stack(stack, project_dir),
+            scenario,
+            RdsOptions(
+                yes=yes,
+                replica=replica,
+                to=to,
+                keep=keep,
+                max_lag_s=max_lag,
+                allow_missing_lag=allow_missing_lag,
+                settings=settings,
+                poll_s=poll_seconds,
+                allow_pending_reboot=allow_pending_reboot,
+                project_dir=project_dir,
+            ),
+            say=step,
+        )
         drill.prepare()
     except (DrillRefused, ConnectError) as err:
         fail(err, 2)
@@ -195,7 +241,12 @@ def drill_rds(
     if max_rto is None:
         max_rto = RESTORE_PITR_MAX_RTO_S if scenario == "restore-pitr" else DEFAULT_MAX_RTO_S
     with status:
-        result = run_drill(drill, 1, Targets(max_rto, max_rpo, max_lost), say=step,
-                           settings={"stack": stack, "instance": drill.subject_id, "region": drill.subject_region})
+        result = run_drill(
+            drill,
+            1,
+            Targets(max_rto, max_rpo, max_lost),
+            say=step,
+            settings={"stack": stack, "instance": drill.subject_id, "region": drill.subject_region},
+        )
     drill.conclude(result, project_dir / f"Pulumi.{stack}.yaml", update_config=update_config, say=say)
     _finish_drill(result, report)

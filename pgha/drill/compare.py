@@ -27,11 +27,17 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 def summarize(values: Sequence[float]) -> dict[str, Any]:
     """n, p50, p95, min and max of the values (rounded to ms); the p's are None without values."""
+
     def ms(value: float | None) -> float | None:
         return None if value is None else round(value, 3)
 
-    return {"n": len(values), "p50": ms(percentile(values, 50)), "p95": ms(percentile(values, 95)),
-            "min": ms(min(values, default=None)), "max": ms(max(values, default=None))}
+    return {
+        "n": len(values),
+        "p50": ms(percentile(values, 50)),
+        "p95": ms(percentile(values, 95)),
+        "min": ms(min(values, default=None)),
+        "max": ms(max(values, default=None)),
+    }
 
 
 def ratio(slow: float | None, fast: float | None) -> float | None:
@@ -94,6 +100,9 @@ def rto_cell(row: Mapping[str, Any], unit: str = "", missing: str = "-") -> str:
 def verdict_table(verdicts: Sequence[Verdict]) -> list[str]:
     """Markdown rows: target, measured, wanted, met."""
     lines = ["| target | measured | wanted | verdict |", "|---|---|---|---|"]
-    lines += [f"| {v.name} | {fmt(v.measured)} | {v.wanted} | {'met' if v.met else '**MISSED**'}"
-              f"{' - ' + v.detail if v.detail else ''} |" for v in verdicts]
+    lines += [
+        f"| {v.name} | {fmt(v.measured)} | {v.wanted} | {'met' if v.met else '**MISSED**'}"
+        f"{' - ' + v.detail if v.detail else ''} |"
+        for v in verdicts
+    ]
     return lines

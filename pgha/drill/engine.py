@@ -53,8 +53,11 @@ class Targets:
     max_lost: int = DEFAULT_MAX_LOST
 
     def __post_init__(self) -> None:
-        problems = [f"{name}: {problem}" for name in ("max_rto_s", "max_rpo_s", "max_lost")
-                    if (problem := target_problem(getattr(self, name))) is not None]
+        problems = [
+            f"{name}: {problem}"
+            for name in ("max_rto_s", "max_rpo_s", "max_lost")
+            if (problem := target_problem(getattr(self, name))) is not None
+        ]
         if problems:
             raise ValueError("drill targets refused: " + "; ".join(problems))
 
@@ -112,8 +115,9 @@ class Round:
         self.say(f"round {self.number}: {'ok' if ok else 'FAILED'} - {name}" + (f": {detail}" if detail else ""))
         return bool(ok)
 
-    def measure_probe(self, report: ProbeReport, lost: list[int], source: str = "write probe",
-                      noise_s: float = 0.0) -> None:
+    def measure_probe(
+        self, report: ProbeReport, lost: list[int], source: str = "write probe", noise_s: float = 0.0
+    ) -> None:
         """RTO = the longest stretch without an acknowledged commit (between two, or from the probe's start to
         its first); when the probe's writes had not come back at its stop, no RTO but the open stretch (see
         :meth:`writes_not_back`). RPO = the lost commits and the seconds of writes they span. Adds the "writes
@@ -135,8 +139,9 @@ class Round:
         if report.errors:  # why writes failed, in order (distinct messages, the first ten)
             self.facts["write_errors"] = [f"{at - self.started:.2f} s: {message}" for at, message in report.errors[:10]]
 
-    def measure_restore(self, report: ProbeReport | None, missing: list[int], started: float, ready: float,
-                        span: str) -> None:
+    def measure_restore(
+        self, report: ProbeReport | None, missing: list[int], started: float, ready: float, span: str
+    ) -> None:
         """A restore's cost, as both the lab's and RDS's restore-pitr count it: RTO the ``span`` from ``started``
         until the copy was ``ready``; RPO, with a probe's ``report``, the commits acknowledged before the target
         time that the copy lacks (``missing``), in seconds of writes as every drill counts them
@@ -156,11 +161,18 @@ class Round:
         since ``since`` (the last acknowledged write) as its lower bound, which fails the round."""
         self.rto_s, self.rto_window = None, (since, until)
         self.not_recovered_s = round(until - since, 3)
-        self.rto_source = (f"{source}: writes had not come back when it stopped; the {self.not_recovered_s:.2f} s "
-                           "since the last acknowledged write are a lower bound of the RTO")
+        self.rto_source = (
+            f"{source}: writes had not come back when it stopped; the {self.not_recovered_s:.2f} s "
+            "since the last acknowledged write are a lower bound of the RTO"
+        )
         self.events.append(Event(since, "writes stopped", "no acknowledged write after this"))
-        self.events.append(Event(until, "writes not back", f"no acknowledged write for {self.not_recovered_s:.2f} s "
-                                                          "when the measurement ended"))
+        self.events.append(
+            Event(
+                until,
+                "writes not back",
+                f"no acknowledged write for {self.not_recovered_s:.2f} s when the measurement ended",
+            )
+        )
 
     @property
     def passed_checks(self) -> bool:
@@ -195,11 +207,16 @@ class DrillResult:
             prefix = f"round {rnd.number}: "
             if rnd.error:
                 reasons.append(prefix + f"aborted: {rnd.error}")
-            reasons += [prefix + f"check failed: {c.name}" + (f" ({c.detail})" if c.detail else "")
-                        for c in rnd.checks if not c.ok]
+            reasons += [
+                prefix + f"check failed: {c.name}" + (f" ({c.detail})" if c.detail else "")
+                for c in rnd.checks
+                if not c.ok
+            ]
             if rnd.not_recovered_s is not None:
-                reasons.append(prefix + "writes not back when the measurement ended: no acknowledged commit for "
-                               f"{rnd.not_recovered_s:.2f} s (RTO at least that, not measured)")
+                reasons.append(
+                    prefix + "writes not back when the measurement ended: no acknowledged commit for "
+                    f"{rnd.not_recovered_s:.2f} s (RTO at least that, not measured)"
+                )
             if rnd.rto_s is not None and rnd.rto_s > self.targets.max_rto_s:
                 reasons.append(prefix + f"RTO {rnd.rto_s:.2f} s > target {self.targets.max_rto_s:g} s")
             if rnd.rpo_s is not None and rnd.rpo_s > self.targets.max_rpo_s:
@@ -228,15 +245,15 @@ class Scenario(Protocol):
     # --keep), read by :func:`run_drill` after :meth:`restore` into :attr:`DrillResult.left_changed`.
 
 
-def run_drill(scenario: Scenario, rounds: int, targets: Targets, say: Say = print,
-              settings: dict[str, object] | None = None) -> DrillResult:
+def run_drill(
+    scenario: Scenario, rounds: int, targets: Targets, say: Say = print, settings: dict[str, object] | None = None
+) -> DrillResult:
     """Run ``rounds`` rounds of ``scenario`` and always restore at the end, even after a failed round.
 
     A round that raises is recorded as aborted (with the error) and ends the drill: what state the
     target is in is then uncertain, so the remaining rounds are not run.
     """
-    result = DrillResult(target=scenario.target, scenario=scenario.name, targets=targets,
-                         settings=dict(settings or {}))
+    result = DrillResult(target=scenario.target, scenario=scenario.name, targets=targets, settings=dict(settings or {}))
     try:
         for number in range(1, rounds + 1):
             rnd = Round(number, say=say)

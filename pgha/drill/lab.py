@@ -37,15 +37,19 @@ SETTLE_TIMEOUT_S = 120.0
 #: How kill-leader's old leader comes back: rewound by pg_rewind (Patroni's way), or re-cloned from scratch.
 REJOIN_WAYS = ("rewind", "reclone")
 #: Patroni log lines that mark a step of a rejoin (timestamp, message).
-REJOIN_STEP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+: .*?(Trying to archive|running pg_rewind"
-                         r"|pg_rewind exit code|crash recovery|single.user|trying to bootstrap|replica has been created"
-                         r"|starting as a secondary|establishing a new patroni|Local timeline)")
+REJOIN_STEP = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+: .*?(Trying to archive|running pg_rewind"
+    r"|pg_rewind exit code|crash recovery|single.user|trying to bootstrap|replica has been created"
+    r"|starting as a secondary|establishing a new patroni|Local timeline)"
+)
 #: Patroni 4.1 log lines reacting to its PostgreSQL's crash, in the order they come: the HA loop's queries fail,
 #: then it finds the postmaster gone and, holding the leader key, starts it again (or, with
 #: primary_start_timeout 0, fails over).
-CRASH_STEP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+: .*?(Retry got exception"
-                        r"|Error communicating with PostgreSQL|Postgresql is not running|starting primary after failure"
-                        r"|Primary crashed)")
+CRASH_STEP = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+: .*?(Retry got exception"
+    r"|Error communicating with PostgreSQL|Postgresql is not running|starting primary after failure"
+    r"|Primary crashed)"
+)
 RESTART_IN_PLACE = "starting primary after failure"
 
 
@@ -102,8 +106,12 @@ class MemberWatcher:
         watched = next((m for m in members if m.name == self.watched), None)
         if watched is None or watched.state not in ("running", "streaming"):
             self.seen_down = True
-        elif (self.rejoined_at is None and watched.role in REPLICA_ROLES and watched.state == "streaming"
-              and (self.seen_down or self.new_leader)):
+        elif (
+            self.rejoined_at is None
+            and watched.role in REPLICA_ROLES
+            and watched.state == "streaming"
+            and (self.seen_down or self.new_leader)
+        ):
             self.rejoined_at = time.time()
             self.rnd.event("old node rejoined", f"{self.watched} is {watched.role}, streaming")
 
@@ -113,8 +121,9 @@ class LabDrill:
 
     target = "lab"
 
-    def __init__(self, lab: Lab, name: str, rejoin: str = "rewind",
-                 after_failover: Callable[[Round], None] | None = None):
+    def __init__(
+        self, lab: Lab, name: str, rejoin: str = "rewind", after_failover: Callable[[Round], None] | None = None
+    ):
         """``rejoin`` and ``after_failover`` shape kill-leader: ``after_failover(rnd)`` runs once the new leader
         takes writes and before the old node restarts (e.g. to write data it lacks); ``rejoin="reclone"`` deletes the
         old node's data directory first, so Patroni re-clones it (pg_basebackup) instead of rewinding it."""
@@ -123,8 +132,9 @@ class LabDrill:
         if rejoin not in REJOIN_WAYS:
             raise DrillRefused(f"unknown rejoin {rejoin!r}: choose one of {', '.join(REJOIN_WAYS)}")
         if rejoin != REJOIN_WAYS[0] and name != "kill-leader":
-            raise DrillRefused(f"--rejoin {rejoin} is for kill-leader only (how the killed leader comes back); "
-                               f"{name} does not use it")
+            raise DrillRefused(
+                f"--rejoin {rejoin} is for kill-leader only (how the killed leader comes back); {name} does not use it"
+            )
         self.lab, self.name = lab, name
         self.rejoin, self.after_failover = rejoin, after_failover
         self.scratch: Path | None = None
@@ -143,8 +153,11 @@ class LabDrill:
 
     def _pre_check(self, rnd: Round) -> Member:
         ok = _wait("a healthy lab", lambda: not self._problems())
-        rnd.check("lab healthy before the fault (3 members, 1 leader, streaming replicas, a sync standby)", ok,
-                  "; ".join(self._problems()))
+        rnd.check(
+            "lab healthy before the fault (3 members, 1 leader, streaming replicas, a sync standby)",
+            ok,
+            "; ".join(self._problems()),
+        )
         if not ok:
             raise LabError("the lab is not healthy; not injecting a fault")
         leader = self.lab.leader()
@@ -165,8 +178,9 @@ class LabDrill:
             self.lab.thaw_node(node)
         if self.scratch is not None:
             _stop_scratch(self.scratch)
-        missing = [f"{node}/{proc}" for node, procs in self.lab.running().items() for proc, pid in procs.items()
-                   if not pid]
+        missing = [
+            f"{node}/{proc}" for node, procs in self.lab.running().items() for proc, pid in procs.items() if not pid
+        ]
         if missing:
             try:
                 self.lab.up()
@@ -182,8 +196,14 @@ class LabDrill:
         """Dispatch to the scenario (:data:`pgha.drill.scenarios.LAB_ROUNDS`)."""
         getattr(self, LAB_ROUNDS[self.name])(rnd)
 
-    def _under_load(self, rnd: Round, victim: str, old_leader: str, fault: Callable[[], None],
-                    recover: Callable[[MemberWatcher], None]) -> tuple[WriteProbe, MemberWatcher]:
+    def _under_load(
+        self,
+        rnd: Round,
+        victim: str,
+        old_leader: str,
+        fault: Callable[[], None],
+        recover: Callable[[MemberWatcher], None],
+    ) -> tuple[WriteProbe, MemberWatcher]:
         """Probe + watcher around ``fault`` then ``recover``; returns both, stopped and measured."""
         probe = WriteProbe(self.lab.settings())
         probe.prepare()
@@ -199,19 +219,27 @@ class LabDrill:
             fault()
             recover(watcher)
             writes_seen = len(probe.report.commits)
-            rnd.check("writes go on through the writer DSN",
-                      _wait("writes", lambda: len(probe.report.commits) > writes_seen + 20, 60))
+            rnd.check(
+                "writes go on through the writer DSN",
+                _wait("writes", lambda: len(probe.report.commits) > writes_seen + 20, 60),
+            )
         finally:
             report = probe.stop()
             watcher.stop()
-        rnd.measure_probe(report, missing_acknowledged(self.lab.settings(), report.acknowledged),
-                          noise_s=4 * probe.interval)
+        rnd.measure_probe(
+            report, missing_acknowledged(self.lab.settings(), report.acknowledged), noise_s=4 * probe.interval
+        )
         rnd.check("no acknowledged commit lost", not rnd.lost, f"{len(rnd.lost)} lost" if rnd.lost else "")
         return probe, watcher
 
     def _rejoin_checks(self, rnd: Round, watcher: MemberWatcher, node: str, log_offset: int) -> None:
-        rejoined = _wait(f"{node} to rejoin", lambda: watcher.rejoined_at is not None
-                         or (self._member(node).role in REPLICA_ROLES and self._member(node).state == "streaming"))
+        rejoined = _wait(
+            f"{node} to rejoin",
+            lambda: (
+                watcher.rejoined_at is not None
+                or (self._member(node).role in REPLICA_ROLES and self._member(node).state == "streaming")
+            ),
+        )
         rnd.check(f"{node} rejoined as a streaming replica", rejoined, self._describe(node))
         if rejoined and watcher.rejoined_at is None:  # the watcher had stopped: this poll saw it, as precisely
             watcher.rejoined_at = time.time()
@@ -220,9 +248,12 @@ class LabDrill:
         rnd.facts["old_leader_rewound"] = rewound
         leader = self.lab.leader()
         same = _wait("one timeline", lambda: self._member(node).timeline == self.lab.leader().timeline, 60)
-        rnd.check(f"{node} follows the new leader's timeline", same,
-                  f"{node} on {self._member(node).timeline}, leader {leader.name} on {self.lab.leader().timeline}"
-                  + ("; rewound with pg_rewind" if rewound else ""))
+        rnd.check(
+            f"{node} follows the new leader's timeline",
+            same,
+            f"{node} on {self._member(node).timeline}, leader {leader.name} on {self.lab.leader().timeline}"
+            + ("; rewound with pg_rewind" if rewound else ""),
+        )
 
     def _member(self, name: str) -> Member:
         member = next((m for m in self.lab.members() if m.name == name), None)
@@ -272,8 +303,9 @@ class LabDrill:
             rnd.event("fault injected", f"planned switchover away from {old.name}")
             self.lab.switchover()
 
-        _probe, watcher = self._under_load(rnd, old.name, old.name, fault,
-                                           lambda w: self._new_leader_check(rnd, w, old.name))
+        _probe, watcher = self._under_load(
+            rnd, old.name, old.name, fault, lambda w: self._new_leader_check(rnd, w, old.name)
+        )
         self._rejoin_checks(rnd, watcher, old.name, offset)
 
     def _kill_leader(self, rnd: Round) -> None:
@@ -338,15 +370,19 @@ class LabDrill:
 
         def leads_again() -> bool:
             leader = self.lab.leader()
-            if leader.state == "running" and (leader.name != old.name or
-                                              self.lab.postmaster_pid(old.name) not in (None, crash["pid"])):
+            if leader.state == "running" and (
+                leader.name != old.name or self.lab.postmaster_pid(old.name) not in (None, crash["pid"])
+            ):
                 crash["leader"] = leader
             return "leader" in crash
 
         def recover(watcher: MemberWatcher) -> None:
             ok = _wait("a running leader", leads_again)
-            if not rnd.check("a running leader again", ok, f"{crash['leader'].name}, timeline "
-                             f"{crash['leader'].timeline}" if ok else "; ".join(self._problems())):
+            if not rnd.check(
+                "a running leader again",
+                ok,
+                f"{crash['leader'].name}, timeline {crash['leader'].timeline}" if ok else "; ".join(self._problems()),
+            ):
                 return
             steps = self._log_steps(old.name, crash["offset"], CRASH_STEP)
             if steps:
@@ -357,17 +393,26 @@ class LabDrill:
             if leader.name != old.name:
                 self._new_leader_check(rnd, watcher, old.name)
                 return
-            rnd.event("PostgreSQL restarted in place", f"{old.name}: postmaster pid {crash['pid']} -> "
-                      f"{self.lab.postmaster_pid(old.name)}", at=crash["restart"])
-            rnd.check(f"{old.name} leads again on the same timeline", leader.timeline == old.timeline,
-                      f"timeline {old.timeline} -> {leader.timeline}")
+            rnd.event(
+                "PostgreSQL restarted in place",
+                f"{old.name}: postmaster pid {crash['pid']} -> {self.lab.postmaster_pid(old.name)}",
+                at=crash["restart"],
+            )
+            rnd.check(
+                f"{old.name} leads again on the same timeline",
+                leader.timeline == old.timeline,
+                f"timeline {old.timeline} -> {leader.timeline}",
+            )
 
         _probe, watcher = self._under_load(rnd, old.name, old.name, fault, recover)
         leader = crash.get("leader")
         in_place = leader is not None and leader.name == old.name
         if in_place:
-            rnd.check("the replicas stream from it again", _wait("a healthy lab", lambda: not self._problems(), 60),
-                      "; ".join(self._problems()))
+            rnd.check(
+                "the replicas stream from it again",
+                _wait("a healthy lab", lambda: not self._problems(), 60),
+                "; ".join(self._problems()),
+            )
         elif leader is not None:
             self._rejoin_checks(rnd, watcher, old.name, crash["offset"])
         pid_after = self.lab.postmaster_pid(old.name)
@@ -375,7 +420,8 @@ class LabDrill:
         rnd.facts.update(
             leader_after=leader.name if leader else None,
             restarted_in_place=in_place and pid_after not in (None, crash["pid"]),
-            postmaster_pid_before=crash["pid"], postmaster_pid_after=pid_after,
+            postmaster_pid_before=crash["pid"],
+            postmaster_pid_after=pid_after,
             patroni_noticed_s=round(noticed - crash["at"], 3) if noticed else None,
             patroni_restart_s=round(restart - crash["at"], 3) if restart else None,
         )
@@ -392,8 +438,14 @@ class LabDrill:
         old = self._pre_check(rnd)
         offset = self._log_offset(old.name)
         freeze_s = self.lab.timing.ttl + 10
-        stale_conn = connect(replace(self._node_settings(old.host), connect_timeout=30, read_timeout=30,
-                                     application_name="pgha-drill-stale-client"))
+        stale_conn = connect(
+            replace(
+                self._node_settings(old.host),
+                connect_timeout=30,
+                read_timeout=30,
+                application_name="pgha-drill-stale-client",
+            )
+        )
         stale: dict[str, Any] = {}
 
         def stale_write() -> None:
@@ -409,8 +461,10 @@ class LabDrill:
 
         def fault() -> None:
             pids = self.lab.freeze_node(old.name)
-            rnd.event("fault injected", f"SIGSTOP of {old.name}'s Patroni and {len(pids) - 1} PostgreSQL processes "
-                                        f"for {freeze_s} s (ttl + 10)")
+            rnd.event(
+                "fault injected",
+                f"SIGSTOP of {old.name}'s Patroni and {len(pids) - 1} PostgreSQL processes for {freeze_s} s (ttl + 10)",
+            )
 
         def recover(watcher: MemberWatcher) -> None:
             time.sleep(freeze_s)
@@ -424,19 +478,27 @@ class LabDrill:
         rnd.event("stale client answered", str(stale.get("detail", "no answer")))
         new_host = next((m.host for m in self.lab.members() if m.name == watcher.new_leader), None)
         first_new = min((c.at for c in probe.report.commits if c.server == new_host), default=None)
-        late = [c.id for c in probe.report.commits
-                if c.server == old.host and first_new is not None and c.at > first_new]
+        late = [
+            c.id for c in probe.report.commits if c.server == old.host and first_new is not None and c.at > first_new
+        ]
         if stale.get("acknowledged") and first_new is not None and float(stale["at"]) > first_new:
             late.append(-1)
         rnd.facts.update(first_commit_on_new_leader=first_new, stale_client=stale.get("detail"))
-        rnd.check("the old leader acknowledged no write after the new leader's first", first_new is not None
-                  and not late, f"late acknowledgements by {old.name}: {late}" if late else
-                  "probe commits by server and the stale client's write compared")
+        rnd.check(
+            "the old leader acknowledged no write after the new leader's first",
+            first_new is not None and not late,
+            f"late acknowledgements by {old.name}: {late}"
+            if late
+            else "probe commits by server and the stale client's write compared",
+        )
         self._rejoin_checks(rnd, watcher, old.name, offset)
         on_new = -1 in present_ids(self.lab.settings())
         on_old = -1 in present_ids(self._node_settings(old.host), writable=False)
-        rnd.check("the stale client's write exists nowhere after the rejoin", not on_new and not on_old,
-                  f"on the new leader: {on_new}, on {old.name}: {on_old}")
+        rnd.check(
+            "the stale client's write exists nowhere after the rejoin",
+            not on_new and not on_old,
+            f"on the new leader: {on_new}, on {old.name}: {on_old}",
+        )
 
     def _kill_replica(self, rnd: Round) -> None:
         leader = self._pre_check(rnd)
@@ -449,16 +511,22 @@ class LabDrill:
             self.lab.kill_node(victim.name)
 
         def recover(watcher: MemberWatcher) -> None:
-            moved = _wait("another sync standby", lambda: (s := self._sync_standby()) is not None and
-                          s.name != victim.name, 60)
-            rnd.event("sync standby moved" if moved else "sync standby did not move",
-                      (s.name if (s := self._sync_standby()) else "none"))
+            moved = _wait(
+                "another sync standby", lambda: (s := self._sync_standby()) is not None and s.name != victim.name, 60
+            )
+            rnd.event(
+                "sync standby moved" if moved else "sync standby did not move",
+                (s.name if (s := self._sync_standby()) else "none"),
+            )
             rnd.event("replica restarting", f"lab up starts {victim.name}'s Patroni again")
             self.lab.up()
 
         _probe, watcher = self._under_load(rnd, victim.name, leader.name, fault, recover)
-        rnd.check("the leader stayed", not watcher.leader_lost and watcher.new_leader is None
-                  and self.lab.leader().name == leader.name, f"leader {self.lab.leader().name}")
+        rnd.check(
+            "the leader stayed",
+            not watcher.leader_lost and watcher.new_leader is None and self.lab.leader().name == leader.name,
+            f"leader {self.lab.leader().name}",
+        )
         self._rejoin_checks(rnd, watcher, victim.name, offset)
 
     def _etcd_member_loss(self, rnd: Round) -> None:
@@ -475,11 +543,13 @@ class LabDrill:
             rnd.event("etcd member restarted", node)
 
         _probe, watcher = self._under_load(rnd, node, leader.name, fault, recover)
-        rnd.check("the leader stayed", not watcher.leader_lost and watcher.new_leader is None
-                  and self.lab.leader().name == leader.name, f"leader {self.lab.leader().name}")
+        rnd.check(
+            "the leader stayed",
+            not watcher.leader_lost and watcher.new_leader is None and self.lab.leader().name == leader.name,
+            f"leader {self.lab.leader().name}",
+        )
         rnd.check("etcd healthy again (3 members)", _wait("etcd", self.lab.etcd_healthy, 60))
-        rnd.check("members healthy", _wait("healthy", lambda: not self._problems(), 60),
-                  "; ".join(self._problems()))
+        rnd.check("members healthy", _wait("healthy", lambda: not self._problems(), 60), "; ".join(self._problems()))
 
     def _restore_pitr(self, rnd: Round) -> None:
         """Restore the cluster as of a time between two known commits into a scratch instance; exactly the
@@ -517,15 +587,27 @@ class LabDrill:
         present = present_ids(settings) if promoted else set()
         missing = sorted(before - present)
         extra = sorted(present - before)
-        rnd.measure_restore(report, missing, started, ready,
-                            "from the start of the restore until the scratch instance was promoted")
-        rnd.facts.update(target_time=target.isoformat(), commits_before=len(before), commits_after=len(after),
-                         restored_rows=len(present), scratch_port=port)
+        rnd.measure_restore(
+            report, missing, started, ready, "from the start of the restore until the scratch instance was promoted"
+        )
+        rnd.facts.update(
+            target_time=target.isoformat(),
+            commits_before=len(before),
+            commits_after=len(after),
+            restored_rows=len(present),
+            scratch_port=port,
+        )
         rnd.check("the scratch instance promoted at the target time", promoted)
-        rnd.check("every commit acknowledged before the target time is there", promoted and not missing,
-                  f"{len(before)} expected, {len(missing)} missing")
-        rnd.check("no commit from after the target time is there", promoted and not extra,
-                  f"{len(after)} commits after the target, {len(extra)} present")
+        rnd.check(
+            "every commit acknowledged before the target time is there",
+            promoted and not missing,
+            f"{len(before)} expected, {len(missing)} missing",
+        )
+        rnd.check(
+            "no commit from after the target time is there",
+            promoted and not extra,
+            f"{len(after)} commits after the target, {len(extra)} present",
+        )
         _stop_scratch(self.scratch)
         gone = not self.scratch.exists()
         rnd.event("scratch instance removed" if gone else "scratch instance NOT removed", str(self.scratch))
@@ -552,15 +634,37 @@ def _start_scratch(root: Path, port: int) -> None:
     sockets = root / "run"
     sockets.mkdir(exist_ok=True)
     give_to_service_user(root, sockets)
-    subprocess.run(as_service_user([
-        str(postgres_bindir() / "pg_ctl"), "-D", str(data), "-l", str(root / "postgres.log"), "-w", "-t", "120",
-        "-o", f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={sockets}", "start",
-    ]), check=False, capture_output=True, cwd=root)
+    subprocess.run(
+        as_service_user(
+            [
+                str(postgres_bindir() / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(root / "postgres.log"),
+                "-w",
+                "-t",
+                "120",
+                "-o",
+                f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={sockets}",
+                "start",
+            ]
+        ),
+        check=False,
+        capture_output=True,
+        cwd=root,
+    )
 
 
 def _stop_scratch(root: Path) -> None:
     """Stop the scratch instance (immediately: it is thrown away) and delete it."""
     if (root / "data" / "postmaster.pid").exists():
-        subprocess.run(as_service_user([str(postgres_bindir() / "pg_ctl"), "-D", str(root / "data"), "-m",
-                                        "immediate", "-w", "stop"]), check=False, capture_output=True, cwd="/")
+        subprocess.run(
+            as_service_user(
+                [str(postgres_bindir() / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "-w", "stop"]
+            ),
+            check=False,
+            capture_output=True,
+            cwd="/",
+        )
     shutil.rmtree(root, ignore_errors=True)

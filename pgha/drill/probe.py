@@ -101,12 +101,14 @@ class ProbeReport:
 class WriteProbe:
     """Commit one row every ``interval`` seconds in a background thread, reconnecting to the writer."""
 
-    def __init__(self, settings: ConnectionSettings, interval: float = 0.05, table: str = PROBE_TABLE,
-                 timeout: int = 3):
+    def __init__(
+        self, settings: ConnectionSettings, interval: float = 0.05, table: str = PROBE_TABLE, timeout: int = 3
+    ):
         self.table = _checked(table)
         # every statement bounded by ``timeout`` too: a write hung on a frozen server is an outage, not a wait
-        self.settings = replace(settings, connect_timeout=timeout, read_timeout=timeout,
-                                application_name="pgha-write-probe")
+        self.settings = replace(
+            settings, connect_timeout=timeout, read_timeout=timeout, application_name="pgha-write-probe"
+        )
         self.interval = interval
         self.report = ProbeReport()
         self._stop = threading.Event()
@@ -160,8 +162,11 @@ class WriteProbe:
             try:
                 if conn is None:
                     conn = connect(self.settings, writable=True)
-                rows = conn.run(f"INSERT INTO {self.table} (id) VALUES (:id) "  # noqa: S608 - checked name
-                                "RETURNING host(inet_server_addr())", id=next_id)
+                rows = conn.run(
+                    f"INSERT INTO {self.table} (id) VALUES (:id) "  # noqa: S608 - checked name
+                    "RETURNING host(inet_server_addr())",
+                    id=next_id,
+                )
                 self.report.commits.append(Commit(next_id, time.time(), rows[0][0] or "local"))
                 self.report.failing_since = None
             except (ConnectError, pg8000.native.InterfaceError, pg8000.native.DatabaseError, OSError) as err:

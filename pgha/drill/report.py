@@ -38,8 +38,10 @@ def _round_json(rnd: Round) -> dict[str, Any]:
         "rpo_source": rnd.rpo_source,
         "acknowledged_commits": len(rnd.commits),
         "lost_commits": rnd.lost,
-        "events": [{"at": _iso(e.at), "t_s": rel(e.at), "name": e.name, "detail": e.detail}
-                   for e in sorted(rnd.events, key=lambda e: e.at)],
+        "events": [
+            {"at": _iso(e.at), "t_s": rel(e.at), "name": e.name, "detail": e.detail}
+            for e in sorted(rnd.events, key=lambda e: e.at)
+        ],
         "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in rnd.checks],
         "passed_checks": rnd.passed_checks,
         "error": rnd.error,
@@ -57,8 +59,11 @@ def report_json(result: DrillResult) -> dict[str, Any]:
         "started_at": _iso(result.started),
         "finished_at": _iso(result.finished),
         "settings": result.settings,
-        "targets": {"max_rto_s": result.targets.max_rto_s, "max_rpo_s": result.targets.max_rpo_s,
-                    "max_lost_commits": result.targets.max_lost},
+        "targets": {
+            "max_rto_s": result.targets.max_rto_s,
+            "max_rpo_s": result.targets.max_rpo_s,
+            "max_lost_commits": result.targets.max_lost,
+        },
         "verdict": {"passed": passed, "reasons": reasons},
         # restored: everything put back; False also when the drill left a change on purpose (left_changed)
         "restored": not result.unrestored and not result.left_changed,
@@ -95,13 +100,20 @@ def report_markdown(result: DrillResult, png_name: str | None = None) -> str:
     lines += ["", "| round | RTO | RPO | lost commits | acknowledged | checks |", "|---|---|---|---|---|---|"]
     for rnd in result.rounds:
         ok = sum(c.ok for c in rnd.checks)
-        lines.append(f"| {rnd.number} | {rto_text(rnd)} | {_fmt(rnd.rpo_s)} | {len(rnd.lost)} | "
-                     f"{len(rnd.commits)} | {ok}/{len(rnd.checks)}{' (aborted)' if rnd.error else ''} |")
+        lines.append(
+            f"| {rnd.number} | {rto_text(rnd)} | {_fmt(rnd.rpo_s)} | {len(rnd.lost)} | "
+            f"{len(rnd.commits)} | {ok}/{len(rnd.checks)}{' (aborted)' if rnd.error else ''} |"
+        )
     if png_name:
         lines += ["", f"![timeline]({png_name})"]
     for rnd, rj in zip(result.rounds, data["rounds"], strict=True):
-        lines += ["", f"## Round {rnd.number}", "", f"- RTO: {rto_text(rnd)} ({rnd.rto_source})",
-                  f"- RPO: {_fmt(rnd.rpo_s)} ({rnd.rpo_source})"]
+        lines += [
+            "",
+            f"## Round {rnd.number}",
+            "",
+            f"- RTO: {rto_text(rnd)} ({rnd.rto_source})",
+            f"- RPO: {_fmt(rnd.rpo_s)} ({rnd.rpo_source})",
+        ]
         if rnd.lost:
             lines.append(f"- lost commits: {', '.join(map(str, rnd.lost[:50]))}{' ...' if len(rnd.lost) > 50 else ''}")
         lines += [f"- {key}: {value}" for key, value in rnd.facts.items()]
@@ -144,21 +156,38 @@ def render_png(result: DrillResult, path: Path) -> None:
         xs = [i * BUCKET_S for i in range(len(buckets))]
         ax.bar(xs, buckets, width=BUCKET_S, align="edge", color="#2b7bba", label="commits per 100 ms")
         if rnd.rto_window:
-            ax.axvspan(rnd.rto_window[0] - rnd.started, rnd.rto_window[1] - rnd.started, color="#d62728", alpha=0.15,
-                       label=f"RTO window ({rto_text(rnd)})")
+            ax.axvspan(
+                rnd.rto_window[0] - rnd.started,
+                rnd.rto_window[1] - rnd.started,
+                color="#d62728",
+                alpha=0.15,
+                label=f"RTO window ({rto_text(rnd)})",
+            )
         top = max([*buckets, 1]) * 1.05
         events = sorted(rnd.events, key=lambda e: e.at)
         for n, event in enumerate(events):
             x = event.at - rnd.started
             ax.axvline(x, color="#444444", linestyle="--", linewidth=0.8)
-            ax.text(x, top * (0.95 - 0.09 * (n % 6)), f" {event.name}", fontsize=7, rotation=0, va="top",
-                    ha="left", color="#222222", bbox={"facecolor": "white", "alpha": 0.7, "linewidth": 0, "pad": 1})
+            ax.text(
+                x,
+                top * (0.95 - 0.09 * (n % 6)),
+                f" {event.name}",
+                fontsize=7,
+                rotation=0,
+                va="top",
+                ha="left",
+                color="#222222",
+                bbox={"facecolor": "white", "alpha": 0.7, "linewidth": 0, "pad": 1},
+            )
         ax.set_xlim(0, span)
         ax.set_ylim(0, top)
         ax.set_xlabel("seconds since the round started")
         ax.set_ylabel("commits / 100 ms")
-        ax.set_title(f"{result.target} {result.scenario}, round {rnd.number}: RTO {rto_text(rnd)}, "
-                     f"RPO {_fmt(rnd.rpo_s)}, {len(rnd.lost)} lost", fontsize=10)
+        ax.set_title(
+            f"{result.target} {result.scenario}, round {rnd.number}: RTO {rto_text(rnd)}, "
+            f"RPO {_fmt(rnd.rpo_s)}, {len(rnd.lost)} lost",
+            fontsize=10,
+        )
         ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -200,8 +229,12 @@ def write_report(result: DrillResult, directory: Path) -> dict[str, Path]:
     return paths
 
 
-def render_comparison_png(panels: list[tuple[str, dict[str, list[float]]]], path: Path,
-                          unit: str = "seconds", targets: dict[str, float] | None = None) -> None:
+def render_comparison_png(
+    panels: list[tuple[str, dict[str, list[float]]]],
+    path: Path,
+    unit: str = "seconds",
+    targets: dict[str, float] | None = None,
+) -> None:
     """Side-by-side comparison: one panel per figure (title, side -> values), every round as a dot, the p50
     as a bar and the p95 as a tick, so the spread between rounds shows next to the central value;
     ``targets`` (panel title -> limit) draws a dashed target line."""
@@ -213,8 +246,9 @@ def render_comparison_png(panels: list[tuple[str, dict[str, list[float]]]], path
     from pgha.drill.compare import percentile
 
     widths = [max(4.2, 1.4 * len(sides)) for _title, sides in panels] or [4.2]
-    fig, axes = plt.subplots(1, len(widths), figsize=(sum(widths), 4.2), squeeze=False,
-                             gridspec_kw={"width_ratios": widths})
+    fig, axes = plt.subplots(
+        1, len(widths), figsize=(sum(widths), 4.2), squeeze=False, gridspec_kw={"width_ratios": widths}
+    )
     colors = ["#2b7bba", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
     for ax, (title, sides) in zip(axes[0], panels or [("nothing measured", {})], strict=False):
         for index, values in enumerate(sides.values()):
@@ -231,8 +265,7 @@ def render_comparison_png(panels: list[tuple[str, dict[str, list[float]]]], path
         ax.set_xticks(range(len(sides)), [f"{side}\n(n={len(v)})" for side, v in sides.items()], fontsize=8)
         if targets and title in targets:
             ax.axhline(targets[title], color="#444444", linestyle="--", linewidth=1)
-            ax.text(len(sides) - 0.5, targets[title], f"target {targets[title]:g}", fontsize=7, ha="right",
-                    va="bottom")
+            ax.text(len(sides) - 0.5, targets[title], f"target {targets[title]:g}", fontsize=7, ha="right", va="bottom")
         ax.set_title(title, fontsize=10)
         ax.set_ylabel(unit)
         ax.set_ylim(bottom=0)

@@ -26,20 +26,25 @@ class ConfigChange:
         return f"pulumi config set --stack {stack} {self.key} {self.value}"
 
 
-def announce_change(change: ConfigChange, stack: str, stack_file: Path, *, update: bool,
-                    say: Callable[[str], None]) -> str:
+def announce_change(
+    change: ConfigChange, stack: str, stack_file: Path, *, update: bool, say: Callable[[str], None]
+) -> str:
     """Tell the operator the config change a promotion calls for, the Pulumi CLI command for it and why the next
     ``pulumi up`` needs ``--refresh``; with ``update``, write it into ``stack_file`` (else say how to).
     Returns the change as the drill's report records it."""
     say(f"stack config: {change.key}: {change.value} - {change.reason}")
     say(f"  with the Pulumi CLI: {change.pulumi_command(stack)}")
-    say(f"  then pulumi up --refresh --stack {stack}: the refresh first reads the promoted instance (no "
+    say(
+        f"  then pulumi up --refresh --stack {stack}: the refresh first reads the promoted instance (no "
         "source any more); a plain pulumi up would ask the provider to promote it again, which can fail on "
-        "an instance already promoted")
+        "an instance already promoted"
+    )
     if update:
         old = set_stack_value(stack_file, change.key, change.value)
-        say(f"  updated {stack_file}: {change.key}: {change.value} (was {old or 'unset'}); "
-            f"see it with pgha plan --stack {stack}, then pulumi up --refresh --stack {stack}")
+        say(
+            f"  updated {stack_file}: {change.key}: {change.value} (was {old or 'unset'}); "
+            f"see it with pgha plan --stack {stack}, then pulumi up --refresh --stack {stack}"
+        )
     else:
         say("  or run this drill with --update-config to write it into " + str(stack_file))
     return f"{change.key}: {change.value} ({change.pulumi_command(stack)})"
@@ -71,11 +76,10 @@ def set_stack_value(path: Path, key: str, value: str) -> str | None:
             path.write_text("".join(lines))
             return old
     content = [i for i in range(start + 1, end) if lines[i].strip() and not lines[i].lstrip().startswith("#")]
-    indent = lines[content[0]][:len(lines[content[0]]) - len(lines[content[0]].lstrip())] if content else "  "
+    indent = lines[content[0]][: len(lines[content[0]]) - len(lines[content[0]].lstrip())] if content else "  "
     last = content[-1] if content else start
     if not lines[last].endswith("\n"):
         lines[last] += "\n"
     lines.insert(last + 1, f"{indent}{key}: {value}\n")
     path.write_text("".join(lines))
     return None
-

@@ -58,8 +58,14 @@ def main(argv: list[str]) -> None:
 
     host, port, cert, key = argv
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    run_simple(host, int(port), sized(DomainDispatcherApplication(create_backend_app)), threaded=True,
-               ssl_context=(cert, key), request_handler=CleanClose)
+    run_simple(
+        host,
+        int(port),
+        sized(DomainDispatcherApplication(create_backend_app)),
+        threaded=True,
+        ssl_context=(cert, key),
+        request_handler=CleanClose,
+    )
 
 
 if __name__ == "__main__":

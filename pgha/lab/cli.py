@@ -45,8 +45,10 @@ def _print_status(status: LabStatus) -> None:
 def lab_up(
     ttl: Annotated[int | None, typer.Option("--ttl", help="Leader key TTL (s); default: the lab's (20).")] = None,
     loop_wait: Annotated[int | None, typer.Option("--loop-wait", help="Seconds between HA loops (lab: 2).")] = None,
-    retry_timeout: Annotated[int | None, typer.Option(
-        "--retry-timeout", help="Seconds to retry etcd and PostgreSQL before demoting (lab: 5).")] = None,
+    retry_timeout: Annotated[
+        int | None,
+        typer.Option("--retry-timeout", help="Seconds to retry etcd and PostgreSQL before demoting (lab: 5)."),
+    ] = None,
 ) -> None:
     """Start the lab (or whatever part of it is not running) and apply the schema.
 

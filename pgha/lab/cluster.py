@@ -92,8 +92,10 @@ def lab_addresses() -> tuple[str, ...]:
     if not raw:
         return NODE_ADDRESSES
     addresses = tuple(a.strip() for a in raw.split(","))
-    if len(addresses) != 3 or len(set(addresses)) != 3 or not all(
-        a.startswith("127.") and a.count(".") == 3 and a not in ("127.0.0.1",) for a in addresses
+    if (
+        len(addresses) != 3
+        or len(set(addresses)) != 3
+        or not all(a.startswith("127.") and a.count(".") == 3 and a not in ("127.0.0.1",) for a in addresses)
     ):
         raise PrerequisiteError(
             f"PGHA_LAB_ADDRESSES = {raw!r}: expected three distinct loopback addresses other than 127.0.0.1, "
@@ -143,13 +145,20 @@ class LabError(RuntimeError):
 
 def _only_child(proc: subprocess.Popen[bytes] | subprocess.Popen[str], log: Path, timeout: float = 10.0) -> int:
     """The pid of the one process tini (``proc``) starts, once it has forked it."""
+
     def tini_running() -> None:
         if proc.poll() is not None:
             raise LabError(f"tini exited with {proc.returncode} before starting its command; see {log}")
 
     try:
-        return wait_until("tini's command", lambda: psutil.Process(proc.pid).children(), timeout, 0.01,
-                          ignore=(psutil.Error,), check=tini_running)[0].pid
+        return wait_until(
+            "tini's command",
+            lambda: psutil.Process(proc.pid).children(),
+            timeout,
+            0.01,
+            ignore=(psutil.Error,),
+            check=tini_running,
+        )[0].pid
     except WaitTimeout:
         raise LabError(f"tini started nothing within {timeout:.0f} s; see {log}") from None
 
@@ -157,8 +166,9 @@ def _only_child(proc: subprocess.Popen[bytes] | subprocess.Popen[str], log: Path
 class Lab:
     """A 3-node lab rooted at ``root``."""
 
-    def __init__(self, root: Path | None = None, report: Callable[[str], None] = print,
-                 addresses: tuple[str, ...] | None = None):
+    def __init__(
+        self, root: Path | None = None, report: Callable[[str], None] = print, addresses: tuple[str, ...] | None = None
+    ):
         self.root = root or default_lab_dir()
         self._timing: PatroniTiming | None = None
         self.addresses = addresses or lab_addresses()
@@ -179,12 +189,22 @@ class Lab:
         specs = []
         for index, address in enumerate(self.addresses, 1):
             base = self.node_dir(f"node{index}")
-            specs.append(NodeSpec(
-                name=f"node{index}", address=address, data_dir=str(base / "pgdata"), bin_dir=bin_dir,
-                etcd_data_dir=str(base / "etcd"), socket_dir=str(base / "run"), pgpass=str(base / "pgpass"),
-                ssl_cert_file=str(base / "tls" / "node.crt"), ssl_key_file=str(base / "tls" / "node.key"),
-                ca_file=str(base / "tls" / "ca.crt"), config_dir=str(base), pgbackrest_dir=str(base / "pgbackrest"),
-            ))
+            specs.append(
+                NodeSpec(
+                    name=f"node{index}",
+                    address=address,
+                    data_dir=str(base / "pgdata"),
+                    bin_dir=bin_dir,
+                    etcd_data_dir=str(base / "etcd"),
+                    socket_dir=str(base / "run"),
+                    pgpass=str(base / "pgpass"),
+                    ssl_cert_file=str(base / "tls" / "node.crt"),
+                    ssl_key_file=str(base / "tls" / "node.key"),
+                    ca_file=str(base / "tls" / "ca.crt"),
+                    config_dir=str(base),
+                    pgbackrest_dir=str(base / "pgbackrest"),
+                )
+            )
         return specs
 
     def cluster(self, bindir: Path | None = None) -> ClusterSpec:
@@ -203,8 +223,14 @@ class Lab:
             database=DATABASE,
             # WAL and backups go to an S3 bucket on the lab's moto server, as on EC2 to the real one
             backup=BackupRepo(
-                bucket=BACKUP_BUCKET, region=AWS_REGION, endpoint="127.0.0.1", port=self._moto_port() or 443,
-                ca_file=str(self.aws_dir / "ca.crt"), uri_style="path", key_type="shared", path=f"/{CLUSTER_NAME}",
+                bucket=BACKUP_BUCKET,
+                region=AWS_REGION,
+                endpoint="127.0.0.1",
+                port=self._moto_port() or 443,
+                ca_file=str(self.aws_dir / "ca.crt"),
+                uri_style="path",
+                key_type="shared",
+                path=f"/{CLUSTER_NAME}",
                 retention_full_days=2,
             ),
         )
@@ -234,9 +260,11 @@ class Lab:
     def patroni(self, hosts: Sequence[str] | None = None, auth: bool = False) -> PatroniApi:
         """The members' Patroni REST APIs (``hosts``, by default every member's) over the lab's TLS; with
         ``auth``, the REST API password for unsafe calls (switchover, PATCH /config)."""
-        return PatroniApi([f"https://{host}:{self.ports.restapi}" for host in hosts or self.addresses],
-                          context=self.tls_context(),
-                          auth=(self.users.restapi, self.secrets().restapi) if auth else None)
+        return PatroniApi(
+            [f"https://{host}:{self.ports.restapi}" for host in hosts or self.addresses],
+            context=self.tls_context(),
+            auth=(self.users.restapi, self.secrets().restapi) if auth else None,
+        )
 
     def rest(self, path: str, address: str | None = None) -> Any:
         """GET ``path`` from Patroni's REST API on ``address``, else on the first member that answers."""
@@ -272,7 +300,8 @@ class Lab:
         return apply_dynamic_config(
             [f"https://{address}:{self.ports.restapi}" for address in self.addresses],
             dynamic_config(self.cluster()) if wanted is None else wanted,
-            auth=(self.users.restapi, self.secrets().restapi), context=self.tls_context(),
+            auth=(self.users.restapi, self.secrets().restapi),
+            context=self.tls_context(),
         )
 
     # --- secrets --------------------------------------------------------------------------
@@ -316,8 +345,15 @@ class Lab:
             alive = False
         return pid if alive else None
 
-    def _start(self, node: str, process: str, command: list[str], env: dict[str, str] | None = None,
-               service_user: bool = True, reaper: bool = False) -> None:
+    def _start(
+        self,
+        node: str,
+        process: str,
+        command: list[str],
+        env: dict[str, str] | None = None,
+        service_user: bool = True,
+        reaper: bool = False,
+    ) -> None:
         """Start ``command`` detached and record its pid in ``<process>.pid``.
 
         ``reaper`` runs it under tini as a child subreaper, for Patroni: it starts the postmaster the way
@@ -331,13 +367,19 @@ class Lab:
             command = [shutil.which("tini") or "tini", "-s", "--", *command]
         log = open(directory / f"{process}.log", "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=directory,
-            env={**_BASE_ENV, "HOME": str(directory), **(env or {})}, start_new_session=True,
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=directory,
+            env={**_BASE_ENV, "HOME": str(directory), **(env or {})},
+            start_new_session=True,
             **(_as_service_user() if service_user else {}),
         )
         log.close()
-        (directory / f"{process}.pid").write_text(str(_only_child(proc, directory / f"{process}.log")
-                                                      if reaper else proc.pid))
+        (directory / f"{process}.pid").write_text(
+            str(_only_child(proc, directory / f"{process}.log") if reaper else proc.pid)
+        )
 
     # --- TLS and AWS (moto) -------------------------------------------------------------------
 
@@ -365,14 +407,18 @@ class Lab:
             if stored.get("addresses") == list(self.addresses):
                 return stored["issued"]
         ca = new_ca(CLUSTER_NAME)
-        issued = {"ca": ca, "client": issue(ca, "pgha-lab-admin"), "moto": issue(ca, "moto", ("127.0.0.1",),
-                                                                                  ("localhost",))}
+        issued = {
+            "ca": ca,
+            "client": issue(ca, "pgha-lab-admin"),
+            "moto": issue(ca, "moto", ("127.0.0.1",), ("localhost",)),
+        }
         for index, address in enumerate(self.addresses, 1):
             # loopback connections leave from 127.0.0.1 whatever address they go to, and etcd checks a
             # peer's certificate against the address it connects from
             issued[f"node{index}"] = issue(ca, f"node{index}", (address, "127.0.0.1"))
-        material = {name: {"cert": item.cert, "key": item.key} for name, item in issued.items()
-                    if isinstance(item, Issued)}
+        material = {
+            name: {"cert": item.cert, "key": item.key} for name, item in issued.items() if isinstance(item, Issued)
+        }
         self.root.mkdir(parents=True, exist_ok=True)
         self.tls_file.touch(mode=0o600)
         self.tls_file.write_text(json.dumps({"addresses": list(self.addresses), "issued": material}))
@@ -425,9 +471,21 @@ class Lab:
         (self.aws_dir / "port").write_text(str(port))
         self.report(f"starting moto (Secrets Manager, S3) on 127.0.0.1:{port}")
         # as the invoking user (it reads this project's code); it stands in for AWS, not for a node
-        self._start("aws", "moto", [sys.executable, "-m", "pgha.lab.aws_server", "127.0.0.1", str(port),
-                                    str(self.aws_dir / "moto.crt"), str(self.aws_dir / "moto.key")],
-                    {"PYTHONPATH": str(PROJECT_DIR)}, service_user=False)
+        self._start(
+            "aws",
+            "moto",
+            [
+                sys.executable,
+                "-m",
+                "pgha.lab.aws_server",
+                "127.0.0.1",
+                str(port),
+                str(self.aws_dir / "moto.crt"),
+                str(self.aws_dir / "moto.key"),
+            ],
+            {"PYTHONPATH": str(PROJECT_DIR)},
+            service_user=False,
+        )
         self._wait("moto", self._moto_ready, timeout, ())
         if not self._pid("aws", "moto"):
             raise LabError(f"moto exited; see {self.aws_dir}/moto.log")
@@ -443,22 +501,35 @@ class Lab:
     def _boto3(self, service: str) -> Any:
         import boto3
 
-        return boto3.client(service, region_name=AWS_REGION, endpoint_url=self.aws_endpoint,
-                            verify=str(self.aws_dir / "ca.crt"), aws_access_key_id=_AWS_ENV["AWS_ACCESS_KEY_ID"],
-                            aws_secret_access_key=_AWS_ENV["AWS_SECRET_ACCESS_KEY"])
+        return boto3.client(
+            service,
+            region_name=AWS_REGION,
+            endpoint_url=self.aws_endpoint,
+            verify=str(self.aws_dir / "ca.crt"),
+            aws_access_key_id=_AWS_ENV["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=_AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+        )
 
     def _seed_aws(self) -> dict[str, str]:
         """Put the lab's secrets and bucket into moto (in-memory: done on every start); return name -> ARN."""
         client = self._boto3("secretsmanager")
         material = self.tls_material()
-        values = {f"{CLUSTER_NAME}/credentials": json.dumps({
-            "username": self.users.superuser,
-            **{getattr(SECRET_JSON_KEYS, field): value for field, value in asdict(self.secrets()).items()},
-        })}
+        values = {
+            f"{CLUSTER_NAME}/credentials": json.dumps(
+                {
+                    "username": self.users.superuser,
+                    **{getattr(SECRET_JSON_KEYS, field): value for field, value in asdict(self.secrets()).items()},
+                }
+            )
+        }
         for index in range(1, len(self.addresses) + 1):
-            values[f"{CLUSTER_NAME}/node{index}/tls"] = json.dumps({
-                "ca": material["ca"]["cert"], "cert": material[f"node{index}"]["cert"],
-                "key": material[f"node{index}"]["key"]})
+            values[f"{CLUSTER_NAME}/node{index}/tls"] = json.dumps(
+                {
+                    "ca": material["ca"]["cert"],
+                    "cert": material[f"node{index}"]["cert"],
+                    "key": material[f"node{index}"]["key"],
+                }
+            )
         arns = {}
         for name, value in values.items():
             try:
@@ -475,10 +546,17 @@ class Lab:
     def node_config(self, cluster: ClusterSpec, node: NodeSpec, arns: dict[str, str]) -> NodeConfig:
         """The node file the lab hands to `pgha node bootstrap`, as cloud-init does on EC2."""
         return NodeConfig(
-            cluster=cluster, node=node, service_manager="external", service_user=SERVICE_USER,
-            aws=AwsAccess(region=AWS_REGION, secret_arn=arns[f"{CLUSTER_NAME}/credentials"],
-                          tls_secret_arn=arns[f"{CLUSTER_NAME}/{node.name}/tls"], endpoint_url=self.aws_endpoint,
-                          ca_bundle=str(self.aws_dir / "ca.crt")),
+            cluster=cluster,
+            node=node,
+            service_manager="external",
+            service_user=SERVICE_USER,
+            aws=AwsAccess(
+                region=AWS_REGION,
+                secret_arn=arns[f"{CLUSTER_NAME}/credentials"],
+                tls_secret_arn=arns[f"{CLUSTER_NAME}/{node.name}/tls"],
+                endpoint_url=self.aws_endpoint,
+                ca_bundle=str(self.aws_dir / "ca.crt"),
+            ),
         )
 
     def _bootstrap(self, cluster: ClusterSpec, arns: dict[str, str]) -> None:
@@ -490,7 +568,11 @@ class Lab:
             path.write_text(self.node_config(cluster, node, arns).to_json())
             result = subprocess.run(
                 [sys.executable, "-m", "pgha", "node", "bootstrap", "--config", str(path)],
-                cwd=PROJECT_DIR, capture_output=True, text=True, check=False, timeout=120,
+                cwd=PROJECT_DIR,
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=120,
                 env={**os.environ, **self.aws_environment()},
             )
             if result.returncode != 0:
@@ -518,8 +600,9 @@ class Lab:
         if not shutil.which("pgbackrest"):
             raise PrerequisiteError("pgbackrest not found (WAL archive and backups): apt-get install pgbackrest")
         if not shutil.which("tini"):
-            raise PrerequisiteError("tini not found (reaps the postmaster Patroni leaves to init): "
-                                    "apt-get install tini")
+            raise PrerequisiteError(
+                "tini not found (reaps the postmaster Patroni leaves to init): apt-get install tini"
+            )
         try:
             import cryptography  # noqa: F401 - the lab CA
             import flask  # noqa: F401 - moto's server mode
@@ -591,16 +674,23 @@ class Lab:
         for node in cluster.nodes:
             if not state[node.name]["etcd"]:
                 self.report(f"starting etcd on {node.address}")
-                self._start(node.name, "etcd", [shutil.which("etcd") or "etcd", "--config-file",
-                                                str(self.node_dir(node.name) / "etcd.yml")])
+                self._start(
+                    node.name,
+                    "etcd",
+                    [shutil.which("etcd") or "etcd", "--config-file", str(self.node_dir(node.name) / "etcd.yml")],
+                )
         self._wait("etcd cluster healthy", self._etcd_healthy, timeout, ("etcd",))
         self._validate(cluster, python)
         for node in cluster.nodes:
             if not state[node.name]["patroni"]:
                 self.report(f"starting Patroni + PostgreSQL on {node.address}")
-                self._start(node.name, "patroni", [python, "-m", "patroni",
-                                                   str(self.node_dir(node.name) / "patroni.yml")],
-                            self._node_environment(node.name), reaper=True)
+                self._start(
+                    node.name,
+                    "patroni",
+                    [python, "-m", "patroni", str(self.node_dir(node.name) / "patroni.yml")],
+                    self._node_environment(node.name),
+                    reaper=True,
+                )
         self._wait_for_cluster(timeout)
         # post_bootstrap creates the stanza on a new cluster; a restarted moto starts with an empty bucket
         self._stanza_create(self.leader().name)
@@ -620,7 +710,10 @@ class Lab:
             path = self.node_dir(node.name) / "patroni.yml"
             result = subprocess.run(
                 [python, "-m", "patroni", "--validate-config", "--ignore-listen-port", str(path)],
-                capture_output=True, text=True, check=False, env={**_BASE_ENV, **self._node_environment(node.name)},
+                capture_output=True,
+                text=True,
+                check=False,
+                env={**_BASE_ENV, **self._node_environment(node.name)},
                 **_as_service_user(),
             )
             if result.returncode != 0:
@@ -629,8 +722,13 @@ class Lab:
     def _wait_for_cluster(self, timeout: float) -> None:
         """Wait for a healthy cluster (a running leader, a synchronous standby and a streaming replica);
         LabError naming what there is instead when none forms within ``timeout``."""
-        self._wait("a leader, a synchronous standby and a replica", self._cluster_formed, timeout,
-                   ("etcd", "patroni"), self._cluster_state)
+        self._wait(
+            "a leader, a synchronous standby and a replica",
+            self._cluster_formed,
+            timeout,
+            ("etcd", "patroni"),
+            self._cluster_state,
+        )
 
     def _cluster_state(self) -> str:
         """What Patroni reports now, for an error: each member's role and state, or that none answers."""
@@ -639,8 +737,14 @@ class Lab:
             return "no member answers Patroni's REST API"
         return "members: " + ", ".join(f"{m.name} {m.role}, {m.state}" for m in members)
 
-    def _wait(self, what: str, ready: Callable[[], bool], timeout: float, processes: tuple[str, ...],
-              state: Callable[[], str] | None = None) -> None:
+    def _wait(
+        self,
+        what: str,
+        ready: Callable[[], bool],
+        timeout: float,
+        processes: tuple[str, ...],
+        state: Callable[[], str] | None = None,
+    ) -> None:
         """:func:`pgha.wait.wait_until`, stopping early when one of ``processes`` exited; LabError pointing at
         the logs on a timeout."""
         self.report(f"waiting for {what}...")
@@ -664,8 +768,7 @@ class Lab:
         try:
             context = self.tls_context()
             return all(
-                str(call_json(f"https://{a}:{self.ports.etcd_client}/health", context=context).get("health"))
-                == "true"
+                str(call_json(f"https://{a}:{self.ports.etcd_client}/health", context=context).get("health")) == "true"
                 for a in self.addresses
             )
         except (OSError, ValueError, AttributeError):
@@ -691,8 +794,9 @@ class Lab:
         if health_problems(members, len(self.addresses)):
             return False
         try:
-            return all(self.rest("/patroni", member.host).get("state") in ("running", "streaming")
-                       for member in members)
+            return all(
+                self.rest("/patroni", member.host).get("state") in ("running", "streaming") for member in members
+            )
         except (LabError, AttributeError):
             return False
 
@@ -725,8 +829,11 @@ class Lab:
         from pgha.connect import ConnectionSettings
 
         return ConnectionSettings(
-            hosts=tuple((a, self.ports.postgres) for a in self.addresses), database=database,
-            user=self.users.superuser, password=self.secrets().superuser, sslmode="require",
+            hosts=tuple((a, self.ports.postgres) for a in self.addresses),
+            database=database,
+            user=self.users.superuser,
+            password=self.secrets().superuser,
+            sslmode="require",
             application_name="pgha-lab",
         )
 
@@ -746,8 +853,13 @@ class Lab:
     def status(self) -> LabStatus:
         """Members and DSNs, as `pgha lab status --json` prints them."""
         members = self.members()
-        status = LabStatus(lab_dir=str(self.root), members=[asdict(m) for m in members],
-                           dsns=self.dsns(), processes=self.running(), timing=asdict(self.timing))
+        status = LabStatus(
+            lab_dir=str(self.root),
+            members=[asdict(m) for m in members],
+            dsns=self.dsns(),
+            processes=self.running(),
+            timing=asdict(self.timing),
+        )
         if members:
             status["health_problems"] = health_problems(members, len(self.addresses))
             with contextlib.suppress(LabError, OSError, ValueError):
@@ -772,10 +884,15 @@ class Lab:
             api.switchover(f"https://{leader.host}:{self.ports.restapi}", leader.name, candidate)
         except urllib.error.HTTPError as err:
             reason = err.read().decode(errors="replace").strip() or err.reason
-            raise LabError(f"Patroni refused the switchover{f' to {candidate}' if candidate else ''} "
-                           f"(HTTP {err.code}): {reason}") from None
-        self._wait(f"a leader other than {leader.name}", lambda: self._leads_instead_of(leader.name), timeout,
-                   ("etcd", "patroni"))
+            raise LabError(
+                f"Patroni refused the switchover{f' to {candidate}' if candidate else ''} (HTTP {err.code}): {reason}"
+            ) from None
+        self._wait(
+            f"a leader other than {leader.name}",
+            lambda: self._leads_instead_of(leader.name),
+            timeout,
+            ("etcd", "patroni"),
+        )
         return self.leader().name
 
     def _leads_instead_of(self, old: str) -> bool:
@@ -825,14 +942,16 @@ class Lab:
         Returns the pids that had to be killed because they did not stop in time.
         """
         for process in ("patroni", "etcd", "moto"):
-            pids = ([pid for procs in self.running().values() if (pid := procs[process])] if process != "moto"
-                    else [pid for pid in [self._pid("aws", "moto")] if pid])
+            pids = (
+                [pid for procs in self.running().values() if (pid := procs[process])]
+                if process != "moto"
+                else [pid for pid in [self._pid("aws", "moto")] if pid]
+            )
             for pid in pids:
                 self.report(f"stopping {process} (pid {pid})")
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGTERM)
-            _gone, alive = psutil.wait_procs([psutil.Process(p) for p in pids if psutil.pid_exists(p)],
-                                             timeout=timeout)
+            _gone, alive = psutil.wait_procs([psutil.Process(p) for p in pids if psutil.pid_exists(p)], timeout=timeout)
             for proc in alive:
                 proc.kill()
         killed = self._sweep()
@@ -869,13 +988,19 @@ class Lab:
             raise LabError(f"no bootstrapped node under {self.root}: run `pgha lab up` first")
         patronictl = Path(sys.executable).parent / "patronictl"
         command = [str(patronictl)] if patronictl.exists() else [sys.executable, "-m", "patroni.ctl"]
-        return subprocess.run([*command, "-c", str(self.node_dir(node) / "patroni.yml"), *args], check=False,
-                              env={**os.environ, **self._node_environment(node)}).returncode
+        return subprocess.run(
+            [*command, "-c", str(self.node_dir(node) / "patroni.yml"), *args],
+            check=False,
+            env={**os.environ, **self._node_environment(node)},
+        ).returncode
 
     def _pgbackrest(self, node: str, *args: str) -> str:
         """Run pgBackRest with a node's configuration as the service user; its stdout, or LabError."""
-        return self._backup_tool(node, ["pgbackrest", f"--config={self.node_dir(node) / 'pgbackrest.conf'}",
-                                        f"--stanza={CLUSTER_NAME}", *args], f"pgbackrest {' '.join(args)}")
+        return self._backup_tool(
+            node,
+            ["pgbackrest", f"--config={self.node_dir(node) / 'pgbackrest.conf'}", f"--stanza={CLUSTER_NAME}", *args],
+            f"pgbackrest {' '.join(args)}",
+        )
 
     def _stanza_create(self, node: str) -> None:
         """Create (or check) the backup stanza with the node's own stanza-create.sh, as EC2's units do."""
@@ -883,10 +1008,21 @@ class Lab:
 
     def _backup_tool(self, node: str, command: list[str], what: str) -> str:
         """Run a pgBackRest command line as the service user with the node's repository keys."""
-        env = {**_BASE_ENV, "HOME": str(self.node_dir(node)),
-               **{k: v for k, v in self._node_environment(node).items() if k.startswith("PGBACKREST_")}}
-        result = subprocess.run(command, capture_output=True, text=True, check=False, env=env, timeout=600,
-                                cwd=self.node_dir(node), **_as_service_user())
+        env = {
+            **_BASE_ENV,
+            "HOME": str(self.node_dir(node)),
+            **{k: v for k, v in self._node_environment(node).items() if k.startswith("PGBACKREST_")},
+        }
+        result = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            check=False,
+            env=env,
+            timeout=600,
+            cwd=self.node_dir(node),
+            **_as_service_user(),
+        )
         if result.returncode != 0:
             raise LabError(f"{what} failed: {(result.stderr or result.stdout).strip()}")
         return result.stdout
@@ -1018,8 +1154,9 @@ class Lab:
     def restart_etcd(self, node: str, timeout: float = 60.0) -> None:
         """Start a killed etcd member again from its data and wait until the etcd cluster is healthy."""
         if not self._pid(node, "etcd"):
-            self._start(node, "etcd", [shutil.which("etcd") or "etcd", "--config-file",
-                                       str(self.node_dir(node) / "etcd.yml")])
+            self._start(
+                node, "etcd", [shutil.which("etcd") or "etcd", "--config-file", str(self.node_dir(node) / "etcd.yml")]
+            )
         self._wait("etcd cluster healthy", self._etcd_healthy, timeout, ())
 
     def etcd_healthy(self) -> bool:
@@ -1030,9 +1167,10 @@ class Lab:
         """The etcd cluster's members (ID, name, peerURLs, clientURLs) as the first member that answers lists them."""
         context = self.tls_context()
         try:
-            answer = first_answer([f"https://{address}:{self.ports.etcd_client}" for address in self.addresses],
-                                  lambda base: call_json(f"{base}/v3/cluster/member/list", method="POST", body={},
-                                                         context=context))
+            answer = first_answer(
+                [f"https://{address}:{self.ports.etcd_client}" for address in self.addresses],
+                lambda base: call_json(f"{base}/v3/cluster/member/list", method="POST", body={}, context=context),
+            )
         except NoMemberAnswered:
             raise LabError("no etcd member answers") from None
         return list(answer.get("members", []))
@@ -1056,8 +1194,9 @@ class Lab:
         node = next((m.name for m in self.members() if m.role == "leader"), "node1")
         info = json.loads(self._pgbackrest(node, "--output=json", "info"))
         if not any(b["timestamp"]["stop"] < target_time.timestamp() for b in info[0].get("backup", [])):
-            raise LabError(f"no base backup of the lab ended before {target_time.isoformat()}: "
-                           "take one first (pgha lab backup)")
+            raise LabError(
+                f"no base backup of the lab ended before {target_time.isoformat()}: take one first (pgha lab backup)"
+            )
         data_dir.mkdir(parents=True, exist_ok=True)
         data_dir.chmod(0o700)
         if running_as_root():
@@ -1067,9 +1206,17 @@ class Lab:
         self._pgbackrest(node, "check")
         # the copy fetches WAL with moto's (non-secret) test keys, which the lab's nodes get from their env
         keys = " ".join(f"{k}={v}" for k, v in self._node_environment(node).items() if k.startswith("PGBACKREST_"))
-        restore_command = (f"env {keys} pgbackrest --config={self.node_dir(node) / 'pgbackrest.conf'} "
-                           f"--stanza={CLUSTER_NAME} --pg1-path={data_dir} archive-get %f \"%p\"")
-        self._pgbackrest(node, f"--pg1-path={data_dir}", "--type=time",
-                         f"--recovery-option=restore_command={restore_command}",
-                         f"--target={target_time.isoformat(sep=' ')}", "--target-action=promote",
-                         "--archive-mode=off", "restore")
+        restore_command = (
+            f"env {keys} pgbackrest --config={self.node_dir(node) / 'pgbackrest.conf'} "
+            f'--stanza={CLUSTER_NAME} --pg1-path={data_dir} archive-get %f "%p"'
+        )
+        self._pgbackrest(
+            node,
+            f"--pg1-path={data_dir}",
+            "--type=time",
+            f"--recovery-option=restore_command={restore_command}",
+            f"--target={target_time.isoformat(sep=' ')}",
+            "--target-action=promote",
+            "--archive-mode=off",
+            "restore",
+        )

@@ -55,14 +55,24 @@ def status_view(status: LabStatus, python: str) -> list[Table | str]:
             # Patroni was killed: etcd keeps the member's key, and what it last reported, until the ttl runs out
             gone.append(m)
             state = "Patroni not running"
-        table.add_row(m["name"], m["host"], str(m["port"]), m["role"], state, str(m["timeline"] or ""),
-                      str(m["lag"] if m["lag"] is not None else ""))
+        table.add_row(
+            m["name"],
+            m["host"],
+            str(m["port"]),
+            m["role"],
+            state,
+            str(m["timeline"] or ""),
+            str(m["lag"] if m["lag"] is not None else ""),
+        )
     view: list[Table | str] = [table]
     if problems := status.get("health_problems"):
         view.append("not healthy: " + "; ".join(problems))
     ttl = status.get("timing_in_dcs", status["timing"]).get("ttl")
-    view += [f"{m['name']}: its Patroni is not running; etcd keeps its last report ({m['role']}, {m['state']}) "
-             f"until its key expires (ttl {ttl} s)" for m in gone]
+    view += [
+        f"{m['name']}: its Patroni is not running; etcd keeps its last report ({m['role']}, {m['state']}) "
+        f"until its key expires (ttl {ttl} s)"
+        for m in gone
+    ]
     dsns = status["dsns"]
     view += [f"writer DSN: {dsns['writer']}", f"reader DSN: {dsns['reader']}"]
     view += [f"{node} DSN:  {dsn}" for node, dsn in dsns["nodes"].items()]
@@ -73,9 +83,15 @@ def status_view(status: LabStatus, python: str) -> list[Table | str]:
 
 def _no_member_line(status: LabStatus, python: str) -> str:
     """Why no member shows: the processes that run though none answers, or that the lab is not running."""
-    running = sorted(f"{node}/{process}" for node, processes in status["processes"].items()
-                     for process, pid in processes.items() if pid)
+    running = sorted(
+        f"{node}/{process}"
+        for node, processes in status["processes"].items()
+        for process, pid in processes.items()
+        if pid
+    )
     if running:
-        return (f"no lab member answers Patroni's REST API, though these run: {', '.join(running)} "
-                f"(logs in {status['lab_dir']}/node*/)")
+        return (
+            f"no lab member answers Patroni's REST API, though these run: {', '.join(running)} "
+            f"(logs in {status['lab_dir']}/node*/)"
+        )
     return f"lab is not running ({status['lab_dir']}): start it with make up (or {python} -m pgha lab up)"

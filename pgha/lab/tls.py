@@ -33,8 +33,9 @@ def _key() -> ec.EllipticCurvePrivateKey:
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> str:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
 
 
 def new_ca(name: str) -> Issued:
@@ -43,13 +44,28 @@ def new_ca(name: str) -> Issued:
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} CA")])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + VALIDITY)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                     key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .sign(key, hashes.SHA256())
     )
     return Issued(cert.public_bytes(serialization.Encoding.PEM).decode(), _pem_key(key))
@@ -62,8 +78,10 @@ def issue(ca: Issued, common_name: str, addresses: tuple[str, ...] = (), dns_nam
     DNS names only, Python and libpq against IP addresses.
     """
     ca_cert = x509.load_pem_x509_certificate(ca.cert.encode())
-    ca_key = cast(ec.EllipticCurvePrivateKey,  # the lab's CA key is one _key() made
-                  serialization.load_pem_private_key(ca.key.encode(), password=None))
+    ca_key = cast(
+        ec.EllipticCurvePrivateKey,  # the lab's CA key is one _key() made
+        serialization.load_pem_private_key(ca.key.encode(), password=None),
+    )
     key = _key()
     names: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]
     names += [x509.DNSName(n) for n in (*dns_names, *addresses)]
@@ -71,11 +89,15 @@ def issue(ca: Issued, common_name: str, addresses: tuple[str, ...] = (), dns_nam
     builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-        .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + VALIDITY)
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + VALIDITY)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
-                       critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
     )
     if names:
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)

@@ -57,7 +57,9 @@ def _secrets_client(aws: AwsAccess) -> BaseClient:
     from botocore.config import Config
 
     return secrets_client(
-        aws.region, endpoint_url=aws.endpoint_url or None, verify=aws.ca_bundle or None,
+        aws.region,
+        endpoint_url=aws.endpoint_url or None,
+        verify=aws.ca_bundle or None,
         # a node often boots while its NAT or endpoint is still settling: retry before failing
         config=Config(retries={"mode": "standard", "max_attempts": 10}, connect_timeout=5, read_timeout=10),
     )
@@ -160,18 +162,31 @@ def etcd_start(config: NodeConfig) -> EtcdStart:
 def patronictl_yaml(config: NodeConfig, restapi_password: str) -> str:
     """A root-only patronictl configuration: where etcd is, the CA and the REST API credentials."""
     cluster, node = config.cluster, config.node
-    return yaml.safe_dump({
-        "scope": cluster.name,
-        "namespace": "/pgha/",
-        "etcd3": {"hosts": [f"{n.address}:{cluster.ports.etcd_client}" for n in cluster.nodes], "protocol": "https",
-                  "cacert": node.ca_file, "cert": node.ssl_cert_file, "key": node.ssl_key_file},
-        "ctl": {"cacert": node.ca_file, "certfile": node.ssl_cert_file, "keyfile": node.ssl_key_file,
-                "authentication": {"username": cluster.users.restapi, "password": restapi_password}},
-    }, sort_keys=False)
+    return yaml.safe_dump(
+        {
+            "scope": cluster.name,
+            "namespace": "/pgha/",
+            "etcd3": {
+                "hosts": [f"{n.address}:{cluster.ports.etcd_client}" for n in cluster.nodes],
+                "protocol": "https",
+                "cacert": node.ca_file,
+                "cert": node.ssl_cert_file,
+                "key": node.ssl_key_file,
+            },
+            "ctl": {
+                "cacert": node.ca_file,
+                "certfile": node.ssl_cert_file,
+                "keyfile": node.ssl_key_file,
+                "authentication": {"username": cluster.users.restapi, "password": restapi_password},
+            },
+        },
+        sort_keys=False,
+    )
 
 
-def write_node_files(config: NodeConfig, secrets: ClusterSecrets, tls: NodeTls,
-                     report: Callable[[str], None] = print) -> list[Path]:
+def write_node_files(
+    config: NodeConfig, secrets: ClusterSecrets, tls: NodeTls, report: Callable[[str], None] = print
+) -> list[Path]:
     """Render and write every file the node's services read; return the paths written."""
     cluster, node = config.cluster, config.node
     writer = _Writer(config.service_user)
@@ -260,7 +275,8 @@ def check_data_mount(config: NodeConfig) -> None:
     if mount and not os.path.ismount(mount):
         raise BootstrapError(
             f"{mount} is not a mount point: {config.node.name}'s data volume is not mounted, and its data "
-            "must not go to the root disk; nothing written (see pgha-mount-data in /var/log/cloud-init-output.log)")
+            "must not go to the root disk; nothing written (see pgha-mount-data in /var/log/cloud-init-output.log)"
+        )
 
 
 def bootstrap(config: NodeConfig, start: bool = True, report: Callable[[str], None] = print) -> list[Path]:

@@ -63,25 +63,38 @@ class NodeConfig:
     def data_paths(self) -> dict[str, str]:
         """The node's paths that hold data (PostgreSQL, etcd, pgBackRest, pgpass), by field name."""
         node = self.node
-        return {"data_dir": node.data_dir, "etcd_data_dir": node.etcd_data_dir,
-                "pgbackrest_dir": node.pgbackrest_dir, "pgpass": node.pgpass}
+        return {
+            "data_dir": node.data_dir,
+            "etcd_data_dir": node.etcd_data_dir,
+            "pgbackrest_dir": node.pgbackrest_dir,
+            "pgpass": node.pgpass,
+        }
 
     def to_json(self) -> str:
         """The node file's text."""
         cluster = asdict(self.cluster)
         cluster.pop("nodes")
-        return json.dumps({
-            "cluster": {**cluster, "preload_libraries": list(self.cluster.preload_libraries),
+        return (
+            json.dumps(
+                {
+                    "cluster": {
+                        **cluster,
+                        "preload_libraries": list(self.cluster.preload_libraries),
                         "member_cidrs": list(self.cluster.member_cidrs),
-                        "client_cidrs": list(self.cluster.client_cidrs)},
-            "peers": [{"name": n.name, "address": n.address} for n in self.cluster.nodes],
-            "node": asdict(self.node),
-            "aws": asdict(self.aws),
-            "service_manager": self.service_manager,
-            "service_user": self.service_user,
-            "patronictl_config": self.patronictl_config,
-            "data_mount": self.data_mount,
-        }, indent=2) + "\n"
+                        "client_cidrs": list(self.cluster.client_cidrs),
+                    },
+                    "peers": [{"name": n.name, "address": n.address} for n in self.cluster.nodes],
+                    "node": asdict(self.node),
+                    "aws": asdict(self.aws),
+                    "service_manager": self.service_manager,
+                    "service_user": self.service_user,
+                    "patronictl_config": self.patronictl_config,
+                    "data_mount": self.data_mount,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
 
 class _Peer(BaseModel):
@@ -116,8 +129,9 @@ def _file_model(name: str, cls: type, *, drop: tuple[str, ...] = (), **kinds: An
 #: The ``cluster`` object: a ClusterSpec whose members come from ``peers`` and ``node``.
 _ClusterFile = _file_model("ClusterFile", ClusterSpec, drop=("nodes",))
 #: The whole file: NodeConfig's fields, with the cluster as above and the members' names and addresses.
-_NodeFile = _file_model("NodeFile", NodeConfig, cluster=_ClusterFile,
-                        peers=(Annotated[list[_Peer], Field(min_length=1)], ...))
+_NodeFile = _file_model(
+    "NodeFile", NodeConfig, cluster=_ClusterFile, peers=(Annotated[list[_Peer], Field(min_length=1)], ...)
+)
 
 
 def _fields_of(kind: Any) -> dict[str, Any]:
@@ -164,17 +178,23 @@ def parse(text: str, source: str = "node config") -> NodeConfig:
     if node.name not in {p.name for p in data.peers}:
         raise NodeConfigError(f"{source}: node {node.name!r} is not among the peers")
     # every member uses the same layout; only names and addresses differ
-    members = tuple(node if p.name == node.name else replace(node, name=p.name, address=p.address)
-                    for p in data.peers)
-    cluster: dict[str, Any] = {key: tuple(value) if isinstance(value, list) else value
-                               for key, value in dict(data.cluster).items()}
+    members = tuple(node if p.name == node.name else replace(node, name=p.name, address=p.address) for p in data.peers)
+    cluster: dict[str, Any] = {
+        key: tuple(value) if isinstance(value, list) else value for key, value in dict(data.cluster).items()
+    }
     spec = ClusterSpec(**cluster, nodes=members)
     problems = spec.timing.problems()
     if problems:
         raise NodeConfigError(f"{source}: cluster.timing: {'; '.join(problems)}")
-    config = NodeConfig(cluster=spec, node=node, aws=data.aws, service_manager=data.service_manager,
-                        service_user=data.service_user, patronictl_config=data.patronictl_config,
-                        data_mount=data.data_mount)
+    config = NodeConfig(
+        cluster=spec,
+        node=node,
+        aws=data.aws,
+        service_manager=data.service_manager,
+        service_user=data.service_user,
+        patronictl_config=data.patronictl_config,
+        data_mount=data.data_mount,
+    )
     _check_data_mount(config, source)
     return config
 

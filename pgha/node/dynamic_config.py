@@ -51,8 +51,9 @@ def changed_keys(patch: dict[str, Any], prefix: str = "") -> list[str]:
     return names
 
 
-def apply_dynamic_config(urls: Sequence[str], wanted: dict[str, Any], auth: tuple[str, str],
-                         context: ssl.SSLContext, timeout: float = 10.0) -> dict[str, Any]:
+def apply_dynamic_config(
+    urls: Sequence[str], wanted: dict[str, Any], auth: tuple[str, str], context: ssl.SSLContext, timeout: float = 10.0
+) -> dict[str, Any]:
     """Make the cluster's dynamic config hold ``wanted``; return what was changed ({} when nothing was).
 
     ``urls`` are the members' REST APIs (``https://host:8008``); the first that answers is used, as any

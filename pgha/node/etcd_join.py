@@ -72,8 +72,9 @@ def configured_start(cluster: ClusterSpec, state: str) -> EtcdStart:
     return EtcdStart(state, tuple((n.name, etcd_peer_url(cluster, n)) for n in cluster.nodes))
 
 
-def plan_start(cluster: ClusterSpec, node: NodeSpec, has_data: bool, context: ssl.SSLContext,
-               call: Callable[..., Any] = call_json) -> EtcdStart:
+def plan_start(
+    cluster: ClusterSpec, node: NodeSpec, has_data: bool, context: ssl.SSLContext, call: Callable[..., Any] = call_json
+) -> EtcdStart:
     """How this node's etcd member starts (module docstring); may remove and add the member in the cluster.
 
     "new" only on a first formation (no peer runs, or none lists a started member); EtcdJoinError, with
@@ -88,21 +89,28 @@ def plan_start(cluster: ClusterSpec, node: NodeSpec, has_data: bool, context: ss
     listed = next((m for m in members if mine in m.get("peerURLs", [])), None)
     if not any(m.get("clientURLs") for m in members):
         if listed is None:
-            raise EtcdJoinError(f"etcd at {peer_url} is forming a cluster without {node.name} ({mine}): "
-                                "its members do not match this node's; nothing was changed")
+            raise EtcdJoinError(
+                f"etcd at {peer_url} is forming a cluster without {node.name} ({mine}): "
+                "its members do not match this node's; nothing was changed"
+            )
         return configured_start(cluster, "new")
     answer = _member_list(cluster, node, context, call)
     quorum = answer is not None and _has_quorum(answer[0], context, call)
     if listed is not None and not listed.get("clientURLs"):
         # it never started, so it lost nothing: into the running cluster as it stands, or, while that has no
         # quorum (etcd 3.4 refuses "existing" then), as one of the members that first formed it
-        return EtcdStart("existing", _initial_cluster(cluster, answer[1])) if answer and quorum \
+        return (
+            EtcdStart("existing", _initial_cluster(cluster, answer[1]))
+            if answer and quorum
             else configured_start(cluster, "new")
+        )
     why = "lost its data" if listed is not None else "is not a member yet"
     if answer is None or not quorum:
-        raise EtcdJoinError(f"no quorum: etcd member {node.name} {why}, the cluster has formed (as {peer_url} "
-                            f"records), and no member answers with quorum to change its membership: bring the "
-                            "other members back first; nothing was changed (docs/patroni.md)")
+        raise EtcdJoinError(
+            f"no quorum: etcd member {node.name} {why}, the cluster has formed (as {peer_url} "
+            f"records), and no member answers with quorum to change its membership: bring the "
+            "other members back first; nothing was changed (docs/patroni.md)"
+        )
     client_url, members = answer
     listed = next((m for m in members if mine in m.get("peerURLs", [])), None)
     changed = ""
@@ -110,8 +118,9 @@ def plan_start(cluster: ClusterSpec, node: NodeSpec, has_data: bool, context: ss
         _change(call, f"{client_url}/v3/cluster/member/remove", {"ID": listed["ID"]}, context)
         changed = f"removed member {listed['ID']} ({node.name}, which lost its data), "
     added = _change(call, f"{client_url}/v3/cluster/member/add", {"peerURLs": [mine]}, context)
-    return EtcdStart("existing", _initial_cluster(cluster, added.get("members", [])),
-                     changed + f"added {node.name} at {mine}")
+    return EtcdStart(
+        "existing", _initial_cluster(cluster, added.get("members", [])), changed + f"added {node.name} at {mine}"
+    )
 
 
 def _initial_cluster(cluster: ClusterSpec, members: list[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
@@ -120,14 +129,17 @@ def _initial_cluster(cluster: ClusterSpec, members: list[dict[str, Any]]) -> tup
     ``members`` as the client API lists them ("ID") or the peer port does ("id")."""
     declared = {url: name for name, url in configured_start(cluster, "new").initial_cluster}
     return tuple(
-        (member.get("name") or declared.get(member["peerURLs"][0], f"member-{member.get('ID', member.get('id'))}"),
-         member["peerURLs"][0])
+        (
+            member.get("name") or declared.get(member["peerURLs"][0], f"member-{member.get('ID', member.get('id'))}"),
+            member["peerURLs"][0],
+        )
         for member in members
     )
 
 
-def _peer_members(cluster: ClusterSpec, node: NodeSpec, context: ssl.SSLContext,
-                  call: Callable[..., Any]) -> tuple[str, list[dict[str, Any]]] | None:
+def _peer_members(
+    cluster: ClusterSpec, node: NodeSpec, context: ssl.SSLContext, call: Callable[..., Any]
+) -> tuple[str, list[dict[str, Any]]] | None:
     """The membership the peers' etcd record, from their peer ports (served with or without quorum): the
     first record that shows the cluster formed (a member with client URLs), else the first answer; None
     when no peer's etcd runs.
@@ -159,14 +171,17 @@ def _peer_members(cluster: ClusterSpec, node: NodeSpec, context: ssl.SSLContext,
         if not loading and (first is None or rechecked):
             return first
         if time.monotonic() > deadline:
-            raise EtcdJoinError(f"etcd at {', '.join(loading)} runs but shows no membership after {PEER_READY_S:.0f} "
-                                "s (still reading its data?): try again; nothing was changed")
+            raise EtcdJoinError(
+                f"etcd at {', '.join(loading)} runs but shows no membership after {PEER_READY_S:.0f} "
+                "s (still reading its data?): try again; nothing was changed"
+            )
         rechecked = not loading
         time.sleep(RECHECK_S)
 
 
-def _member_list(cluster: ClusterSpec, node: NodeSpec, context: ssl.SSLContext,
-                 call: Callable[..., Any]) -> tuple[str, list[dict[str, Any]]] | None:
+def _member_list(
+    cluster: ClusterSpec, node: NodeSpec, context: ssl.SSLContext, call: Callable[..., Any]
+) -> tuple[str, list[dict[str, Any]]] | None:
     """The first peer whose client API answers, and the members it lists; None when none answers (etcd 3.4
     serves clients only once it has had quorum since it started)."""
     for peer in cluster.nodes:
@@ -174,8 +189,9 @@ def _member_list(cluster: ClusterSpec, node: NodeSpec, context: ssl.SSLContext,
             continue
         client_url = f"https://{peer.address}:{cluster.ports.etcd_client}"
         try:
-            answer = call(f"{client_url}/v3/cluster/member/list", method="POST", body={}, context=context,
-                          timeout=PEER_TIMEOUT_S)
+            answer = call(
+                f"{client_url}/v3/cluster/member/list", method="POST", body={}, context=context, timeout=PEER_TIMEOUT_S
+            )
         except (OSError, ValueError):
             continue
         if isinstance(answer, dict):
@@ -187,8 +203,9 @@ def _has_quorum(client_url: str, context: ssl.SSLContext, call: Callable[..., An
     """True when a linearizable read succeeds: only a cluster with a leader and quorum serves one."""
     probe = base64.b64encode(b"pgha/etcd-join-probe").decode()
     try:
-        answer = call(f"{client_url}/v3/kv/range", method="POST", body={"key": probe}, context=context,
-                      timeout=PEER_TIMEOUT_S)
+        answer = call(
+            f"{client_url}/v3/kv/range", method="POST", body={"key": probe}, context=context, timeout=PEER_TIMEOUT_S
+        )
     except (OSError, ValueError):
         return False
     return isinstance(answer, dict) and "header" in answer
@@ -208,8 +225,10 @@ def _change(call: Callable[..., Any], url: str, body: dict[str, Any], context: s
             if err.code == 503 and time.monotonic() < deadline:
                 time.sleep(RECHECK_S)
                 continue
-            raise EtcdJoinError(f"etcd refused {url.rsplit('/', 1)[-1]} of {body}: HTTP {err.code} "
-                                f"{err.read().decode(errors='replace')[:300]}") from None
+            raise EtcdJoinError(
+                f"etcd refused {url.rsplit('/', 1)[-1]} of {body}: HTTP {err.code} "
+                f"{err.read().decode(errors='replace')[:300]}"
+            ) from None
         except (OSError, ValueError) as err:
             raise EtcdJoinError(f"etcd {url.rsplit('/', 1)[-1]} of {body} failed: {err}") from None
         return answer if isinstance(answer, dict) else {}

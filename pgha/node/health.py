@@ -26,11 +26,17 @@ def health_problems(members: Sequence[Member], size: int = 3) -> list[str]:
     leaders = [m for m in members if m.role == "leader" and m.state == "running"]
     if len(leaders) != 1:
         problems.append(f"{len(leaders)} running leaders")
-    problems += [f"{m.name} is {m.role}, {m.state}" for m in members
-                 if m.role != "leader" and not (m.role in REPLICA_ROLES and m.state == "streaming")]
+    problems += [
+        f"{m.name} is {m.role}, {m.state}"
+        for m in members
+        if m.role != "leader" and not (m.role in REPLICA_ROLES and m.state == "streaming")
+    ]
     if members and not any(m.role == "sync_standby" and m.state == "streaming" for m in members):
         problems.append("no streaming synchronous standby")
     if len(leaders) == 1 and leaders[0].timeline is not None:
-        problems += [f"{m.name} on timeline {m.timeline}, the leader on {leaders[0].timeline}" for m in members
-                     if m.role in REPLICA_ROLES and m.timeline is not None and m.timeline != leaders[0].timeline]
+        problems += [
+            f"{m.name} on timeline {m.timeline}, the leader on {leaders[0].timeline}"
+            for m in members
+            if m.role in REPLICA_ROLES and m.timeline is not None and m.timeline != leaders[0].timeline
+        ]
     return problems

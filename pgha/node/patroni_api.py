@@ -31,13 +31,19 @@ class PatroniApi:
     """The members' REST APIs (``https://host:8008``): any member answers for the cluster, so each call goes to
     the first that answers (:func:`pgha.node.rest.first_answer`, whose ``NoMemberAnswered`` names each and why)."""
 
-    def __init__(self, urls: Sequence[str], context: ssl.SSLContext | None = None,
-                 auth: tuple[str, str] | None = None, timeout: float = 2.0):
+    def __init__(
+        self,
+        urls: Sequence[str],
+        context: ssl.SSLContext | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float = 2.0,
+    ):
         self.urls = [url.rstrip("/") for url in urls]
         self.context, self.auth, self.timeout = context, auth, timeout
 
     def _call(self, path: str, url: str | None, **request: Any) -> Any:
         """``path`` on ``url`` (one member: its errors raise as they come), else on the first member that answers."""
+
         def call(base: str) -> Any:
             return call_json(f"{base.rstrip('/')}{path}", timeout=self.timeout, context=self.context, **request)
 
@@ -52,9 +58,18 @@ class PatroniApi:
         data = self.get("/cluster")
         if not isinstance(data, dict):
             raise ValueError(f"GET /cluster answered {str(data)[:80]!r}, not a JSON object")
-        return [Member(name=m["name"], host=m["host"], port=m["port"], role=m["role"], state=m["state"],
-                       timeline=m.get("timeline"), lag=m.get("lag"))
-                for m in sorted(data.get("members", []), key=lambda m: m["name"])]
+        return [
+            Member(
+                name=m["name"],
+                host=m["host"],
+                port=m["port"],
+                role=m["role"],
+                state=m["state"],
+                timeline=m.get("timeline"),
+                lag=m.get("lag"),
+            )
+            for m in sorted(data.get("members", []), key=lambda m: m["name"])
+        ]
 
     def config(self, url: str | None = None) -> dict[str, Any]:
         """The dynamic configuration Patroni keeps in the DCS (``GET /config``)."""
@@ -71,5 +86,11 @@ class PatroniApi:
         """``POST /switchover`` to the leader (needs ``auth``); ``urllib.error.HTTPError`` when Patroni refuses it
         (its body says why, e.g. a candidate that is not the synchronous standby)."""
         body = {"leader": leader, **({"candidate": candidate} if candidate else {})}
-        return call_json(f"{leader_url.rstrip('/')}/switchover", method="POST", body=body, auth=self.auth,
-                         timeout=timeout, context=self.context)
+        return call_json(
+            f"{leader_url.rstrip('/')}/switchover",
+            method="POST",
+            body=body,
+            auth=self.auth,
+            timeout=timeout,
+            context=self.context,
+        )

@@ -51,8 +51,10 @@ class PatroniTiming:
         if self.ttl < 20:
             found.append(f"{ttl} = {self.ttl}: must be at least 20")
         if self.ttl > self.MAX_TTL:
-            found.append(f"{ttl} = {self.ttl}: must be at most {self.MAX_TTL} "
-                         "(a dead leader would not be replaced for longer than an hour)")
+            found.append(
+                f"{ttl} = {self.ttl}: must be at most {self.MAX_TTL} "
+                "(a dead leader would not be replaced for longer than an hour)"
+            )
         if self.loop_wait < 1:
             found.append(f"{loop_wait} = {self.loop_wait}: must be at least 1")
         if self.retry_timeout < 3:
@@ -64,8 +66,9 @@ class PatroniTiming:
             )
         return found
 
-    def with_changes(self, ttl: int | None = None, loop_wait: int | None = None,
-                     retry_timeout: int | None = None) -> PatroniTiming:
+    def with_changes(
+        self, ttl: int | None = None, loop_wait: int | None = None, retry_timeout: int | None = None
+    ) -> PatroniTiming:
         """These values with the ones given replaced; None keeps the current one (``pgha lab up --ttl 30``
         changes the ttl and keeps the lab's loop_wait and retry_timeout). Not validated: see :meth:`problems`."""
         given = {"ttl": ttl, "loop_wait": loop_wait, "retry_timeout": retry_timeout}
@@ -199,15 +202,21 @@ def etcd_peer_url(cluster: ClusterSpec, node: NodeSpec) -> str:
     return f"https://{node.address}:{cluster.ports.etcd_peer}"
 
 
-def render_etcd(cluster: ClusterSpec, node: NodeSpec, state: str = "new",
-                initial_cluster: Sequence[tuple[str, str]] | None = None) -> str:
+def render_etcd(
+    cluster: ClusterSpec, node: NodeSpec, state: str = "new", initial_cluster: Sequence[tuple[str, str]] | None = None
+) -> str:
     """The node's etcd configuration file. ``state`` and ``initial_cluster`` (name, peer URL) come from
     :mod:`pgha.node.etcd_join`; without ``initial_cluster`` the members are the cluster's nodes."""
     if state not in ("new", "existing"):
         raise ValueError(f"etcd initial cluster state {state!r}: must be new or existing")
     members = initial_cluster or [(n.name, etcd_peer_url(cluster, n)) for n in cluster.nodes]
-    return _environment().get_template("etcd.yml.j2").render(
-        cluster=cluster, node=node, state=state, initial_cluster=",".join(f"{name}={url}" for name, url in members))
+    return (
+        _environment()
+        .get_template("etcd.yml.j2")
+        .render(
+            cluster=cluster, node=node, state=state, initial_cluster=",".join(f"{name}={url}" for name, url in members)
+        )
+    )
 
 
 def render_pgbackrest(cluster: ClusterSpec, node: NodeSpec) -> str:
@@ -261,8 +270,14 @@ SECRET_JSON_KEYS = ClusterSecrets(
 
 
 #: systemd units an EC2 node runs, rendered from patroni/systemd/<unit>.j2.
-UNITS = ("pgha-etcd.service", "patroni.service", "pgha-backup-full.service", "pgha-backup-full.timer",
-         "pgha-backup-diff.service", "pgha-backup-diff.timer")
+UNITS = (
+    "pgha-etcd.service",
+    "patroni.service",
+    "pgha-backup-full.service",
+    "pgha-backup-full.timer",
+    "pgha-backup-diff.service",
+    "pgha-backup-diff.timer",
+)
 #: The units a node enables: every unit but the services its timers start.
 ENABLED_UNITS = tuple(u for u in UNITS if not (u.endswith(".service") and u.replace(".service", ".timer") in UNITS))
 #: Session Manager's agent (the Debian AMI has none), from AWS's regional bucket, pinned to a release.
@@ -318,10 +333,14 @@ class BootSettings:
     def ssm_install(self) -> str:
         """Shell that installs and starts the pinned SSM agent for this region and architecture."""
         arch = "arm64" if self.architecture == "arm64" else "amd64"
-        url = (f"https://s3.{self.region}.amazonaws.com/amazon-ssm-{self.region}/{SSM_AGENT_VERSION}/"
-               f"debian_{arch}/amazon-ssm-agent.deb")
-        return (f"curl -fsSL --retry 10 --retry-all-errors -o /var/tmp/amazon-ssm-agent.deb {url} && "
-                "dpkg -i /var/tmp/amazon-ssm-agent.deb && systemctl enable --now amazon-ssm-agent")
+        url = (
+            f"https://s3.{self.region}.amazonaws.com/amazon-ssm-{self.region}/{SSM_AGENT_VERSION}/"
+            f"debian_{arch}/amazon-ssm-agent.deb"
+        )
+        return (
+            f"curl -fsSL --retry 10 --retry-all-errors -o /var/tmp/amazon-ssm-agent.deb {url} && "
+            "dpkg -i /var/tmp/amazon-ssm-agent.deb && systemctl enable --now amazon-ssm-agent"
+        )
 
 
 def render_units(cluster: ClusterSpec, node: NodeSpec, data_mount: str = "") -> dict[str, str]:
@@ -329,13 +348,22 @@ def render_units(cluster: ClusterSpec, node: NodeSpec, data_mount: str = "") -> 
     while it is not a mount point: ``RequiresMountsFor=`` alone is met by the root file system when no mount
     unit exists for the volume (pgha-mount-data failed before writing its fstab entry)."""
     environment = _environment()
-    return {unit: environment.get_template(f"systemd/{unit}.j2").render(cluster=cluster, node=node,
-                                                                        data_mount=data_mount)
-            for unit in UNITS}
+    return {
+        unit: environment.get_template(f"systemd/{unit}.j2").render(cluster=cluster, node=node, data_mount=data_mount)
+        for unit in UNITS
+    }
 
 
 def render_user_data(cluster: ClusterSpec, node: NodeSpec, node_json: str, boot: BootSettings) -> str:
     """The node's cloud-init user-data: pinned packages, the node file, the units, the bootstrap. No secret."""
-    return _environment().get_template("cloud-init.yml.j2").render(
-        cluster=cluster, node=node, boot=boot, node_json=node_json, units=render_units(cluster, node, boot.data_mount),
+    return (
+        _environment()
+        .get_template("cloud-init.yml.j2")
+        .render(
+            cluster=cluster,
+            node=node,
+            boot=boot,
+            node_json=node_json,
+            units=render_units(cluster, node, boot.data_mount),
+        )
     )

@@ -16,8 +16,14 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def call_json(url: str, timeout: float = 2.0, method: str = "GET", body: dict | None = None,
-              auth: tuple[str, str] | None = None, context: ssl.SSLContext | None = None) -> Any:
+def call_json(
+    url: str,
+    timeout: float = 2.0,
+    method: str = "GET",
+    body: dict | None = None,
+    auth: tuple[str, str] | None = None,
+    context: ssl.SSLContext | None = None,
+) -> Any:
     """Send ``body`` (if any) as JSON and return the decoded JSON answer, or its text when it is not JSON.
 
     HTTP errors raise ``urllib.error.HTTPError`` (with the status), network errors ``OSError``.

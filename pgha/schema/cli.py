@@ -90,8 +90,11 @@ StatementTimeoutOption = Annotated[
 ]
 LockTimeoutOption = Annotated[
     str,
-    typer.Option("--lock-timeout", help="Give up waiting for a lock after this long (default 5s) instead of "
-                 "queueing behind a long transaction and blocking traffic; 'none' waits forever."),
+    typer.Option(
+        "--lock-timeout",
+        help="Give up waiting for a lock after this long (default 5s) instead of "
+        "queueing behind a long transaction and blocking traffic; 'none' waits forever.",
+    ),
 ]
 
 
@@ -99,8 +102,9 @@ def _timeouts(statement_timeout: str | None, lock_timeout: str) -> Timeouts:
     """The session limits the timeout options ask for, or exit 2 naming the option that is wrong."""
     from pgha.schema.migrate import Timeouts
 
-    return Timeouts(statement=_seconds("--statement-timeout", statement_timeout),
-                    lock=_seconds("--lock-timeout", lock_timeout))
+    return Timeouts(
+        statement=_seconds("--statement-timeout", statement_timeout), lock=_seconds("--lock-timeout", lock_timeout)
+    )
 
 
 @app.command()
@@ -115,9 +119,12 @@ def migrate(
     lock_timeout: LockTimeoutOption = "5s",
     login_secrets: Annotated[
         list[str] | None,
-        typer.Option("--login-secret", help="After the migrations, create or update the application login of this "
-                     "Secrets Manager secret (the stack's appSecretArns; repeat for each), as the schema hook does. "
-                     "For schemaRunner: off."),
+        typer.Option(
+            "--login-secret",
+            help="After the migrations, create or update the application login of this "
+            "Secrets Manager secret (the stack's appSecretArns; repeat for each), as the schema hook does. "
+            "For schemaRunner: off.",
+        ),
     ] = None,
 ) -> None:
     """Apply the schema migrations (schema/migrations) to the database, each exactly once."""
@@ -135,9 +142,7 @@ def migrate(
     logins = _logins(login_secrets or [])  # read first: a wrong secret stops the run before anything is applied
     conn, observer = _connect(dsn, secret_arn, "pgha-migrate")
     try:
-        result = run_migrations(
-            conn, migrations, dry_run=dry_run, report=say, timeouts=timeouts, observer=observer
-        )
+        result = run_migrations(conn, migrations, dry_run=dry_run, report=say, timeouts=timeouts, observer=observer)
         if logins and not dry_run:  # after the migrations: they create the group roles the logins join
             ensure_logins(conn, logins, report=say)
     except (MigrationError, MigrationFileError) as err:

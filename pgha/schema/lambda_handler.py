@@ -45,8 +45,11 @@ def handler(event: dict[str, Any], _context: object = None) -> dict[str, Any]:
     (ValueError from :class:`Timeouts`). ``grantWaitSeconds`` (default 120) bounds how long a denied
     read of the event's secrets is retried: the role's grants were made moments before the first run.
     """
-    secrets = [event["secretArn"], *(item["secretArn"] for item in event.get("logins", [])),
-               *([event["clientTlsSecretArn"]] if event.get("clientTlsSecretArn") else [])]
+    secrets = [
+        event["secretArn"],
+        *(item["secretArn"] for item in event.get("logins", [])),
+        *([event["clientTlsSecretArn"]] if event.get("clientTlsSecretArn") else []),
+    ]
     wait_for_secret_access(secrets, timeout=float(event.get("grantWaitSeconds", 120)))
     settings = resolve(
         ConnectionSettings(
@@ -70,8 +73,12 @@ def handler(event: dict[str, Any], _context: object = None) -> dict[str, Any]:
         # bounded wait: a new cluster's writer answers minutes after its instances are "running"
         conn, pinned = wait_for_writer(settings, timeout=float(event.get("waitSeconds", 600)))
         try:
-            result = migrate(conn, report=print, timeouts=timeouts,
-                             observer=lambda: connect(replace(pinned, application_name="pgha-schema-hook-watch")))
+            result = migrate(
+                conn,
+                report=print,
+                timeouts=timeouts,
+                observer=lambda: connect(replace(pinned, application_name="pgha-schema-hook-watch")),
+            )
             # after the migrations: they create the group roles the logins join
             ensured = ensure_logins(conn, logins, report=print)
         finally:
@@ -94,7 +101,8 @@ def patroni_dynamic_config(target: dict[str, Any], secret_arn: str) -> list[str]
     if not password:
         raise DynamicConfigError(f"secret {secret_arn} has no {target['passwordKey']!r} for the REST API")
     context = ssl.create_default_context(cadata=target["caCert"])
-    changed = changed_keys(apply_dynamic_config(target["urls"], target["dynamicConfig"],
-                                                auth=(target["user"], password), context=context))
+    changed = changed_keys(
+        apply_dynamic_config(target["urls"], target["dynamicConfig"], auth=(target["user"], password), context=context)
+    )
     print(f"Patroni dynamic config: {', '.join(changed) if changed else 'already as declared'}")
     return changed

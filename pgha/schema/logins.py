@@ -58,8 +58,9 @@ def login_from_secret(username: str, password: str, logins: Sequence[Login] = DE
     """
     groups = {login.username: login.member_of for login in logins}
     if username not in groups:
-        raise ValueError(f"the secret's user {username!r} is not one of the stack's logins "
-                         f"({', '.join(sorted(groups))})")
+        raise ValueError(
+            f"the secret's user {username!r} is not one of the stack's logins ({', '.join(sorted(groups))})"
+        )
     if not password:
         raise ValueError(f"the secret of {username!r} has an empty password")
     return LoginSpec(username, password, groups[username])
@@ -81,8 +82,9 @@ def _identifier(name: str, what: str) -> str:
     return f'"{name}"'
 
 
-def ensure_logins(conn: pg8000.native.Connection, logins: Sequence[LoginSpec],
-                  report: Callable[[str], None] = lambda _line: None) -> list[str]:
+def ensure_logins(
+    conn: pg8000.native.Connection, logins: Sequence[LoginSpec], report: Callable[[str], None] = lambda _line: None
+) -> list[str]:
     """Create or update each login role (LOGIN, password, membership); return their names.
 
     Runs in one transaction: either every login is in place or none changed.
@@ -93,15 +95,20 @@ def ensure_logins(conn: pg8000.native.Connection, logins: Sequence[LoginSpec],
         if not login.password:
             raise ValueError(f"login {login.username!r} has an empty password")
         verifier = scram_verifier(login.password)
-        statements.append((login.username, [
-            # CREATE ROLE cannot take a parameter; the verifier is base64 and '$', never a quote
-            f"DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{login.username}') "
-            f"THEN CREATE ROLE {role} LOGIN; END IF; END$$",
-            # no attribute beyond LOGIN: naming SUPERUSER at all (even NOSUPERUSER) needs a real superuser,
-            # which the RDS master user is not; CREATE ROLE's defaults (NOSUPERUSER, NOCREATEDB, ...) stand
-            f"ALTER ROLE {role} WITH LOGIN PASSWORD '{verifier}'",
-            f"GRANT {group} TO {role}",
-        ]))
+        statements.append(
+            (
+                login.username,
+                [
+                    # CREATE ROLE cannot take a parameter; the verifier is base64 and '$', never a quote
+                    f"DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{login.username}') "
+                    f"THEN CREATE ROLE {role} LOGIN; END IF; END$$",
+                    # no attribute beyond LOGIN: naming SUPERUSER at all (even NOSUPERUSER) needs a real superuser,
+                    # which the RDS master user is not; CREATE ROLE's defaults (NOSUPERUSER, NOCREATEDB, ...) stand
+                    f"ALTER ROLE {role} WITH LOGIN PASSWORD '{verifier}'",
+                    f"GRANT {group} TO {role}",
+                ],
+            )
+        )
     conn.run("BEGIN")
     try:
         for username, sqls in statements:

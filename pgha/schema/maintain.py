@@ -44,7 +44,10 @@ class MaintenanceResult:
 
 
 def run_maintenance(
-    conn: pg8000.native.Connection, *, dry_run: bool = False, report: Callable[[str], None] = lambda _m: None,
+    conn: pg8000.native.Connection,
+    *,
+    dry_run: bool = False,
+    report: Callable[[str], None] = lambda _m: None,
     timeouts: Timeouts = DEFAULT_TIMEOUTS,
 ) -> MaintenanceResult:
     """Run (or with ``dry_run`` only list) the maintenance the database needs now.

@@ -285,7 +285,8 @@ def check_in_order(pending: list[Migration], applied: dict[str, str]) -> None:
     behind = [m.name for m in pending if m.name < latest]
     if behind:
         raise MigrationError(
-            f"pending migrations are numbered below {latest}, which is already applied: " + ", ".join(behind)
+            f"pending migrations are numbered below {latest}, which is already applied: "
+            + ", ".join(behind)
             + ". Applied now they would run after it here but before it on a fresh database. Renumber each "
             f"above {latest[:4]} (its name and its place in the order; nothing of it was applied)."
         )
@@ -302,11 +303,14 @@ def check_no_transaction_control(pending: list[Migration]) -> None:
     """
     found = [
         f"{m.name} line {each.line}: {_shorten(each.statement)}"
-        for m in pending if m.transactional for each in transaction_control(m.sql)
+        for m in pending
+        if m.transactional
+        for each in transaction_control(m.sql)
     ]
     if found:
         raise MigrationError(
-            "pending migrations control their own transaction; nothing was applied:\n  " + "\n  ".join(found)
+            "pending migrations control their own transaction; nothing was applied:\n  "
+            + "\n  ".join(found)
             + "\nEach migration already runs in one transaction with its tracking row, all or nothing; such a "
             "statement would end it early, and a later failure would leave part of the file applied and "
             "unrecorded. Remove these statements. Statements that must run outside a transaction go in a "
@@ -380,13 +384,18 @@ def _doing(what: str) -> Iterator[None]:
     except QUERY_ERRORS as err:
         hint = ""
         if sqlstate(err) == INSUFFICIENT_PRIVILEGE:
-            hint = ("\n  the login lacks a privilege the runner needs: run pgha migrate as the admin login that "
-                    "owns the schema (it creates public.pgha_schema_migrations and every migration's objects)")
+            hint = (
+                "\n  the login lacks a privilege the runner needs: run pgha migrate as the admin login that "
+                "owns the schema (it creates public.pgha_schema_migrations and every migration's objects)"
+            )
         raise MigrationError(f"{what} failed; no migration was applied:\n  {error_text(err)}{hint}") from None
 
 
 def _run_statement(
-    conn: pg8000.native.Connection, statement: str, timeouts: Timeouts, watch: LockWatch,
+    conn: pg8000.native.Connection,
+    statement: str,
+    timeouts: Timeouts,
+    watch: LockWatch,
     report: Callable[[str], None],
 ) -> list[str]:
     """Run one statement of a non-transactional migration; return the statements it ran.
@@ -404,8 +413,15 @@ def _run_statement(
     if concurrent and timeouts.lock:
         conn.run("SET lock_timeout = 0")
     try:
-        _with_lock_retries(conn, lambda: conn.run(statement), timeouts, watch, lambda: report(
-            f"lock not available {lock_wait_text(timeouts.lock)}, retrying: {_code(statement).strip()[:80]}"))
+        _with_lock_retries(
+            conn,
+            lambda: conn.run(statement),
+            timeouts,
+            watch,
+            lambda: report(
+                f"lock not available {lock_wait_text(timeouts.lock)}, retrying: {_code(statement).strip()[:80]}"
+            ),
+        )
     finally:
         if concurrent and timeouts.lock:
             conn.run("SELECT set_config('lock_timeout', :v, false)", v=_ms(timeouts.lock))
@@ -430,7 +446,10 @@ def invalid_index(conn: pg8000.native.Connection, statement: str) -> str | None:
 
 
 def _rebuild_if_invalid(
-    conn: pg8000.native.Connection, statement: str, timeouts: Timeouts, watch: LockWatch,
+    conn: pg8000.native.Connection,
+    statement: str,
+    timeouts: Timeouts,
+    watch: LockWatch,
     report: Callable[[str], None],
 ) -> None:
     """Drop and rebuild the index ``statement`` names when an interrupted build left it INVALID."""
@@ -445,7 +464,10 @@ def _rebuild_if_invalid(
 
 
 def _with_lock_retries(
-    conn: pg8000.native.Connection, attempt: Callable[[], object], timeouts: Timeouts, watch: LockWatch,
+    conn: pg8000.native.Connection,
+    attempt: Callable[[], object],
+    timeouts: Timeouts,
+    watch: LockWatch,
     on_retry: Callable[[], None] = lambda: None,
 ) -> None:
     """Run ``attempt``; after a lock timeout wait with backoff and run it again, up to lock_retries times.
@@ -481,7 +503,10 @@ def _lock_failure(err: Exception, timeouts: Timeouts) -> str:
 
 
 def _apply_one(
-    conn: pg8000.native.Connection, migration: Migration, timeouts: Timeouts, watch: LockWatch,
+    conn: pg8000.native.Connection,
+    migration: Migration,
+    timeouts: Timeouts,
+    watch: LockWatch,
     report: Callable[[str], None],
 ) -> None:
     started = time.monotonic()
@@ -529,8 +554,12 @@ def _stay_applied(index: int) -> str:
 
 
 def _apply_transactional(
-    conn: pg8000.native.Connection, migration: Migration, timeouts: Timeouts, watch: LockWatch,
-    report: Callable[[str], None], started: float,
+    conn: pg8000.native.Connection,
+    migration: Migration,
+    timeouts: Timeouts,
+    watch: LockWatch,
+    report: Callable[[str], None],
+    started: float,
 ) -> None:
     """Run the whole file and its tracking row in one transaction; any failure is a MigrationError.
 
@@ -600,8 +629,13 @@ def _acquire_lock(conn: pg8000.native.Connection, timeout: float, report: Callab
             told.append(True)
 
     try:
-        wait_until("the migration lock", lambda: conn.run("SELECT pg_try_advisory_lock(:key)", key=LOCK_KEY)[0][0],
-                   timeout, 0.2, check=say_once)
+        wait_until(
+            "the migration lock",
+            lambda: conn.run("SELECT pg_try_advisory_lock(:key)", key=LOCK_KEY)[0][0],
+            timeout,
+            0.2,
+            check=say_once,
+        )
     except WaitTimeout:
         raise MigrationError(f"another pgha migrate run held the lock for more than {timeout:.0f} s") from None
 
@@ -691,5 +725,7 @@ def _release(conn: pg8000.native.Connection, report: Callable[[str], None]) -> N
         conn.run("RESET lock_timeout")
     except QUERY_ERRORS as err:
         if not connection_lost(err):
-            report(f"warning: could not release the migration lock or reset the session's timeouts "
-                   f"({error_text(err)}); the server releases the lock when this session ends")
+            report(
+                f"warning: could not release the migration lock or reset the session's timeouts "
+                f"({error_text(err)}); the server releases the lock when this session ends"
+            )

@@ -86,8 +86,10 @@ def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
-        raise MigrationFileError(f"{path.name} is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset "
-                                 f"{err.start}): save it as UTF-8") from None
+        raise MigrationFileError(
+            f"{path.name} is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset "
+            f"{err.start}): save it as UTF-8"
+        ) from None
 
 
 def migrations_hash(directory: Path = MIGRATIONS_DIR) -> str:

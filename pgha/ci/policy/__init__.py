@@ -76,8 +76,13 @@ class Violation:
 
     def to_json(self) -> dict[str, Any]:
         """The violation for machines."""
-        return {"policy": self.policy, "level": self.level, "resource": self.resource, "urn": self.urn,
-                "message": self.message}
+        return {
+            "policy": self.policy,
+            "level": self.level,
+            "resource": self.resource,
+            "urn": self.urn,
+            "message": self.message,
+        }
 
 
 def plain_inputs(value: Any) -> Any:
@@ -105,8 +110,11 @@ def _options(resource: RegisteredResource) -> PolicyResourceOptions:
     return PolicyResourceOptions(
         protect=bool(getattr(resource, "protect", options.get("protect"))),
         ignore_changes=list(options.get("ignoreChanges", [])),
-        delete_before_replace=bool(options.get("deleteBeforeReplace")), aliases=[],
-        custom_timeouts=PolicyCustomTimeouts(0, 0, 0), additional_secret_outputs=[], parent=resource.parent or None,
+        delete_before_replace=bool(options.get("deleteBeforeReplace")),
+        aliases=[],
+        custom_timeouts=PolicyCustomTimeouts(0, 0, 0),
+        additional_secret_outputs=[],
+        parent=resource.parent or None,
     )
 
 
@@ -116,22 +124,27 @@ def _run(policy: Policy, args: Any, report: Any) -> None:
         asyncio.run(result)  # type: ignore[arg-type]
 
 
-def evaluate(resources: Sequence[RegisteredResource], policies: Sequence[Policy] | None = None,
-             config: Mapping[str, Any] | None = None) -> list[Violation]:
+def evaluate(
+    resources: Sequence[RegisteredResource],
+    policies: Sequence[Policy] | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> list[Violation]:
     """Run every rule over the registered resources, as the engine would during a preview."""
     policies = ALL_POLICIES if policies is None else policies
     by_urn = {r.urn: r for r in resources}
     providers = {
         r.urn: PolicyProviderResource(r.type, as_the_engine_sends(r.inputs), r.urn, r.name)
-        for r in resources if r.type.startswith("pulumi:providers:")
+        for r in resources
+        if r.type.startswith("pulumi:providers:")
     }
 
     def provider_of(resource: RegisteredResource) -> PolicyProviderResource | None:
         return providers.get(resource.provider.rsplit("::", 1)[0]) if resource.provider else None
 
     stack: dict[str, PolicyResource] = {
-        r.urn: PolicyResource(r.type, as_the_engine_sends(r.inputs), r.urn, r.name, _options(r), provider_of(r),
-                              None, [], {})
+        r.urn: PolicyResource(
+            r.type, as_the_engine_sends(r.inputs), r.urn, r.name, _options(r), provider_of(r), None, [], {}
+        )
         for r in resources
     }
     for r in resources:
@@ -147,16 +160,18 @@ def evaluate(resources: Sequence[RegisteredResource], policies: Sequence[Policy]
     for policy in policies:
         level = policy.enforcement_level.value if policy.enforcement_level else "advisory"
 
-        def report(message: str, urn: str | None = None, *, _policy: Policy = policy, _level: str = level,
-                   _default: str = "") -> None:
+        def report(
+            message: str, urn: str | None = None, *, _policy: Policy = policy, _level: str = level, _default: str = ""
+        ) -> None:
             target = urn or _default
             name = by_urn[target].name if target in by_urn else target
             violations.append(Violation(_policy.name, _level, name, target, message))
 
         if isinstance(policy, ResourceValidationPolicy):
             for r in resources:
-                args = ResourceValidationArgs(r.type, stack[r.urn].props, r.urn, r.name, stack[r.urn].opts,
-                                              provider_of(r), config)
+                args = ResourceValidationArgs(
+                    r.type, stack[r.urn].props, r.urn, r.name, stack[r.urn].opts, provider_of(r), config
+                )
                 _run(policy, args, lambda message, urn=None, _urn=r.urn: report(message, urn or _urn))
         elif isinstance(policy, StackValidationPolicy):
             _run(policy, StackValidationArgs(list(stack.values()), config), report)

@@ -94,7 +94,12 @@ def _framework(control: str) -> PolicyComplianceFramework | None:
 
 
 def resource_rule(
-    name: str, control: str, description: str, level: EnforcementLevel, types: Sequence[str], check: Check,
+    name: str,
+    control: str,
+    description: str,
+    level: EnforcementLevel,
+    types: Sequence[str],
+    check: Check,
 ) -> ResourceValidationPolicy:
     """A rule over single resources of ``types``; ``control`` is the Security Hub control ID(s), or
     the pgha requirement a rule without an FSBP control keeps."""
@@ -106,13 +111,19 @@ def resource_rule(
                 report_violation(message)
 
     return ResourceValidationPolicy(
-        name=name, description=f"{description} [{control}]", validate=validate, enforcement_level=level,
-        tags=[control], url=FSBP_URL, framework=_framework(control),
+        name=name,
+        description=f"{description} [{control}]",
+        validate=validate,
+        enforcement_level=level,
+        tags=[control],
+        url=FSBP_URL,
+        framework=_framework(control),
     )
 
 
-def stack_rule(name: str, control: str, description: str, level: EnforcementLevel,
-               check: StackCheck) -> StackValidationPolicy:
+def stack_rule(
+    name: str, control: str, description: str, level: EnforcementLevel, check: StackCheck
+) -> StackValidationPolicy:
     """A rule that needs several resources at once (an S3 bucket and its configuration resources)."""
 
     def validate(args: StackValidationArgs, report_violation: Callable[..., None]) -> None:
@@ -120,13 +131,22 @@ def stack_rule(name: str, control: str, description: str, level: EnforcementLeve
             report_violation(message, urn)
 
     return StackValidationPolicy(
-        name=name, description=f"{description} [{control}]", validate=validate, enforcement_level=level,
-        tags=[control], url=FSBP_URL, framework=_framework(control),
+        name=name,
+        description=f"{description} [{control}]",
+        validate=validate,
+        enforcement_level=level,
+        tags=[control],
+        url=FSBP_URL,
+        framework=_framework(control),
     )
 
 
 def per_environment(
-    name: str, control: str, description: str, types: Sequence[str], check: Check,
+    name: str,
+    control: str,
+    description: str,
+    types: Sequence[str],
+    check: Check,
 ) -> list[ResourceValidationPolicy]:
     """The same check, mandatory on production stacks and advisory elsewhere (two policies, since
     pulumi-policy fixes the enforcement level per policy): ``<name>`` and ``<name>-nonprod``."""
@@ -139,8 +159,9 @@ def per_environment(
 
     return [
         resource_rule(name, control, f"{description} (production)", MANDATORY, types, production_only),
-        resource_rule(f"{name}-nonprod", control, f"{description} (non-production: advisory)", ADVISORY, types,
-                      elsewhere),
+        resource_rule(
+            f"{name}-nonprod", control, f"{description} (non-production: advisory)", ADVISORY, types, elsewhere
+        ),
     ]
 
 

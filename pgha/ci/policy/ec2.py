@@ -62,12 +62,36 @@ def subnet_no_auto_public_ip(args: ResourceValidationArgs) -> Iterable[str]:
 
 
 POLICIES = [
-    resource_rule("ec2-imdsv2", "EC2.8, EC2.170", "EC2 instances and launch templates require IMDSv2", MANDATORY,
-                  [INSTANCE, LAUNCH_TEMPLATE], imdsv2),
-    resource_rule("ec2-encrypted-volumes", "EC2.3", "EBS volumes are encrypted", MANDATORY,
-                  [VOLUME, LAUNCH_TEMPLATE, INSTANCE], encrypted_volumes),
-    resource_rule("ec2-no-public-ip", "EC2.9, EC2.25", "EC2 instances and launch templates get no public IPv4",
-                  MANDATORY, [INSTANCE, LAUNCH_TEMPLATE], no_public_ip),
-    resource_rule("ec2-subnet-no-auto-public-ip", "EC2.15", "Subnets do not assign public IPv4 addresses",
-                  MANDATORY, [SUBNET], subnet_no_auto_public_ip),
+    resource_rule(
+        "ec2-imdsv2",
+        "EC2.8, EC2.170",
+        "EC2 instances and launch templates require IMDSv2",
+        MANDATORY,
+        [INSTANCE, LAUNCH_TEMPLATE],
+        imdsv2,
+    ),
+    resource_rule(
+        "ec2-encrypted-volumes",
+        "EC2.3",
+        "EBS volumes are encrypted",
+        MANDATORY,
+        [VOLUME, LAUNCH_TEMPLATE, INSTANCE],
+        encrypted_volumes,
+    ),
+    resource_rule(
+        "ec2-no-public-ip",
+        "EC2.9, EC2.25",
+        "EC2 instances and launch templates get no public IPv4",
+        MANDATORY,
+        [INSTANCE, LAUNCH_TEMPLATE],
+        no_public_ip,
+    ),
+    resource_rule(
+        "ec2-subnet-no-auto-public-ip",
+        "EC2.15",
+        "Subnets do not assign public IPv4 addresses",
+        MANDATORY,
+        [SUBNET],
+        subnet_no_auto_public_ip,
+    ),
 ]

@@ -28,17 +28,24 @@ PGHA_12 = "pgha #12.5"
 
 
 def _every_vpc_has_flow_logs(resources: Sequence[PolicyResource]) -> Iterable[tuple[str, str]]:
-    logged = {dep.urn for r in resources if r.resource_type == FLOW_LOG for dep in r.dependencies
-              if dep.resource_type == VPC and r.props.get("trafficType") == "ALL"}
+    logged = {
+        dep.urn
+        for r in resources
+        if r.resource_type == FLOW_LOG
+        for dep in r.dependencies
+        if dep.resource_type == VPC and r.props.get("trafficType") == "ALL"
+    }
     for vpc in resources:
         if vpc.resource_type == VPC and vpc.urn not in logged:
             yield vpc.urn, f"VPC {vpc.name} has no flow log of ALL traffic (FSBP EC2.6)"
 
 
 vpc_flow_logs = stack_rule(
-    "pgha-vpc-flow-logs", "EC2.6",
+    "pgha-vpc-flow-logs",
+    "EC2.6",
     "FSBP EC2.6: every VPC the stack creates has a flow log of ALL traffic. Mandatory.",
-    MANDATORY, _every_vpc_has_flow_logs,
+    MANDATORY,
+    _every_vpc_has_flow_logs,
 )
 
 
@@ -53,9 +60,12 @@ def _flow_log_complete(args: ResourceValidationArgs) -> Iterable[str]:
 
 
 flow_log_complete = resource_rule(
-    "pgha-flow-log-complete", "EC2.6",
+    "pgha-flow-log-complete",
+    "EC2.6",
     "FSBP EC2.6: a flow log records ALL traffic to a destination it can deliver to. Mandatory.",
-    MANDATORY, [FLOW_LOG], _flow_log_complete,
+    MANDATORY,
+    [FLOW_LOG],
+    _flow_log_complete,
 )
 
 
@@ -69,9 +79,12 @@ def _default_sg_closed(args: ResourceValidationArgs) -> Iterable[str]:
 
 
 default_security_group_closed = resource_rule(
-    "pgha-default-security-group-closed", "EC2.2",
+    "pgha-default-security-group-closed",
+    "EC2.2",
     "FSBP EC2.2: the default security group of each VPC allows no inbound or outbound traffic. Mandatory.",
-    MANDATORY, ["aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"], _default_sg_closed,
+    MANDATORY,
+    ["aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"],
+    _default_sg_closed,
 )
 
 
@@ -84,10 +97,13 @@ def _lambda_traced(args: ResourceValidationArgs) -> Iterable[str]:
 
 
 lambda_tracing = resource_rule(
-    "pgha-lambda-tracing", PGHA_12,
+    "pgha-lambda-tracing",
+    PGHA_12,
     "No FSBP control (pgha #12.5): Lambda functions have active X-Ray tracing. Advisory: tracing "
     "helps diagnose, its absence endangers nothing.",
-    ADVISORY, ["aws:lambda/function:Function"], _lambda_traced,
+    ADVISORY,
+    ["aws:lambda/function:Function"],
+    _lambda_traced,
 )
 
 
@@ -104,24 +120,34 @@ def _logs_use_is_scoped(args: ResourceValidationArgs) -> Iterable[str]:
         if statement.get("Effect") != "Allow" or not any(s.startswith("logs.") for s in services):
             continue
         condition = statement.get("Condition") or {}
-        patterns = [p for op in ("ArnLike", "ArnEquals", "StringLike", "StringEquals")
-                    for p in as_list(as_dict(condition.get(op)).get("kms:EncryptionContext:aws:logs:arn"))]
+        patterns = [
+            p
+            for op in ("ArnLike", "ArnEquals", "StringLike", "StringEquals")
+            for p in as_list(as_dict(condition.get(op)).get("kms:EncryptionContext:aws:logs:arn"))
+        ]
         if not patterns:
-            yield (f"statement {statement.get('Sid', '?')}: CloudWatch Logs may use the key for any log group; "
-                   "add a kms:EncryptionContext:aws:logs:arn condition naming the stack's log groups")
+            yield (
+                f"statement {statement.get('Sid', '?')}: CloudWatch Logs may use the key for any log group; "
+                "add a kms:EncryptionContext:aws:logs:arn condition naming the stack's log groups"
+            )
         for pattern in patterns:
             group = pattern.split(":log-group:", 1)[-1] if ":log-group:" in pattern else ""
             if group.strip("*") == "":
-                yield (f"statement {statement.get('Sid', '?')}: {pattern!r} lets CloudWatch Logs use the key "
-                       "for every log group")
+                yield (
+                    f"statement {statement.get('Sid', '?')}: {pattern!r} lets CloudWatch Logs use the key "
+                    "for every log group"
+                )
 
 
 kms_logs_scoped = resource_rule(
-    "pgha-kms-logs-scoped", PGHA_12,
+    "pgha-kms-logs-scoped",
+    PGHA_12,
     "No FSBP control (least privilege on the key, pgha #12.5; cf. FSBP KMS.2 for principals): "
     "CloudWatch Logs may use a KMS key only for log groups named in "
     "kms:EncryptionContext:aws:logs:arn. Mandatory.",
-    MANDATORY, ["aws:kms/key:Key"], _logs_use_is_scoped,
+    MANDATORY,
+    ["aws:kms/key:Key"],
+    _logs_use_is_scoped,
 )
 
 
@@ -136,16 +162,22 @@ def _log_group_encrypted_with_retention(args: ResourceValidationArgs) -> Iterabl
 
 
 log_groups_encrypted = resource_rule(
-    "pgha-log-groups-encrypted-with-retention", PGHA_12,
+    "pgha-log-groups-encrypted-with-retention",
+    PGHA_12,
     "No FSBP control of its own (it completes EC2.6: flow logs to a KMS-encrypted log group with "
     "retention): every log group is encrypted with a CMK and has a retention. Mandatory.",
-    MANDATORY, ["aws:cloudwatch/logGroup:LogGroup"], _log_group_encrypted_with_retention,
+    MANDATORY,
+    ["aws:cloudwatch/logGroup:LogGroup"],
+    _log_group_encrypted_with_retention,
 )
 
 
 #: Resource rules: ``validate(ResourceValidationArgs, report_violation)``.
 POLICIES: list[ResourceValidationPolicy] = [
-    flow_log_complete, default_security_group_closed, lambda_tracing, kms_logs_scoped,
+    flow_log_complete,
+    default_security_group_closed,
+    lambda_tracing,
+    kms_logs_scoped,
     log_groups_encrypted,
 ]
 #: Rules over the whole stack: ``validate(StackValidationArgs, report_violation)``.

@@ -19,6 +19,7 @@ def rotation(args: ResourceValidationArgs) -> Iterable[str]:
 
 
 POLICIES = [
-    resource_rule("kms-rotation", "KMS.4", "Customer-managed KMS keys rotate automatically", MANDATORY, [KEY],
-                  rotation),
+    resource_rule(
+        "kms-rotation", "KMS.4", "Customer-managed KMS keys rotate automatically", MANDATORY, [KEY], rotation
+    ),
 ]

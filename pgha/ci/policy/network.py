@@ -41,8 +41,10 @@ def no_public_postgres(args: ResourceValidationArgs) -> Iterable[str]:
             return
         candidates = [(props, [*as_list(props.get("cidrBlocks")), *as_list(props.get("ipv6CidrBlocks"))])]
     else:
-        candidates = [(as_dict(r), [*as_list(as_dict(r).get("cidrBlocks")), *as_list(as_dict(r).get("ipv6CidrBlocks"))])
-                      for r in as_list(props.get("ingress"))]
+        candidates = [
+            (as_dict(r), [*as_list(as_dict(r).get("cidrBlocks")), *as_list(as_dict(r).get("ipv6CidrBlocks"))])
+            for r in as_list(props.get("ingress"))
+        ]
     for rule, cidrs in candidates:
         ports = _opens(rule, [c for c in cidrs if c])
         if ports:
@@ -50,6 +52,12 @@ def no_public_postgres(args: ResourceValidationArgs) -> Iterable[str]:
 
 
 POLICIES = [
-    resource_rule("sg-no-public-postgres", "EC2.19", "PostgreSQL is never reachable from 0.0.0.0/0 or ::/0",
-                  MANDATORY, [INGRESS_RULE, GROUP_RULE, GROUP], no_public_postgres),
+    resource_rule(
+        "sg-no-public-postgres",
+        "EC2.19",
+        "PostgreSQL is never reachable from 0.0.0.0/0 or ::/0",
+        MANDATORY,
+        [INGRESS_RULE, GROUP_RULE, GROUP],
+        no_public_postgres,
+    ),
 ]

@@ -117,27 +117,71 @@ def force_ssl(args: ResourceValidationArgs) -> Iterable[str]:
 
 
 POLICIES = [
-    resource_rule("rds-encrypted-cmk", "RDS.3", "RDS storage is encrypted with a customer-managed KMS key",
-                  MANDATORY, [INSTANCE], encrypted_with_cmk),
-    resource_rule("rds-not-public", "RDS.2", "RDS instances are not publicly accessible", MANDATORY, [INSTANCE],
-                  not_public),
-    resource_rule("rds-multi-az-prod", "RDS.5", "Production RDS primaries are Multi-AZ", MANDATORY, [INSTANCE],
-                  multi_az_in_production),
-    *per_environment("rds-backup-retention", "RDS.11", f"RDS keeps automated backups >= {MIN_BACKUP_DAYS} days",
-                     [INSTANCE], backup_retention),
-    *per_environment("rds-deletion-protection", "RDS.8", "RDS instances have deletion protection", [INSTANCE],
-                     deletion_protection),
-    resource_rule("rds-iam-auth", "RDS.10", "RDS instances use IAM database authentication", MANDATORY, [INSTANCE],
-                  iam_auth),
-    resource_rule("rds-log-exports", "RDS.9", "RDS PostgreSQL exports its logs to CloudWatch Logs", MANDATORY,
-                  [INSTANCE], log_exports),
-    resource_rule("rds-enhanced-monitoring", "RDS.6", "RDS enhanced monitoring is on", ADVISORY, [INSTANCE],
-                  enhanced_monitoring),
-    resource_rule("rds-auto-minor-upgrade", "RDS.13", "RDS automatic minor version upgrades are on", ADVISORY,
-                  [INSTANCE], auto_minor_upgrades),
-    resource_rule("rds-copy-tags-to-snapshots", "RDS.17", "RDS instances copy tags to snapshots", ADVISORY,
-                  [INSTANCE], copy_tags_to_snapshots),
-    resource_rule("rds-force-ssl", "pgha (no FSBP control; AWS: 'Requiring an SSL/TLS connection to a PostgreSQL "
-                  "DB instance')", "PostgreSQL parameter groups require TLS (rds.force_ssl=1)", MANDATORY,
-                  [PARAMETER_GROUP], force_ssl),
+    resource_rule(
+        "rds-encrypted-cmk",
+        "RDS.3",
+        "RDS storage is encrypted with a customer-managed KMS key",
+        MANDATORY,
+        [INSTANCE],
+        encrypted_with_cmk,
+    ),
+    resource_rule(
+        "rds-not-public", "RDS.2", "RDS instances are not publicly accessible", MANDATORY, [INSTANCE], not_public
+    ),
+    resource_rule(
+        "rds-multi-az-prod",
+        "RDS.5",
+        "Production RDS primaries are Multi-AZ",
+        MANDATORY,
+        [INSTANCE],
+        multi_az_in_production,
+    ),
+    *per_environment(
+        "rds-backup-retention",
+        "RDS.11",
+        f"RDS keeps automated backups >= {MIN_BACKUP_DAYS} days",
+        [INSTANCE],
+        backup_retention,
+    ),
+    *per_environment(
+        "rds-deletion-protection", "RDS.8", "RDS instances have deletion protection", [INSTANCE], deletion_protection
+    ),
+    resource_rule(
+        "rds-iam-auth", "RDS.10", "RDS instances use IAM database authentication", MANDATORY, [INSTANCE], iam_auth
+    ),
+    resource_rule(
+        "rds-log-exports",
+        "RDS.9",
+        "RDS PostgreSQL exports its logs to CloudWatch Logs",
+        MANDATORY,
+        [INSTANCE],
+        log_exports,
+    ),
+    resource_rule(
+        "rds-enhanced-monitoring", "RDS.6", "RDS enhanced monitoring is on", ADVISORY, [INSTANCE], enhanced_monitoring
+    ),
+    resource_rule(
+        "rds-auto-minor-upgrade",
+        "RDS.13",
+        "RDS automatic minor version upgrades are on",
+        ADVISORY,
+        [INSTANCE],
+        auto_minor_upgrades,
+    ),
+    resource_rule(
+        "rds-copy-tags-to-snapshots",
+        "RDS.17",
+        "RDS instances copy tags to snapshots",
+        ADVISORY,
+        [INSTANCE],
+        copy_tags_to_snapshots,
+    ),
+    resource_rule(
+        "rds-force-ssl",
+        "pgha (no FSBP control; AWS: 'Requiring an SSL/TLS connection to a PostgreSQL DB instance')",
+        "PostgreSQL parameter groups require TLS (rds.force_ssl=1)",
+        MANDATORY,
+        [PARAMETER_GROUP],
+        force_ssl,
+    ),
 ]
