@@ -333,9 +333,11 @@ def test_removing_the_first_allowed_cidr_deletes_only_its_rule() -> None:
 def test_naming_rules_after_their_cidr_is_a_no_op_on_an_existing_stack() -> None:
     """The aliases (the former position names) keep today's rules: no delete and create on upgrade."""
     # the base names each rule by its position, as before
-    base = base_commit(
-        {"components/network.py": ("allow_tcp(cidr_rule_name(name, cidr),", 'allow_tcp(f"{name}-from-cidr-{index}",')}
+    by_position = (
+        "cidr_rule_name(name, cidr),\n            security_group_id,",
+        'f"{name}-from-cidr-{index}",\n            security_group_id,',
     )
+    base = base_commit({"components/network.py": by_position})
     result = pgha_diff("--stack", "prod", "--base", base, "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["changes"] == []
